@@ -1,0 +1,221 @@
+"""Settings from the environment and an optional `.env` file.
+
+Every process reads the same variables (DESIGN.md §3). A missing or malformed value raises
+`ConfigError` naming the variable, which the `tgms` command prints as one line, never a traceback.
+Secrets are kept out of `repr` so a Settings object can be logged safely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TypeVar
+
+import platformdirs
+
+T = TypeVar("T")
+
+TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
+SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of every TGMS process. Secret fields are excluded from repr."""
+
+    database_url: str | None = None
+    bot_token: str | None = field(default=None, repr=False)
+    tgms_bot_token: str | None = field(default=None, repr=False)
+    admin_api_key: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    telegram_api_base: str = "https://api.telegram.org"
+    rate_per_second: float = 5.0
+    group_delay_seconds: float = 3.0
+    group_per_minute: int = 20
+    max_consecutive_failures: int = 3
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("tgms")))
+    worker_concurrency: int = 16
+    lease_seconds: float = 60.0
+    member_count_interval: float = 3600.0
+    job_retention_days: float = 7.0
+    admin_allow_networks: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    def require(self, name: str) -> str:
+        """Return a secret/required string setting or raise ConfigError naming its variable."""
+        value = getattr(self, name)
+        if not value:
+            raise ConfigError(ENV_NAMES[name], "is not set")
+        return str(value)
+
+    def bot_tokens(self) -> dict[str, str]:
+        """Configured bots by role name ('main', 'tgms'); only those whose token is set."""
+        bots = {"main": self.bot_token, "tgms": self.tgms_bot_token}
+        return {role: token for role, token in bots.items() if token}
+
+    def secrets(self) -> list[str]:
+        """Every secret value in use, for redaction and for the test-suite leak check."""
+        values = [self.bot_token, self.tgms_bot_token, self.admin_api_key, self.webhook_secret]
+        return [v for v in values if v]
+
+
+# Settings field -> environment variable. Seed names are kept verbatim.
+ENV_NAMES: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "bot_token": "BOT_TOKEN",
+    "tgms_bot_token": "TGMS_BOT_TOKEN",
+    "admin_api_key": "ADMIN_API_KEY",
+    "webhook_secret": "TGMS_WEBHOOK_SECRET",
+    "telegram_api_base": "TELEGRAM_API_BASE",
+    "rate_per_second": "TGMS_RATE_PER_SECOND",
+    "group_delay_seconds": "TGMS_GROUP_DELAY_SECONDS",
+    "group_per_minute": "TGMS_GROUP_MESSAGES_PER_MINUTE",
+    "max_consecutive_failures": "TGMS_MAX_CONSECUTIVE_FAILURES",
+    "data_dir": "TGMS_DATA_DIR",
+    "worker_concurrency": "TGMS_WORKER_CONCURRENCY",
+    "lease_seconds": "TGMS_JOB_LEASE_SECONDS",
+    "member_count_interval": "TGMS_MEMBER_COUNT_INTERVAL_SECONDS",
+    "job_retention_days": "TGMS_JOB_RETENTION_DAYS",
+    "admin_allow_networks": "TGMS_ADMIN_ALLOW_NETWORKS",
+    "log_level": "TGMS_LOG_LEVEL",
+}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a `.env` file: KEY=VALUE lines, optional `export`, quotes, `#` comments."""
+    values: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path.name} line {lineno}", "expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def _number(cast: Callable[[str], T], *, minimum: float, allow_equal: bool = True) -> Callable[[str, str], T]:
+    def parse(var: str, raw: str) -> T:
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise ConfigError(var, f"expected a {cast.__name__}, got {raw!r}") from None
+        too_small = value < minimum if allow_equal else value <= minimum  # type: ignore[operator]
+        if too_small:
+            bound = ">=" if allow_equal else ">"
+            raise ConfigError(var, f"must be {bound} {minimum}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _token(var: str, raw: str) -> str:
+    if not TOKEN_RE.match(raw):
+        # Never echo the value: it may be a real token with a typo.
+        raise ConfigError(var, "is not a bot token of the form <digits>:<secret> (value not shown)")
+    return raw
+
+
+def _secret_token(var: str, raw: str) -> str:
+    if not SECRET_TOKEN_RE.match(raw):
+        raise ConfigError(var, "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+    return raw
+
+
+def _database_url(var: str, raw: str) -> str:
+    if not re.match(r"^postgres(ql)?://", raw):
+        raise ConfigError(var, "must start with postgresql:// (value not shown)")
+    return raw
+
+
+def _api_base(var: str, raw: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", raw):
+        raise ConfigError(var, f"must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _networks(var: str, raw: str) -> tuple[str, ...]:
+    import ipaddress
+
+    nets = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            nets.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(var, f"{part!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+    return tuple(nets)
+
+
+def _log_level(var: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(var, f"must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _plain(var: str, raw: str) -> str:
+    return raw
+
+
+PARSERS: dict[str, Callable[[str, str], object]] = {
+    "database_url": _database_url,
+    "bot_token": _token,
+    "tgms_bot_token": _token,
+    "admin_api_key": _plain,
+    "webhook_secret": _secret_token,
+    "telegram_api_base": _api_base,
+    "rate_per_second": _number(float, minimum=0, allow_equal=False),
+    "group_delay_seconds": _number(float, minimum=0),
+    "group_per_minute": _number(int, minimum=1),
+    "max_consecutive_failures": _number(int, minimum=1),
+    "data_dir": lambda var, raw: Path(raw).expanduser(),
+    "worker_concurrency": _number(int, minimum=1),
+    "lease_seconds": _number(float, minimum=1),
+    "member_count_interval": _number(float, minimum=1),
+    "job_retention_days": _number(float, minimum=0, allow_equal=False),
+    "admin_allow_networks": _networks,
+    "log_level": _log_level,
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Build Settings from `environ` (default os.environ) over an optional `.env` file.
+
+    Real environment variables win over `.env`, as with docker and most 12-factor tools.
+    Empty values count as unset.
+    """
+    source: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        source.update(read_dotenv(dotenv))
+    source.update(os.environ if environ is None else environ)
+    kwargs: dict[str, object] = {}
+    for f in fields(Settings):
+        var = ENV_NAMES[f.name]
+        raw = source.get(var, "").strip()
+        if raw:
+            kwargs[f.name] = PARSERS[f.name](var, raw)
+    return Settings(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,94 @@
+"""Database access shared by every process: which server, the connection pool, and migrations.
+
+`database_url()` is the one place that decides between DATABASE_URL and the embedded server.
+Migrations are plain numbered SQL files applied in order under an advisory lock, so several processes
+starting at once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .config import Settings
+from .embedded import CleanupMode, embedded_url
+
+log = logging.getLogger(__name__)
+
+# Arbitrary constant shared by all TGMS processes: "the migration lock".
+MIGRATION_LOCK_ID = 0x7467_6D73_0001  # "tgms" 0001
+
+_REPO_SQL = Path(__file__).resolve().parents[2] / "sql"
+_PACKAGED_SQL = Path(__file__).resolve().parent / "_sql"
+
+
+def sql_dir() -> Path:
+    """The migrations directory: the repo's sql/ in a checkout, or the copy packed into the wheel."""
+    return _REPO_SQL if _REPO_SQL.is_dir() else _PACKAGED_SQL
+
+
+def database_url(settings: Settings, *, cleanup: CleanupMode = "stop") -> str:
+    """DATABASE_URL when set, else the embedded server in TGMS_DATA_DIR (started or joined)."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_url(settings.data_dir, cleanup=cleanup)
+
+
+def migration_files() -> list[Path]:
+    return sorted(p for p in sql_dir().glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def migrate(url: str) -> list[str]:
+    """Apply pending migrations; return the versions applied by this call (empty when up to date)."""
+    applied_now: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version    text PRIMARY KEY,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for path in migration_files():
+                version = path.stem
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[call-overload]
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("applied migration %s", version)
+                applied_now.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied_now
+
+
+def pending_migrations(url: str) -> list[str]:
+    """Versions not applied yet (used by `tgms doctor`)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        done: set[str] = set()
+        if exists and exists[0]:
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [p.stem for p in migration_files() if p.stem not in done]
+
+
+async def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "tgms"
+) -> AsyncConnectionPool:
+    """An opened async pool. Broken connections (e.g. after a PostgreSQL restart) are discarded
+    by the pool on return, so callers retry on OperationalError and get a fresh connection."""
+    pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        timeout=10.0,
+    )
+    await pool.open(wait=False)
+    return pool

@@ -1,0 +1,394 @@
+"""The durable job queue on the `jobs` table.
+
+Every function takes a psycopg AsyncConnection so that enqueueing can join the caller's transaction
+(a webhook update and its job commit together). Rules (DESIGN.md §5):
+
+- Pools route by exact prefix: `pool` is a generated column, 'tgms' for job types starting with
+  'tgms_', 'main' otherwise.
+- Claims take a batch with FOR UPDATE SKIP LOCKED and hold a lease (`locked_until`). Only the lease
+  holder (`locked_by`) can complete, fail, snooze or release a job, so a worker that lost its lease
+  never overwrites the outcome of the worker that re-ran the job.
+- A job whose lease ran out (its worker died) is put back by `reap_expired_leases`, counting a retry,
+  so a job that kills its worker cannot loop for ever.
+- `priority`: lower runs first (join requests are urgent, maintenance is not).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+Pool = Literal["main", "tgms"]
+POOLS: tuple[Pool, ...] = ("main", "tgms")
+NOTIFY_CHANNEL = "tgms_jobs"
+DEFAULT_MAX_RETRIES = 5
+
+
+def pool_of(job_type: str) -> Pool:
+    """The pool a job type belongs to; the same rule as the generated `jobs.pool` column."""
+    return "tgms" if job_type.startswith("tgms_") else "main"
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: int
+    job_type: str
+    payload: dict[str, Any]
+    retries: int
+    max_retries: int
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    dedupe_key: str | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    job_type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    run_at: datetime | None = None
+    priority: int = 0
+    dedupe_key: str | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: base * 2**retries, capped, times a random factor in
+    [1 - jitter, 1 + jitter] so that jobs failing together do not retry together."""
+
+    base: float = 2.0
+    cap: float = 600.0
+    jitter: float = 0.2
+
+    def delay(self, retries: int) -> float:
+        raw = min(self.cap, self.base * (2 ** max(0, retries)))
+        return raw * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+_JOB_COLUMNS = "job_id, job_type, payload, retries, max_retries, priority, run_at, created_at, dedupe_key"
+
+SQL_ENQUEUE = """
+INSERT INTO jobs (job_type, payload, run_at, priority, dedupe_key, max_retries)
+VALUES (%(job_type)s, %(payload)s, COALESCE(%(run_at)s, now()), %(priority)s, %(dedupe_key)s,
+        %(max_retries)s)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING job_id
+"""
+
+SQL_ENQUEUE_MANY = """
+INSERT INTO jobs (job_type, payload, run_at, priority, dedupe_key, max_retries)
+SELECT t.job_type, t.payload, COALESCE(t.run_at, now()), t.priority, t.dedupe_key, t.max_retries
+  FROM unnest(%s::text[], %s::jsonb[], %s::timestamptz[], %s::int[], %s::text[], %s::int[])
+       AS t(job_type, payload, run_at, priority, dedupe_key, max_retries)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING job_id
+"""
+
+# The CTE is a planner fence: lock exactly the chosen rows, then update them.
+SQL_CLAIM = f"""
+WITH claimed AS (
+    SELECT job_id FROM jobs
+     WHERE status = 'pending' AND pool = %(pool)s AND run_at <= now()
+     ORDER BY priority, run_at, job_id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+   SET status = 'running', locked_by = %(worker)s,
+       locked_until = now() + make_interval(secs => %(lease)s), updated_at = now()
+  FROM claimed
+ WHERE j.job_id = claimed.job_id
+RETURNING {", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))}
+"""
+
+SQL_COMPLETE = """
+UPDATE jobs SET status = 'done', finished_at = now(), updated_at = now(), locked_until = NULL
+ WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
+"""
+
+SQL_FAIL = """
+UPDATE jobs
+   SET retries = retries + 1,
+       status = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN 'failed' ELSE 'pending' END,
+       run_at = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN run_at
+                     ELSE now() + make_interval(secs => %(delay)s) END,
+       finished_at = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN now() END,
+       last_error = %(error)s, locked_until = NULL, updated_at = now()
+ WHERE job_id = %(job_id)s AND status = 'running' AND locked_by = %(worker)s
+RETURNING status
+"""
+
+SQL_SNOOZE = """
+UPDATE jobs
+   SET status = 'pending', run_at = now() + make_interval(secs => %(delay)s), locked_until = NULL,
+       last_error = COALESCE(%(reason)s, last_error), updated_at = now()
+ WHERE job_id = %(job_id)s AND status = 'running' AND locked_by = %(worker)s
+RETURNING job_id
+"""
+
+SQL_EXTEND = """
+UPDATE jobs SET locked_until = now() + make_interval(secs => %(lease)s)
+ WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
+RETURNING job_id
+"""
+
+SQL_RELEASE = """
+UPDATE jobs SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
+ WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
+RETURNING pool
+"""
+
+SQL_REAP = """
+WITH expired AS (
+    SELECT job_id FROM jobs
+     WHERE status = 'running' AND locked_until < now()
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+   SET retries = j.retries + 1,
+       status = CASE WHEN j.retries + 1 > j.max_retries THEN 'failed' ELSE 'pending' END,
+       finished_at = CASE WHEN j.retries + 1 > j.max_retries THEN now() END,
+       last_error = 'lease expired: worker ' || COALESCE(j.locked_by, '?') || ' stopped before finishing',
+       locked_until = NULL, run_at = now(), updated_at = now()
+  FROM expired
+ WHERE j.job_id = expired.job_id
+RETURNING j.pool
+"""
+
+SQL_CANCEL = """
+UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+ WHERE job_id = %s AND status = 'pending'
+RETURNING job_id
+"""
+
+SQL_RETRY = """
+UPDATE jobs SET status = 'pending', retries = 0, run_at = now(), finished_at = NULL, locked_by = NULL,
+       locked_until = NULL, updated_at = now()
+ WHERE job_id = %s AND status IN ('failed', 'cancelled')
+RETURNING pool
+"""
+
+SQL_PRUNE = """
+WITH old AS (
+    SELECT job_id FROM jobs
+     WHERE finished_at < now() - make_interval(secs => %(age)s)
+       AND status IN ('done', 'failed', 'cancelled')
+     LIMIT %(batch)s
+)
+DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM old)
+"""
+
+SQL_NEXT_RUN_AT = """
+SELECT EXTRACT(EPOCH FROM min(run_at) - now()) FROM jobs WHERE status = 'pending' AND pool = %s
+"""
+
+SQL_ENQUEUE_PERIODIC = """
+INSERT INTO jobs (job_type, payload, priority, dedupe_key, max_retries)
+VALUES (%(job_type)s, %(payload)s, %(priority)s,
+        'periodic:' || %(job_type)s || ':'
+            || floor(EXTRACT(EPOCH FROM now()) / %(every)s)::bigint::text,
+        %(max_retries)s)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING job_id
+"""
+
+
+async def enqueue(
+    conn: AsyncConnection[Any],
+    job_type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    run_at: datetime | None = None,
+    priority: int = 0,
+    dedupe_key: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> int | None:
+    """Insert one job in the caller's transaction; None when `dedupe_key` already exists."""
+    cur = await conn.execute(
+        SQL_ENQUEUE,
+        {
+            "job_type": job_type,
+            "payload": Jsonb(payload or {}),
+            "run_at": run_at,
+            "priority": priority,
+            "dedupe_key": dedupe_key,
+            "max_retries": max_retries,
+        },
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def enqueue_many(conn: AsyncConnection[Any], jobs: Sequence[NewJob]) -> list[int]:
+    """Insert many jobs with one statement (one NOTIFY); ids of the rows actually inserted."""
+    if not jobs:
+        return []
+    cur = await conn.execute(
+        SQL_ENQUEUE_MANY,
+        (
+            [j.job_type for j in jobs],
+            [Jsonb(j.payload) for j in jobs],
+            [j.run_at for j in jobs],
+            [j.priority for j in jobs],
+            [j.dedupe_key for j in jobs],
+            [j.max_retries for j in jobs],
+        ),
+    )
+    return [int(r[0]) for r in await cur.fetchall()]
+
+
+async def enqueue_periodic(
+    conn: AsyncConnection[Any],
+    job_type: str,
+    every_seconds: float,
+    payload: dict[str, Any] | None = None,
+    *,
+    priority: int = 10,
+    max_retries: int = 2,
+) -> int | None:
+    """Enqueue `job_type` once per period of `every_seconds` (database clock), however many
+    workers call this: the period index is part of the dedupe key."""
+    cur = await conn.execute(
+        SQL_ENQUEUE_PERIODIC,
+        {
+            "job_type": job_type,
+            "payload": Jsonb(payload or {}),
+            "priority": priority,
+            "every": every_seconds,
+            "max_retries": max_retries,
+        },
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def claim_batch(
+    conn: AsyncConnection[Any], pool: Pool, worker_id: str, limit: int, lease_seconds: float
+) -> list[Job]:
+    """Claim up to `limit` due jobs of `pool` for `worker_id`, leased for `lease_seconds`."""
+    async with conn.cursor(row_factory=class_row(Job)) as cur:
+        await cur.execute(
+            SQL_CLAIM, {"pool": pool, "limit": limit, "worker": worker_id, "lease": lease_seconds}
+        )
+        return await cur.fetchall()
+
+
+async def complete_many(conn: AsyncConnection[Any], job_ids: Iterable[int], worker_id: str) -> int:
+    """Mark jobs done; only those still leased by `worker_id` change. Returns how many did."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    cur = await conn.execute(SQL_COMPLETE, {"ids": ids, "worker": worker_id})
+    return cur.rowcount
+
+
+async def fail(
+    conn: AsyncConnection[Any],
+    job_id: int,
+    worker_id: str,
+    error: str,
+    *,
+    delay: float = 0.0,
+    permanent: bool = False,
+) -> str | None:
+    """Record a failed attempt: back to pending after `delay`, or 'failed' once retries exceed
+    max_retries (or at once when `permanent`). Returns the new status, None if the lease was lost."""
+    cur = await conn.execute(
+        SQL_FAIL,
+        {
+            "job_id": job_id,
+            "worker": worker_id,
+            "error": error[:4000],
+            "delay": delay,
+            "permanent": permanent,
+        },
+    )
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def snooze(
+    conn: AsyncConnection[Any], job_id: int, worker_id: str, seconds: float, reason: str | None = None
+) -> bool:
+    """Put a running job back to pending in `seconds` without counting a retry (e.g. Telegram 429)."""
+    cur = await conn.execute(
+        SQL_SNOOZE, {"job_id": job_id, "worker": worker_id, "delay": seconds, "reason": reason}
+    )
+    return await cur.fetchone() is not None
+
+
+async def extend_leases(
+    conn: AsyncConnection[Any], job_ids: Iterable[int], worker_id: str, lease_seconds: float
+) -> set[int]:
+    """Extend the leases of jobs still held by `worker_id`; the ids whose lease was extended."""
+    ids = list(job_ids)
+    if not ids:
+        return set()
+    cur = await conn.execute(SQL_EXTEND, {"ids": ids, "worker": worker_id, "lease": lease_seconds})
+    return {int(r[0]) for r in await cur.fetchall()}
+
+
+async def release(conn: AsyncConnection[Any], job_ids: Iterable[int], worker_id: str) -> int:
+    """Give unfinished jobs back (graceful shutdown) without counting a retry; wakes other workers."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    cur = await conn.execute(SQL_RELEASE, {"ids": ids, "worker": worker_id})
+    pools = {str(r[0]) for r in await cur.fetchall()}
+    await _notify(conn, pools)
+    return cur.rowcount
+
+
+async def reap_expired_leases(conn: AsyncConnection[Any]) -> int:
+    """Put jobs whose worker died (lease ran out) back to pending, counting a retry."""
+    cur = await conn.execute(SQL_REAP)
+    pools = {str(r[0]) for r in await cur.fetchall()}
+    await _notify(conn, pools)
+    return cur.rowcount
+
+
+async def cancel(conn: AsyncConnection[Any], job_id: int) -> bool:
+    """Cancel a pending job; False when it is not pending (running or finished)."""
+    cur = await conn.execute(SQL_CANCEL, (job_id,))
+    return await cur.fetchone() is not None
+
+
+async def retry(conn: AsyncConnection[Any], job_id: int) -> bool:
+    """Run a failed or cancelled job again from scratch (retries reset); False otherwise."""
+    cur = await conn.execute(SQL_RETRY, (job_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    await _notify(conn, {str(row[0])})
+    return True
+
+
+async def prune(conn: AsyncConnection[Any], older_than_seconds: float, batch: int = 10_000) -> int:
+    """Delete finished (done, failed, cancelled) jobs older than the given age; never unfinished ones.
+    Deletes in batches so no statement holds locks for long; returns how many rows went."""
+    total = 0
+    while True:
+        cur = await conn.execute(SQL_PRUNE, {"age": older_than_seconds, "batch": batch})
+        total += cur.rowcount
+        if cur.rowcount < batch:
+            return total
+
+
+async def seconds_until_next(conn: AsyncConnection[Any], pool: Pool) -> float | None:
+    """Seconds until the earliest pending job of `pool` is due (<= 0: due now); None when empty."""
+    cur = await conn.execute(SQL_NEXT_RUN_AT, (pool,))
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def _notify(conn: AsyncConnection[Any], pools: Iterable[str]) -> None:
+    for pool in pools:
+        await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, pool))
