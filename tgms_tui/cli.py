@@ -1,0 +1,92 @@
+"""The `tgms` command: the one place that knows every role (DESIGN.md §1-2).
+
+Each subcommand lives in its role's module, which provides `add_arguments(parser)` and
+`run(args) -> int`; only the chosen subcommand's module is imported, so `tgms worker` never loads
+Textual. Every failure prints one clear line and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from tgms_tui.backend.config import ConfigError
+
+
+class Subcommand(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module providing add_arguments/run, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("tgms_tui.demo", "the whole system live: simulator, webhook, workers and the TUI"),
+    "tui": ("tgms_tui.tui_command", "the live control center (Textual)"),
+    "webhook": ("webhook_server.cli", "serve the Telegram webhook and admin API (uvicorn)"),
+    "worker": ("workers.cli", "run a worker: 'main' (regular updates) or 'tgms' (group management)"),
+    "sim": ("telegram_sim.cli", "run the Telegram Bot API simulator"),
+    "migrate": ("tgms_tui.db_command", "apply pending database migrations"),
+    "db": ("tgms_tui.db_command", "database helpers: 'url' prints the URL in use, 'stop' stops the embedded one"),
+    "set-webhook": ("workers.set_webhook", "point each bot's Telegram webhook at this server (--delete, --info)"),
+    "doctor": ("workers.doctor", "check configuration, database, tokens, webhooks and group rights"),
+    "groups": ("tgms_tui.admin_command", "list or add managed groups"),
+    "broadcast": ("tgms_tui.admin_command", "enqueue a broadcast from the command line"),
+}
+
+
+def _load(name: str) -> Subcommand:
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    specific = getattr(module, f"command_{name.replace('-', '_')}", None)
+    return cast(Subcommand, specific if specific is not None else module)
+
+
+def build_parser(selected: str | None) -> tuple[argparse.ArgumentParser, Subcommand | None]:
+    parser = argparse.ArgumentParser(
+        prog="tgms", description="TGMS: Telegram Group Management System."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen: Subcommand | None = None
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            chosen = _load(name)
+            chosen.add_arguments(sp)
+    return parser, chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    if selected not in SUBCOMMANDS:
+        selected = None
+    try:
+        parser, command = build_parser(selected)
+        args = parser.parse_args(argv)
+        if command is None:
+            parser.print_help()
+            return 2
+        return int(command.run(args) or 0)
+    except ConfigError as exc:
+        print(f"tgms: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except ModuleNotFoundError as exc:
+        print(f"tgms: {selected}: not available ({exc})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the promise: one clear line, never a traceback
+        from tgms_tui.backend.redaction import redact
+
+        print(f"tgms: {selected or 'error'}: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

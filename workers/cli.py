@@ -1,0 +1,39 @@
+"""`tgms worker main|tgms`: run one pool's worker until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from tgms_tui.backend.bootstrap import prepare
+from tgms_tui.backend.queue import Pool
+
+from .registry import handlers_for, periodic_for
+from .runner import Worker, WorkerOptions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pool", choices=["main", "tgms"],
+                        help="main: job types not starting with tgms_; tgms: job types starting with tgms_")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="jobs run at once (default: TGMS_WORKER_CONCURRENCY, 16)")
+    parser.add_argument("--grace", type=float, default=20.0,
+                        help="seconds in-flight jobs get to finish on SIGTERM/SIGINT (default 20)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_pool(args.pool, concurrency=args.concurrency, grace=args.grace)
+
+
+def run_pool(pool: Pool, *, concurrency: int | None = None, grace: float = 20.0) -> int:
+    """Start the worker of `pool` on the configured database; returns the exit code."""
+    settings, url = prepare()
+    options = WorkerOptions(
+        concurrency=concurrency or settings.worker_concurrency,
+        lease_seconds=settings.lease_seconds,
+        grace_seconds=grace,
+        periodic=periodic_for(pool, settings),
+    )
+    worker = Worker(url, pool, handlers_for(pool), settings, options)
+    asyncio.run(worker.run_forever())
+    return 0

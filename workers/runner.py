@@ -1,0 +1,429 @@
+"""The worker loop: claim → dispatch → complete/retry, with heartbeats, leases and graceful stop.
+
+One `Worker` serves one pool ('main' or 'tgms'). It claims due jobs in batches up to its free
+concurrency, runs each handler as an asyncio task, and batches completions (whatever finished while
+the previous completion commit was in flight goes in the next one). It sleeps on LISTEN/NOTIFY from a
+dedicated autocommit connection, with a slow poll and the next scheduled `run_at` as fallbacks.
+
+A heartbeat task keeps `bot_health` current, extends the leases of in-flight jobs (so a live worker
+never loses a job to another), reaps expired leases of dead workers, and enqueues periodic jobs.
+Database errors anywhere are logged and retried: PostgreSQL may restart under us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from tgms_tui.backend import queue
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.db import open_pool
+from tgms_tui.backend.queue import Backoff, Job, Pool
+from tgms_tui.backend.redaction import redact
+
+log = logging.getLogger(__name__)
+
+BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
+
+
+class Snooze(Exception):
+    """Raised by a handler to run the job again in `seconds` without counting a retry (429)."""
+
+    def __init__(self, seconds: float, reason: str | None = None) -> None:
+        super().__init__(reason or f"snoozed for {seconds:.1f}s")
+        self.seconds = seconds
+        self.reason = reason
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying cannot help: the job fails at once."""
+
+
+@dataclass
+class JobContext:
+    """What a handler gets besides its job: the database, settings and who is running it."""
+
+    db: AsyncConnectionPool
+    settings: Settings
+    worker_id: str
+    pool: Pool
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[JobContext, Job], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A job enqueued once per `every_seconds` across all workers (dedupe key per period)."""
+
+    job_type: str
+    every_seconds: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 16
+    batch_size: int = 100
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 5.0
+    poll_seconds: float = 5.0
+    grace_seconds: float = 20.0
+    backoff: Backoff = field(default_factory=Backoff)
+    periodic: tuple[PeriodicJob, ...] = ()
+
+
+class Worker:
+    """Runs the handlers of one pool until `stop()` (or SIGTERM/SIGINT via `run_forever`)."""
+
+    def __init__(
+        self,
+        url: str,
+        pool: Pool,
+        handlers: Mapping[str, Handler],
+        settings: Settings,
+        options: WorkerOptions | None = None,
+        *,
+        bot_name: str | None = None,
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.pool: Pool = pool
+        self.handlers = dict(handlers)
+        self.settings = settings
+        self.options = options or WorkerOptions(
+            concurrency=settings.worker_concurrency, lease_seconds=settings.lease_seconds
+        )
+        self.bot_name = bot_name or BOT_NAMES[pool]
+        self.worker_id = f"{self.bot_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.services = services or {}
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self.last_error: str | None = None
+        self.last_activity: float | None = None
+        self._db: AsyncConnectionPool | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._to_complete: list[int] = []
+        self._completion_wanted = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._status = "starting"
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Stop claiming; in-flight jobs get `grace_seconds` to finish, the rest are released."""
+        self._stopping.set()
+        self._wakeup.set()
+        self._slot_free.set()
+
+    async def run(self) -> None:
+        opts = self.options
+        self._db = await open_pool(
+            self.url, min_size=2, max_size=max(4, min(opts.concurrency, 20) + 3), name=self.worker_id
+        )
+        ctx = JobContext(self._db, self.settings, self.worker_id, self.pool, self.services)
+        background = [
+            asyncio.create_task(self._listen(), name="listen"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._completer(), name="completer"),
+        ]
+        log.info("worker %s serving pool %r (concurrency %d)", self.worker_id, self.pool, opts.concurrency)
+        self._status = "running"
+        try:
+            await self._claim_loop(ctx)
+            self._status = "stopping"
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._status = "stopped"
+            await self._retry_db(self._write_health, attempts=3)
+            await self._db.close()
+            log.info("worker %s stopped (done %d, failed %d)", self.worker_id, self.jobs_done, self.jobs_failed)
+
+    async def run_forever(self) -> None:
+        """`run()` with SIGTERM/SIGINT mapped to a graceful stop (second signal: stop waiting)."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("stopping: finishing in-flight jobs (signal again to stop at once)")
+                self.stop()
+            else:
+                self.options.grace_seconds = 0
+                for task in list(self._inflight.values()):
+                    task.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await self.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    # ------------------------------------------------------------------ claiming
+    async def _claim_loop(self, ctx: JobContext) -> None:
+        opts = self.options
+        failures = 0
+        while not self._stopping.is_set():
+            free = opts.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            want = min(free, opts.batch_size)
+            self._wakeup.clear()  # a NOTIFY arriving during the claim sets it again: no lost wake-up
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    jobs = await queue.claim_batch(conn, self.pool, self.worker_id, want, opts.lease_seconds)
+                failures = 0
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                await self._note_db_error("claim", exc, failures)
+                continue
+            for job in jobs:
+                self._inflight[job.job_id] = asyncio.create_task(self._execute(ctx, job))
+            if len(jobs) < want:
+                await self._idle_wait()
+
+    async def _idle_wait(self) -> None:
+        timeout = self.options.poll_seconds
+        try:
+            assert self._db is not None
+            async with self._db.connection() as conn:
+                due_in = await queue.seconds_until_next(conn, self.pool)
+            if due_in is not None:
+                timeout = max(0.0, min(timeout, due_in))
+        except (psycopg.Error, OSError):
+            pass  # the claim loop reports database trouble
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _note_db_error(self, what: str, exc: BaseException, failures: int) -> None:
+        self.last_error = redact(f"database error during {what}: {exc}")[:500]
+        delay = min(5.0, 0.2 * 2 ** min(failures, 5))
+        log.warning("%s; retrying in %.1fs", self.last_error, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    # ------------------------------------------------------------------ running one job
+    async def _execute(self, ctx: JobContext, job: Job) -> None:
+        try:
+            handler = self.handlers.get(job.job_type)
+            if handler is None:
+                raise PermanentFailure(
+                    f"no handler for job_type {job.job_type!r} in pool {self.pool!r} "
+                    f"(known: {', '.join(sorted(self.handlers)) or 'none'})"
+                )
+            await handler(ctx, job)
+        except Snooze as snoozed:
+            seconds, reason = snoozed.seconds, snoozed.reason
+            await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, seconds, reason))
+        except PermanentFailure as exc:
+            await self._record_failure(job, str(exc), permanent=True)
+        except asyncio.CancelledError:
+            raise  # shutdown: _drain releases the job
+        except Exception as exc:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
+            await self._record_failure(job, detail, permanent=False)
+        else:
+            self._to_complete.append(job.job_id)
+            self._completion_wanted.set()
+            self.jobs_done += 1
+        finally:
+            self.last_activity = time.time()
+            self._inflight.pop(job.job_id, None)
+            self._slot_free.set()
+
+    async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> None:
+        error = redact(error)
+        self.last_error = f"job {job.job_id} ({job.job_type}): {error}"[:500]
+        delay = self.options.backoff.delay(job.retries)
+        status: list[str | None] = []
+
+        async def write(conn: psycopg.AsyncConnection[Any]) -> None:
+            status.append(
+                await queue.fail(conn, job.job_id, self.worker_id, error, delay=delay, permanent=permanent)
+            )
+
+        await self._settle(job, write)
+        if status and status[-1] == "failed":
+            self.jobs_failed += 1
+
+    async def _settle(self, job: Job, write: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> None:
+        """Write a job's outcome, retrying through database outages for as long as the lease
+        lasts; after that the job will be reaped and re-run, which is the safe default."""
+        deadline = time.monotonic() + self.options.lease_seconds
+        failures = 0
+        while True:
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    await write(conn)
+                return
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                if time.monotonic() > deadline:
+                    log.error("could not record outcome of job %d: %s", job.job_id, redact(str(exc)))
+                    return
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+    # ------------------------------------------------------------------ batched completion
+    async def _completer(self) -> None:
+        while True:
+            await self._completion_wanted.wait()
+            self._completion_wanted.clear()
+            await self._flush_completions()
+
+    async def _flush_completions(self) -> None:
+        failures = 0
+        while self._to_complete:
+            batch, self._to_complete = self._to_complete, []
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    await queue.complete_many(conn, batch, self.worker_id)
+                failures = 0
+            except (psycopg.Error, OSError) as exc:
+                self._to_complete[:0] = batch  # keep them; the lease still protects the jobs
+                failures += 1
+                log.warning("completion write failed (%s); retrying", redact(str(exc)))
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+    # ------------------------------------------------------------------ wake-ups
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated autocommit connection (not the pool); reconnect for ever."""
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+                    failures = 0
+                    self._wakeup.set()  # we may have missed notifications while disconnected
+                    async for note in conn.notifies():
+                        if note.payload == self.pool:
+                            self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                log.debug("listener lost (%s); reconnecting", exc)
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    # ------------------------------------------------------------------ heartbeat
+    async def _heartbeat_loop(self) -> None:
+        period = min(self.options.heartbeat_seconds, self.options.lease_seconds / 3)
+        while True:
+            try:
+                await self._heartbeat()
+            except (psycopg.Error, OSError) as exc:
+                log.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(period)
+
+    async def _heartbeat(self) -> None:
+        assert self._db is not None
+        async with self._db.connection() as conn:
+            held = await queue.extend_leases(
+                conn, list(self._inflight), self.worker_id, self.options.lease_seconds
+            )
+            lost = set(self._inflight) - held
+            if lost:
+                log.warning("lost the lease of jobs %s (another worker may re-run them)", sorted(lost))
+            reaped = await queue.reap_expired_leases(conn)
+            if reaped:
+                log.warning("re-queued %d job(s) whose worker stopped heartbeating", reaped)
+            for periodic in self.options.periodic:
+                await queue.enqueue_periodic(conn, periodic.job_type, periodic.every_seconds, periodic.payload)
+        await self._write_health()
+
+    async def _write_health(self) -> None:
+        assert self._db is not None
+        async with self._db.connection() as conn:
+            await conn.execute(
+                SQL_UPSERT_HEALTH,
+                {
+                    "worker_id": self.worker_id,
+                    "bot_name": self.bot_name,
+                    "status": self._status,
+                    "last_activity": self.last_activity,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "done": self.jobs_done,
+                    "failed": self.jobs_failed,
+                    "last_error": self.last_error,
+                },
+            )
+
+    async def _retry_db(self, fn: Callable[[], Awaitable[None]], attempts: int) -> None:
+        for attempt in range(attempts):
+            try:
+                await fn()
+                return
+            except (psycopg.Error, OSError) as exc:
+                if attempt == attempts - 1:
+                    log.warning("giving up on final health write: %s", redact(str(exc)))
+                await asyncio.sleep(0.2)
+
+    # ------------------------------------------------------------------ shutdown
+    async def _drain(self) -> None:
+        tasks = list(self._inflight.values())
+        if tasks:
+            log.info("waiting up to %.0fs for %d in-flight job(s)", self.options.grace_seconds, len(tasks))
+            await asyncio.wait(tasks, timeout=self.options.grace_seconds)
+        leftover = dict(self._inflight)
+        for task in leftover.values():
+            task.cancel()
+        if leftover:
+            await asyncio.gather(*leftover.values(), return_exceptions=True)
+            ids = list(leftover)
+
+            async def give_back(conn: psycopg.AsyncConnection[Any]) -> None:
+                await queue.release(conn, ids, self.worker_id)
+
+            await self._settle_ids(give_back)
+            log.info("released %d unfinished job(s) back to the queue", len(ids))
+        await self._flush_completions()
+
+    async def _settle_ids(self, write: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]) -> None:
+        for _ in range(5):
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    await write(conn)
+                return
+            except (psycopg.Error, OSError):
+                await asyncio.sleep(0.5)
+
+
+SQL_UPSERT_HEALTH = """
+INSERT INTO bot_health (worker_id, bot_name, status, last_activity, updated_at, pid, host, jobs_done,
+                        jobs_failed, last_error)
+VALUES (%(worker_id)s, %(bot_name)s, %(status)s, to_timestamp(%(last_activity)s), now(), %(pid)s, %(host)s,
+        %(done)s, %(failed)s, %(last_error)s)
+ON CONFLICT (worker_id) DO UPDATE
+   SET status = EXCLUDED.status, last_activity = EXCLUDED.last_activity, updated_at = now(),
+       jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed, last_error = EXCLUDED.last_error
+"""
