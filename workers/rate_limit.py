@@ -1,0 +1,268 @@
+"""Telegram send rate limits shared by every worker process through PostgreSQL.
+
+Each limit is a token bucket row in `rate_buckets` (sql/001_core.sql), refilled lazily from the
+database clock, so any number of processes on any number of hosts share one budget:
+
+- `bot:<bot>`               the bot's overall rate (TGMS_RATE_PER_SECOND, seed default 5/s)
+- `group:<bot>:<chat>`      Telegram's 20 messages per minute in a group (chat ids < 0)
+- `chat:<bot>:<chat>`       at most one message per `chat_min_interval` (1 s) in any chat
+- `pace:<key>`              optional pacing stream, e.g. one broadcast's "3 s between groups"
+
+One acquire takes one token from every bucket it names *in one statement*: the rows are locked in key
+order (`FOR UPDATE`, so no deadlocks and no read-then-write race) and updated only if all of them have
+a token and none is paused. Either every bucket pays or none does, so a caller waiting on a busy chat
+never burns the bot's tokens. A 429 sets `paused_until` on a bucket; acquire waits it out.
+
+Bucket capacities default to 1: a token bucket with capacity C and rate r admits C - 1 + r*T calls in
+any window of T seconds, so capacity 1 keeps every window at the configured rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg_pool import AsyncConnectionPool
+
+if TYPE_CHECKING:
+    from tgms_tui.backend.config import Settings
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------ SQL
+
+# Create missing buckets full; adopt a changed configuration without touching the level otherwise.
+# Keys arrive sorted so concurrent upserts lock rows in the same order.
+ENSURE_BUCKETS = """
+INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at)
+SELECT k, c, c, r, clock_timestamp()
+  FROM unnest(%(keys)s::text[], %(capacities)s::float8[], %(rates)s::float8[]) AS w(k, c, r)
+ ORDER BY k
+ON CONFLICT (key) DO UPDATE
+   SET capacity = EXCLUDED.capacity,
+       refill_per_sec = EXCLUDED.refill_per_sec,
+       tokens = LEAST(b.tokens, EXCLUDED.capacity)
+ WHERE b.capacity <> EXCLUDED.capacity OR b.refill_per_sec <> EXCLUDED.refill_per_sec
+"""
+
+# The all-or-nothing take. `cur` locks the rows (newest versions, in key order) and computes each
+# refilled level; `verdict` grants only if every wanted row exists, has >= 1 token and is not paused;
+# `take` is the conditional UPDATE. The SELECT reports the verdict and, when refused, how long until
+# the slowest bucket can pay.
+TAKE_TOKENS = """
+WITH cur AS (
+    SELECT key,
+           LEAST(capacity, tokens + refill_per_sec
+                 * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))) AS level,
+           refill_per_sec,
+           paused_until
+      FROM rate_buckets
+     WHERE key = ANY(%(keys)s::text[])
+     ORDER BY key
+       FOR UPDATE
+), verdict AS (
+    SELECT count(*) AS found,
+           coalesce(bool_and(level >= 1 AND (paused_until IS NULL OR paused_until <= clock_timestamp())),
+                    false) AS granted,
+           coalesce(max(GREATEST(
+               CASE WHEN level >= 1 THEN 0 ELSE (1 - level) / refill_per_sec END,
+               coalesce(EXTRACT(EPOCH FROM paused_until - clock_timestamp()), 0))), 0) AS wait
+      FROM cur
+), take AS (
+    UPDATE rate_buckets AS b
+       SET tokens = cur.level - 1,
+           updated_at = clock_timestamp()
+      FROM cur, verdict
+     WHERE b.key = cur.key
+       AND verdict.granted
+       AND verdict.found = %(n)s
+    RETURNING b.key
+)
+SELECT verdict.found, verdict.granted AND verdict.found = %(n)s, verdict.wait, (SELECT count(*) FROM take)
+  FROM verdict
+"""
+
+# A 429: pause a bucket (created if missing); an earlier, longer pause is kept.
+PAUSE_BUCKET = """
+INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at, paused_until)
+VALUES (%(key)s, 0, %(capacity)s, %(rate)s, clock_timestamp(),
+        clock_timestamp() + make_interval(secs => %(seconds)s))
+ON CONFLICT (key) DO UPDATE
+   SET paused_until = GREATEST(coalesce(b.paused_until, '-infinity'), EXCLUDED.paused_until)
+"""
+
+PAUSED_FOR = """
+SELECT coalesce(max(GREATEST(0, EXTRACT(EPOCH FROM paused_until - clock_timestamp()))), 0)
+  FROM rate_buckets WHERE key = ANY(%(keys)s::text[])
+"""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    capacity: float
+    refill_per_sec: float
+
+
+class RateLimitTimeout(TimeoutError):
+    """acquire() could not get its tokens within the caller's `timeout`; nothing was consumed."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limit: next token in {wait:.2f} s")
+        self.wait = wait
+
+
+class RateLimiter:
+    """Shared token buckets for Telegram sends. Safe to use from many tasks and processes."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        rate_per_second: float = 5.0,
+        burst: float = 1.0,
+        group_limit: int = 20,
+        group_period: float = 60.0,
+        group_burst: float = 1.0,
+        chat_min_interval: float = 1.0,
+        pace_interval: float = 3.0,
+    ) -> None:
+        if rate_per_second <= 0 or group_limit <= 0 or group_period <= 0:
+            raise ValueError("rates must be positive")
+        self.pool = pool
+        self.rate_per_second = rate_per_second
+        self.burst = max(1.0, float(burst))
+        self.group_rate = group_limit / group_period
+        self.group_burst = max(1.0, float(group_burst))
+        self.chat_min_interval = chat_min_interval
+        self.pace_interval = pace_interval
+        self._ensured: set[Bucket] = set()
+
+    @classmethod
+    def from_settings(cls, pool: AsyncConnectionPool, settings: Settings, **overrides: Any) -> RateLimiter:
+        """The seed's defaults as configured: TGMS_RATE_PER_SECOND, TGMS_GROUP_MESSAGES_PER_MINUTE,
+        TGMS_GROUP_DELAY_SECONDS (the pace between groups of one broadcast)."""
+        kw: dict[str, Any] = {
+            "rate_per_second": settings.rate_per_second,
+            "group_limit": settings.group_per_minute,
+            "pace_interval": settings.group_delay_seconds,
+        }
+        kw.update(overrides)
+        return cls(pool, **kw)
+
+    # -------------------------------------------------------------- bucket sets
+
+    def buckets(self, bot_key: str, chat_id: int | None = None, pace_key: str | None = None) -> list[Bucket]:
+        """Every bucket one message from `bot_key` to `chat_id` must pay."""
+        out = [Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)]
+        if chat_id is not None:
+            if chat_id < 0:  # groups, supergroups and channels have negative ids
+                out.append(Bucket(f"group:{bot_key}:{chat_id}", self.group_burst, self.group_rate))
+            if self.chat_min_interval > 0:
+                out.append(Bucket(f"chat:{bot_key}:{chat_id}", 1.0, 1.0 / self.chat_min_interval))
+        if pace_key is not None and self.pace_interval > 0:
+            out.append(Bucket(f"pace:{pace_key}", 1.0, 1.0 / self.pace_interval))
+        return sorted(out, key=lambda b: b.key)
+
+    def _pause_bucket(self, bot_key: str, chat_id: int | None) -> Bucket:
+        if chat_id is None:
+            return Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)
+        interval = self.chat_min_interval if self.chat_min_interval > 0 else 1.0
+        return Bucket(f"chat:{bot_key}:{chat_id}", 1.0, 1.0 / interval)
+
+    # -------------------------------------------------------------- operations
+
+    async def try_acquire(self, bot_key: str, chat_id: int | None = None, *, pace_key: str | None = None) -> float:
+        """Take one token from every relevant bucket if all can pay now: returns 0.0. Otherwise
+        take nothing and return the seconds until they could (a job may snooze that long)."""
+        buckets = self.buckets(bot_key, chat_id, pace_key)
+        missing = [b for b in buckets if b not in self._ensured]
+        if missing:
+            await self._ensure(missing)
+        granted, wait, found = await self._take(buckets)
+        if found < len(buckets):
+            # A row vanished (pruned or another config): recreate and try once more.
+            self._ensured.difference_update(buckets)
+            await self._ensure(buckets)
+            granted, wait, found = await self._take(buckets)
+        if granted:
+            return 0.0
+        return max(wait, 0.001)
+
+    async def acquire(
+        self,
+        bot_key: str,
+        chat_id: int | None = None,
+        *,
+        pace_key: str | None = None,
+        timeout: float | None = None,
+    ) -> float:
+        """Wait until one message from `bot_key` to `chat_id` is allowed, and take it.
+
+        Returns the seconds waited. With `timeout`, raises RateLimitTimeout (consuming nothing)
+        instead of waiting longer, so a job can snooze rather than hold a worker slot.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            wait = await self.try_acquire(bot_key, chat_id, pace_key=pace_key)
+            if wait == 0.0:
+                return loop.time() - started
+            if timeout is not None and loop.time() - started + wait > timeout:
+                raise RateLimitTimeout(wait)
+            # A little jitter so processes woken by the same refill do not collide in lockstep.
+            await asyncio.sleep(wait + random.uniform(0.0, min(0.02, wait / 4)))
+
+    async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None) -> None:
+        """After a 429: no sends for this bot (or only to this chat) for `seconds`, in every process."""
+        bucket = self._pause_bucket(bot_key, chat_id)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                PAUSE_BUCKET,
+                {
+                    "key": bucket.key,
+                    "capacity": float(bucket.capacity),
+                    "rate": float(bucket.refill_per_sec),
+                    "seconds": float(seconds),
+                },
+            )
+        self._ensured.add(bucket)
+        log.info(
+            "rate limit: paused %s for %.1f s",
+            f"bot {bot_key}" if chat_id is None else f"bot {bot_key} in chat {chat_id}",
+            seconds,
+        )
+
+    async def paused_for(self, bot_key: str, chat_id: int | None = None) -> float:
+        """Seconds left on the longest pause that would block such a send (0 when none)."""
+        keys = [b.key for b in self.buckets(bot_key, chat_id)]
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(PAUSED_FOR, {"keys": keys})
+            row = await cur.fetchone()
+        return float(row[0]) if row else 0.0
+
+    # -------------------------------------------------------------- internals
+
+    async def _ensure(self, buckets: list[Bucket]) -> None:
+        ordered = sorted(buckets, key=lambda b: b.key)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                ENSURE_BUCKETS,
+                {
+                    "keys": [b.key for b in ordered],
+                    "capacities": [float(b.capacity) for b in ordered],
+                    "rates": [float(b.refill_per_sec) for b in ordered],
+                },
+            )
+        self._ensured.update(ordered)
+
+    async def _take(self, buckets: list[Bucket]) -> tuple[bool, float, int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(TAKE_TOKENS, {"keys": [b.key for b in buckets], "n": len(buckets)})
+            row = await cur.fetchone()
+        assert row is not None  # the aggregate always yields one row
+        found, granted, wait, _taken = row
+        return bool(granted), float(wait), int(found)
