@@ -96,8 +96,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 
 # Methods that post into a chat: these take tokens from the shared rate limiter when one is given.
 RATE_LIMITED_METHODS = frozenset(
-    m.lower()
-    for m in ("sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "copyMessage", "forwardMessage")
+    m.lower() for m in ("sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "copyMessage", "forwardMessage")
 )
 
 
@@ -285,9 +284,7 @@ class TelegramClient:
         limited = self.limiter is not None and method.lower() in RATE_LIMITED_METHODS
         if limited:
             assert self.limiter is not None
-            await self.limiter.acquire(
-                self.bot_key, chat_id if isinstance(chat_id, int) else None
-            )
+            await self.limiter.acquire(self.bot_key, chat_id if isinstance(chat_id, int) else None)
         try:
             return await self._send(method, clean, files, timeout, chat_id)
         except RetryAfter as exc:
@@ -425,14 +422,8 @@ class TelegramClient:
             )
         )
 
-    async def unban_chat_member(
-        self, chat_id: int | str, user_id: int, *, only_if_banned: bool | None = None
-    ) -> bool:
-        return bool(
-            await self.call(
-                "unbanChatMember", chat_id=chat_id, user_id=user_id, only_if_banned=only_if_banned
-            )
-        )
+    async def unban_chat_member(self, chat_id: int | str, user_id: int, *, only_if_banned: bool | None = None) -> bool:
+        return bool(await self.call("unbanChatMember", chat_id=chat_id, user_id=user_id, only_if_banned=only_if_banned))
 
     async def leave_chat(self, chat_id: int | str) -> bool:
         return bool(await self.call("leaveChat", chat_id=chat_id))

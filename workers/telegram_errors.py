@@ -21,33 +21,27 @@ import enum
 import re
 from typing import Any, ClassVar
 
-# `bot<id>:<secret>` as in URLs, and a bare `<id>:<secret>` token (secret >= 20 chars of Telegram's
-# alphabet). The bare form needs a long secret so that times ("12:30") or ports are left alone.
-_URL_TOKEN_RE = re.compile(r"bot\d+(?::|%3[Aa])[A-Za-z0-9_-]+")
-_BARE_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_-])\d{3,20}(?::|%3[Aa])[A-Za-z0-9_-]{20,}")
-REDACTED = "bot<redacted>"
+from tgms_tui.backend.redaction import redact as _redact_known
+from tgms_tui.backend.redaction import register_secrets
 
-# Exact secrets registered at runtime (tokens of every client made in this process): redacted even
-# when they appear in a shape the patterns above do not match.
-_known_secrets: set[str] = set()
+# In a URL path `bot<digits>:<anything>` is a token whatever its length (the shared pattern wants
+# 20+ secret characters to stay clear of look-alikes in free text); `%3A` covers an encoded colon.
+_URL_TOKEN_RE = re.compile(r"bot(\d+)(?::|%3[Aa])[A-Za-z0-9_-]+")
 
 
 def register_secret(secret: str) -> None:
-    """Remember a secret so that `redact()` removes it wherever it appears."""
-    if secret and len(secret) >= 8:
-        _known_secrets.add(secret)
-        _known_secrets.add(secret.replace(":", "%3A"))
+    """Remember a secret (a bot token, a webhook secret) so that `redact()` removes it anywhere."""
+    register_secrets([secret, secret.replace(":", "%3A")])
 
 
 def redact(text: str) -> str:
-    """`text` with every bot token (URL form `bot<id>:<secret>` or bare) and registered secret removed."""
+    """`text` without bot tokens (shown as `bot<id>:***` / `<id>:***`) or registered secrets.
+
+    Extends `tgms_tui.backend.redaction.redact` (the process-wide one) with the URL form above.
+    """
     if not text:
         return text
-    for secret in _known_secrets:
-        if secret in text:
-            text = text.replace(secret, "<redacted>")
-    text = _URL_TOKEN_RE.sub(REDACTED, text)
-    return _BARE_TOKEN_RE.sub("<redacted>", text)
+    return _redact_known(_URL_TOKEN_RE.sub(lambda m: f"bot{m.group(1)}:***", text))
 
 
 class ForbiddenKind(enum.StrEnum):
@@ -150,7 +144,7 @@ class ContentError(BadRequest):
 
 
 class EntityParseError(ContentError):
-    """"can't parse entities": broken Markdown/HTML in the text or caption."""
+    """ "can't parse entities": broken Markdown/HTML in the text or caption."""
 
 
 class MessageTooLong(ContentError):

@@ -42,9 +42,7 @@ async def test_refused_multi_bucket_acquire_consumes_nothing(pool: AsyncConnecti
 
 
 async def test_group_bucket_applies_to_groups_only(pool: AsyncConnectionPool) -> None:
-    limiter = RateLimiter(
-        pool, rate_per_second=100, burst=10, group_limit=1, group_period=600, chat_min_interval=0
-    )
+    limiter = RateLimiter(pool, rate_per_second=100, burst=10, group_limit=1, group_period=600, chat_min_interval=0)
     assert await limiter.try_acquire("9", -5) == 0.0
     assert await limiter.try_acquire("9", -5) > 500  # 1 per 10 minutes in that group
     assert await limiter.try_acquire("9", 12345) == 0.0  # a private chat has no group bucket
@@ -120,7 +118,12 @@ async def test_concurrent_takers_never_overdraw(pool: AsyncConnectionPool, capac
     # Refill is negligible (one token per ~3 hours), so exactly `capacity` of 40 simultaneous takers on
     # 8 connections may win. A read-then-write race would let several more through.
     limiter = RateLimiter(
-        pool, rate_per_second=0.0001, burst=capacity, group_burst=capacity, group_limit=1, group_period=1e4,
+        pool,
+        rate_per_second=0.0001,
+        burst=capacity,
+        group_burst=capacity,
+        group_limit=1,
+        group_period=1e4,
         chat_min_interval=0,
     )
     results = await asyncio.gather(*(limiter.try_acquire("13", -42) for _ in range(40)))
