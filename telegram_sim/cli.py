@@ -1,0 +1,99 @@
+"""`tgms sim` / `python -m telegram_sim`: run the Bot API simulator as a standalone server.
+
+Bots are the tokens in BOT_TOKEN and TGMS_BOT_TOKEN plus every --bot-token; with none, one bot is
+generated and its token printed once at start (it is the operator's own fake token). Tokens are never
+logged otherwise (uvicorn's access log, which would show request URLs, is off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+import uvicorn
+
+from telegram_sim.app import create_app
+from telegram_sim.config import SimConfig
+from telegram_sim.scenario import populate
+from telegram_sim.state import SimError, SimState, token_is_well_formed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8081, help="port to listen on (default 8081)")
+    parser.add_argument("--webhook-url", help="set every bot's webhook to this URL ({bot_id}, {bot_username} "
+                        "are replaced)")  # fmt: skip
+    parser.add_argument("--secret", help="secret_token sent as X-Telegram-Bot-Api-Secret-Token with --webhook-url")
+    parser.add_argument("--groups", type=int, default=5, help="ready-made groups to create (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for ids, names and sizes (default 0)")
+    parser.add_argument("--bot-token", action="append", default=[], metavar="T",
+                        help="serve this bot token (repeatable; BOT_TOKEN and TGMS_BOT_TOKEN are added)")  # fmt: skip
+    parser.add_argument("--no-flood-limits", action="store_true", help="never answer 429 for flood control")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+
+
+def run(args: argparse.Namespace) -> int:
+    tokens: list[str] = []
+    for source, value in (("BOT_TOKEN", os.environ.get("BOT_TOKEN")),
+                          ("TGMS_BOT_TOKEN", os.environ.get("TGMS_BOT_TOKEN"))):  # fmt: skip
+        if value and value.strip():
+            if not token_is_well_formed(value.strip()):
+                print(f"tgms sim: {source} is not a well-formed bot token (<id>:<secret>)", file=sys.stderr)
+                return 2
+            tokens.append(value.strip())
+    for index, value in enumerate(args.bot_token, 1):
+        if not token_is_well_formed(value.strip()):
+            print(f"tgms sim: --bot-token #{index} is not a well-formed bot token (<id>:<secret>)", file=sys.stderr)
+            return 2
+        tokens.append(value.strip())
+    if args.secret is not None and not args.webhook_url:
+        print("tgms sim: --secret needs --webhook-url", file=sys.stderr)
+        return 2
+
+    state = SimState(SimConfig(enforce_flood_limits=not args.no_flood_limits), seed=args.seed)
+    try:
+        for token in dict.fromkeys(tokens):
+            state.add_bot(token)
+        generated = None if tokens else state.add_bot()
+        chats = populate(state, max(args.groups, 0), args.seed)
+        if args.webhook_url:
+            for bot in state.bots.values():
+                url = args.webhook_url.replace("{bot_id}", str(bot.id)).replace("{bot_username}", bot.username)
+                state.set_webhook(bot.id, url, secret_token=args.secret)
+    except SimError as exc:
+        print(f"tgms sim: {exc}", file=sys.stderr)
+        return 2
+
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"tgms sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    base = f"http://{args.host}:{args.port}"
+    print(f"Telegram Bot API simulator on {base}  (TELEGRAM_API_BASE={base}, control API {base}/_sim/)")
+    for bot in state.bots.values():
+        hook = f", webhook {bot.webhook.url}" if bot.webhook.url else ""
+        print(f"  bot @{bot.username} id {bot.id}{hook}")
+    if generated is not None:
+        print(f"  generated bot token (fake, for this simulator only): {generated.token}")
+    for chat in chats:
+        print(f"  {chat.type:<10} {chat.id:>15}  {chat.member_count:>4} members  {chat.title}")
+    sys.stdout.flush()
+
+    config = uvicorn.Config(create_app(state), log_level=args.log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m telegram_sim", description="Telegram Bot API simulator")
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,701 @@
+"""Bot API methods: the behaviour of api.telegram.org for the calls TGMS (and its tests) make.
+
+Each handler gets a `CallContext` and returns the `result` value (or a `Described` value when the
+real server adds a description to a success), or raises `BotApiError`. Check order follows the
+Bot API server: text and markup are parsed first, then the chat is looked up and access checked
+(upgraded → deleted → kicked/left), then rights, then lengths, then flood control.
+Handlers run under the state lock; only getUpdates awaits (long polling) and it releases the lock.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from telegram_sim import objects
+from telegram_sim.errors import (
+    BotApiError,
+    bad_request,
+    chat_migrated,
+    conflict,
+    forbidden,
+    too_many_requests,
+)
+from telegram_sim.markdown import (
+    EntityParseError,
+    FormattedText,
+    UnsupportedParseMode,
+    auto_entities,
+    parse,
+    strip_text,
+    utf16_len,
+)
+from telegram_sim.model import Bot, Chat, Member, User
+from telegram_sim.params import Params, UploadedFile
+from telegram_sim.state import SimState
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_RAW_TEXT_BYTES = 32768
+_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class UpdateWaiter(Protocol):
+    async def wait_for_updates(self, bot_id: int, timeout: float) -> None: ...
+
+
+@dataclass
+class CallContext:
+    state: SimState
+    bot: Bot
+    params: Params
+    waiter: UpdateWaiter | None = None
+
+
+@dataclass
+class Described:
+    """A successful result the server annotates with a description ("Webhook was set")."""
+
+    value: Any
+    description: str
+
+
+Handler = Callable[[CallContext], Any]
+AsyncHandler = Callable[[CallContext], Awaitable[Any]]
+
+# lowercased method name -> (canonical name, handler)
+METHODS: dict[str, tuple[str, Handler]] = {}
+ASYNC_METHODS: dict[str, tuple[str, AsyncHandler]] = {}
+
+
+def method(name: str, *aliases: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for alias in (name, *aliases):
+            METHODS[alias.lower()] = (name, handler)
+        return handler
+
+    return register
+
+
+def lookup(name: str) -> str | None:
+    """The canonical name of a method (case-insensitive, legacy aliases), None if unknown."""
+    key = name.lower()
+    if key in METHODS:
+        return METHODS[key][0]
+    if key in ASYNC_METHODS:
+        return ASYNC_METHODS[key][0]
+    return None
+
+
+# --- parameter helpers -------------------------------------------------------------------------
+
+
+def user_id_param(params: Params, name: str = "user_id") -> int:
+    try:
+        value = params.integer(name)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise bad_request(f"invalid {name} specified")
+    return value
+
+
+def chat_ref(params: Params) -> int | str:
+    raw = params.string("chat_id")
+    if raw is None or raw.strip() == "":
+        raise bad_request("chat_id is empty")
+    raw = raw.strip()
+    if raw.startswith("@"):
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request("chat not found") from None
+
+
+def formatted_param(params: Params, text_name: str, mode_name: str, entities_name: str) -> FormattedText:
+    text = params.string(text_name) or ""
+    try:
+        formatted = parse(text, params.string(mode_name))
+    except UnsupportedParseMode:
+        raise bad_request("unsupported parse_mode") from None
+    except EntityParseError as exc:
+        raise bad_request(f"can't parse entities: {exc}") from None
+    explicit = params.json(entities_name)
+    if not params.string(mode_name) and isinstance(explicit, list):
+        formatted.entities = [e for e in explicit if isinstance(e, dict) and "type" in e]
+    return formatted
+
+
+# --- chats and access (Client::check_chat_access) ----------------------------------------------
+
+
+def find_chat(ctx: CallContext, ref: int | str) -> Chat:
+    """The chat as this bot knows it; Telegram says "chat not found" for chats the bot never saw."""
+    state, bot = ctx.state, ctx.bot
+    if isinstance(ref, str):
+        wanted = ref.lstrip("@").lower()
+        for chat in state.chats.values():
+            if chat.username and chat.username.lower() == wanted and bot.id in chat.members:
+                return chat
+        raise bad_request("chat not found")
+    if ref > 0:
+        user = state.users.get(ref)
+        if user is None or not _knows_private(state, bot, user):
+            raise bad_request("chat not found")
+        return state.private_chat(bot, user)
+    found = state.chats.get(ref)
+    if found is None or bot.id not in found.members:
+        raise bad_request("chat not found")
+    if found.type == "supergroup" and found.deleted:
+        raise bad_request("chat not found")
+    return found
+
+
+def _knows_private(state: SimState, bot: Bot, user: User) -> bool:
+    if bot.id in user.started_bots or bot.id == user.id:
+        return True
+    # A pending join request lets the bot write to the requester (user_chat_id).
+    return any(user.id in chat.join_requests and bot.id in chat.members for chat in state.chats.values())
+
+
+def check_access(ctx: CallContext, chat: Chat, access: str) -> None:
+    """access: read | read_members | edit | write, as in the Bot API server."""
+    bot = ctx.bot
+    if chat.type == "private":
+        if access == "write":
+            user = ctx.state.users[chat.id]
+            if user.is_bot:
+                raise forbidden("bot can't send messages to bots")
+            if user.deactivated:
+                raise forbidden("user is deactivated")
+            if bot.id in user.blocked_bots:
+                raise forbidden("bot was blocked by the user")
+        return
+    member = chat.members.get(bot.id) or objects.left_member(bot.id)
+    if chat.type == "group":
+        need_write = access == "write" or (access == "read_members" and not chat.active)
+        if not chat.active and need_write:
+            if chat.upgraded_to is not None:
+                raise chat_migrated(chat.upgraded_to)
+            raise forbidden("the group chat was deleted")
+        if member.present:
+            return
+        if member.status == "kicked":
+            raise forbidden("bot was kicked from the group chat")
+        if access != "read_members":
+            raise forbidden("bot is not a member of the group chat")
+        return
+    kind = "supergroup" if chat.type == "supergroup" else "channel"
+    need_more = access in ("edit", "write") if chat.username else access != "read_members"
+    if member.status == "kicked" and (kind == "supergroup" or need_more):
+        raise forbidden(f"bot was kicked from the {kind} chat")
+    if not member.present and need_more:
+        raise forbidden(f"bot is not a member of the {kind} chat")
+
+
+def chat_for(ctx: CallContext, access: str) -> Chat:
+    chat = find_chat(ctx, chat_ref(ctx.params))
+    check_access(ctx, chat, access)
+    return chat
+
+
+def bot_member(ctx: CallContext, chat: Chat) -> Member:
+    return chat.members.get(ctx.bot.id) or objects.left_member(ctx.bot.id)
+
+
+def has_right(ctx: CallContext, chat: Chat, right: str) -> bool:
+    member = bot_member(ctx, chat)
+    return member.status == "creator" or (member.status == "administrator" and bool(member.rights.get(right)))
+
+
+def require_send_right(ctx: CallContext, chat: Chat, permission: str, what: str) -> None:
+    if chat.type == "private":
+        return
+    member = bot_member(ctx, chat)
+    if member.status in ("creator", "administrator"):
+        if chat.type == "channel" and member.status == "administrator" and not member.rights.get("can_post_messages"):
+            raise bad_request("need administrator rights in the channel chat")
+        return
+    allowed = (
+        member.rights.get(permission, False)
+        if member.status == "restricted"
+        else chat.permissions.get(permission, False)
+    )
+    if not allowed:
+        raise bad_request(f"not enough rights to send {what} to the chat")
+
+
+def flood_check(ctx: CallContext, chat: Chat) -> None:
+    retry_after = ctx.state.flood.acquire(ctx.bot.id, chat.id, chat.is_group_like, time.monotonic())
+    if retry_after is not None:
+        raise too_many_requests(retry_after)
+
+
+def message_base(ctx: CallContext, chat: Chat) -> dict[str, Any]:
+    return {
+        "message_id": ctx.state.next_message_id(chat),
+        "from": objects.user_json(ctx.bot.user),
+        "chat": ctx.state.chat_json(chat),
+        "date": ctx.state.now(),
+    }
+
+
+def reply_target(ctx: CallContext, chat: Chat) -> dict[str, Any] | None:
+    params = ctx.params
+    reply_id: int | None = None
+    allow_missing = params.flag("allow_sending_without_reply")
+    reply_parameters = params.json("reply_parameters")
+    try:
+        if isinstance(reply_parameters, dict) and reply_parameters.get("message_id") is not None:
+            reply_id = int(reply_parameters["message_id"])
+            allow_missing = allow_missing or bool(reply_parameters.get("allow_sending_without_reply"))
+        elif params.integer("reply_to_message_id") is not None:
+            reply_id = params.integer("reply_to_message_id")
+    except (TypeError, ValueError):
+        raise bad_request("message to be replied not found") from None
+    if reply_id is None:
+        return None
+    stored = ctx.state.find_message(chat.id, reply_id)
+    if stored is None:
+        if allow_missing:
+            return None
+        raise bad_request("message to be replied not found")
+    return stored.data
+
+
+def finish_message(ctx: CallContext, chat: Chat, data: dict[str, Any], reply: dict[str, Any] | None) -> dict:
+    if reply is not None:
+        data["reply_to_message"] = reply
+    markup = ctx.params.json("reply_markup")
+    if isinstance(markup, dict) and "inline_keyboard" in markup:
+        data["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
+    ctx.state.store_message(chat, data, sent_by_bot=ctx.bot.id)
+    return data
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+
+@method("getMe")
+def get_me(ctx: CallContext) -> dict:
+    return objects.me_json(ctx.bot)
+
+
+@method("logOut")
+def log_out(ctx: CallContext) -> bool:
+    return True
+
+
+@method("close")
+def close(ctx: CallContext) -> bool:
+    return True
+
+
+@method("sendMessage")
+def send_message(ctx: CallContext) -> dict:
+    params = ctx.params
+    raw = params.string("text") or ""
+    if raw == "":
+        raise bad_request("message text is empty")
+    if len(raw.encode("utf-8")) > MAX_RAW_TEXT_BYTES:
+        raise bad_request("text is too long")
+    formatted = formatted_param(params, "text", "parse_mode", "entities")
+    chat = chat_for(ctx, "write")
+    require_send_right(ctx, chat, "can_send_messages", "text messages")
+    reply = reply_target(ctx, chat)
+    formatted = strip_text(formatted)
+    if formatted.text == "":
+        raise bad_request("message must be non-empty")
+    if utf16_len(formatted.text) > MAX_TEXT:
+        raise bad_request("message is too long")
+    flood_check(ctx, chat)
+    data = message_base(ctx, chat)
+    data["text"] = formatted.text
+    entities = auto_entities(formatted.text, formatted.entities)
+    if entities:
+        data["entities"] = entities
+    return finish_message(ctx, chat, data, reply)
+
+
+@method("sendPhoto")
+def send_photo(ctx: CallContext) -> dict:
+    params = ctx.params
+    photo = params.raw("photo")
+    if photo is None or photo == "":
+        raise bad_request("there is no photo in the request")
+    caption = formatted_param(params, "caption", "parse_mode", "caption_entities")
+    chat = chat_for(ctx, "write")
+    require_send_right(ctx, chat, "can_send_photos", "photos")
+    reply = reply_target(ctx, chat)
+    sizes = photo_sizes(ctx, photo)
+    caption = strip_text(caption)
+    if utf16_len(caption.text) > MAX_CAPTION:
+        raise bad_request("message caption is too long")
+    flood_check(ctx, chat)
+    data = message_base(ctx, chat)
+    data["photo"] = sizes
+    if caption.text:
+        data["caption"] = caption.text
+        entities = auto_entities(caption.text, caption.entities)
+        if entities:
+            data["caption_entities"] = entities
+    if params.flag("has_spoiler"):
+        data["has_media_spoiler"] = True
+    return finish_message(ctx, chat, data, reply)
+
+
+_PHOTO_SIZES = ((90, 60), (320, 213), (800, 533), (1280, 853))
+
+
+def photo_sizes(ctx: CallContext, photo: Any) -> list[dict[str, Any]]:
+    """PhotoSize list for an upload, an http(s) URL or a file_id this simulator issued.
+
+    URLs are never fetched: hosts under `.invalid` fail like an unreachable URL, and .html/.txt
+    paths fail like a URL that is not an image.
+    """
+    state = ctx.state
+    if isinstance(photo, str):
+        known = state_known_photo(state, photo)
+        if known is not None:
+            return known
+        parts = urlsplit(photo.strip())
+        if parts.scheme.lower() in ("http", "https"):
+            host = (parts.hostname or "").lower()
+            if not host:
+                raise bad_request("wrong HTTP URL specified")
+            if host.endswith(".invalid"):
+                raise bad_request("failed to get HTTP URL content")
+            if parts.path.lower().endswith((".html", ".htm", ".txt")):
+                raise bad_request("wrong type of the web page content")
+        elif parts.scheme:
+            raise bad_request("wrong HTTP URL specified")
+        else:
+            raise bad_request("wrong file identifier/HTTP URL specified")
+    elif not isinstance(photo, UploadedFile):
+        raise bad_request("wrong file identifier/HTTP URL specified")
+    sizes = []
+    for width, height in _PHOTO_SIZES:
+        file_id, unique = state.new_file_ids()
+        sizes.append({"file_id": file_id, "file_unique_id": unique, "file_size": width * height // 12,
+                      "width": width, "height": height})  # fmt: skip
+    remember_photo(state, sizes)
+    return sizes
+
+
+def state_known_photo(state: SimState, file_id: str) -> list[dict[str, Any]] | None:
+    return state.photos.get(file_id)
+
+
+def remember_photo(state: SimState, sizes: list[dict[str, Any]]) -> None:
+    for size in sizes:
+        state.photos[size["file_id"]] = sizes
+
+
+@method("deleteMessage")
+def delete_message(ctx: CallContext) -> bool:
+    chat = chat_for(ctx, "write")
+    try:
+        message_id = ctx.params.integer("message_id")
+    except ValueError:
+        message_id = None
+    if message_id is None:
+        raise bad_request("message identifier is not specified")
+    messages = ctx.state.messages.get(chat.id, [])
+    for stored in messages:
+        if stored.message_id == message_id:
+            if stored.sent_by_bot != ctx.bot.id and not has_right(ctx, chat, "can_delete_messages"):
+                raise bad_request("message can't be deleted")
+            messages.remove(stored)
+            return True
+    raise bad_request("message to delete not found")
+
+
+@method("approveChatJoinRequest")
+def approve_chat_join_request(ctx: CallContext) -> bool:
+    return _answer_join_request(ctx, approve=True)
+
+
+@method("declineChatJoinRequest")
+def decline_chat_join_request(ctx: CallContext) -> bool:
+    return _answer_join_request(ctx, approve=False)
+
+
+def _answer_join_request(ctx: CallContext, approve: bool) -> bool:
+    user_id = user_id_param(ctx.params)
+    chat = chat_for(ctx, "write")
+    if user_id not in ctx.state.users:
+        raise bad_request("user not found")
+    if chat.type == "private":
+        raise bad_request("chat member status can't be changed in private chats")
+    if not has_right(ctx, chat, "can_invite_users"):
+        raise bad_request("CHAT_ADMIN_REQUIRED")
+    if ctx.state.member_of(chat, user_id).present:
+        raise bad_request("USER_ALREADY_PARTICIPANT")
+    request = chat.join_requests.pop(user_id, None)
+    if request is None:
+        raise bad_request("HIDE_REQUESTER_MISSING")
+    if approve:
+        ctx.state.change_member(
+            chat,
+            user_id,
+            Member(user_id, "member"),
+            actor_id=user_id,
+            via_join_request=True,
+            invite_link=request.invite_link,
+        )
+    return True
+
+
+@method("getChat")
+def get_chat(ctx: CallContext) -> dict:
+    chat = chat_for(ctx, "read")
+    private_user = ctx.state.users.get(chat.private_user_id) if chat.private_user_id else None
+    return objects.chat_full_info_json(chat, private_user)
+
+
+@method("getChatMemberCount", "getChatMembersCount")
+def get_chat_member_count(ctx: CallContext) -> int:
+    chat = chat_for(ctx, "read_members")
+    if chat.type == "private":
+        return 2
+    return chat.member_count
+
+
+@method("getChatMember")
+def get_chat_member(ctx: CallContext) -> dict:
+    user_id = user_id_param(ctx.params)
+    chat = chat_for(ctx, "read_members")
+    user = ctx.state.users.get(user_id)
+    if user is None:
+        raise bad_request("user not found")
+    return objects.member_json(chat, ctx.state.member_of(chat, user_id), user)
+
+
+@method("getChatAdministrators")
+def get_chat_administrators(ctx: CallContext) -> list:
+    chat = chat_for(ctx, "read_members")
+    if chat.type == "private":
+        raise bad_request("there are no administrators in the private chat")
+    admins = [m for m in chat.members.values() if m.status in ("creator", "administrator")]
+    return [objects.member_json(chat, m, ctx.state.users[m.user_id]) for m in admins]
+
+
+@method("banChatMember", "kickChatMember")
+def ban_chat_member(ctx: CallContext) -> bool:
+    user_id = user_id_param(ctx.params)
+    chat = chat_for(ctx, "write")
+    if chat.type == "private":
+        raise bad_request("chat member status can't be changed in private chats")
+    target = _restrict_target(ctx, chat, user_id)
+    if chat.type == "group":
+        if target.present:
+            ctx.state.change_member(chat, user_id, Member(user_id, "left"), actor_id=ctx.bot.id)
+        return True
+    until = ctx.params.integer("until_date") or 0
+    now = ctx.state.now()
+    if until and (until - now < 30 or until - now > 366 * 86400):
+        until = 0
+    ctx.state.change_member(chat, user_id, Member(user_id, "kicked", until_date=until), actor_id=ctx.bot.id)
+    return True
+
+
+@method("unbanChatMember")
+def unban_chat_member(ctx: CallContext) -> bool:
+    user_id = user_id_param(ctx.params)
+    chat = chat_for(ctx, "write")
+    if chat.type != "supergroup" and chat.type != "channel":
+        raise bad_request("method is available for supergroup and channel chats only")
+    target = _restrict_target(ctx, chat, user_id)
+    if ctx.params.flag("only_if_banned") and target.status != "kicked":
+        return True
+    if target.status == "left":
+        return True
+    ctx.state.change_member(chat, user_id, Member(user_id, "left"), actor_id=ctx.bot.id)
+    return True
+
+
+def _restrict_target(ctx: CallContext, chat: Chat, user_id: int) -> Member:
+    if user_id not in ctx.state.users:
+        raise bad_request("user not found")
+    if not has_right(ctx, chat, "can_restrict_members"):
+        raise bad_request("not enough rights to restrict/unrestrict chat member")
+    target = ctx.state.member_of(chat, user_id)
+    if target.status == "creator":
+        raise bad_request("can't remove chat owner")
+    if target.status == "administrator":
+        raise bad_request("user is an administrator of the chat")
+    return target
+
+
+@method("leaveChat")
+def leave_chat(ctx: CallContext) -> bool:
+    chat = chat_for(ctx, "write")
+    if chat.type == "private":
+        raise bad_request("chat member status can't be changed in private chats")
+    ctx.state.change_member(chat, ctx.bot.id, Member(ctx.bot.id, "left"), actor_id=ctx.bot.id)
+    return True
+
+
+@method("setMyCommands")
+def set_my_commands(ctx: CallContext) -> bool:
+    commands = ctx.params.json("commands")
+    if not isinstance(commands, list):
+        raise bad_request("can't parse commands JSON object")
+    ctx.state.commands[ctx.bot.id] = commands
+    return True
+
+
+@method("getMyCommands")
+def get_my_commands(ctx: CallContext) -> list:
+    return list(ctx.state.commands.get(ctx.bot.id, []))
+
+
+@method("deleteMyCommands")
+def delete_my_commands(ctx: CallContext) -> bool:
+    ctx.state.commands.pop(ctx.bot.id, None)
+    return True
+
+
+# --- webhooks and updates ------------------------------------------------------------------------
+
+
+@method("setWebhook")
+def set_webhook(ctx: CallContext) -> Described:
+    params, bot, config = ctx.params, ctx.bot, ctx.state.config
+    url = (params.string("url") or "").strip()
+    secret = params.string("secret_token") or None
+    if secret is not None:
+        if len(secret) > 256:
+            raise bad_request("secret token is too long")
+        if not _SECRET_RE.match(secret):
+            raise bad_request("secret token contains unallowed characters")
+    try:
+        max_connections = params.integer("max_connections")
+    except ValueError:
+        max_connections = None
+    max_connections = min(max(max_connections or config.default_max_connections, 1), 100)
+    allowed = _allowed_updates(params)
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if not parts.hostname:
+            raise bad_request("bad webhook: Failed to resolve host: Name or service not known")
+    hook = bot.webhook
+    drop = params.flag("drop_pending_updates")
+    unchanged = url == hook.url and secret == hook.secret_token and (not url or max_connections == hook.max_connections)
+    if unchanged:
+        if allowed is not None:
+            bot.allowed_updates = allowed
+        if drop:
+            _drop_pending(bot)
+        ctx.state.notify(bot.id)
+        return Described(True, "Webhook is already set" if url else "Webhook is already deleted")
+    now = time.monotonic()
+    if config.enforce_flood_limits and now - hook.set_at < config.set_webhook_min_interval:
+        raise too_many_requests(1)
+    hook.set_at = now
+    if url != hook.url:
+        hook.last_error_date = None
+        hook.last_error_message = None
+    hook.url = url
+    hook.secret_token = secret if url else None
+    hook.max_connections = max_connections
+    hook.ip_address = "127.0.0.1" if url else None
+    if allowed is not None:
+        bot.allowed_updates = allowed
+    if drop:
+        _drop_pending(bot)
+    ctx.state.notify(bot.id)
+    return Described(True, "Webhook was set" if url else "Webhook was deleted")
+
+
+@method("deleteWebhook")
+def delete_webhook(ctx: CallContext) -> Described:
+    bot = ctx.bot
+    if ctx.params.flag("drop_pending_updates"):
+        _drop_pending(bot)
+    if not bot.webhook.url:
+        return Described(True, "Webhook is already deleted")
+    bot.webhook.url = ""
+    bot.webhook.secret_token = None
+    bot.webhook.last_error_date = None
+    bot.webhook.last_error_message = None
+    bot.webhook.set_at = time.monotonic()
+    ctx.state.notify(bot.id)
+    return Described(True, "Webhook was deleted")
+
+
+@method("getWebhookInfo")
+def get_webhook_info(ctx: CallContext) -> dict:
+    return objects.webhook_info_json(ctx.bot)
+
+
+def _allowed_updates(params: Params) -> list[str] | None:
+    if "allowed_updates" not in params:
+        return None
+    value = params.json("allowed_updates")
+    if not isinstance(value, list):
+        return None
+    return [str(item) for item in value]
+
+
+def _drop_pending(bot: Bot) -> None:
+    bot.pending = [p for p in bot.pending if p.in_flight]
+
+
+WEBHOOK_ACTIVE = "can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
+POLL_SUPERSEDED = "terminated by other getUpdates request; make sure that only one bot instance is running"
+
+
+async def get_updates(ctx: CallContext) -> list:
+    """Long polling: confirm updates below `offset`, return up to `limit`, wait up to `timeout`."""
+    state, bot, params = ctx.state, ctx.bot, ctx.params
+    try:
+        offset = params.integer("offset") or 0
+        limit = params.integer("limit") or 100
+    except ValueError:
+        offset, limit = 0, 100
+    limit = min(max(limit, 1), 100)
+    timeout = min(max(params.number("timeout"), 0.0), state.config.max_long_poll)
+    with state.lock:
+        if bot.webhook.url:
+            raise conflict(WEBHOOK_ACTIVE)
+        allowed = _allowed_updates(params)
+        if allowed is not None:
+            bot.allowed_updates = allowed
+        if offset > 0:
+            bot.pending = [p for p in bot.pending if p.update_id >= offset]
+        elif offset < 0:
+            bot.pending = bot.pending[offset:]
+        bot.poll_generation += 1
+        generation = bot.poll_generation
+    deadline = time.monotonic() + timeout
+    while True:
+        with state.lock:
+            if bot.poll_generation != generation:
+                raise conflict(POLL_SUPERSEDED)
+            ready = [p.payload for p in bot.pending][:limit]
+        remaining = deadline - time.monotonic()
+        if ready or remaining <= 0 or ctx.waiter is None:
+            return ready
+        await ctx.waiter.wait_for_updates(bot.id, remaining)
+
+
+ASYNC_METHODS["getupdates"] = ("getUpdates", get_updates)
+
+
+def run_sync(ctx: CallContext, handler: Handler) -> Any:
+    with ctx.state.lock:
+        return handler(ctx)
+
+
+def describe_error(exc: BaseException) -> BotApiError:
+    if isinstance(exc, BotApiError):
+        return exc
+    return BotApiError(500, "Internal Server Error")
