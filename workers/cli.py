@@ -8,6 +8,7 @@ import asyncio
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.queue import Pool
 
+from .bots import build_services, close_services
 from .registry import handlers_for, periodic_for
 from .runner import Worker, WorkerOptions
 
@@ -34,6 +35,14 @@ def run_pool(pool: Pool, *, concurrency: int | None = None, grace: float = 20.0)
         grace_seconds=grace,
         periodic=periodic_for(pool, settings),
     )
-    worker = Worker(url, pool, handlers_for(pool), settings, options)
-    asyncio.run(worker.run_forever())
+    services = build_services(settings)
+    worker = Worker(url, pool, handlers_for(pool), settings, options, services=services)
+
+    async def serve() -> None:
+        try:
+            await worker.run_forever()
+        finally:
+            await close_services(services)
+
+    asyncio.run(serve())
     return 0

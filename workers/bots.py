@@ -1,0 +1,169 @@
+"""Which Telegram bot answers a job, and the shared objects every handler uses to reach Telegram.
+
+TGMS runs two bots (seed names): the main bot (`BOT_TOKEN`) and the group-management bot
+(`TGMS_BOT_TOKEN`). A job's payload names the bot that received its update (`"bot": "main"|"tgms"`):
+that bot is the one with rights in the chat, so it is the one that answers. Jobs without a bot
+(broadcasts, member counts, kicks) use the group-management bot. A deployment with only one token
+uses it for everything.
+
+`Bots` is created once per worker process (`build_services`) and put in `JobContext.services`; the
+httpx connection pool and the rate limiter are shared by every job of the process. Clients are made
+lazily because the database pool (which the rate limiter needs) only exists once the worker runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.queue import Job
+
+from .group_migration import rewrite_group_id
+from .rate_limit import RateLimiter
+from .runner import JobContext, PermanentFailure, Snooze
+from .telegram_api import DEFAULT_TIMEOUT, ChatMigrated, RetryAfter, TelegramClient, TelegramError
+
+log = logging.getLogger(__name__)
+
+BotRole = Literal["main", "tgms"]
+ROLES: tuple[BotRole, ...] = ("main", "tgms")
+SERVICE_KEY = "bots"
+
+
+class Bots:
+    """The Telegram clients of one worker process (one per configured token) and its rate limiter."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tokens: dict[str, str] = settings.bot_tokens()
+        self._http: httpx.AsyncClient | None = None
+        self._clients: dict[str, TelegramClient] = {}
+        self._limiter: RateLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"Bots(configured={sorted(self._tokens)!r})"
+
+    @property
+    def management_role(self) -> BotRole | None:
+        """The bot that manages groups: the TGMS bot, or the main bot when it is the only one."""
+        if "tgms" in self._tokens:
+            return "tgms"
+        if "main" in self._tokens:
+            return "main"
+        return None
+
+    def resolve_role(self, requested: Any, default: BotRole | None = None) -> BotRole:
+        """The configured role to use for `requested` ('main'/'tgms'/None); PermanentFailure if none is."""
+        if requested in ROLES and requested in self._tokens:
+            return requested
+        if requested not in (None, *ROLES):
+            raise PermanentFailure(f"unknown bot {requested!r} in job payload (expected 'main' or 'tgms')")
+        fallback = default if default in self._tokens else self.management_role
+        if fallback is None:
+            raise PermanentFailure("no bot token configured: set TGMS_BOT_TOKEN and/or BOT_TOKEN")
+        if requested is not None:
+            log.warning("bot %r has no token configured; using the %r bot instead", requested, fallback)
+        return fallback
+
+    def limiter(self, db: AsyncConnectionPool) -> RateLimiter:
+        if self._limiter is None:
+            self._limiter = RateLimiter.from_settings(db, self.settings)
+        return self._limiter
+
+    def client(self, role: BotRole, db: AsyncConnectionPool) -> TelegramClient:
+        """The client of `role` (must be configured), sharing this process's HTTP pool and limiter."""
+        client = self._clients.get(role)
+        if client is None:
+            if self._http is None:
+                # One connection pool for both bots; keep-alive matters for approval latency.
+                limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=60)
+                self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
+            client = TelegramClient(
+                self._tokens[role],
+                api_base=self.settings.telegram_api_base,
+                http_client=self._http,
+                limiter=self.limiter(db),
+            )
+            self._clients[role] = client
+        return client
+
+    async def aclose(self) -> None:
+        self._clients.clear()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def build_services(settings: Settings) -> dict[str, Any]:
+    """The `JobContext.services` of a worker process."""
+    return {SERVICE_KEY: Bots(settings)}
+
+
+async def close_services(services: dict[str, Any]) -> None:
+    bots = services.get(SERVICE_KEY)
+    if isinstance(bots, Bots):
+        await bots.aclose()
+
+
+def bots_of(ctx: JobContext) -> Bots:
+    bots = ctx.services.get(SERVICE_KEY)
+    if not isinstance(bots, Bots):
+        bots = Bots(ctx.settings)
+        ctx.services[SERVICE_KEY] = bots
+    return bots
+
+
+def client_for(ctx: JobContext, job: Job | None = None, default: BotRole = "tgms") -> TelegramClient:
+    """The client that answers `job`: its payload's bot, else `default` (tgms jobs: the TGMS bot)."""
+    bots = bots_of(ctx)
+    requested = job.payload.get("bot") if job is not None and isinstance(job.payload, dict) else None
+    return bots.client(bots.resolve_role(requested, default), ctx.db)
+
+
+def limiter_of(ctx: JobContext) -> RateLimiter:
+    return bots_of(ctx).limiter(ctx.db)
+
+
+T = TypeVar("T")
+# Longer 429 waits than this snooze the whole job instead of holding a worker slot.
+MAX_INLINE_RETRY_AFTER = 60.0
+
+
+async def call_in_chat(
+    ctx: JobContext,
+    client: TelegramClient,
+    chat_id: int,
+    call: Callable[[int], Awaitable[T]],
+    *,
+    attempts: int = 3,
+) -> tuple[T, int]:
+    """Make one idempotent, non-message Bot API call about `chat_id` (counts, member lookups, bans)
+    the way every such call must go: through the bot's shared rate bucket; on 429 wait (the client
+    paused the bot for everyone) and retry, not counted; on group→supergroup migration rewrite the
+    group id everywhere and retry with the new id; temporary errors a few times with backoff.
+    Returns the result and the chat id that answered."""
+    limiter = bots_of(ctx).limiter(ctx.db)
+    failures = 0
+    while True:
+        await limiter.acquire(client.bot_key)
+        try:
+            return await call(chat_id), chat_id
+        except RetryAfter as exc:
+            if exc.retry_after > MAX_INLINE_RETRY_AFTER:
+                raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
+            continue
+        except ChatMigrated as exc:
+            async with ctx.db.connection() as conn:
+                await rewrite_group_id(conn, chat_id, exc.new_chat_id)
+            chat_id = exc.new_chat_id
+        except TelegramError as exc:
+            failures += 1
+            if not exc.retryable or failures >= attempts:
+                raise
+            await asyncio.sleep(min(10.0, 0.5 * 2**failures))

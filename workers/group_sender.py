@@ -1,0 +1,656 @@
+"""`tgms_send_to_groups`: the seed's GroupSender — one broadcast, each targeted group at most one copy.
+
+How a broadcast runs:
+
+- **Start** (whichever job gets there first): one transaction flips the broadcast pending → running,
+  resolves its targets *now* and inserts one `sent_messages` row per group (status 'pending', a unique
+  debug code). Only the transaction that made the flip inserts, and the rows are ON CONFLICT DO
+  NOTHING, so restarts and concurrent workers agree on one target list. The starting job then enqueues
+  helper jobs (dedupe key per broadcast and helper) so that several TGMS workers share the sending.
+- **Send loop** (every job of the broadcast): claim the next pending row with FOR UPDATE SKIP LOCKED,
+  wait for the shared rate limiter (bot rate, the group's 20/min, the broadcast's delay between groups),
+  commit the row as 'sending' with our worker id (intent recorded), call Telegram, then record 'sent'
+  (telegram_message_id, sent_at) or the failure. A row is only ever claimed from 'pending', so no group
+  gets two copies however many workers run.
+- **Crash safety**: a 'sending' row whose worker is gone (no heartbeat for a lease, or stopped) may or
+  may not have been delivered: it becomes 'ambiguous' and is never resent. A graceful stop lets the
+  call in flight finish and records it.
+- **Finish**: when no row is pending or sending, the broadcast becomes 'done' (one writer wins).
+
+Per-group policy (DESIGN.md §6): success resets `consecutive_failures`; a delivery failure (bot kicked
+or not a member, chat deleted or not found, no rights) increments it and deactivates the group at
+TGMS_MAX_CONSECUTIVE_FAILURES; a 429 pauses the bot and the group is retried; a group upgraded to a
+supergroup is rewritten everywhere and retried; neither counts. A content error (bad markup, too
+long) stops the whole broadcast — the remaining rows are skipped — and counts against no group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from tgms_tui.backend import queue
+from tgms_tui.backend.broadcasts import resolve_targets
+from tgms_tui.backend.message_validation import (
+    CAPTION_LIMIT,
+    TEXT_LIMIT,
+    check_markup,
+    visible_length,
+)
+from tgms_tui.backend.queue import Job
+
+from .bots import bots_of, client_for
+from .group_migration import rewrite_group_id
+from .runner import JobContext, PermanentFailure, Snooze
+from .telegram_api import (
+    ChatAdminRequired,
+    ChatMigrated,
+    ChatNotFound,
+    Forbidden,
+    Message,
+    RetryAfter,
+    TelegramClient,
+    TelegramError,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_TYPE = "tgms_send_to_groups"
+# A row put back after temporary errors (5xx, network before sending) this often is given up on.
+MAX_ATTEMPTS = 5
+# Helper jobs per live TGMS worker, and at most in all: sending is paced by the shared limiter, so
+# more senders only hide per-call latency.
+SENDERS_PER_WORKER = 2
+MAX_SENDERS = 8
+_INFLIGHT_KEY = "group_sender.inflight"
+
+# ---------------------------------------------------------------- SQL
+
+SQL_START = """
+UPDATE broadcasts SET status = 'running', started_at = COALESCE(started_at, now())
+ WHERE broadcast_id = %(b)s AND status = 'pending' AND (send_at IS NULL OR send_at <= now())
+RETURNING target, is_final
+"""
+
+SQL_INSERT_TARGETS = """
+INSERT INTO sent_messages (broadcast_id, chat_id, debug_code, status)
+SELECT %(b)s, t.chat_id, 'B' || %(b)s::text || 'G' || lpad(t.n::text, 3, '0'), 'pending'
+  FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS t(chat_id, n)
+ON CONFLICT DO NOTHING
+"""
+
+SQL_BROADCAST = """
+SELECT broadcast_id, text, photo_url, caption, parse_mode, is_final, status, send_at
+  FROM broadcasts WHERE broadcast_id = %(b)s
+"""
+
+SQL_LIVE_WORKERS = """
+SELECT count(*) FROM bot_health
+ WHERE bot_name = 'tgms_worker' AND status IN ('starting', 'running')
+   AND updated_at > now() - make_interval(secs => %(stale)s)
+"""
+
+# The next row nobody else holds, with what decides whether it may still be sent.
+SQL_CLAIM = """
+SELECT s.message_id, s.chat_id, s.debug_code, b.status AS broadcast_status,
+       g.group_id IS NOT NULL AS managed, COALESCE(g.is_active, false) AS is_active,
+       COALESCE(g.final_message_allowed, false) AS final_allowed
+  FROM sent_messages s
+  JOIN broadcasts b ON b.broadcast_id = s.broadcast_id
+  LEFT JOIN managed_groups g ON g.group_id = s.chat_id
+ WHERE s.broadcast_id = %(b)s AND s.status = 'pending'
+ ORDER BY s.message_id
+ LIMIT 1
+   FOR UPDATE OF s SKIP LOCKED
+"""
+
+SQL_MARK_SENDING = """
+UPDATE sent_messages
+   SET status = 'sending', locked_by = %(worker)s, attempts = attempts + 1, updated_at = now()
+ WHERE message_id = %(id)s AND status = 'pending'
+   AND EXISTS (SELECT 1 FROM broadcasts WHERE broadcast_id = %(b)s AND status = 'running')
+RETURNING chat_id
+"""
+
+SQL_SKIP_ROW = """
+UPDATE sent_messages SET status = 'skipped', error = %(error)s, updated_at = now()
+ WHERE message_id = %(id)s AND status IN ('pending', 'sending')
+"""
+
+SQL_REQUEUE_ROW = """
+UPDATE sent_messages SET status = 'pending', error = %(error)s, updated_at = now()
+ WHERE message_id = %(id)s AND status = 'sending'
+RETURNING chat_id
+"""
+
+# 429 and migration: the attempt did not happen as far as the group is concerned.
+SQL_REQUEUE_UNCOUNTED = """
+UPDATE sent_messages SET status = 'pending', error = %(error)s, attempts = GREATEST(0, attempts - 1),
+       updated_at = now()
+ WHERE message_id = %(id)s AND status = 'sending'
+"""
+
+SQL_SENT = """
+WITH m AS (
+    UPDATE sent_messages
+       SET status = 'sent', telegram_message_id = %(tm)s, sent_at = now(), error = NULL, updated_at = now()
+     WHERE message_id = %(id)s
+    RETURNING chat_id
+)
+UPDATE managed_groups
+   SET consecutive_failures = 0, last_broadcast_at = now(), updated_at = now()
+ WHERE group_id = (SELECT chat_id FROM m)
+"""
+
+# The threshold check uses the row's old values: a group deactivates exactly when its count reaches
+# the threshold, and an already inactive group (final broadcast) keeps its original reason.
+SQL_DELIVERY_FAILED = """
+WITH m AS (
+    UPDATE sent_messages SET status = 'failed', error = %(error)s, updated_at = now()
+     WHERE message_id = %(id)s
+    RETURNING chat_id
+)
+UPDATE managed_groups AS g
+   SET consecutive_failures = g.consecutive_failures + 1,
+       is_active = g.is_active AND g.consecutive_failures + 1 < %(max)s,
+       deactivated_reason = CASE WHEN g.is_active AND g.consecutive_failures + 1 >= %(max)s
+                                 THEN %(reason)s ELSE g.deactivated_reason END,
+       deactivated_at = CASE WHEN g.is_active AND g.consecutive_failures + 1 >= %(max)s
+                             THEN now() ELSE g.deactivated_at END,
+       updated_at = now()
+ WHERE g.group_id = (SELECT chat_id FROM m)
+RETURNING g.consecutive_failures, g.is_active
+"""
+
+SQL_FAILED_UNCOUNTED = """
+UPDATE sent_messages SET status = %(status)s, error = %(error)s, updated_at = now()
+ WHERE message_id = %(id)s
+"""
+
+SQL_SKIP_REMAINING = """
+UPDATE sent_messages SET status = 'skipped', error = %(error)s, updated_at = now()
+ WHERE broadcast_id = %(b)s AND status = 'pending'
+"""
+
+SQL_STOP_BROADCAST = """
+UPDATE broadcasts SET status = %(status)s, error = %(error)s, finished_at = now()
+ WHERE broadcast_id = %(b)s AND status IN ('pending', 'running')
+"""
+
+# 'sending' rows whose sender is gone: our own worker's rows no task of ours holds (a job that
+# failed or was re-run), or rows of a worker without a recent heartbeat / that has stopped.
+SQL_MARK_AMBIGUOUS = """
+UPDATE sent_messages AS s
+   SET status = 'ambiguous',
+       error = 'worker ' || COALESCE(s.locked_by, '?') || ' stopped during the send: it may have been '
+               || 'delivered, so it is not resent',
+       updated_at = now()
+ WHERE s.broadcast_id = %(b)s AND s.status = 'sending'
+   AND CASE WHEN s.locked_by = %(me)s THEN NOT (s.message_id = ANY(%(mine)s))
+            ELSE NOT EXISTS (SELECT 1 FROM bot_health h
+                              WHERE h.worker_id = s.locked_by AND h.status <> 'stopped'
+                                AND h.updated_at > now() - make_interval(secs => %(stale)s)) END
+RETURNING s.message_id, s.chat_id
+"""
+
+SQL_REMAINING = """
+SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'sending')
+  FROM sent_messages WHERE broadcast_id = %(b)s AND status IN ('pending', 'sending')
+"""
+
+SQL_FINISH = """
+UPDATE broadcasts SET status = 'done', finished_at = now()
+ WHERE broadcast_id = %(b)s AND status = 'running'
+RETURNING broadcast_id
+"""
+
+# ---------------------------------------------------------------- message text
+
+
+def debug_suffix(code: str, parse_mode: str | None) -> str:
+    """The debug code as plain text in `parse_mode`. Codes are [A-Za-z0-9] (see SQL_INSERT_TARGETS), which
+    no parse mode treats as markup; escaping anyway keeps this safe if the format ever changes."""
+    if parse_mode == "MarkdownV2":
+        return "".join("\\" + c if c in "_*[]()~`>#+-=|{}.!\\" else c for c in code)
+    if parse_mode == "HTML":
+        return html.escape(code, quote=False)
+    if parse_mode == "Markdown":
+        return "".join(c for c in code if c not in "_*`[]()\\")
+    return code
+
+
+def with_debug_code(body: str | None, code: str, parse_mode: str | None) -> str:
+    """`body` with the debug code on its own paragraph after it: outside every entity of a valid text."""
+    suffix = debug_suffix(code, parse_mode)
+    if not body:
+        return suffix
+    return f"{body}\n\n{suffix}"
+
+
+def content_problem(body: str | None, code: str, parse_mode: str | None, *, caption: bool) -> str | None:
+    """Why Telegram would reject `body` + `code` (markup, length), or None. Checked once per broadcast
+    with its longest code, before anything is sent."""
+    text = with_debug_code(body, code, parse_mode)
+    what = "caption" if caption else "text"
+    error = check_markup(text, parse_mode)
+    if error is not None:
+        return f"{what}: {error}"
+    limit = CAPTION_LIMIT if caption else TEXT_LIMIT
+    length = visible_length(text, parse_mode)
+    if length > limit:
+        kind = "message caption" if caption else "message"
+        return f"{what}: {kind} is too long with the debug code appended ({length} characters, limit {limit})"
+    return None
+
+
+# ---------------------------------------------------------------- the sender
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    broadcast_id: int
+    text: str | None
+    photo_url: str | None
+    caption: str | None
+    parse_mode: str | None
+    is_final: bool
+    status: str
+    send_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    message_id: int
+    chat_id: int
+    debug_code: str
+
+
+class _Stop(Exception):
+    """The broadcast is no longer running: stop this sender."""
+
+
+class GroupSender:
+    """Sends one broadcast's pending rows until none is left; any number run side by side."""
+
+    def __init__(self, ctx: JobContext, job: Job, broadcast_id: int) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.broadcast_id = broadcast_id
+        self.client: TelegramClient = client_for(ctx, None, default="tgms")
+        self.limiter = bots_of(ctx).limiter(ctx.db)
+        self.max_failures = ctx.settings.max_consecutive_failures
+        self.stale_seconds = ctx.settings.lease_seconds
+        inflight = ctx.services.setdefault(_INFLIGHT_KEY, set())
+        assert isinstance(inflight, set)
+        self.inflight: set[int] = inflight
+        self.broadcast: Broadcast | None = None
+        self.sent = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        started_here = await self._start()
+        broadcast = await self._load()
+        if broadcast.status == "pending":
+            if broadcast.send_at is not None and broadcast.send_at > datetime.now(UTC):
+                wait = (broadcast.send_at - datetime.now(UTC)).total_seconds()
+                raise Snooze(max(1.0, wait), "scheduled broadcast: not due yet")
+            raise PermanentFailure(f"broadcast {self.broadcast_id} could not be started")
+        if broadcast.status != "running":
+            log.info("broadcast %d is %s: nothing to send", self.broadcast_id, broadcast.status)
+            return
+        self.broadcast = broadcast
+        if not await self._validate():
+            return
+        if started_here or "helper" not in self.job.payload:
+            await self._fan_out()
+        await self._sweep_stale()
+        with contextlib.suppress(_Stop):
+            await self._send_all()
+        await self._finish()
+
+    async def _start(self) -> bool:
+        """Flip pending → running and resolve the targets, atomically. True if this call did it."""
+        async with self.ctx.db.connection() as conn:
+            cur = await conn.execute(SQL_START, {"b": self.broadcast_id})
+            row = await cur.fetchone()
+            if row is None:
+                return False
+            target, is_final = row
+            ids = await resolve_targets(conn, target or {"kind": "all"}, bool(is_final))
+            await conn.execute(SQL_INSERT_TARGETS, {"b": self.broadcast_id, "ids": ids})
+        log.info("broadcast %d started: %d group(s)", self.broadcast_id, len(ids))
+        return True
+
+    async def _load(self) -> Broadcast:
+        async with self.ctx.db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(SQL_BROADCAST, {"b": self.broadcast_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise PermanentFailure(f"no broadcast {self.broadcast_id}")
+        return Broadcast(**row)
+
+    async def _validate(self) -> bool:
+        """Catch what Telegram would reject in every group before the first send; stop if so."""
+        b = self.broadcast
+        assert b is not None
+        async with self.ctx.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT debug_code FROM sent_messages WHERE broadcast_id = %s "
+                "ORDER BY length(debug_code) DESC LIMIT 1",
+                (self.broadcast_id,),
+            )
+            row = await cur.fetchone()
+        code = row[0] if row else f"B{self.broadcast_id}G999"
+        if b.photo_url is not None:
+            problem = content_problem(b.caption, code, b.parse_mode, caption=True)
+        else:
+            problem = content_problem(b.text, code, b.parse_mode, caption=False)
+        if problem is None:
+            return True
+        await self._stop_broadcast("stopped", f"content error before sending: {problem}")
+        return False
+
+    async def _fan_out(self) -> None:
+        """Let other TGMS workers help: helper jobs with the same broadcast (one per dedupe key)."""
+        async with self.ctx.db.connection() as conn:
+            cur = await conn.execute(SQL_LIVE_WORKERS, {"stale": self.stale_seconds})
+            row = await cur.fetchone()
+            workers = max(1, int(row[0]) if row else 1)
+            senders = min(MAX_SENDERS, SENDERS_PER_WORKER * workers)
+            jobs = [
+                queue.NewJob(
+                    JOB_TYPE,
+                    {"broadcast_id": self.broadcast_id, "helper": i},
+                    priority=self.job.priority,
+                    dedupe_key=f"broadcast:{self.broadcast_id}:sender:{i}",
+                )
+                for i in range(1, senders)
+            ]
+            await queue.enqueue_many(conn, jobs)
+
+    async def _finish(self) -> None:
+        """Mark the broadcast done once nothing is pending or in flight; wait for in-flight sends of
+        other workers (or until they are stale and become ambiguous)."""
+        while True:
+            await self._sweep_stale()
+            async with self.ctx.db.connection() as conn:
+                cur = await conn.execute(SQL_REMAINING, {"b": self.broadcast_id})
+                row = await cur.fetchone()
+            pending, sending = row if row else (0, 0)
+            if not pending and not sending:
+                break
+            if pending:
+                # Put back by another sender (429, migration), or held by one waiting for its turn.
+                try:
+                    if await self._send_all():
+                        continue
+                except _Stop:
+                    pass
+            await asyncio.sleep(0.5)
+        async with self.ctx.db.connection() as conn:
+            cur = await conn.execute(SQL_FINISH, {"b": self.broadcast_id})
+            finished = await cur.fetchone() is not None
+        if finished:
+            log.info("broadcast %d done", self.broadcast_id)
+
+    async def _sweep_stale(self) -> None:
+        async with self.ctx.db.connection() as conn:
+            cur = await conn.execute(
+                SQL_MARK_AMBIGUOUS,
+                {
+                    "b": self.broadcast_id,
+                    "me": self.ctx.worker_id,
+                    "mine": list(self.inflight),
+                    "stale": self.stale_seconds,
+                },
+            )
+            rows = await cur.fetchall()
+        for message_id, chat_id in rows:
+            log.warning(
+                "broadcast %d: send to %s (row %d) interrupted by a crash: marked ambiguous, not resent",
+                self.broadcast_id, chat_id, message_id,
+            )
+
+    # ------------------------------------------------------------ sending
+
+    async def _send_all(self) -> int:
+        """Claim and send until no row is claimable; returns how many rows this call handled."""
+        backoff = 0.0
+        handled = 0
+        while True:
+            claimed = await self._claim()
+            if claimed is None:
+                return handled
+            if claimed is _STOPPED:
+                raise _Stop
+            handled += 1
+            if claimed is _SKIPPED:
+                continue
+            assert isinstance(claimed, Claimed)
+            self.inflight.add(claimed.message_id)
+            try:
+                retry_later = await _finish_even_if_cancelled(self._deliver(claimed))
+            finally:
+                self.inflight.discard(claimed.message_id)
+            if retry_later:
+                backoff = min(30.0, max(1.0, backoff * 2))
+                await asyncio.sleep(backoff)
+            else:
+                backoff = 0.0
+
+    async def _claim(self) -> Claimed | object | None:
+        """Lock the next pending row, wait for the rate limiter, record the intent ('sending').
+        The row stays locked while we wait, so a crash before the commit leaves it pending."""
+        b = self.broadcast
+        assert b is not None
+        async with self.ctx.db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(SQL_CLAIM, {"b": self.broadcast_id})
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            if row["broadcast_status"] != "running":
+                await conn.execute(
+                    SQL_SKIP_REMAINING,
+                    {"b": self.broadcast_id, "error": f"broadcast {row['broadcast_status']}"},
+                )
+                return _STOPPED
+            eligible = row["is_active"] or (b.is_final and row["final_allowed"])
+            if not eligible:
+                reason = "group is no longer managed" if not row["managed"] else "group is inactive"
+                await conn.execute(SQL_SKIP_ROW, {"id": row["message_id"], "error": reason})
+                return _SKIPPED
+            await self.limiter.acquire(
+                self.client.bot_key, int(row["chat_id"]), pace_key=f"broadcast:{self.broadcast_id}"
+            )
+            cur2 = await conn.execute(
+                SQL_MARK_SENDING,
+                {"id": row["message_id"], "worker": self.ctx.worker_id, "b": self.broadcast_id},
+            )
+            if await cur2.fetchone() is None:
+                return _STOPPED  # the broadcast was stopped while we waited
+        return Claimed(int(row["message_id"]), int(row["chat_id"]), str(row["debug_code"]))
+
+    async def _deliver(self, row: Claimed) -> bool:
+        """One send and its record. Returns True when the row went back to pending after a temporary
+        error (the caller backs off)."""
+        b = self.broadcast
+        assert b is not None
+        try:
+            message = await self._call(row.chat_id, row.debug_code)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._write(SQL_FAILED_UNCOUNTED, {
+                "id": row.message_id, "status": "ambiguous",
+                "error": "cancelled while the request was in flight; may have been delivered, not resent",
+            }))
+            raise
+        except RetryAfter as exc:
+            # The client paused the bot in the shared limiter; the next claim waits it out.
+            await self._write(SQL_REQUEUE_UNCOUNTED, {
+                "id": row.message_id, "error": f"429 from Telegram: retry after {exc.retry_after:g}s",
+            })
+            return False
+        except ChatMigrated as exc:
+            await self._migrate(row, exc)
+            return False
+        except TelegramError as exc:
+            return await self._failed(row, exc)
+        except Exception as exc:
+            # Not a Telegram answer (a bug, or something unexpected): we cannot know whether it went out.
+            await self._write(SQL_FAILED_UNCOUNTED, {
+                "id": row.message_id, "status": "ambiguous", "error": f"{type(exc).__name__}: {exc}"[:1000],
+            })
+            raise
+        await self._write(SQL_SENT, {"id": row.message_id, "tm": message.get("message_id")})
+        self.sent += 1
+        return False
+
+    async def _call(self, chat_id: int, code: str) -> Message:
+        b = self.broadcast
+        assert b is not None
+        if b.photo_url is not None:
+            caption = with_debug_code(b.caption, code, b.parse_mode)
+            return await self.client.send_photo(chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode)
+        text = with_debug_code(b.text, code, b.parse_mode)
+        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode)
+
+    async def _migrate(self, row: Claimed, exc: ChatMigrated) -> None:
+        """Rewrite the group id everywhere (this row included) and put the row back to be sent to the
+        new id; if the broadcast already has a row for the new id, this one was skipped instead."""
+        async def work(conn: AsyncConnection[Any]) -> None:
+            await rewrite_group_id(conn, row.chat_id, exc.new_chat_id)
+            await conn.execute(SQL_REQUEUE_UNCOUNTED, {"id": row.message_id, "error": None})
+
+        await self._with_conn(work)
+        log.info("broadcast %d: group %s migrated to %s; retrying there",
+                 self.broadcast_id, row.chat_id, exc.new_chat_id)
+
+    async def _failed(self, row: Claimed, exc: TelegramError) -> bool:
+        error = exc.description
+        if exc.is_content_error:
+            await self._write(SQL_FAILED_UNCOUNTED, {"id": row.message_id, "status": "failed", "error": error})
+            await self._stop_broadcast("stopped", f"content error from Telegram: {error}")
+            raise _Stop
+        if isinstance(exc, Unauthorized):
+            await self._write(SQL_FAILED_UNCOUNTED, {"id": row.message_id, "status": "failed", "error": error})
+            await self._stop_broadcast("failed", f"the bot token was rejected: {error}")
+            raise _Stop
+        if isinstance(exc, Forbidden | ChatNotFound | ChatAdminRequired):
+            await self._delivery_failed(row, error)
+            return False
+        if exc.maybe_delivered:
+            await self._write(SQL_FAILED_UNCOUNTED, {
+                "id": row.message_id, "status": "ambiguous", "error": f"{error} (may have been delivered; not resent)",
+            })
+            return False
+        if exc.retryable:
+            async with self.ctx.db.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT attempts FROM sent_messages WHERE message_id = %s", (row.message_id,)
+                )
+                attempts_row = await cur.fetchone()
+            attempts = int(attempts_row[0]) if attempts_row else MAX_ATTEMPTS
+            if attempts < MAX_ATTEMPTS:
+                await self._write(SQL_REQUEUE_ROW, {"id": row.message_id, "error": error})
+                return True
+        await self._write(SQL_FAILED_UNCOUNTED, {"id": row.message_id, "status": "failed", "error": error})
+        return False
+
+    async def _delivery_failed(self, row: Claimed, error: str) -> None:
+        reason = f"{self.max_failures} consecutive broadcast failures; last: {error}"
+        result: list[Any] = []
+
+        async def work(conn: AsyncConnection[Any]) -> None:
+            cur = await conn.execute(
+                SQL_DELIVERY_FAILED,
+                {"id": row.message_id, "error": error, "max": self.max_failures, "reason": reason},
+            )
+            result.append(await cur.fetchone())
+
+        await self._with_conn(work)
+        counted = result[-1] if result else None
+        if counted is not None and not counted[1]:
+            log.warning("group %s deactivated after %s consecutive failures: %s", row.chat_id, counted[0], error)
+
+    async def _stop_broadcast(self, status: str, error: str) -> None:
+        async def work(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(SQL_STOP_BROADCAST, {"b": self.broadcast_id, "status": status, "error": error})
+            await conn.execute(SQL_SKIP_REMAINING, {"b": self.broadcast_id, "error": f"broadcast {status}: {error}"})
+
+        await self._with_conn(work)
+        log.warning("broadcast %d %s: %s", self.broadcast_id, status, error)
+
+    # ------------------------------------------------------------ database writes that must land
+
+    async def _write(self, sql: str, params: dict[str, Any]) -> None:
+        async def work(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(sql, params)
+
+        await self._with_conn(work)
+
+    async def _with_conn(self, work: Callable[[AsyncConnection[Any]], Awaitable[None]]) -> None:
+        """Run `work` in a transaction, retrying through a database outage for up to a lease: the
+        outcome of a call that reached Telegram must not be lost."""
+        deadline = time.monotonic() + self.stale_seconds
+        failures = 0
+        while True:
+            try:
+                async with self.ctx.db.connection() as conn:
+                    await work(conn)
+                return
+            except psycopg.OperationalError:
+                failures += 1
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+
+_SKIPPED = object()
+_STOPPED = object()
+
+
+async def _finish_even_if_cancelled(step: Awaitable[bool]) -> bool:
+    """Await `step` to the end even if our task is cancelled (graceful shutdown), then re-raise the
+    cancellation: a send in flight is recorded rather than left ambiguous."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def send_to_groups(ctx: JobContext, job: Job) -> None:
+    """Job handler: send (or help send) broadcast `payload.broadcast_id`."""
+    try:
+        broadcast_id = int(job.payload["broadcast_id"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure("payload needs an integer broadcast_id") from None
+    sender = GroupSender(ctx, job, broadcast_id)
+    await sender.run()
+    if sender.sent:
+        log.info("broadcast %d: this sender delivered %d message(s)", broadcast_id, sender.sent)
+
+
+__all__ = ["JOB_TYPE", "GroupSender", "content_problem", "debug_suffix", "send_to_groups", "with_debug_code"]

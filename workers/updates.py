@@ -1,0 +1,313 @@
+"""`process_telegram_update` (main worker): every update that is not a join request.
+
+- `my_chat_member` of the group-management bot: made administrator in a group → the group is
+  registered in `managed_groups` (phase growth; active when the bot may invite users, i.e. approve
+  join requests; title, chat type, and the user who promoted it as admin_user_id). Demoted, removed
+  or kicked → the group is deactivated with the reason. Promoted again → reactivated, unless an
+  operator deactivated it by hand.
+- Service messages: `migrate_to_chat_id` / `migrate_from_chat_id` rewrite the group id everywhere;
+  `new_chat_title` renames the group.
+- Messages, joins, leaves and `chat_member` updates in managed groups record member activity (the
+  only way TGMS can know who is inactive: the Bot API cannot list members).
+- `/start` and `/help` in a private chat are answered by the bot that received them.
+
+Unknown update types are ignored, and malformed ones are logged and completed: retrying cannot fix
+them. Database and Telegram errors propagate, so the runner retries them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+from tgms_tui.backend.queue import Job
+
+from .bots import bots_of, client_for
+from .group_migration import rewrite_group_id
+from .runner import JobContext, Snooze
+from .telegram_api import Forbidden, RetryAfter, TelegramError
+
+log = logging.getLogger(__name__)
+
+JOB_TYPE = "process_telegram_update"
+GROUP_TYPES = ("group", "supergroup", "channel")
+MESSAGE_KEYS = ("message", "edited_message")
+
+# Reasons written here start with "bot ": a later promotion of the bot may undo those, not an
+# operator's decision.
+REASON_REMOVED = "bot was removed from the group by user {actor}"
+REASON_KICKED = "bot was kicked from the group by user {actor}"
+REASON_NOT_ADMIN = "bot is no longer an administrator (demoted by user {actor})"
+REASON_NO_INVITE = "bot cannot invite users, so it cannot approve join requests"
+
+HELP_TEXT = (
+    "I am the group management bot of TGMS.\n\n"
+    "What I do in groups where I am an administrator:\n"
+    "• approve join requests at once (give me the \"Invite users via link\" right),\n"
+    "• deliver the announcements your operators broadcast to their groups,\n"
+    "• track member counts, and remove long-inactive members where the group opted in.\n\n"
+    "To start, add me to your group as an administrator with the right to invite users. "
+    "Commands: /start, /help."
+)
+
+SQL_REGISTER = """
+INSERT INTO managed_groups AS g
+       (group_id, admin_user_id, title, chat_type, phase, is_active, bot_can_invite,
+        deactivated_reason, deactivated_at)
+VALUES (%(chat)s, %(actor)s, %(title)s, %(type)s, 'growth', %(can_invite)s, %(can_invite)s,
+        CASE WHEN %(can_invite)s THEN NULL ELSE %(no_invite)s END,
+        CASE WHEN %(can_invite)s THEN NULL ELSE now() END)
+ON CONFLICT (group_id) DO UPDATE
+   SET admin_user_id = EXCLUDED.admin_user_id,
+       title = COALESCE(NULLIF(EXCLUDED.title, ''), g.title),
+       chat_type = EXCLUDED.chat_type,
+       bot_can_invite = EXCLUDED.bot_can_invite,
+       is_active = CASE WHEN NOT EXCLUDED.bot_can_invite THEN false
+                        WHEN g.is_active THEN true
+                        ELSE g.deactivated_reason IS NULL OR g.deactivated_reason LIKE 'bot %%'
+                             OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%' END,
+       consecutive_failures = CASE WHEN EXCLUDED.bot_can_invite THEN 0 ELSE g.consecutive_failures END,
+       deactivated_reason = CASE WHEN NOT EXCLUDED.bot_can_invite
+                                 THEN COALESCE(CASE WHEN g.is_active THEN NULL ELSE g.deactivated_reason END,
+                                               EXCLUDED.deactivated_reason)
+                                 WHEN g.is_active OR g.deactivated_reason IS NULL
+                                      OR g.deactivated_reason LIKE 'bot %%'
+                                      OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%'
+                                 THEN NULL ELSE g.deactivated_reason END,
+       deactivated_at = CASE WHEN NOT EXCLUDED.bot_can_invite THEN COALESCE(g.deactivated_at, now())
+                             WHEN g.is_active OR g.deactivated_reason IS NULL
+                                  OR g.deactivated_reason LIKE 'bot %%'
+                                  OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%'
+                             THEN NULL ELSE g.deactivated_at END,
+       updated_at = now()
+RETURNING is_active, (xmax = 0) AS inserted
+"""
+
+SQL_DEACTIVATE = """
+UPDATE managed_groups
+   SET is_active = false, bot_can_invite = %(can_invite)s, deactivated_reason = %(reason)s,
+       deactivated_at = CASE WHEN is_active THEN now() ELSE COALESCE(deactivated_at, now()) END,
+       title = COALESCE(NULLIF(%(title)s, ''), title), updated_at = now()
+ WHERE group_id = %(chat)s
+RETURNING group_id
+"""
+
+SQL_TITLE = "UPDATE managed_groups SET title = %(title)s, updated_at = now() WHERE group_id = %(chat)s"
+
+# `soft`: seen in a message — present, but a known status (admin, restricted) is kept. Otherwise the
+# status is what Telegram just told us (join, leave, chat_member).
+SQL_ACTIVITY = """
+INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
+SELECT %(chat)s, u.id, u.username, u.status, u.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
+  FROM unnest(%(ids)s::bigint[], %(usernames)s::text[], %(statuses)s::text[], %(bots)s::bool[])
+       AS u(id, username, status, is_bot)
+ WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = %(chat)s)
+ON CONFLICT (chat_id, user_id) DO UPDATE
+   SET username = COALESCE(EXCLUDED.username, m.username),
+       is_bot = EXCLUDED.is_bot,
+       status = CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE EXCLUDED.status END,
+       last_seen_at = GREATEST(m.last_seen_at, EXCLUDED.last_seen_at)
+"""
+
+
+class MalformedUpdate(ValueError):
+    """The update lacks a field it must have; retrying cannot help."""
+
+
+def _user(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), int):
+        raise MalformedUpdate("user without an integer id")
+    return obj
+
+
+def _chat(obj: Any) -> tuple[int, str, str]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), int) or not isinstance(obj.get("type"), str):
+        raise MalformedUpdate("chat without an integer id and a type")
+    return int(obj["id"]), str(obj["type"]), str(obj.get("title") or "")
+
+
+def _date(obj: dict[str, Any]) -> int:
+    date = obj.get("date")
+    if not isinstance(date, int) or date <= 0:
+        raise MalformedUpdate("missing or invalid date")
+    return date
+
+
+class UpdateHandler:
+    """Handles one update for the bot that received it."""
+
+    def __init__(self, ctx: JobContext, job: Job) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.bots = bots_of(ctx)
+        self.role = self.bots.resolve_role(job.payload.get("bot"), default="main")
+
+    @property
+    def manages_groups(self) -> bool:
+        return self.role == self.bots.management_role
+
+    async def handle(self, update: dict[str, Any]) -> None:
+        kinds = [k for k in update if k != "update_id"]
+        if "my_chat_member" in update:
+            await self._my_chat_member(update["my_chat_member"])
+        elif "chat_member" in update:
+            await self._chat_member(update["chat_member"])
+        elif any(k in update for k in MESSAGE_KEYS):
+            key = next(k for k in MESSAGE_KEYS if k in update)
+            await self._message(update[key], edited=key != "message")
+        else:
+            log.debug("update %s of type %s: nothing to do", update.get("update_id"), ",".join(kinds) or "?")
+
+    # ------------------------------------------------------------ the bot's own membership
+
+    async def _my_chat_member(self, change: Any) -> None:
+        if not isinstance(change, dict):
+            raise MalformedUpdate("my_chat_member is not an object")
+        chat_id, chat_type, title = _chat(change.get("chat"))
+        if chat_type not in GROUP_TYPES:
+            return  # a private chat: the user blocked or unblocked the bot
+        actor = _user(change.get("from"))["id"]
+        new = change.get("new_chat_member")
+        if not isinstance(new, dict) or not isinstance(new.get("status"), str):
+            raise MalformedUpdate("my_chat_member without new_chat_member.status")
+        if not self.manages_groups:
+            log.info("the %s bot's status in %s is now %s (it does not manage groups)", self.role, chat_id,
+                     new["status"])
+            return
+        status = new["status"]
+        async with self.ctx.db.connection() as conn:
+            if status in ("administrator", "creator"):
+                can_invite = status == "creator" or bool(new.get("can_invite_users"))
+                cur = await conn.execute(
+                    SQL_REGISTER,
+                    {"chat": chat_id, "actor": actor, "title": title, "type": chat_type,
+                     "can_invite": can_invite, "no_invite": REASON_NO_INVITE},
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                log.info("group %s (%s) %s by user %s: %s", chat_id, title,
+                         "registered" if row[1] else "updated", actor, "active" if row[0] else "inactive")
+                return
+            if status in ("left", "kicked"):
+                reason = (REASON_KICKED if status == "kicked" else REASON_REMOVED).format(actor=actor)
+            else:  # member, restricted: still in the group but without admin rights
+                reason = REASON_NOT_ADMIN.format(actor=actor)
+            cur = await conn.execute(
+                SQL_DEACTIVATE, {"chat": chat_id, "reason": reason, "can_invite": False, "title": title}
+            )
+            if await cur.fetchone() is not None:
+                log.info("group %s deactivated: %s", chat_id, reason)
+
+    # ------------------------------------------------------------ other members
+
+    async def _chat_member(self, change: Any) -> None:
+        if not isinstance(change, dict):
+            raise MalformedUpdate("chat_member is not an object")
+        chat_id, chat_type, _ = _chat(change.get("chat"))
+        new = change.get("new_chat_member")
+        if not isinstance(new, dict) or not isinstance(new.get("status"), str):
+            raise MalformedUpdate("chat_member without new_chat_member.status")
+        if chat_type not in GROUP_TYPES:
+            return
+        user = _user(new.get("user"))
+        status = new["status"]
+        if status == "restricted" and new.get("is_member") is False:
+            status = "left"
+        await self._record(chat_id, [user], status, _date(change), soft=False)
+
+    async def _message(self, message: Any, *, edited: bool) -> None:
+        if not isinstance(message, dict):
+            raise MalformedUpdate("message is not an object")
+        chat_id, chat_type, _ = _chat(message.get("chat"))
+        if chat_type == "private":
+            if not edited:
+                await self._private_command(chat_id, message)
+            return
+        if chat_type not in GROUP_TYPES:
+            return
+        date = _date(message)
+        if isinstance(message.get("migrate_to_chat_id"), int):
+            await self._migrate(chat_id, int(message["migrate_to_chat_id"]))
+            return
+        if isinstance(message.get("migrate_from_chat_id"), int):
+            await self._migrate(int(message["migrate_from_chat_id"]), chat_id)
+            return
+        if isinstance(message.get("new_chat_title"), str):
+            async with self.ctx.db.connection() as conn:
+                await conn.execute(SQL_TITLE, {"chat": chat_id, "title": message["new_chat_title"]})
+        joined = message.get("new_chat_members")
+        if isinstance(joined, list) and joined:
+            await self._record(chat_id, [_user(u) for u in joined], "member", date, soft=False)
+        left = message.get("left_chat_member")
+        if left is not None:
+            await self._record(chat_id, [_user(left)], "left", date, soft=False)
+        sender = message.get("from")
+        # An anonymous admin or a channel posts as `sender_chat`: not a member we can track.
+        if sender is not None and "sender_chat" not in message and left is None:
+            await self._record(chat_id, [_user(sender)], "member", date, soft=True)
+
+    async def _migrate(self, old_id: int, new_id: int) -> None:
+        async with self.ctx.db.connection() as conn:
+            await rewrite_group_id(conn, old_id, new_id)
+
+    async def _record(
+        self, chat_id: int, users: Iterable[dict[str, Any]], status: str, date: int, *, soft: bool
+    ) -> None:
+        people = list(users)
+        async with self.ctx.db.connection() as conn:
+            await conn.execute(
+                SQL_ACTIVITY,
+                {
+                    "chat": chat_id,
+                    "ids": [int(u["id"]) for u in people],
+                    "usernames": [u.get("username") for u in people],
+                    "statuses": [status] * len(people),
+                    "bots": [bool(u.get("is_bot", False)) for u in people],
+                    "date": date,
+                    "soft": soft,
+                },
+            )
+
+    # ------------------------------------------------------------ private chats
+
+    async def _private_command(self, chat_id: int, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if not isinstance(text, str) or not text.startswith("/"):
+            return
+        command = text.split(maxsplit=1)[0].split("@", 1)[0].lower()
+        if command not in ("/start", "/help"):
+            return
+        client = client_for(self.ctx, self.job, default="main")
+        try:
+            await client.send_message(chat_id, HELP_TEXT)
+        except RetryAfter as exc:
+            raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
+        except Forbidden as exc:
+            log.info("cannot answer %s in %s: %s", command, chat_id, exc.description)
+        except TelegramError as exc:
+            if exc.retryable and not exc.maybe_delivered:
+                raise
+            log.warning("answer to %s in %s: %s", command, chat_id, exc.description)
+
+
+async def process_telegram_update(ctx: JobContext, job: Job) -> None:
+    """Job handler of the main worker for every non-join-request update."""
+    payload = job.payload if isinstance(job.payload, dict) else {}
+    update = payload.get("update")
+    if not isinstance(update, dict):
+        log.warning("job %d: payload has no update object; ignored", job.job_id)
+        return
+    try:
+        await UpdateHandler(ctx, job).handle(update)
+    except (MalformedUpdate, KeyError, TypeError) as exc:
+        log.warning("update %s (job %d) is malformed and was ignored: %s", update.get("update_id"), job.job_id, exc)
+    except psycopg.DataError as exc:
+        # e.g. an id out of range: the update itself is bad, the database is fine.
+        log.warning("update %s (job %d) has data PostgreSQL rejects; ignored: %s",
+                    update.get("update_id"), job.job_id, exc)
+
+
+__all__ = ["HELP_TEXT", "JOB_TYPE", "UpdateHandler", "process_telegram_update"]
