@@ -1,0 +1,116 @@
+"""The webhook server's Starlette app: Telegram's only door into TGMS (DESIGN.md §7).
+
+Routes:
+- POST /api/webhook         updates of the main bot (BOT_TOKEN)
+- POST /api/webhook/tgms    updates of the group-management bot (TGMS_BOT_TOKEN)
+- POST /api/tgms/send       admin broadcast (x-api-key)
+- GET  /healthz /readyz /metrics
+
+Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
+the job records it so the worker answers with the right bot. Without a secret anyone who finds the URL
+could inject updates (e.g. fake join requests), so the app refuses to start without one unless
+`allow_insecure` is set explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from tgms_tui.backend.config import ConfigError, Settings, load_settings
+from tgms_tui.backend.db import database_url, open_pool
+
+from .admin import AdminSend
+from .intake import UpdateIntake
+from .runtime import Runtime
+from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
+
+log = logging.getLogger(__name__)
+
+# Set by `tgms webhook --insecure-no-secret` for the worker processes uvicorn spawns (--workers > 1).
+INSECURE_ENV = "TGMS_WEBHOOK_ALLOW_NO_SECRET"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def create_app(
+    settings: Settings,
+    url: str | None = None,
+    *,
+    allow_insecure: bool = False,
+    pool_size: int = 8,
+    intake_writers: int = 2,
+) -> Starlette:
+    """Build the app. `url` defaults to the configured database (DATABASE_URL or the embedded one);
+    the lifespan opens the pool, migrations are the caller's job (`tgms webhook` runs them first)."""
+    if not settings.webhook_secret and not allow_insecure:
+        raise ConfigError(
+            "TGMS_WEBHOOK_SECRET",
+            "is not set; the webhook would accept updates from anyone "
+            "(set it, or pass --insecure-no-secret for local experiments only)",
+        )
+    runtime = Runtime()
+    db_url = url or database_url(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await open_pool(db_url, min_size=min(2, pool_size), max_size=pool_size, name="tgms-webhook")
+        intake = UpdateIntake(pool, runtime.metrics, writers=intake_writers)
+        await intake.start()
+        runtime.pool, runtime.intake = pool, intake
+        try:
+            yield
+        finally:
+            await intake.stop()
+            runtime.intake = None
+            runtime.pool = None
+            await pool.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            async with runtime.require_pool().connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as exc:  # any failure means "not ready"; never a 500
+            log.info("not ready: %s", type(exc).__name__)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    secret = settings.webhook_secret
+    routes = [
+        Route("/api/webhook", TelegramWebhook("main", secret, runtime), methods=["POST"]),
+        Route("/api/webhook/tgms", TelegramWebhook("tgms", secret, runtime), methods=["POST"]),
+        Route(
+            "/api/tgms/send",
+            AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks).handle,
+            methods=["POST"],
+        ),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory (`webhook_server.app:app_from_env`, used with --workers > 1): settings from the
+    environment; the parent `tgms webhook` already migrated and exported the database URL."""
+    return create_app(load_settings(), allow_insecure=os.environ.get(INSECURE_ENV) == "1")
+

@@ -1,0 +1,130 @@
+"""Turning a webhook body into an update we can store, or a precise reason to refuse it.
+
+Everything accepted here must be storable as jsonb: PostgreSQL rejects NUL characters, unpaired
+surrogates and NaN/Infinity, and one such value would fail the whole group-commit batch it rides in.
+So those are refused (NaN/Infinity, absurd nesting) or repaired (NUL and unpaired surrogates become
+U+FFFD, so a real update is never lost over one odd character) before an update reaches the batcher.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # real updates nest < 10 deep; this only stops pathological bodies cheaply
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+
+JOIN_REQUEST = "chat_join_request"
+# Update types Telegram documents (Bot API 10.x); anything else is still accepted and routed, but is
+# counted under "other" so a stream of made-up keys cannot blow up the metrics' label set.
+KNOWN_TYPES = frozenset(
+    {
+        "message", "edited_message", "channel_post", "edited_channel_post", "business_connection",
+        "business_message", "edited_business_message", "deleted_business_messages", "message_reaction",
+        "message_reaction_count", "inline_query", "chosen_inline_result", "callback_query",
+        "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer",
+        "my_chat_member", "chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+        "managed_bot", "guest_message", "unknown",
+    }
+)  # fmt: skip
+
+
+class UpdateRejected(ValueError):
+    """The body is not a storable update; `reason` is a short metrics label, the message is for humans."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedUpdate:
+    update_id: int
+    update_type: str
+    update: dict[str, Any]
+
+
+def _reject_constant(name: str) -> Any:
+    raise UpdateRejected("malformed_json", f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UpdateRejected("malformed_json", "number out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def parse_update(body: bytes) -> ParsedUpdate:
+    """Parse and check one webhook body (already size-limited by the caller)."""
+    try:
+        text = body.decode("utf-8")
+        obj = _DECODER.decode(text)
+    except UpdateRejected:
+        raise
+    except RecursionError:
+        raise UpdateRejected("too_deep", "JSON nested too deeply") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, int digits limit
+        raise UpdateRejected("malformed_json", "body is not valid UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise UpdateRejected("not_an_object", "an update must be a JSON object")
+    update_id = obj.get("update_id")
+    if type(update_id) is not int:  # bool is an int subclass: refuse it too
+        raise UpdateRejected("no_update_id", "update_id must be an integer")
+    if not _BIGINT_MIN <= update_id <= _BIGINT_MAX:
+        raise UpdateRejected("no_update_id", "update_id out of range")
+    # Cheap gates (C speed): only bodies that could be deep, or that contain \u escapes (the only way
+    # to spell NUL or an unpaired surrogate in valid UTF-8 JSON), pay for a walk.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH or b"\\u" in body:
+        obj = _sanitised(obj)
+    update_type = next((key for key in obj if key != "update_id"), "unknown")
+    return ParsedUpdate(update_id, update_type, obj)
+
+
+def metric_type(update_type: str) -> str:
+    return update_type if update_type in KNOWN_TYPES else "other"
+
+
+def _clean_str(value: str) -> str:
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # json.loads already joined valid pairs, so any surrogate left is unpaired.
+        value = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    return value
+
+
+def _sanitised(root: dict[str, Any]) -> dict[str, Any]:
+    """Copy of `root` with NUL/unpaired surrogates replaced; UpdateRejected if nested > MAX_DEPTH.
+    Iterative, so depth never touches the interpreter's recursion limit."""
+    result: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, int]] = [(root, result, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UpdateRejected("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, value in items:
+            if isinstance(value, dict):
+                copy: Any = {}
+                stack.append((value, copy, depth + 1))
+            elif isinstance(value, list):
+                copy = [None] * len(value)
+                stack.append((value, copy, depth + 1))
+            elif isinstance(value, str):
+                copy = _clean_str(value)
+            else:
+                copy = value
+            if isinstance(target, dict):
+                target[_clean_str(str(key))] = copy
+            else:
+                target[key] = copy
+    return result
