@@ -56,8 +56,9 @@ class _ControlMethods:
     def set_flood_limits(self, enabled: bool) -> Any:
         return self.set_config(enforce_flood_limits=enabled)
 
-    def reset(self, keep_bots: bool = True) -> Any:
-        return self._request("POST", "/_sim/reset", json={"keep_bots": keep_bots})
+    def reset(self, keep_bots: bool = True, clear_webhooks: bool = False) -> Any:
+        body = {"keep_bots": keep_bots, "clear_webhooks": clear_webhooks}
+        return self._request("POST", "/_sim/reset", json=body)
 
     # bots and users
     def bots(self) -> Any:

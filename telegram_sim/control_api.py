@@ -107,7 +107,10 @@ class ControlApi:
 
     async def reset(self, request: Request) -> Response:
         body = await _body(request)
-        self.state.reset(keep_bots=_as_bool(body.get("keep_bots", True)))
+        self.state.reset(
+            keep_bots=_as_bool(body.get("keep_bots", True)),
+            clear_webhooks=_as_bool(body.get("clear_webhooks", False)),
+        )
         self.dispatcher.reset_stats()
         return JSONResponse({"ok": True})
 

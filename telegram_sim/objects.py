@@ -94,6 +94,7 @@ def chat_full_info_json(chat: Chat, private_user: User | None = None) -> JSON:
         "limited_gifts": False,
         "unique_gifts": False,
         "premium_subscription": False,
+        "gifts_from_channels": False,
     }
     return data
 

@@ -37,6 +37,7 @@ from telegram_sim.model import (
     PendingUpdate,
     StoredMessage,
     User,
+    WebhookSettings,
     full_permissions,
 )
 
@@ -765,8 +766,9 @@ class SimState:
 
     # --- reset -------------------------------------------------------------------------------
 
-    def reset(self, *, keep_bots: bool = True) -> None:
-        """Forget chats, users, messages, calls, faults and queued updates (bots and webhooks stay)."""
+    def reset(self, *, keep_bots: bool = True, clear_webhooks: bool = False) -> None:
+        """Forget chats, users, messages, calls, faults and queued updates (bots and, unless
+        `clear_webhooks`, their webhooks stay)."""
         with self.lock:
             self.chats.clear()
             self.private_chats.clear()
@@ -781,6 +783,10 @@ class SimState:
                 bot.pending.clear()
                 bot.webhook.last_error_date = None
                 bot.webhook.last_error_message = None
+                if clear_webhooks:
+                    bot.webhook = WebhookSettings(max_connections=self.config.default_max_connections)
+                    bot.allowed_updates = None
+            self.commands.clear()
             self.flood.reset()
             self.faults.clear()
             self.calls.clear()
