@@ -1,0 +1,201 @@
+"""The TGMS control center: a live, keyboard-first Textual app over the shared PostgreSQL.
+
+The app owns the connection pool and the LISTEN connection; screens own their data. All database
+work goes through `TGMSApp.query` (raises `DatabaseUnavailable`) or `TGMSApp.attempt` (reports and
+returns None), which turn every psycopg/pool error into a visible status instead of an exception
+that would end the app (an unhandled exception in a Textual worker or timer exits the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.db import open_pool
+from tgms_tui.backend.live import ChangeListener
+from tgms_tui.backend.redaction import redact
+from tgms_tui.messages import DatabaseState
+
+from .screens.actions import TGMSCommands, is_allowed
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A pooled connection that cannot be had within this many seconds counts as "database unreachable".
+ACQUIRE_TIMEOUT = 3.0
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (or the statement failed); the message is safe to show."""
+
+
+class TGMSApp(App[int]):
+    """`TGMSApp(url=..., settings=..., read_only=False)`; `run()` or `run_test()` it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "TGMS control center"
+    COMMANDS: ClassVar[set[Any]] = {*App.COMMANDS, TGMSCommands}
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("f1", "help", "Help", show=False),
+    ]
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings | None = None,
+        read_only: bool = False,
+        *,
+        refresh_period: float = 2.0,
+        min_refresh_gap: float = 0.15,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.settings = settings or Settings()
+        self.read_only = read_only
+        self.refresh_period = refresh_period
+        self.min_refresh_gap = min_refresh_gap
+        self.pool: AsyncConnectionPool | None = None
+        self.db_changed: Signal[str] = Signal(self, "db-changed")
+        self.db_state_signal: Signal[DatabaseState] = Signal(self, "db-state")
+        self.db_state = DatabaseState(connected=False, error="connecting…", since=time.time())
+        self._listener = ChangeListener(url, self._on_change, self._on_listener_state)
+        self._pool_lock = asyncio.Lock()
+        if read_only:
+            self.sub_title = "READ-ONLY"
+
+    # ---------------------------------------------------------------- lifecycle
+    async def on_mount(self) -> None:
+        from .screens.dashboard import DashboardScreen
+
+        self.run_worker(self._listener.run(), name="change-listener", group="db", exit_on_error=False)
+        self.run_worker(self._open_pool(), name="open-pool", group="db", exit_on_error=False)
+        await self.push_screen(DashboardScreen())
+
+    async def _open_pool(self) -> None:
+        async with self._pool_lock:
+            try:
+                self.pool = await open_pool(self.url, min_size=1, max_size=4, name="tgms-tui")
+            except (psycopg.Error, OSError, PoolTimeout) as exc:  # bad URL etc.: stay up, show it
+                self._set_db_state(False, self._describe(exc))
+
+    async def on_unmount(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(timeout=1.0), timeout=2.0)
+
+    # ---------------------------------------------------------------- live changes
+    def _on_change(self, table: str) -> None:
+        self.db_changed.publish(table)
+
+    def _on_listener_state(self, connected: bool, error: str | None) -> None:
+        if connected:
+            outage = not self.db_state.connected and self.db_state.error != "connecting…"
+            if outage and self.pool is not None:
+                # Back after an outage: the pool's own reconnect backs off up to 10 s; a fresh pool
+                # makes the screen live again as soon as the server answers.
+                self.run_worker(self._replace_pool(), group="db", exit_on_error=False)
+        else:
+            self._set_db_state(False, error)
+
+    async def _replace_pool(self) -> None:
+        async with self._pool_lock:
+            old = self.pool
+            try:
+                self.pool = await open_pool(self.url, min_size=1, max_size=4, name="tgms-tui")
+            except (psycopg.Error, OSError, PoolTimeout) as exc:
+                self._set_db_state(False, self._describe(exc))
+                return
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(old.close(timeout=0.5), timeout=1.0)
+        self.db_changed.publish("*")
+
+    def _set_db_state(self, connected: bool, error: str | None = None) -> None:
+        previous = self.db_state
+        if previous.connected == connected and (connected or previous.error == error):
+            return
+        self.db_state = DatabaseState(connected, error, time.time())
+        self.db_state_signal.publish(self.db_state)
+        if connected and previous.error != "connecting…":
+            self.notify("Database reachable again: live updates resumed.", title="Database", timeout=4)
+        elif not connected and previous.connected:
+            self.notify(f"Database unreachable: {error}. Retrying…", title="Database", severity="error",
+                        timeout=6)
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        text = redact(str(exc)).strip().splitlines()
+        return text[0][:160] if text else type(exc).__name__
+
+    # ---------------------------------------------------------------- database access
+    async def query(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run `fn(conn)` in one transaction on a pooled connection.
+
+        Raises DatabaseUnavailable (never a psycopg error); a lost connection is also shown in the
+        status bar until a later call succeeds.
+        """
+        pool = self.pool
+        if pool is None:
+            raise DatabaseUnavailable(self.db_state.error or "not connected yet")
+        try:
+            async with pool.connection(timeout=ACQUIRE_TIMEOUT) as conn:
+                result = await fn(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError) as exc:
+            message = self._describe(exc)
+            self._set_db_state(False, message)
+            raise DatabaseUnavailable(message) from exc
+        except psycopg.Error as exc:  # the statement failed; the connection is fine
+            raise DatabaseUnavailable(self._describe(exc)) from exc
+        self._set_db_state(True)
+        return result
+
+    async def attempt(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], what: str) -> T | None:
+        """`query` for user actions: on failure tell the operator what did not happen, return None."""
+        try:
+            return await self.query(fn)
+        except DatabaseUnavailable as exc:
+            self.notify(f"{what} failed: {exc}", severity="error", timeout=6)
+            return None
+
+    async def perform(self, fn: Callable[[AsyncConnection[Any]], Awaitable[object]], what: str) -> bool:
+        """`attempt` for writes that return nothing: True when it was committed."""
+        try:
+            await self.query(fn)
+        except DatabaseUnavailable as exc:
+            self.notify(f"{what} failed: {exc}", severity="error", timeout=6)
+            return False
+        return True
+
+    # ---------------------------------------------------------------- read-only
+    def refuse_if_read_only(self, what: str) -> bool:
+        """True (and says so) when a mutation was asked for in read-only mode."""
+        if self.read_only:
+            self.notify(f"Read-only mode: {what} is disabled.", severity="warning", timeout=4)
+            return True
+        return False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return is_allowed(self, action)
+
+    # ---------------------------------------------------------------- global actions
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

@@ -1,0 +1,270 @@
+"""Read queries behind the control center's live panes, returning typed rows.
+
+Every query here runs every couple of seconds against tables that may hold 10,000 groups and
+100,000 jobs, so each one is bounded or served by an index: job counts come from the partial
+indexes on pending / running / failed rows and from the finished_at index for throughput; done rows
+are never counted. No Textual import here (DESIGN.md §10): the TUI renders these rows, tests read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+# A worker heartbeats every 5 s; three missed beats means it is gone or stuck.
+HEARTBEAT_SECONDS = 5.0
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+
+RECENT_JOBS_PER_STATUS = 40
+RECENT_JOIN_REQUESTS = 100
+THROUGHPUT_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    group_id: int
+    title: str
+    phase: str
+    is_active: bool
+    final_message_allowed: bool
+    member_count: int | None
+    member_count_prev: int | None
+    consecutive_failures: int
+    last_broadcast_at: datetime | None
+    deactivated_reason: str | None
+
+    @property
+    def member_trend(self) -> int | None:
+        """Change since the previous member count, None when there is no previous count."""
+        if self.member_count is None or self.member_count_prev is None:
+            return None
+        return self.member_count - self.member_count_prev
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """One pool's queue at a glance; `lag_seconds` is how long the oldest due job has waited."""
+
+    pool: str
+    pending: int = 0
+    due: int = 0
+    running: int = 0
+    failed: int = 0
+    done_last_minute: int = 0
+    failed_last_minute: int = 0
+    lag_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    job_id: int
+    pool: str
+    job_type: str
+    status: str
+    retries: int
+    max_retries: int
+    age_seconds: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job_id: int
+    pool: str
+    job_type: str
+    status: str
+    payload: dict[str, Any]
+    retries: int
+    max_retries: int
+    priority: int
+    run_at: datetime
+    locked_by: str | None
+    last_error: str | None
+    dedupe_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    worker_id: str
+    bot_name: str
+    status: str
+    host: str | None
+    pid: int | None
+    heartbeat_age_seconds: float
+    jobs_done: int
+    jobs_failed: int
+    last_error: str | None
+
+    @property
+    def is_stale(self) -> bool:
+        """A worker that claims to run but has missed three heartbeats (a stopped one is not stale)."""
+        return self.status != "stopped" and self.heartbeat_age_seconds > STALE_AFTER_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    request_id: int
+    chat_id: int
+    chat_title: str | None
+    user_id: int
+    username: str | None
+    status: str
+    error: str | None
+    requested_at: datetime
+    age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One group of one broadcast: what the sender did there (or that it has not started yet)."""
+
+    chat_id: int
+    title: str | None
+    status: str
+    debug_code: str | None
+    telegram_message_id: int | None
+    error: str | None
+    attempts: int
+    sent_at: datetime | None
+
+
+SQL_GROUPS = """
+SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
+       consecutive_failures, last_broadcast_at, deactivated_reason
+  FROM managed_groups
+"""
+
+# One UNION ALL branch per status so that each is served by its own partial index.
+SQL_POOL_STATS = """
+SELECT pool, 'pending', count(*), count(*) FILTER (WHERE run_at <= now()),
+       EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE run_at <= now()))
+  FROM jobs WHERE status = 'pending' GROUP BY pool
+UNION ALL
+SELECT pool, 'running', count(*), 0, NULL FROM jobs WHERE status = 'running' GROUP BY pool
+UNION ALL
+SELECT pool, 'failed', count(*), 0, NULL FROM jobs WHERE status = 'failed' GROUP BY pool
+UNION ALL
+SELECT pool, 'finished:' || status, count(*), 0, NULL
+  FROM jobs
+ WHERE finished_at > now() - make_interval(secs => %(window)s) AND finished_at IS NOT NULL
+ GROUP BY pool, status
+"""
+
+_JOB_LIST_COLUMNS = """job_id, pool, job_type, status, retries, max_retries,
+       EXTRACT(EPOCH FROM now() - COALESCE(finished_at, updated_at)) AS age, left(last_error, 300)"""
+
+SQL_RECENT_JOBS = f"""
+(SELECT {_JOB_LIST_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY locked_until DESC LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM jobs WHERE status = 'pending'
+  ORDER BY pool, priority, run_at, job_id LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY updated_at DESC LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM jobs
+  WHERE finished_at IS NOT NULL AND status IN ('done', 'cancelled')
+  ORDER BY finished_at DESC LIMIT %(n)s)
+"""
+
+SQL_JOB_DETAIL = """
+SELECT job_id, pool, job_type, status, payload, retries, max_retries, priority, run_at, locked_by,
+       last_error, dedupe_key, created_at, updated_at, finished_at
+  FROM jobs WHERE job_id = %s
+"""
+
+# Workers that stopped long ago are history, not health.
+SQL_WORKERS = """
+SELECT worker_id, bot_name, status, host, pid, EXTRACT(EPOCH FROM now() - updated_at),
+       jobs_done, jobs_failed, left(last_error, 300)
+  FROM bot_health
+ WHERE status <> 'stopped' OR updated_at > now() - interval '1 hour'
+ ORDER BY bot_name, started_at, worker_id
+"""
+
+SQL_JOIN_REQUESTS = """
+SELECT jr.request_id, jr.chat_id, g.title, jr.user_id, jr.username, jr.status, left(jr.error, 300),
+       jr.requested_at, EXTRACT(EPOCH FROM now() - COALESCE(jr.processed_at, jr.requested_at))
+  FROM (SELECT * FROM join_requests ORDER BY request_id DESC LIMIT %s) AS jr
+  LEFT JOIN managed_groups AS g ON g.group_id = jr.chat_id
+ ORDER BY jr.request_id DESC
+"""
+
+SQL_DELIVERIES = """
+SELECT t.chat_id, g.title, COALESCE(sm.status, 'queued'), sm.debug_code, sm.telegram_message_id,
+       sm.error, COALESCE(sm.attempts, 0), sm.sent_at
+  FROM unnest(%(groups)s::bigint[]) AS t(chat_id)
+  FULL JOIN (SELECT * FROM sent_messages WHERE broadcast_id = %(bid)s) AS sm ON sm.chat_id = t.chat_id
+  LEFT JOIN managed_groups AS g ON g.group_id = COALESCE(sm.chat_id, t.chat_id)
+"""
+
+
+async def fetch_groups(conn: AsyncConnection[Any]) -> list[GroupRow]:
+    """Every managed group (the pane filters and sorts them client-side, like htop)."""
+    cur = await conn.execute(SQL_GROUPS)
+    return [GroupRow(*row) for row in await cur.fetchall()]
+
+
+async def fetch_pool_stats(conn: AsyncConnection[Any]) -> list[PoolStats]:
+    """Queue counts per pool: exact for pending/running/failed, per minute for finished jobs."""
+    cur = await conn.execute(SQL_POOL_STATS, {"window": THROUGHPUT_WINDOW_SECONDS})
+    acc: dict[str, dict[str, Any]] = {p: {} for p in ("main", "tgms")}
+    for pool, kind, count, due, lag in await cur.fetchall():
+        fields = acc.setdefault(pool, {})
+        if kind == "pending":
+            fields.update(pending=count, due=due, lag_seconds=None if lag is None else float(lag))
+        elif kind == "running":
+            fields["running"] = count
+        elif kind == "failed":
+            fields["failed"] = count
+        elif kind == "finished:done":
+            fields["done_last_minute"] = count
+        elif kind == "finished:failed":
+            fields["failed_last_minute"] = count
+    return [PoolStats(pool=pool, **fields) for pool, fields in acc.items()]
+
+
+async def fetch_recent_jobs(conn: AsyncConnection[Any], per_status: int = RECENT_JOBS_PER_STATUS) -> list[JobRow]:
+    """Running, next pending, latest failed and latest finished jobs: a bounded window, never the table."""
+    cur = await conn.execute(SQL_RECENT_JOBS, {"n": per_status})
+    return [
+        JobRow(job_id, pool, job_type, status, retries, max_retries, float(age or 0), err)
+        for job_id, pool, job_type, status, retries, max_retries, age, err in await cur.fetchall()
+    ]
+
+
+async def fetch_job(conn: AsyncConnection[Any], job_id: int) -> JobDetail | None:
+    cur = await conn.execute(SQL_JOB_DETAIL, (job_id,))
+    row = await cur.fetchone()
+    return None if row is None else JobDetail(*row)
+
+
+async def fetch_workers(conn: AsyncConnection[Any]) -> list[WorkerRow]:
+    cur = await conn.execute(SQL_WORKERS)
+    return [
+        WorkerRow(wid, bot, status, host, pid, float(age), done, failed, err)
+        for wid, bot, status, host, pid, age, done, failed, err in await cur.fetchall()
+    ]
+
+
+async def fetch_join_requests(conn: AsyncConnection[Any], limit: int = RECENT_JOIN_REQUESTS) -> list[JoinRequestRow]:
+    cur = await conn.execute(SQL_JOIN_REQUESTS, (limit,))
+    return [
+        JoinRequestRow(rid, chat, title, uid, uname, status, err, req_at, float(age))
+        for rid, chat, title, uid, uname, status, err, req_at, age in await cur.fetchall()
+    ]
+
+
+async def fetch_deliveries(
+    conn: AsyncConnection[Any], broadcast_id: int, targeted: Iterable[int] = ()
+) -> list[DeliveryRow]:
+    """Per-group outcome of one broadcast. Targeted groups without a sent_messages row yet are
+    'queued', so progress is complete from the moment the broadcast is created."""
+    cur = await conn.execute(SQL_DELIVERIES, {"groups": list(targeted), "bid": broadcast_id})
+    return [DeliveryRow(*row) for row in await cur.fetchall()]

@@ -1,0 +1,192 @@
+"""What an operator can do to one managed group, and everything the detail view shows about it.
+
+Each write is one statement that touches `updated_at`, so the statement trigger on managed_groups
+NOTIFYs every open control center and they all show the change at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from . import queue
+from .dashboard import GroupRow
+
+PHASES = ("growth", "monitoring")
+MEMBER_COUNT_JOB = "tgms_update_member_counts"
+DETAIL_LIMIT = 50
+HISTORY_POINTS = 120
+
+
+class GroupNotFound(LookupError):
+    """The group was deleted (or never existed) between the screen showing it and the action."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCountPoint:
+    recorded_at: datetime
+    member_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequest:
+    request_id: int
+    user_id: int
+    username: str | None
+    status: str
+    error: str | None
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedBroadcast:
+    broadcast_id: int | None
+    summary: str
+    status: str
+    debug_code: str
+    error: str | None
+    sent_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KickRecord:
+    kick_id: int
+    user_id: int
+    action: str
+    reason: str | None
+    dry_run: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDetail:
+    group: GroupRow
+    chat_type: str
+    admin_user_id: int | None
+    inactivity_days: int | None
+    deactivated_at: datetime | None
+    member_count_at: datetime | None
+    created_at: datetime
+    history: list[MemberCountPoint]
+    join_requests: list[GroupJoinRequest]
+    broadcasts: list[ReceivedBroadcast]
+    kicks: list[KickRecord]
+
+
+SQL_SET_ACTIVE = """
+UPDATE managed_groups
+   SET is_active = %(active)s,
+       -- Reactivating starts the failure count afresh, or the next error would deactivate it again.
+       consecutive_failures = CASE WHEN %(active)s THEN 0 ELSE consecutive_failures END,
+       deactivated_reason = CASE WHEN %(active)s THEN NULL ELSE %(reason)s END,
+       deactivated_at = CASE WHEN %(active)s THEN NULL ELSE now() END,
+       updated_at = now()
+ WHERE group_id = %(group_id)s
+RETURNING group_id
+"""
+
+SQL_SET_PHASE = """
+UPDATE managed_groups SET phase = %s, updated_at = now() WHERE group_id = %s RETURNING group_id
+"""
+
+SQL_SET_FINAL_ALLOWED = """
+UPDATE managed_groups SET final_message_allowed = %s, updated_at = now() WHERE group_id = %s RETURNING group_id
+"""
+
+SQL_GROUP = """
+SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
+       consecutive_failures, last_broadcast_at, deactivated_reason,
+       chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at
+  FROM managed_groups WHERE group_id = %s
+"""
+
+SQL_HISTORY = """
+SELECT recorded_at, member_count FROM (
+    SELECT recorded_at, member_count FROM member_count_history
+     WHERE group_id = %s ORDER BY recorded_at DESC LIMIT %s
+) AS h ORDER BY recorded_at
+"""
+
+SQL_GROUP_JOIN_REQUESTS = """
+SELECT request_id, user_id, username, status, left(error, 200), requested_at
+  FROM join_requests WHERE chat_id = %s ORDER BY requested_at DESC LIMIT %s
+"""
+
+SQL_GROUP_BROADCASTS = """
+SELECT sm.broadcast_id, left(COALESCE(b.text, b.caption, b.photo_url, ''), 200), sm.status, sm.debug_code,
+       left(sm.error, 200), sm.sent_at, sm.created_at
+  FROM sent_messages AS sm LEFT JOIN broadcasts AS b USING (broadcast_id)
+ WHERE sm.chat_id = %s ORDER BY sm.message_id DESC LIMIT %s
+"""
+
+SQL_GROUP_KICKS = """
+SELECT id, user_id, action, reason, dry_run, at FROM kick_audit WHERE chat_id = %s ORDER BY at DESC LIMIT %s
+"""
+
+
+async def _one(conn: AsyncConnection[Any], sql: str, params: Any, group_id: int) -> None:
+    cur = await conn.execute(sql, params)
+    if await cur.fetchone() is None:
+        raise GroupNotFound(group_id)
+
+
+async def set_active(
+    conn: AsyncConnection[Any], group_id: int, active: bool, reason: str = "deactivated by an operator"
+) -> None:
+    """Activate or deactivate a group; reactivation clears the failure count and the reason."""
+    await _one(conn, SQL_SET_ACTIVE, {"active": active, "reason": reason, "group_id": group_id}, group_id)
+
+
+async def set_phase(conn: AsyncConnection[Any], group_id: int, phase: str) -> None:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+    await _one(conn, SQL_SET_PHASE, (phase, group_id), group_id)
+
+
+async def set_final_message_allowed(conn: AsyncConnection[Any], group_id: int, allowed: bool) -> None:
+    await _one(conn, SQL_SET_FINAL_ALLOWED, (allowed, group_id), group_id)
+
+
+async def request_member_count_refresh(conn: AsyncConnection[Any], group_id: int) -> int:
+    """Enqueue a member-count refresh for this one group now; returns the job id.
+
+    No dedupe key: a key holds for as long as the job row exists, which would block a second
+    refresh until pruning."""
+    job_id = await queue.enqueue(conn, MEMBER_COUNT_JOB, {"group_ids": [group_id]})
+    assert job_id is not None  # only a dedupe key can make enqueue return None
+    return job_id
+
+
+async def fetch_group_detail(conn: AsyncConnection[Any], group_id: int) -> GroupDetail:
+    """The group and its recent history: member counts, join requests, broadcasts, kicks."""
+    cur = await conn.execute(SQL_GROUP, (group_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise GroupNotFound(group_id)
+    group = GroupRow(*row[:10])
+    chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at = row[10:]
+    cur = await conn.execute(SQL_HISTORY, (group_id, HISTORY_POINTS))
+    history = [MemberCountPoint(*r) for r in await cur.fetchall()]
+    cur = await conn.execute(SQL_GROUP_JOIN_REQUESTS, (group_id, DETAIL_LIMIT))
+    joins = [GroupJoinRequest(*r) for r in await cur.fetchall()]
+    cur = await conn.execute(SQL_GROUP_BROADCASTS, (group_id, DETAIL_LIMIT))
+    broadcasts = [ReceivedBroadcast(*r) for r in await cur.fetchall()]
+    cur = await conn.execute(SQL_GROUP_KICKS, (group_id, DETAIL_LIMIT))
+    kicks = [KickRecord(*r) for r in await cur.fetchall()]
+    return GroupDetail(
+        group=group,
+        chat_type=chat_type,
+        admin_user_id=admin_user_id,
+        inactivity_days=inactivity_days,
+        deactivated_at=deactivated_at,
+        member_count_at=member_count_at,
+        created_at=created_at,
+        history=history,
+        join_requests=joins,
+        broadcasts=broadcasts,
+        kicks=kicks,
+    )

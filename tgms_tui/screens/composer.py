@@ -1,0 +1,388 @@
+"""`b`: compose a broadcast, validated as you type, confirmed, then sent exactly as the admin API does.
+
+The composer builds the same JSON body `POST /api/tgms/send` takes and runs it through the same
+`validate_broadcast` and `create_broadcast` (backend), so a broadcast from the TUI and one from the API
+are indistinguishable apart from `created_by`. The only thing added here is presentation: counters,
+a preview, the number of groups reached and how long the sending will take at the configured pace.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Checkbox, Footer, Input, Label, Select, Static, TextArea
+
+from tgms_tui.backend.broadcasts import create_broadcast, resolve_targets
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.message_validation import (
+    CAPTION_LIMIT,
+    TEXT_LIMIT,
+    BroadcastRequest,
+    ValidationError,
+    check_markup,
+    normalise_target,
+    validate_broadcast,
+    visible_length,
+)
+from tgms_tui.widgets import format as fmt
+from tgms_tui.widgets.preview import render_preview
+from tgms_tui.widgets.status_bar import StatusBar
+
+from .actions import is_allowed
+from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from tgms_tui.app import TGMSApp
+
+# The sender appends "\n\n" + a debug code such as B123G045 to every message (workers.group_sender).
+DEBUG_CODE_RESERVE = 14
+VALIDATE_DELAY = 0.12
+
+
+def estimate_seconds(groups: int, settings: Settings) -> float:
+    """How long sending to `groups` groups takes: one group per TGMS_GROUP_DELAY_SECONDS, and never
+    faster than TGMS_RATE_PER_SECOND (the shared bot limit); the first message goes at once."""
+    if groups <= 0:
+        return 0.0
+    interval = max(settings.group_delay_seconds, 1.0 / settings.rate_per_second)
+    return (groups - 1) * interval
+
+
+def describe_estimate(groups: int, settings: Settings) -> str:
+    return (
+        f"≈ {fmt.duration(estimate_seconds(groups, settings))} for {groups:,} group{'s' if groups != 1 else ''} "
+        f"(one group every {settings.group_delay_seconds:g} s, bot limit {settings.rate_per_second:g} msg/s)"
+    )
+
+
+_RELATIVE = re.compile(r"^\+\s*(\d+(?:\.\d+)?)\s*([smhd])$", re.I)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_send_time(value: str, now: datetime | None = None) -> str | None:
+    """The composer's send time as the API's ISO-8601 string (local timezone), None for "now".
+
+    Accepts: empty / "now"; "+30m", "+2h", "+1d"; "18:00" (today, or tomorrow if already past);
+    "2026-05-01 09:00" (local); any ISO-8601 time with an offset. ValueError with a hint otherwise.
+    """
+    text = value.strip()
+    current = (now or datetime.now()).astimezone()
+    if not text or text.lower() == "now":
+        return None
+    if m := _RELATIVE.match(text):
+        amount, unit = float(m.group(1)), m.group(2).lower()
+        delta = timedelta(**{_UNITS[unit]: amount})
+        return (current + delta).isoformat(timespec="seconds")
+    if re.fullmatch(r"\d{1,2}:\d{2}", text):
+        hour, minute = (int(p) for p in text.split(":"))
+        if hour > 23 or minute > 59:
+            raise ValueError("not a time of day (HH:MM, 00:00-23:59)")
+        when = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if when < current:
+            when += timedelta(days=1)
+        return when.isoformat(timespec="seconds")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("use now, +30m, 18:00, 2026-05-01 09:00 or an ISO-8601 time") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a wall-clock time typed here means this machine's timezone
+    return when.isoformat(timespec="seconds")
+
+
+PARSE_MODE_OPTIONS = [("plain text", "none"), ("Markdown", "Markdown"), ("MarkdownV2", "MarkdownV2"),
+                      ("HTML", "HTML")]
+
+
+class ComposerScreen(Screen[None]):
+    """Message, parse mode, target, send time; ctrl+s reviews and (after a yes) sends."""
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("ctrl+s", "review", "Review & send"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, marked: list[int] | None = None) -> None:
+        super().__init__()
+        self.marked = list(marked or [])
+        self.request: BroadcastRequest | None = None
+        self.problem: ValidationError | None = None
+        self.target_count: int | None = None
+        self._validate_timer: Any = None
+
+    @property
+    def tgms(self) -> TGMSApp:
+        return cast("TGMSApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        marked_label = f"marked groups ({len(self.marked)})"
+        yield StatusBar(read_only=self.tgms.read_only, id="status")
+        with Horizontal(id="composer"):
+            with VerticalScroll(id="composer-form") as form:
+                form.border_title = "New broadcast"
+                with Horizontal(classes="row"):
+                    with Vertical(classes="row"):
+                        yield Label("Message", classes="field-label")
+                        yield Select([("text", "text"), ("photo + caption", "photo")], value="text",
+                                     allow_blank=False, id="kind")
+                    with Vertical(classes="row"):
+                        yield Label("Parse mode", classes="field-label")
+                        yield Select(PARSE_MODE_OPTIONS, value="none", allow_blank=False, id="parse-mode")
+                yield Label("Photo URL (http:// or https://)", classes="field-label photo-only")
+                yield Input(placeholder="https://example.com/picture.jpg", id="photo-url", classes="photo-only")
+                yield Label("Text", classes="field-label", id="body-label")
+                yield TextArea(id="body", soft_wrap=True, tab_behavior="focus")
+                yield Static("", id="counter")
+                with Horizontal(classes="row"):
+                    with Vertical(classes="row"):
+                        yield Label("Target", classes="field-label")
+                        yield Select([("all active groups", "all"), ("one phase", "phase"),
+                                      (marked_label, "groups")], value="all", allow_blank=False, id="target")
+                    with Vertical(classes="row", id="phase-box"):
+                        yield Label("Phase", classes="field-label")
+                        yield Select([("growth", "growth"), ("monitoring", "monitoring")], value="growth",
+                                     allow_blank=False, id="phase")
+                yield Checkbox("final message (also inactive groups that allow a final message)", id="final")
+                yield Label("Send at: now · +30m · 18:00 · 2026-05-01 09:00 (local time)", classes="field-label")
+                yield Input(placeholder="now", id="send-at")
+                yield Static("", id="problems")
+            with Vertical(id="composer-side"):
+                yield Static("", id="estimate")
+                yield Static("", id="preview")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(StatusBar).set_db(self.tgms.db_state)
+        self.tgms.db_state_signal.subscribe(self, self.query_one(StatusBar).set_db)
+        self.query_one("#preview", Static).border_title = "Preview"
+        self._apply_kind()
+        self.query_one("#phase-box").display = False
+        self.query_one("#body", TextArea).focus()
+        self._validate()
+        self._count_targets()
+
+    # ---------------------------------------------------------------- building the request
+    def _value(self, selector: str) -> str:
+        value = self.query_one(selector, Select).value
+        return "" if value is Select.NULL else str(value)
+
+    @property
+    def kind(self) -> str:
+        return self._value("#kind")
+
+    @property
+    def parse_mode(self) -> str | None:
+        mode = self._value("#parse-mode")
+        return None if mode in ("", "none") else mode
+
+    def target(self) -> dict[str, Any]:
+        kind = self._value("#target")
+        if kind == "phase":
+            return {"kind": "phase", "phase": self._value("#phase")}
+        if kind == "groups":
+            return {"kind": "groups", "group_ids": self.marked}
+        return {"kind": "all"}
+
+    def body(self) -> dict[str, Any]:
+        """The admin API's JSON body for what is on screen (ValueError for a bad send time)."""
+        text = self.query_one("#body", TextArea).text
+        data: dict[str, Any] = {"target": self.target(), "final": self.query_one("#final", Checkbox).value}
+        if self.kind == "photo":
+            data["photo_url"] = self.query_one("#photo-url", Input).value.strip()
+            data["caption"] = text
+        else:
+            data["text"] = text
+        if self.parse_mode:
+            data["parse_mode"] = self.parse_mode
+        send_at = parse_send_time(self.query_one("#send-at", Input).value)
+        if send_at:
+            data["send_at"] = send_at
+        return data
+
+    # ---------------------------------------------------------------- validation as you type
+    @on(TextArea.Changed)
+    @on(Input.Changed)
+    @on(Checkbox.Changed)
+    def _edited(self) -> None:
+        self._schedule_validate()
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "kind":
+            self._apply_kind()
+        if event.select.id in ("target", "phase"):
+            self.query_one("#phase-box").display = self._value("#target") == "phase"
+        self._schedule_validate()
+        if event.select.id in ("target", "phase"):
+            self._count_targets()
+
+    @on(Checkbox.Changed, "#final")
+    def _final_changed(self) -> None:
+        self._count_targets()
+
+    def _apply_kind(self) -> None:
+        photo = self.kind == "photo"
+        for widget in self.query(".photo-only"):
+            widget.display = photo
+        self.query_one("#body-label", Label).update("Caption (optional)" if photo else "Text")
+
+    def _schedule_validate(self) -> None:
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        self._validate_timer = self.set_timer(VALIDATE_DELAY, self._validate)
+
+    def _validate(self) -> None:
+        """Counters, preview and the first problem, exactly as the API would judge the body."""
+        text = self.query_one("#body", TextArea).text
+        mode = self.parse_mode
+        limit = CAPTION_LIMIT if self.kind == "photo" else TEXT_LIMIT
+        length = visible_length(text, mode)
+        counter = Text(f"{length:,} / {limit:,} characters", style="bold red" if length > limit else "")
+        if length > limit:
+            counter.append(f"  ✗ {length - limit:,} too many", style="bold red")
+        elif length + DEBUG_CODE_RESERVE > limit:
+            counter.append(f"  ! the debug code (~{DEBUG_CODE_RESERVE}) will not fit", style="bold yellow")
+        else:
+            counter.append("  (as Telegram counts them, markup excluded)", style="dim")
+        self.query_one("#counter", Static).update(counter)
+
+        problems = self.query_one("#problems", Static)
+        try:
+            self.request = validate_broadcast(self.body())
+            self.problem = None
+            problems.update(Text("✓ ready: ctrl+s to review and send", style="bold"))
+            problems.add_class("-ok")
+        except ValidationError as exc:
+            self.request, self.problem = None, exc
+            problems.update(Text(f"✗ {exc.field}: {exc.message}"))
+            problems.remove_class("-ok")
+        except ValueError as exc:  # the send time box
+            self.request, self.problem = None, ValidationError("send_at", str(exc))
+            problems.update(Text(f"✗ send at: {exc}"))
+            problems.remove_class("-ok")
+
+        preview = self.query_one("#preview", Static)
+        markup_error = check_markup(text, mode) if text else None
+        if markup_error:
+            shown = Text(text + "\n\n")
+            shown.append(f"✗ Telegram would reject this: {markup_error}", style="bold red")
+        elif self.kind == "photo":
+            url = self.query_one("#photo-url", Input).value.strip()
+            shown = Text(f"[photo] {url or '(no URL yet)'}\n", style="dim")
+            shown.append_text(render_preview(text, mode))
+        else:
+            shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
+        shown.append("\n\n+ debug code, e.g. B123G001", style="dim")
+        preview.update(shown)
+        self._show_estimate()
+
+    def _count_targets(self) -> None:
+        self.run_worker(self._load_target_count(), group="targets", exclusive=True, exit_on_error=False)
+
+    async def _load_target_count(self) -> None:
+        try:
+            target = normalise_target(self.target())
+        except ValidationError as exc:
+            self.target_count = None
+            self.query_one("#estimate", Static).update(Text(f"✗ target: {exc.message}", style="bold red"))
+            return
+        final = self.query_one("#final", Checkbox).value
+        groups = await self.tgms.attempt(lambda conn: resolve_targets(conn, target, final), "Counting groups")
+        if groups is not None and self.is_attached:
+            self.target_count = len(groups)
+            self._show_estimate()
+
+    def _show_estimate(self) -> None:
+        if self.target_count is None:
+            return
+        line = Text(f"→ {self.target_count:,} group{'s' if self.target_count != 1 else ''} now\n", style="bold")
+        line.append(describe_estimate(self.target_count, self.tgms.settings), style="")
+        if self.target_count == 0:
+            line.append("\n✗ no group matches this target", style="bold red")
+        self.query_one("#estimate", Static).update(line)
+
+    # ---------------------------------------------------------------- review, confirm, send
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return is_allowed(self.app, action)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_review(self) -> None:
+        self.run_worker(self._review_and_send(), group="send", exclusive=True, exit_on_error=False)
+
+    async def _review_and_send(self) -> None:
+        if self.tgms.refuse_if_read_only("sending a broadcast"):
+            return
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        self._validate()
+        if self.request is None:
+            problem = self.problem
+            self.notify(f"Not sent: {problem.field}: {problem.message}" if problem else "Not sent.",
+                        severity="error", timeout=6)
+            return
+        data = self.body()
+        req = self.request
+        groups = await self.tgms.attempt(lambda conn: resolve_targets(conn, req.target, req.is_final),
+                                         "Counting groups")
+        if groups is None:
+            return
+        if not groups:
+            self.notify("Not sent: no group matches this target.", severity="error", timeout=6)
+            return
+        if not await self.app.push_screen_wait(ConfirmScreen(self._summary(req, len(groups)),
+                                                             yes=f"Send to {len(groups):,} groups",
+                                                             no="Back to editing",
+                                                             title="Send this broadcast?")):
+            return
+        final_req = validate_broadcast(data)  # a scheduled time may have passed while confirming
+        who = f"tui:{_user()}"
+        created = await self.tgms.attempt(lambda conn: create_broadcast(conn, final_req, created_by=who),
+                                          "Creating the broadcast")
+        if created is None:
+            return
+        broadcast_id, count = created
+        self.notify(f"Broadcast {broadcast_id} enqueued for {count:,} groups.", timeout=5)
+        from .progress import BroadcastProgressScreen
+
+        await self.app.switch_screen(BroadcastProgressScreen(broadcast_id, groups))
+
+    def _summary(self, req: BroadcastRequest, groups: int) -> str:
+        target = req.target
+        if target["kind"] == "phase":
+            where = f"active groups in phase {target['phase']}"
+        elif target["kind"] == "groups":
+            where = f"{len(target['group_ids'])} marked groups"
+        else:
+            where = "all active groups"
+        if req.is_final:
+            where += " + inactive groups that allow a final message"
+        body = req.text if req.text is not None else (req.caption or "")
+        first = body.strip().splitlines()[0][:60] if body.strip() else "(no caption)"
+        lines = [
+            f"{'Photo ' + (req.photo_url or '') if req.photo_url else 'Text message'} "
+            f"({req.parse_mode or 'plain text'})",
+            f"“{first}{'…' if len(body) > 60 else ''}”",
+            "",
+            f"To: {where}: {groups:,} groups now.",
+            f"When: {req.send_at.astimezone().strftime('%Y-%m-%d %H:%M %Z') if req.send_at else 'now'}.",
+            f"Takes: {describe_estimate(groups, self.tgms.settings)}.",
+        ]
+        return "\n".join(lines)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "operator"

@@ -1,0 +1,307 @@
+"""The dashboard: four live panes, refreshed on NOTIFY (throttled) with a periodic fallback.
+
+The screen owns one `RefreshScheduler`. Change notices from the app's LISTEN connection mark panes
+stale; the scheduler coalesces them and calls `_refresh`, which loads only the stale panes in one
+transaction and hands the rows to the tables (which diff them in place). Database failures make
+`_refresh` return False: the status bar says so and the scheduler retries; nothing is raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from psycopg import AsyncConnection
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import ScreenResume, ScreenSuspend
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from tgms_tui.backend import dashboard as data
+from tgms_tui.backend import queue
+from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
+from tgms_tui.messages import DatabaseState, PaneAction, RefreshStats
+from tgms_tui.widgets.live_table import LiveTable
+from tgms_tui.widgets.panes import GroupsTable, JobsTable, JoinRequestsTable, PoolStatsView, WorkersTable
+from tgms_tui.widgets.status_bar import StatusBar
+
+from . import group_ops
+from .actions import is_allowed
+from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from tgms_tui.app import TGMSApp
+
+PANES = ("groups", "jobs", "workers", "joins")
+
+# Which panes a NOTIFY from each table makes stale.
+TABLE_PANES: dict[str, tuple[str, ...]] = {
+    "managed_groups": ("groups", "joins"),
+    "jobs": ("jobs",),
+    "bot_health": ("workers",),
+    "join_requests": ("joins",),
+}
+
+
+async def load_panes(conn: AsyncConnection[Any], stale: frozenset[str]) -> dict[str, Any]:
+    """Everything the stale panes show, read in one transaction (one consistent picture)."""
+    loaded: dict[str, Any] = {}
+    if "groups" in stale:
+        loaded["groups"] = await data.fetch_groups(conn)
+    if "jobs" in stale:
+        loaded["pool_stats"] = await data.fetch_pool_stats(conn)
+        loaded["jobs"] = await data.fetch_recent_jobs(conn)
+    if "workers" in stale:
+        loaded["workers"] = await data.fetch_workers(conn)
+    if "joins" in stale:
+        loaded["joins"] = await data.fetch_join_requests(conn)
+    return loaded
+
+
+class DashboardScreen(Screen[None]):
+    """Groups, job queue, worker health and join requests, live."""
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("b", "compose", "Broadcast"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("ctrl+r", "refresh_now", "Refresh", show=False),
+        Binding("1", "focus_pane('groups')", "Groups", show=False),
+        Binding("2", "focus_pane('jobs')", "Jobs", show=False),
+        Binding("3", "focus_pane('workers')", "Workers", show=False),
+        Binding("4", "focus_pane('joins')", "Joins", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+        self.last_refresh: RefreshStats | None = None
+        self._filter_target: LiveTable[Any] | None = None
+        self.scheduler: RefreshScheduler | None = None
+
+    @property
+    def tgms(self) -> TGMSApp:
+        return cast("TGMSApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(read_only=self.tgms.read_only, id="status")
+        with Vertical(id="panes"):
+            yield GroupsTable(id="groups")
+            with Vertical(id="jobs-box"):
+                yield PoolStatsView(id="pool-stats")
+                yield JobsTable(id="jobs")
+            with Horizontal(id="bottom"):
+                yield WorkersTable(id="workers")
+                yield JoinRequestsTable(id="joins")
+        yield Input(placeholder="filter the focused pane (enter: keep, escape: clear)", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.tgms
+        self.scheduler = RefreshScheduler(
+            self._refresh, PANES, min_gap=app.min_refresh_gap, period=app.refresh_period
+        )
+        app.db_changed.subscribe(self, self._on_db_change)
+        app.db_state_signal.subscribe(self, self._on_db_state)
+        self.query_one(StatusBar).set_db(app.db_state)
+        self.run_worker(self.scheduler.run(), name="dashboard-refresh", group="refresh", exit_on_error=False)
+        self.query_one(GroupsTable).focus()
+
+    # ---------------------------------------------------------------- panes
+    def pane_for(self, name: str) -> LiveTable[Any]:
+        if name == "pane":
+            focused = self.focused
+            return focused if isinstance(focused, LiveTable) else self.query_one(GroupsTable)
+        return cast("LiveTable[Any]", self.query_one(f"#{name}"))
+
+    @property
+    def groups(self) -> GroupsTable:
+        return self.query_one(GroupsTable)
+
+    # ---------------------------------------------------------------- live data
+    def _on_db_change(self, table: str) -> None:
+        if self.scheduler is None:
+            return
+        if table == ALL_TABLES:
+            self.scheduler.mark_all()
+        else:
+            self.scheduler.mark(*TABLE_PANES.get(table, ()))
+
+    def _on_db_state(self, state: DatabaseState) -> None:
+        self.query_one(StatusBar).set_db(state)
+
+    async def _refresh(self, stale: frozenset[str]) -> bool:
+        from tgms_tui.app import DatabaseUnavailable
+
+        started = time.perf_counter()
+        try:
+            loaded = await self.tgms.query(lambda conn: load_panes(conn, stale))
+        except DatabaseUnavailable:
+            return False
+        if not self.is_attached:
+            return True
+        with self.app.batch_update():
+            if "groups" in loaded:
+                self.groups.show(loaded["groups"])
+            if "jobs" in loaded:
+                self.query_one(PoolStatsView).show(loaded["pool_stats"])
+                self.query_one(JobsTable).show(loaded["jobs"])
+            if "workers" in loaded:
+                self.query_one(WorkersTable).show(loaded["workers"])
+            if "joins" in loaded:
+                self.query_one(JoinRequestsTable).show(loaded["joins"])
+        self.last_refresh = RefreshStats(time.time(), (time.perf_counter() - started) * 1000, stale)
+        self.query_one(StatusBar).set_refresh(self.last_refresh)
+        return True
+
+    # Hidden behind another screen: keep marking, stop refreshing (Dolphie does the same).
+    def on_screen_suspend(self, event: ScreenSuspend) -> None:
+        if self.scheduler is not None:
+            self.scheduler.hold(True)
+
+    def on_screen_resume(self, event: ScreenResume) -> None:
+        if self.scheduler is not None:
+            self.scheduler.mark_all()
+            self.scheduler.hold(self.paused)
+
+    # ---------------------------------------------------------------- dashboard actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return is_allowed(self.app, action)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if self.scheduler is not None:
+            self.scheduler.hold(self.paused)
+        self.query_one(StatusBar).set_paused(self.paused)
+
+    def action_refresh_now(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.mark_all()
+
+    def action_focus_pane(self, name: str) -> None:
+        self.pane_for(name).focus()
+
+    def action_filter(self) -> None:
+        focused = self.focused
+        self._filter_target = focused if isinstance(focused, LiveTable) else self.groups
+        box = self.query_one("#filter", Input)
+        box.value = self._filter_target.filter_text
+        box.placeholder = f"filter {self._filter_target.PANE_TITLE.lower()} (enter: keep, escape: clear)"
+        box.add_class("-shown")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        focused = self.focused
+        if isinstance(focused, LiveTable) and focused.filter_text:
+            focused.set_filter("")
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_target is not None:
+            self._filter_target.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._close_filter()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            box.value = ""
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-shown")
+        (self._filter_target or self.groups).focus()
+
+    def action_compose(self) -> None:
+        if self.tgms.refuse_if_read_only("composing a broadcast"):
+            return
+        from .composer import ComposerScreen
+
+        self.app.push_screen(ComposerScreen(marked=self.groups.marked_groups()))
+
+    # ---------------------------------------------------------------- row actions
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self.run_worker(work, name=name, group="actions", exit_on_error=False)
+
+    @on(PaneAction)
+    def _pane_action(self, message: PaneAction) -> None:
+        message.stop()
+        action, item = message.action, message.item
+        if not is_allowed(self.app, action):
+            self.tgms.refuse_if_read_only(action.replace("_", " "))
+            return
+        handler = {
+            "group_detail": self._group_detail,
+            "toggle_active": self._toggle_active,
+            "set_phase": self._set_phase,
+            "toggle_final": self._toggle_final,
+            "refresh_members": self._refresh_members,
+            "job_detail": self._job_detail,
+            "retry_job": self._retry_job,
+            "cancel_job": self._cancel_job,
+        }.get(action)
+        if handler is not None:
+            self._spawn(handler(item), action)
+
+    async def _group_detail(self, g: data.GroupRow) -> None:
+        from .group_detail import GroupDetailScreen
+
+        await self.app.push_screen(GroupDetailScreen(g.group_id))
+
+    async def _toggle_active(self, g: data.GroupRow) -> None:
+        if await group_ops.toggle_active(self.tgms, g):
+            self._mark("groups")
+
+    async def _set_phase(self, g: data.GroupRow) -> None:
+        if await group_ops.set_phase(self.tgms, g):
+            self._mark("groups")
+
+    async def _toggle_final(self, g: data.GroupRow) -> None:
+        if await group_ops.toggle_final(self.tgms, g):
+            self._mark("groups")
+
+    async def _refresh_members(self, g: data.GroupRow) -> None:
+        await group_ops.refresh_members(self.tgms, g)
+
+    async def _job_detail(self, j: data.JobRow) -> None:
+        from .job_detail import JobDetailScreen
+
+        await self.app.push_screen(JobDetailScreen(j.job_id))
+
+    async def _retry_job(self, j: data.JobRow) -> None:
+        if j.status not in ("failed", "cancelled"):
+            self.notify(f"Job {j.job_id} is {j.status}: only failed or cancelled jobs can be retried.",
+                        severity="warning", timeout=4)
+            return
+        ok = await self.tgms.attempt(lambda conn: queue.retry(conn, j.job_id), "Retrying the job")
+        if ok is not None:
+            self.notify(f"Job {j.job_id} queued again." if ok else f"Job {j.job_id} is no longer failed.",
+                        severity="information" if ok else "warning", timeout=4)
+        self._mark("jobs")
+
+    async def _cancel_job(self, j: data.JobRow) -> None:
+        if j.status != "pending":
+            self.notify(f"Job {j.job_id} is {j.status}: only pending jobs can be cancelled.",
+                        severity="warning", timeout=4)
+            return
+        question = f"Cancel job {j.job_id} ({j.job_type})?\n\nIt will not run unless retried."
+        if not await self.app.push_screen_wait(ConfirmScreen(question, yes="Cancel job", no="Keep")):
+            return
+        ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, j.job_id), "Cancelling the job")
+        if ok is not None:
+            self.notify(f"Job {j.job_id} cancelled." if ok else f"Job {j.job_id} already started or finished.",
+                        severity="information" if ok else "warning", timeout=4)
+        self._mark("jobs")
+
+    def _mark(self, *panes: str) -> None:
+        if self.scheduler is not None:
+            self.scheduler.mark(*panes)

@@ -1,0 +1,119 @@
+"""A job's payload and full error, with retry / cancel from here too."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from tgms_tui.backend import queue
+from tgms_tui.backend.dashboard import JobDetail, fetch_job
+from tgms_tui.backend.redaction import redact
+from tgms_tui.widgets import format as fmt
+
+from .actions import is_allowed
+from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from tgms_tui.app import TGMSApp
+
+
+class JobDetailScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("escape", "back", "Back"),
+        Binding("R", "retry_job", "Retry"),
+        Binding("x", "cancel_job", "Cancel job"),
+    ]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.job: JobDetail | None = None
+
+    @property
+    def tgms(self) -> TGMSApp:
+        return cast("TGMSApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide") as box:
+            box.border_title = f"Job {self.job_id}"
+            yield Static("loading…", id="job-facts")
+            yield Static("", id="job-payload")
+            yield Static("", id="job-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._load(), exit_on_error=False)
+        self.tgms.db_changed.subscribe(self, lambda table: self._reload() if table in ("jobs", "*") else None)
+
+    def _reload(self) -> None:
+        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+
+    async def _load(self) -> None:
+        job = await self.tgms.attempt(lambda conn: fetch_job(conn, self.job_id), "Loading the job")
+        if not self.is_attached:
+            return
+        if job is None:
+            self.query_one("#job-facts", Static).update(f"Job {self.job_id} not found (pruned?).")
+            return
+        self.job = job
+        facts = Text()
+        facts.append(f"{job.job_type}", style="bold")
+        facts.append(f"  pool {job.pool} · ")
+        facts.append_text(fmt.status(job.status))
+        facts.append(f" · tries {job.retries}/{job.max_retries} · priority {job.priority}\n")
+        facts.append(f"created {fmt.timestamp(job.created_at)} · run at {fmt.timestamp(job.run_at)} · "
+                     f"updated {fmt.timestamp(job.updated_at)} · finished {fmt.timestamp(job.finished_at)}")
+        if job.locked_by:
+            facts.append(f"\nworker {job.locked_by}")
+        if job.dedupe_key:
+            facts.append(f"\ndedupe key {job.dedupe_key}")
+        self.query_one("#job-facts", Static).update(facts)
+        payload = redact(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str))
+        self.query_one("#job-payload", Static).update(Syntax(payload, "json", word_wrap=True, theme="ansi_dark"))
+        error = Text("Last error: ", style="bold")
+        error.append(redact(job.last_error) if job.last_error else "none", style="red" if job.last_error else "dim")
+        self.query_one("#job-error", Static).update(error)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return is_allowed(self.app, action)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_retry_job(self) -> None:
+        self.run_worker(self._retry(), group="actions", exit_on_error=False)
+
+    def action_cancel_job(self) -> None:
+        self.run_worker(self._cancel(), group="actions", exit_on_error=False)
+
+    async def _retry(self) -> None:
+        if self.tgms.refuse_if_read_only("retrying a job") or self.job is None:
+            return
+        ok = await self.tgms.attempt(lambda conn: queue.retry(conn, self.job_id), "Retrying the job")
+        if ok is not None:
+            self.notify("Job queued again." if ok else f"Job is {self.job.status}: only failed or cancelled "
+                        "jobs can be retried.", severity="information" if ok else "warning", timeout=4)
+        self._reload()
+
+    async def _cancel(self) -> None:
+        if self.tgms.refuse_if_read_only("cancelling a job") or self.job is None:
+            return
+        if self.job.status != "pending":
+            self.notify(f"Job is {self.job.status}: only pending jobs can be cancelled.", severity="warning")
+            return
+        if not await self.app.push_screen_wait(ConfirmScreen(f"Cancel job {self.job_id} ({self.job.job_type})?",
+                                                             yes="Cancel job", no="Keep")):
+            return
+        ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, self.job_id), "Cancelling the job")
+        if ok is not None:
+            self.notify("Job cancelled." if ok else "Job already started or finished.",
+                        severity="information" if ok else "warning", timeout=4)
+        self._reload()

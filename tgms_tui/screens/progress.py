@@ -1,0 +1,110 @@
+"""A broadcast's progress, live: counts by outcome and one row per group with its debug code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from psycopg import AsyncConnection
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, Static
+
+from tgms_tui.backend.broadcasts import broadcast_progress
+from tgms_tui.backend.dashboard import fetch_deliveries
+from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
+from tgms_tui.widgets import format as fmt
+from tgms_tui.widgets.deliveries import DeliveriesTable
+from tgms_tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from tgms_tui.app import TGMSApp
+
+WATCHED = {"broadcasts", "sent_messages", "jobs", ALL_TABLES}
+
+
+async def load_progress(conn: AsyncConnection[Any], broadcast_id: int, targeted: list[int]) -> tuple[Any, Any]:
+    return await broadcast_progress(conn, broadcast_id), await fetch_deliveries(conn, broadcast_id, targeted)
+
+
+class BroadcastProgressScreen(Screen[None]):
+    BINDINGS: ClassVar[list[Any]] = [Binding("escape", "back", "Back to dashboard")]
+
+    def __init__(self, broadcast_id: int, targeted: list[int] | None = None) -> None:
+        super().__init__()
+        self.broadcast_id = broadcast_id
+        self.targeted = list(targeted or [])
+        self.progress: dict[str, Any] | None = None
+        self.scheduler: RefreshScheduler | None = None
+
+    @property
+    def tgms(self) -> TGMSApp:
+        return cast("TGMSApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(read_only=self.tgms.read_only, id="status")
+        yield Static(f"Broadcast {self.broadcast_id}: loading…", id="progress-summary")
+        yield ProgressBar(total=max(1, len(self.targeted)), show_eta=False, id="progress-bar")
+        yield DeliveriesTable(id="deliveries")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.scheduler = RefreshScheduler(self._refresh, {"progress"}, min_gap=self.tgms.min_refresh_gap,
+                                          period=self.tgms.refresh_period)
+        self.tgms.db_changed.subscribe(self, self._on_change)
+        self.tgms.db_state_signal.subscribe(self, self.query_one(StatusBar).set_db)
+        self.query_one(StatusBar).set_db(self.tgms.db_state)
+        self.run_worker(self.scheduler.run(), group="refresh", exit_on_error=False)
+        self.query_one(DeliveriesTable).focus()
+
+    def _on_change(self, table: str) -> None:
+        if table in WATCHED and self.scheduler is not None:
+            self.scheduler.mark("progress")
+
+    async def _refresh(self, stale: frozenset[str]) -> bool:
+        from tgms_tui.app import DatabaseUnavailable
+
+        try:
+            progress, deliveries = await self.tgms.query(
+                lambda conn: load_progress(conn, self.broadcast_id, self.targeted)
+            )
+        except DatabaseUnavailable:
+            return False
+        except LookupError:
+            self.query_one("#progress-summary", Static).update(f"Broadcast {self.broadcast_id} not found.")
+            return True
+        if not self.is_attached:
+            return True
+        self.progress = progress
+        table = self.query_one(DeliveriesTable)
+        table.show(deliveries)
+        counts = {s: 0 for s in ("queued", "pending", "sending", "sent", "failed", "ambiguous", "skipped")}
+        for d in deliveries:
+            counts[d.status] = counts.get(d.status, 0) + 1
+        total = len(deliveries)
+        finished = counts["sent"] + counts["failed"] + counts["ambiguous"] + counts["skipped"]
+        summary = Text()
+        summary.append(f"Broadcast {self.broadcast_id} · ", style="bold")
+        summary.append_text(fmt.status(progress["status"]))
+        if progress.get("send_at") and progress["status"] == "pending":
+            summary.append(f" · scheduled {fmt.timestamp(progress['send_at'])}")
+        summary.append(f" · {total:,} groups: ")
+        summary.append(f"✓ sent {counts['sent']:,}", style="green")
+        summary.append(" · ")
+        summary.append(f"✗ failed {counts['failed']:,}", style="bold red" if counts["failed"] else "")
+        summary.append(" · ")
+        summary.append(f"… pending {counts['pending'] + counts['queued'] + counts['sending']:,}")
+        summary.append(" · ")
+        summary.append(f"? ambiguous {counts['ambiguous']:,}", style="bold yellow" if counts["ambiguous"] else "")
+        if counts["skipped"]:
+            summary.append(f" · – skipped {counts['skipped']:,}")
+        if progress.get("error"):
+            summary.append(f"\n✗ {progress['error']}", style="bold red")
+        self.query_one("#progress-summary", Static).update(summary)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(1, total), progress=finished)
+        return True
+
+    def action_back(self) -> None:
+        self.dismiss(None)

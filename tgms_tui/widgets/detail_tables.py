@@ -1,0 +1,107 @@
+"""Small live tables of the group detail screen: its join requests, broadcasts and kicks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from tgms_tui.backend.group_actions import GroupJoinRequest, KickRecord, ReceivedBroadcast
+
+from . import format as fmt
+from .live_table import Cell, Column, LiveTable
+
+
+class GroupJoinsTable(LiveTable[GroupJoinRequest]):
+    PANE_TITLE = "Join requests"
+    COLUMNS = (
+        Column("id", "#", 7),
+        Column("at", "Requested", 14),
+        Column("user", "User", 18),
+        Column("outcome", "Outcome", 30),
+    )
+    DEFAULT_SORT = "at"
+    DEFAULT_REVERSE = True
+
+    def key_of(self, item: GroupJoinRequest) -> str:
+        return str(item.request_id)
+
+    def cells(self, r: GroupJoinRequest) -> tuple[Cell, ...]:
+        outcome = fmt.status(r.status)
+        if r.error:
+            outcome.append(f" {r.error}", style="dim")
+        return (
+            str(r.request_id),
+            fmt.timestamp(r.requested_at),
+            fmt.text(f"@{r.username}" if r.username else r.user_id, limit=18),
+            outcome,
+        )
+
+    def sort_value(self, r: GroupJoinRequest, column: str) -> Any:
+        return {"at": r.requested_at.timestamp(), "user": (r.username or "").lower(), "outcome": r.status}.get(
+            column, r.request_id
+        )
+
+    def search_text(self, r: GroupJoinRequest) -> str:
+        return f"{r.user_id} {r.username or ''} {r.status} {r.error or ''}".lower()
+
+
+class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
+    PANE_TITLE = "Broadcasts received"
+    COLUMNS = (
+        Column("code", "Debug code", 14),
+        Column("bid", "Bcast", 6),
+        Column("status", "Status", 12),
+        Column("at", "Sent", 14),
+        Column("text", "Message / error", 40),
+    )
+    DEFAULT_SORT = "at"
+    DEFAULT_REVERSE = True
+
+    def key_of(self, item: ReceivedBroadcast) -> str:
+        return item.debug_code
+
+    def cells(self, b: ReceivedBroadcast) -> tuple[Cell, ...]:
+        detail = fmt.text(b.summary, limit=60)
+        if b.error:
+            detail = Text(f"{b.error} — ", style="red", no_wrap=True, end="") + detail
+        return (
+            b.debug_code,
+            str(b.broadcast_id or "—"),
+            fmt.status(b.status),
+            fmt.timestamp(b.sent_at),
+            detail,
+        )
+
+    def sort_value(self, b: ReceivedBroadcast, column: str) -> Any:
+        at = (b.sent_at or b.created_at).timestamp()
+        return {"at": at, "bid": b.broadcast_id or 0, "status": b.status}.get(column, at)
+
+    def search_text(self, b: ReceivedBroadcast) -> str:
+        return f"{b.debug_code} {b.broadcast_id} {b.status} {b.summary} {b.error or ''}".lower()
+
+
+class KicksTable(LiveTable[KickRecord]):
+    PANE_TITLE = "Kick audit"
+    COLUMNS = (
+        Column("id", "#", 7),
+        Column("at", "At", 14),
+        Column("user", "User", 14),
+        Column("action", "Action", 16),
+        Column("reason", "Reason", 30),
+    )
+    DEFAULT_SORT = "at"
+    DEFAULT_REVERSE = True
+
+    def key_of(self, item: KickRecord) -> str:
+        return str(item.kick_id)
+
+    def cells(self, k: KickRecord) -> tuple[Cell, ...]:
+        action = Text(k.action + (" (dry run)" if k.dry_run else ""), style="red" if k.action == "failed" else "")
+        return (str(k.kick_id), fmt.timestamp(k.at), str(k.user_id), action, fmt.text(k.reason or "", limit=60))
+
+    def sort_value(self, k: KickRecord, column: str) -> Any:
+        return {"at": k.at.timestamp(), "user": k.user_id, "action": k.action}.get(column, k.kick_id)
+
+    def search_text(self, k: KickRecord) -> str:
+        return f"{k.user_id} {k.action} {k.reason or ''}".lower()
