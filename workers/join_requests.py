@@ -5,7 +5,9 @@ call and one after:
 
 1. `SQL_BEGIN` looks up the group and the bot's 429 pause and inserts the request's row keyed by the
    unique (chat_id, user_id, requested_at): a final status straight away for an unmanaged or inactive
-   group, else 'processing' (intent recorded). A re-run of the job finds the existing row instead.
+   group, else 'processing' (intent recorded). A re-run of the job finds the existing row instead;
+   so does the job of the other bot when both bots are admins and both got the request (it leaves
+   the request to the job that logged it, unless that job is no longer pending or running).
 2. approveChatJoinRequest, with the bot that received the request (the one with rights in the chat).
 3. `SQL_FINISH` writes the outcome and, on approval, the member's activity (for inactivity kicks).
 
@@ -65,10 +67,14 @@ WITH grp AS (
     RETURNING status
 )
 SELECT (SELECT status FROM ins) AS inserted,
-       (SELECT status FROM join_requests
-         WHERE chat_id = %(chat)s AND user_id = %(user)s AND requested_at = to_timestamp(%(date)s)) AS existing,
+       ex.status AS existing,
+       ex.job_id <> %(job)s AND owner.status IN ('pending', 'running') AS owned_elsewhere,
        (SELECT GREATEST(0, EXTRACT(EPOCH FROM paused_until - clock_timestamp()))::float8
           FROM rate_buckets WHERE key = %(bucket)s) AS paused_for
+  FROM (SELECT 1) AS one
+  LEFT JOIN join_requests ex
+         ON ex.chat_id = %(chat)s AND ex.user_id = %(user)s AND ex.requested_at = to_timestamp(%(date)s)
+  LEFT JOIN jobs owner ON owner.job_id = ex.job_id
 """
 
 # Only a row still 'processing' changes: a finished request is never rewritten.
@@ -144,11 +150,16 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
         cur = await conn.execute(SQL_BEGIN, params)
         row = await cur.fetchone()
     assert row is not None
-    inserted, existing, paused_for = row
+    inserted, existing, owned_elsewhere, paused_for = row
     status = inserted or existing
     if status != "processing":
-        log.debug("join request %s/%s: %s", request.chat_id, request.user_id, status)
-        return  # skipped now, or finished by an earlier run of this job
+        # Skipped now, finished by an earlier run, or (None) being inserted by a concurrent job.
+        log.debug("join request %s/%s: %s", request.chat_id, request.user_id, status or "taken by another job")
+        return
+    if inserted is None and owned_elsewhere:
+        # Both bots are admins and each got the update: the job that logged it first answers.
+        log.debug("join request %s/%s is handled by another job", request.chat_id, request.user_id)
+        return
     if paused_for:
         raise Snooze(float(paused_for), "bot paused by Telegram flood control")
 

@@ -61,7 +61,7 @@ VALUES (%(chat)s, %(actor)s, %(title)s, %(type)s, 'growth', %(can_invite)s, %(ca
         CASE WHEN %(can_invite)s THEN NULL ELSE %(no_invite)s END,
         CASE WHEN %(can_invite)s THEN NULL ELSE now() END)
 ON CONFLICT (group_id) DO UPDATE
-   SET admin_user_id = EXCLUDED.admin_user_id,
+   SET admin_user_id = COALESCE(g.admin_user_id, EXCLUDED.admin_user_id),
        title = COALESCE(NULLIF(EXCLUDED.title, ''), g.title),
        chat_type = EXCLUDED.chat_type,
        bot_can_invite = EXCLUDED.bot_can_invite,
