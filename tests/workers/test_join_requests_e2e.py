@@ -23,7 +23,8 @@ def _final(stack: Stack, chat_id: int, user_id: int) -> str | None:
 
 
 def _approvals(stack: Stack, chat_id: int, user_id: int) -> int:
-    return sum(1 for c in stack.calls(APPROVE, chat_id=chat_id) if c["params"].get("user_id") in (user_id, str(user_id)))
+    calls = stack.calls(APPROVE, chat_id=chat_id)
+    return sum(1 for c in calls if c["params"].get("user_id") in (user_id, str(user_id)))
 
 
 def test_every_outcome_is_logged_once_and_only_managed_active_groups_are_approved(stack: Stack) -> None:

@@ -34,7 +34,7 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
     chat = ctl.create_chat("supergroup", "Growth group", bots=[], members=2)
     owner = _owner(chat)
     ctl.promote_bot(chat["id"], stack.tgms_bot_id)
-    group = stack.wait_for(lambda: _group(stack, chat["id"]), what="group registered")
+    group: Any = stack.wait_for(lambda: _group(stack, chat["id"]), what="group registered")
     assert group == {"title": "Growth group", "chat_type": "supergroup", "phase": "growth", "is_active": True,
                      "admin_user_id": owner, "bot_can_invite": True, "deactivated_reason": None}
 
@@ -52,7 +52,8 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
     stack.wait_for(lambda: (_group(stack, chat["id"]) or {}).get("title") == "Renamed", what="title")
 
     ctl.kick_bot(chat["id"], stack.tgms_bot_id)
-    group = stack.wait_for(lambda: (g := _group(stack, chat["id"])) and not g["is_active"] and g, what="deactivated")
+    group = stack.wait_for(lambda: (g := _group(stack, chat["id"])) and not g["is_active"] and g,
+                           what="deactivated")  # fmt: skip
     assert group["deactivated_reason"] == f"bot was kicked from the group by user {owner}"
 
     # Added back as an administrator: active again (the deactivation was the bot's absence, not an operator).
@@ -130,7 +131,7 @@ def test_upgrade_to_supergroup_rewrites_the_group_id_everywhere(stack: Stack) ->
 
 def test_malformed_and_unknown_updates_complete_without_retrying(stack: Stack) -> None:
     stack.start_worker("main")
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"bot": "main", "update": {"update_id": 1, "message": {"chat": "not an object"}}},
         {"bot": "main", "update": {"update_id": 2, "my_chat_member": {"chat": {"id": -5, "type": "group"}}}},
         {"bot": "tgms", "update": {"update_id": 3, "poll": {"id": "x"}}},
