@@ -38,7 +38,7 @@ def pg_server_url() -> Iterator[str]:
         return
     data = Path(tempfile.mkdtemp(prefix="tgms-test-pg-"))
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     import pgserver
 
     server = pgserver.get_server(data / "pgdata", cleanup_mode="delete")

@@ -1,0 +1,263 @@
+"""Queue rules (DESIGN.md §5) against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tgms_tui.backend import queue
+from tgms_tui.backend.queue import NewJob
+
+
+async def _status(pool: AsyncConnectionPool, job_id: int) -> tuple[str, int, str | None]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status, retries, last_error FROM jobs WHERE job_id = %s", (job_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+async def test_pool_routing_uses_exact_prefix(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        tgms = await queue.enqueue(conn, "tgms_process_join_request")
+        lookalike = await queue.enqueue(conn, "tgmsXsomething")  # LIKE 'tgms_%' would match this
+        main = await queue.enqueue(conn, "process_telegram_update")
+    async with pool.connection() as conn:
+        claimed_tgms = await queue.claim_batch(conn, "tgms", "w", 10, 30)
+        claimed_main = await queue.claim_batch(conn, "main", "w", 10, 30)
+    assert [j.job_id for j in claimed_tgms] == [tgms]
+    assert sorted(j.job_id for j in claimed_main) == sorted([lookalike, main])
+    assert queue.pool_of("tgmsX") == "main" and queue.pool_of("tgms_x") == "tgms"
+
+
+async def test_enqueue_joins_the_callers_transaction(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            await queue.enqueue(conn, "tgms_a")
+            await conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            async with conn.transaction():
+                await queue.enqueue(conn, "tgms_b")
+                await conn.execute("SELECT 1/0")
+        cur = await conn.execute("SELECT job_type FROM jobs ORDER BY job_id")
+        assert [r[0] for r in await cur.fetchall()] == ["tgms_a"]
+
+
+async def test_claim_order_priority_then_run_at_and_future_jobs_wait(pool: AsyncConnectionPool) -> None:
+    now = datetime.now(UTC)
+    async with pool.connection() as conn:
+        late = await queue.enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=1))
+        early = await queue.enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=5))
+        urgent = await queue.enqueue(conn, "tgms_x", priority=-10)
+        future = await queue.enqueue(conn, "tgms_x", run_at=now + timedelta(hours=1))
+        claimed = await queue.claim_batch(conn, "tgms", "w", 10, 30)
+        assert [j.job_id for j in claimed] == [urgent, early, late]
+        assert future not in [j.job_id for j in claimed]
+        due_in = await queue.seconds_until_next(conn, "tgms")
+    assert due_in is not None and 3500 < due_in <= 3600
+
+
+async def test_dedupe_key_makes_one_job_even_after_it_finished(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        first = await queue.enqueue(conn, "tgms_x", dedupe_key="k1")
+        assert first is not None
+        assert await queue.enqueue(conn, "tgms_x", dedupe_key="k1") is None
+        (job,) = await queue.claim_batch(conn, "tgms", "w", 10, 30)
+        await queue.complete_many(conn, [job.job_id], "w")
+        assert await queue.enqueue(conn, "tgms_x", dedupe_key="k1") is None
+        ids = await queue.enqueue_many(
+            conn, [NewJob("tgms_y", {"n": 1}, dedupe_key="k2"), NewJob("tgms_y", dedupe_key="k2"), NewJob("tgms_y")]
+        )
+        assert len(ids) == 2
+
+
+async def test_periodic_enqueue_once_per_period_across_callers(pool: AsyncConnectionPool) -> None:
+    async def one() -> int | None:
+        async with pool.connection() as conn:
+            return await queue.enqueue_periodic(conn, "tgms_update_member_counts", 3600)
+
+    results = await asyncio.gather(*(one() for _ in range(5)))
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_two_workers_never_claim_the_same_job(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await queue.enqueue_many(conn, [NewJob("tgms_x", {"i": i}) for i in range(400)])
+
+    async def drain(worker: str) -> list[int]:
+        got: list[int] = []
+        while True:
+            async with pool.connection() as conn:
+                batch = await queue.claim_batch(conn, "tgms", worker, 7, 30)
+            if not batch:
+                return got
+            got.extend(j.job_id for j in batch)
+
+    results = await asyncio.gather(*(drain(f"w{i}") for i in range(4)))
+    every = [j for r in results for j in r]
+    assert len(every) == 400 and len(set(every)) == 400
+    assert all(len(r) > 0 for r in results)
+
+
+async def test_only_the_lease_holder_settles_a_job(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x")
+        assert job_id is not None
+        await queue.claim_batch(conn, "tgms", "owner", 1, 30)
+        assert await queue.complete_many(conn, [job_id], "intruder") == 0
+        assert await queue.fail(conn, job_id, "intruder", "boom") is None
+        assert not await queue.snooze(conn, job_id, "intruder", 5)
+        assert await queue.complete_many(conn, [job_id], "owner") == 1
+    assert (await _status(pool, job_id))[0] == "done"
+
+
+async def test_expired_lease_is_reaped_with_a_retry_and_old_holder_cannot_complete(
+    pool: AsyncConnectionPool,
+) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x")
+        await queue.claim_batch(conn, "tgms", "dead", 1, 0.2)
+        assert await queue.reap_expired_leases(conn) == 0  # lease still valid
+    await asyncio.sleep(0.4)
+    async with pool.connection() as conn:
+        assert await queue.reap_expired_leases(conn) == 1
+    status, retries, error = await _status(pool, job_id)  # type: ignore[arg-type]
+    assert (status, retries) == ("pending", 1) and error and "lease expired" in error
+    async with pool.connection() as conn:
+        (again,) = await queue.claim_batch(conn, "tgms", "alive", 1, 30)
+        assert again.job_id == job_id
+        assert await queue.complete_many(conn, [job_id], "dead") == 0
+        assert await queue.complete_many(conn, [job_id], "alive") == 1
+
+
+async def test_extending_a_lease_keeps_the_job_from_being_reaped(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x")
+        await queue.claim_batch(conn, "tgms", "w", 1, 0.3)
+        assert await queue.extend_leases(conn, [job_id], "w", 30) == {job_id}
+        assert await queue.extend_leases(conn, [job_id], "other", 30) == set()
+    await asyncio.sleep(0.5)
+    async with pool.connection() as conn:
+        assert await queue.reap_expired_leases(conn) == 0
+    assert (await _status(pool, job_id))[0] == "running"
+
+
+async def test_failures_back_off_then_fail_after_max_retries(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x", max_retries=2)
+        assert job_id is not None
+        for attempt in range(1, 4):
+            await conn.execute("UPDATE jobs SET run_at = now() WHERE job_id = %s", (job_id,))
+            (job,) = await queue.claim_batch(conn, "tgms", "w", 1, 30)
+            status = await queue.fail(conn, job.job_id, "w", f"error {attempt}", delay=60)
+            assert status == ("failed" if attempt == 3 else "pending")
+            if status == "pending":  # backed off: not claimable now
+                assert await queue.claim_batch(conn, "tgms", "w", 1, 30) == []
+    status, retries, error = await _status(pool, job_id)
+    assert (status, retries, error) == ("failed", 3, "error 3")
+
+
+async def test_permanent_failure_fails_at_once(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x", max_retries=5)
+        await queue.claim_batch(conn, "tgms", "w", 1, 30)
+        assert await queue.fail(conn, job_id, "w", "no handler", permanent=True) == "failed"  # type: ignore[arg-type]
+
+
+async def test_snooze_does_not_count_a_retry(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_x")
+        await queue.claim_batch(conn, "tgms", "w", 1, 30)
+        assert await queue.snooze(conn, job_id, "w", 0.2, "429 retry after 1")  # type: ignore[arg-type]
+        assert await queue.claim_batch(conn, "tgms", "w", 1, 30) == []
+    await asyncio.sleep(0.3)
+    async with pool.connection() as conn:
+        (job,) = await queue.claim_batch(conn, "tgms", "w", 1, 30)
+    assert job.job_id == job_id and job.retries == 0
+
+
+async def test_cancel_pending_and_retry_failed(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        a = await queue.enqueue(conn, "tgms_x")
+        b = await queue.enqueue(conn, "tgms_x", max_retries=0)
+        assert a is not None and b is not None
+        assert await queue.cancel(conn, a)
+        assert not await queue.cancel(conn, a)  # already cancelled
+        (job,) = await queue.claim_batch(conn, "tgms", "w", 5, 30)
+        assert job.job_id == b
+        assert not await queue.cancel(conn, b)  # running jobs are not cancelled
+        assert await queue.fail(conn, b, "w", "boom") == "failed"
+        assert await queue.retry(conn, b)
+        assert not await queue.retry(conn, b)  # pending now
+    assert await _status(pool, a) == ("cancelled", 0, None)
+    assert (await _status(pool, b))[:2] == ("pending", 0)
+
+
+async def test_prune_removes_only_old_finished_jobs(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        ids = await queue.enqueue_many(conn, [NewJob("tgms_x") for _ in range(6)])
+        claimed = await queue.claim_batch(conn, "tgms", "w", 3, 30)  # 3 running, 3 pending
+        await queue.complete_many(conn, [claimed[0].job_id], "w")
+        await queue.fail(conn, claimed[1].job_id, "w", "x", permanent=True)
+        await conn.execute("UPDATE jobs SET finished_at = now() - interval '10 days' WHERE finished_at IS NOT NULL")
+        recent = await queue.enqueue(conn, "tgms_y")
+        assert await queue.prune(conn, 7 * 86400, batch=1) == 2
+        cur = await conn.execute("SELECT count(*) FROM jobs")
+        row = await cur.fetchone()
+    assert row is not None and row[0] == len(ids) + 1 - 2
+    assert recent is not None
+
+
+async def test_insert_notifies_the_pool_channel(pool: AsyncConnectionPool, db_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        async with pool.connection() as conn:
+            await queue.enqueue_many(conn, [NewJob("tgms_a"), NewJob("tgms_b"), NewJob("main_c")])
+        # One NOTIFY per statement and pool, not per row: exactly two arrive.
+        payloads = [note.payload async for note in listener.notifies(timeout=2.0)]
+    assert sorted(payloads) == ["main", "tgms"]
+
+
+SEED_MONITORING_QUERIES = [
+    """SELECT job_id, job_type, status, retries, created_at
+FROM jobs
+WHERE job_type LIKE 'tgms_%' AND status = 'pending'
+ORDER BY created_at;""",
+    """SELECT group_id, title, phase, member_count, consecutive_failures, is_active
+FROM managed_groups
+WHERE is_active = true;""",
+    """SELECT chat_id, telegram_message_id, debug_code, sent_at
+FROM sent_messages
+ORDER BY sent_at DESC
+LIMIT 10;""",
+    "SELECT * FROM bot_health WHERE bot_name = 'tgms_worker';",
+]
+
+
+async def test_seed_monitoring_queries_run_unchanged(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await queue.enqueue(conn, "tgms_process_join_request")
+        await conn.execute(
+            "INSERT INTO managed_groups (group_id, title, member_count) VALUES (-1001, 'G', 10), (-1002, 'H', 5)"
+        )
+        await conn.execute("UPDATE managed_groups SET is_active = false WHERE group_id = -1002")
+        await conn.execute("INSERT INTO broadcasts (text) VALUES ('hi')")
+        await conn.execute(
+            "INSERT INTO sent_messages (broadcast_id, chat_id, telegram_message_id, debug_code, status, sent_at) "
+            "VALUES (1, -1001, 77, 'DBG-1', 'sent', now())"
+        )
+        await conn.execute(
+            "INSERT INTO bot_health (worker_id, bot_name, status) VALUES ('w1', 'tgms_worker', 'running')"
+        )
+        results = []
+        for sql in SEED_MONITORING_QUERIES:
+            cur = await conn.execute(sql)  # type: ignore[arg-type]
+            results.append(await cur.fetchall())
+    assert [r[1] for r in results[0]] == ["tgms_process_join_request"]
+    assert [r[0] for r in results[1]] == [-1001]
+    assert results[2][0][:3] == (-1001, 77, "DBG-1")
+    assert len(results[3]) == 1
