@@ -44,7 +44,7 @@ def create_app(
     url: str | None = None,
     *,
     allow_insecure: bool = False,
-    pool_size: int = 8,
+    pool_size: int = 4,
     intake_writers: int = 2,
 ) -> Starlette:
     """Build the app. `url` defaults to the configured database (DATABASE_URL or the embedded one);
@@ -60,8 +60,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await open_pool(db_url, min_size=min(2, pool_size), max_size=pool_size, name="tgms-webhook")
-        intake = UpdateIntake(pool, runtime.metrics, writers=intake_writers)
+        # Two pools: the intake's writers never wait behind an admin request, and their connections
+        # carry the intake's own settings (see intake.py).
+        pool = await open_pool(db_url, min_size=1, max_size=pool_size, name="tgms-webhook")
+        intake_pool = await open_pool(
+            db_url, min_size=intake_writers, max_size=intake_writers, name="tgms-webhook-intake"
+        )
+        intake = UpdateIntake(intake_pool, runtime.metrics, writers=intake_writers)
         await intake.start()
         runtime.pool, runtime.intake = pool, intake
         try:
@@ -70,6 +75,7 @@ def create_app(
             await intake.stop()
             runtime.intake = None
             runtime.pool = None
+            await intake_pool.close()
             await pool.close()
 
     async def healthz(request: Request) -> Response:

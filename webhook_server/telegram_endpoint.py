@@ -9,6 +9,7 @@ parsed, and 200 is sent only after the update's transaction committed.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from typing import Any
 
@@ -22,16 +23,16 @@ RETRY_AFTER_SECONDS = 5
 Scope = dict[str, Any]
 
 
-def _json_headers(extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), *(extra or [])]
+def _response(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, Any]:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    return status, body, headers
 
 
-_OK = (200, b'{"ok":true}', _json_headers())
+_OK = _response(200, b'{"ok":true}')
 
 
 def _error(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, Any]:
-    body = ('{"ok":false,"error":"' + message.replace("\\", "\\\\").replace('"', '\\"') + '"}').encode()
-    return status, body, _json_headers(extra)
+    return _response(status, json.dumps({"ok": False, "error": message}).encode(), extra)
 
 
 _FORBIDDEN = _error(403, "wrong or missing secret token")
@@ -120,7 +121,7 @@ class TelegramWebhook:
         try:
             if intake is None:
                 raise IntakeUnavailable("not started")
-            await intake.submit(self.bot, update.update_id, update.update_type, update.update)
+            await intake.submit(self.bot, update)
         except IntakeUnavailable:
             self._rejected("unavailable")
             return _UNAVAILABLE

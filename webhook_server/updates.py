@@ -45,6 +45,7 @@ class ParsedUpdate:
     update_id: int
     update_type: str
     update: dict[str, Any]
+    json_text: str  # the update as JSON text PostgreSQL accepts as jsonb (usually the body itself)
 
 
 def _reject_constant(name: str) -> Any:
@@ -83,8 +84,9 @@ def parse_update(body: bytes) -> ParsedUpdate:
     # to spell NUL or an unpaired surrogate in valid UTF-8 JSON), pay for a walk.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH or b"\\u" in body:
         obj = _sanitised(obj)
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     update_type = next((key for key in obj if key != "update_id"), "unknown")
-    return ParsedUpdate(update_id, update_type, obj)
+    return ParsedUpdate(update_id, update_type, obj, text)
 
 
 def metric_type(update_type: str) -> str:

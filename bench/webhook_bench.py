@@ -1,0 +1,350 @@
+"""Webhook intake benchmark: TGMS's durable /api/webhook against a bare Starlette route, same run.
+
+Both servers run the same way (their own uvicorn process, uvloop + httptools, no access log, one
+worker) and are driven by the same load generator, one server at a time so they never share the CPU
+with each other:
+
+- max throughput: C keep-alive connections sending back to back for D seconds;
+- latency: an open-loop load of R requests/s (each latency counted from its scheduled send time, so a
+  stalled server cannot hide its queueing), p50/p99.
+
+For TGMS every 200 means the update and its job were committed; the script checks afterwards that the
+jobs table holds exactly one job per accepted update. The load generator speaks raw HTTP/1.1 over
+asyncio streams (uvloop), which is far cheaper per request than an HTTP client library, so it is not
+what limits the numbers on a 2-core machine.
+
+    python bench/webhook_bench.py [--duration 5] [--connections 64] [--rate 500]
+
+Database: TGMS_BENCH_DATABASE_URL (a database that may be written to; the script creates and drops its
+own database on that server), else a throwaway embedded PostgreSQL (pgserver) in a temp directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+SECRET = "bench-secret-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- the baseline server
+
+
+def bare_app() -> Starlette:
+    """The baseline: a Starlette route that only answers 200 (uvicorn factory)."""
+
+    async def ok(request: Request) -> Response:
+        return Response(status_code=200)
+
+    return Starlette(routes=[Route("/api/webhook", ok, methods=["POST"])])
+
+
+# ---------------------------------------------------------------- load generator
+
+
+def update_body(update_id: int) -> bytes:
+    """A real-shaped group message update (~500 bytes); every 10th is a join request."""
+    if update_id % 10 == 0:
+        update = {
+            "update_id": update_id,
+            "chat_join_request": {
+                "chat": {"id": -1001234567890, "title": "Bench group", "type": "supergroup"},
+                "from": {"id": 4200 + update_id, "is_bot": False, "first_name": "Ann", "username": "ann"},
+                "user_chat_id": 4200 + update_id,
+                "date": 1760000000,
+                "invite_link": {
+                    "invite_link": "https://t.me/+AbCdEf", "creator": {"id": 1, "is_bot": False,
+                                                                       "first_name": "Owner"},
+                    "creates_join_request": True, "is_primary": False, "is_revoked": False,
+                },
+            },
+        }
+    else:
+        update = {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "from": {"id": 777000 + update_id % 97, "is_bot": False, "first_name": "Bob", "username": "bob",
+                         "language_code": "en"},
+                "chat": {"id": -1001234567890, "title": "Bench group", "type": "supergroup"},
+                "date": 1760000000,
+                "text": "hello everyone, this is a benchmark message with a #tag and a link https://example.org",
+                "entities": [{"offset": 46, "length": 4, "type": "hashtag"},
+                             {"offset": 67, "length": 19, "type": "url"}],
+            },
+        }
+    return json.dumps(update, separators=(",", ":")).encode()
+
+
+def request_bytes(port: int, update_id: int) -> bytes:
+    body = update_body(update_id)
+    head = (
+        f"POST /api/webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+@dataclass
+class Result:
+    server: str
+    mode: str
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+
+class IdSource:
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next
+
+
+async def closed_loop(port: int, connections: int, duration: float, ids: IdSource, res: Result) -> None:
+    stop_at = time.perf_counter() + duration
+
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop_at:
+                payload = request_bytes(port, ids.take())
+                started = time.perf_counter()
+                writer.write(payload)
+                res.sent += 1
+                status = await read_response(reader)
+                res.latencies.append(time.perf_counter() - started)
+                if status == 200:
+                    res.ok += 1
+                else:
+                    res.errors += 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    res.seconds = time.perf_counter() - began
+
+
+async def open_loop(port: int, rate: float, duration: float, ids: IdSource, res: Result, pool_size: int = 64) -> None:
+    """Send at a fixed rate regardless of the server; latency from each request's scheduled time."""
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(pool_size):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    interval = 1.0 / rate
+    total = int(rate * duration)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def fire(scheduled: float, update_id: int) -> None:
+        conn = await idle.get()
+        reader, writer = conn
+        writer.write(request_bytes(port, update_id))
+        res.sent += 1
+        status = await read_response(reader)
+        res.latencies.append(time.perf_counter() - scheduled)
+        if status == 200:
+            res.ok += 1
+        else:
+            res.errors += 1
+        idle.put_nowait(conn)
+
+    began = time.perf_counter()
+    for n in range(total):
+        scheduled = began + n * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(fire(scheduled, ids.take()))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    res.seconds = time.perf_counter() - began
+    while not idle.empty():
+        idle.get_nowait()[1].close()
+
+
+# ---------------------------------------------------------------- servers and database
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_process(factory: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    cmd = [
+        sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
+        "--app-dir", str(ROOT / "bench"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{factory} exited with {proc.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError(f"{factory} did not start")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@contextlib.contextmanager
+def bench_database() -> Iterator[str]:
+    import psycopg
+
+    from tgms_tui.backend.db import migrate
+
+    tmp: Path | None = None
+    server = None
+    base = os.environ.get("TGMS_BENCH_DATABASE_URL")
+    if not base:
+        import pgserver
+
+        tmp = Path(tempfile.mkdtemp(prefix="tgms-bench-pg-"))
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp / "run"))
+        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+        base = str(server.get_uri())
+    name = f"tgms_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(base, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if server is not None:
+            server.cleanup()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def count_jobs(url: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM webhook_updates)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+# ---------------------------------------------------------------- main
+
+
+async def measure(name: str, port: int, args: argparse.Namespace, ids: IdSource) -> list[Result]:
+    warm = Result(name, "warm-up")
+    await closed_loop(port, 8, 1.0, ids, warm)
+    peak = Result(name, f"max, {args.connections} conns")
+    await closed_loop(port, args.connections, args.duration, ids, peak)
+    await asyncio.sleep(0.5)
+    steady = Result(name, f"{args.rate:g}/s offered")
+    await open_loop(port, args.rate, args.duration, ids, steady)
+    return [warm, peak, steady]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument("--connections", type=int, default=64, help="connections for max throughput (default 64)")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered load for latency, req/s (default 500)")
+    args = parser.parse_args(argv)
+
+    import uvloop
+
+    with bench_database() as url:
+        port = free_port()
+        with uvicorn_process("webhook_bench:bare_app", port, {}):
+            bare = uvloop.run(measure("bare", port, args, IdSource(0)))
+        port = free_port()
+        env = {"DATABASE_URL": url, "TGMS_WEBHOOK_SECRET": SECRET, "TGMS_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": str(ROOT)}
+        with uvicorn_process("webhook_server.app:app_from_env", port, env):
+            ours = uvloop.run(measure("tgms", port, args, IdSource(10_000_000)))
+        jobs, updates = count_jobs(url)
+
+    accepted = sum(r.ok for r in ours)
+    results = [bare[1], bare[2], ours[1], ours[2]]
+    print(f"{'server':<6} {'load':<18} {'sent':>8} {'200s':>8} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results:
+        print(f"{r.server:<6} {r.mode:<18} {r.sent:>8} {r.ok:>8} {r.errors:>7} {r.rate:>9.0f} "
+              f"{r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f}")
+    print(f"durable check: {jobs} jobs and {updates} webhook_updates rows for {accepted} updates answered 200 "
+          f"(warm-up included): {'OK' if jobs == updates == accepted else 'MISMATCH'}")
+    bare_peak, ours_peak = results[0], results[2]
+    ratio = ours_peak.rate / bare_peak.rate if bare_peak.rate else float("nan")
+    print(f"p99 at {args.rate:g}/s: tgms {results[3].pct(0.99):.2f} ms (target <= 25 ms); "
+          f"p50 {statistics.median(results[3].latencies) * 1000 if results[3].latencies else float('nan'):.2f} ms")
+    print(f"ratio durable/bare max throughput: {ratio:.2f} (target >= 0.50)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
