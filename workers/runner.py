@@ -241,6 +241,7 @@ class Worker:
         except Snooze as snoozed:
             seconds, reason = snoozed.seconds, snoozed.reason
             await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, seconds, reason))
+            self._wakeup.set()  # re-plan the idle sleep around the job's new run_at
         except PermanentFailure as exc:
             await self._record_failure(job, str(exc), permanent=True)
         except asyncio.CancelledError:
@@ -272,6 +273,8 @@ class Worker:
         await self._settle(job, write)
         if status and status[-1] == "failed":
             self.jobs_failed += 1
+        else:
+            self._wakeup.set()  # re-plan the idle sleep around the retry's run_at
 
     async def _settle(self, job: Job, write: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> None:
         """Write a job's outcome, retrying through database outages for as long as the lease

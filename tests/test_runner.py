@@ -1,0 +1,335 @@
+"""The worker runner against a real PostgreSQL: dispatch, retries, snooze, unknown types, heartbeats,
+NOTIFY wake-up, SIGKILL recovery through leases, and graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tgms_tui.backend import queue
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.queue import Backoff, Job, NewJob
+from workers.runner import Handler, JobContext, PermanentFailure, Snooze, Worker, WorkerOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+def make_worker(db_url: str, handlers: dict[str, Handler], **opts: Any) -> Worker:
+    options = WorkerOptions(
+        concurrency=opts.pop("concurrency", 8),
+        lease_seconds=opts.pop("lease_seconds", 30.0),
+        heartbeat_seconds=opts.pop("heartbeat_seconds", 0.5),
+        poll_seconds=opts.pop("poll_seconds", 30.0),
+        backoff=Backoff(base=0.02, cap=0.05, jitter=0.1),
+        **opts,
+    )
+    return Worker(db_url, "tgms", handlers, Settings(database_url=db_url), options)
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def job_statuses(pool: AsyncConnectionPool) -> dict[int, tuple[str, int, str | None]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT job_id, status, retries, last_error FROM jobs")
+        return {r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()}
+
+
+async def test_jobs_are_dispatched_by_type_and_completed(pool: AsyncConnectionPool, db_url: str) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        seen.append((job.job_type, job.payload))
+
+    async with pool.connection() as conn:
+        await queue.enqueue_many(conn, [NewJob("tgms_a", {"i": i}) for i in range(50)])
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _all_status(pool, "done", 50))
+    assert sorted(p["i"] for _, p in seen) == list(range(50))
+
+
+async def _all_status(pool: AsyncConnectionPool, status: str, n: int) -> bool:
+    statuses = await job_statuses(pool)
+    return len(statuses) == n and all(s[0] == status for s in statuses.values())
+
+
+async def test_notify_wakes_an_idle_worker_long_before_its_poll(pool: AsyncConnectionPool, db_url: str) -> None:
+    started = asyncio.Event()
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        started.set()
+
+    async with running(make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)) as worker:
+        await wait_until(lambda: _health_status(pool, worker.worker_id, "running"))
+        await asyncio.sleep(0.3)  # idle: waiting on NOTIFY with a 60 s poll
+        async with pool.connection() as conn:
+            await queue.enqueue(conn, "tgms_a")
+        await asyncio.wait_for(started.wait(), 10)  # far below the 60 s poll
+
+
+async def test_failing_job_ends_failed_after_max_retries_with_last_error(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    attempts: list[int] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        attempts.append(job.retries)
+        raise RuntimeError(f"attempt {len(attempts)} broke")
+
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_a", max_retries=3)
+    async with running(make_worker(db_url, {"tgms_a": handler})) as worker:
+        await wait_until(lambda: _all_status(pool, "failed", 1))
+    status, retries, error = (await job_statuses(pool))[job_id]  # type: ignore[index]
+    assert attempts == [0, 1, 2, 3]
+    assert (status, retries) == ("failed", 4) and error is not None and "attempt 4 broke" in error
+    assert worker.jobs_failed == 1
+
+
+async def test_snoozed_job_runs_again_without_counting_a_retry(pool: AsyncConnectionPool, db_url: str) -> None:
+    runs: list[int] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        runs.append(job.retries)
+        if len(runs) < 3:
+            raise Snooze(0.05, "429: retry after 1")
+
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_a", max_retries=0)
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _all_status(pool, "done", 1))
+    assert runs == [0, 0, 0]
+    assert (await job_statuses(pool))[job_id][:2] == ("done", 0)  # type: ignore[index]
+
+
+async def test_unknown_job_type_fails_clearly_and_worker_keeps_going(pool: AsyncConnectionPool, db_url: str) -> None:
+    async def handler(ctx: JobContext, job: Job) -> None:
+        return None
+
+    async with pool.connection() as conn:
+        unknown = await queue.enqueue(conn, "tgms_no_such_thing")
+        known = await queue.enqueue(conn, "tgms_a")
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _statuses_are(pool, {unknown: "failed", known: "done"}))
+    status, retries, error = (await job_statuses(pool))[unknown]  # type: ignore[index]
+    assert retries == 1 and error is not None and "no handler for job_type 'tgms_no_such_thing'" in error
+
+
+async def test_permanent_failure_is_not_retried(pool: AsyncConnectionPool, db_url: str) -> None:
+    async def handler(ctx: JobContext, job: Job) -> None:
+        raise PermanentFailure("group is not managed")
+
+    async with pool.connection() as conn:
+        job_id = await queue.enqueue(conn, "tgms_a", max_retries=5)
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _all_status(pool, "failed", 1))
+    assert (await job_statuses(pool))[job_id][1:] == (1, "group is not managed")  # type: ignore[index]
+
+
+async def _statuses_are(pool: AsyncConnectionPool, want: dict[int | None, str]) -> bool:
+    statuses = await job_statuses(pool)
+    return all(statuses.get(j, ("?",))[0] == s for j, s in want.items() if j is not None)
+
+
+async def _health_status(pool: AsyncConnectionPool, worker_id: str, status: str) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status FROM bot_health WHERE worker_id = %s", (worker_id,))
+        row = await cur.fetchone()
+    return row is not None and row[0] == status
+
+
+async def test_heartbeat_rows_and_final_status(pool: AsyncConnectionPool, db_url: str) -> None:
+    async def handler(ctx: JobContext, job: Job) -> None:
+        return None
+
+    async with pool.connection() as conn:
+        await queue.enqueue_many(conn, [NewJob("tgms_a") for _ in range(3)])
+    worker = make_worker(db_url, {"tgms_a": handler})
+    async with running(worker):
+        await wait_until(lambda: _all_status(pool, "done", 3))
+        await wait_until(lambda: _health_done(pool, worker.worker_id, 3))
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT bot_name, status, pid, jobs_done, last_activity IS NOT NULL FROM bot_health WHERE worker_id = %s",
+            (worker.worker_id,),
+        )
+        row = await cur.fetchone()
+    assert row == ("tgms_worker", "stopped", os.getpid(), 3, True)
+
+
+async def _health_done(pool: AsyncConnectionPool, worker_id: str, done: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT jobs_done FROM bot_health WHERE worker_id = %s", (worker_id,))
+        row = await cur.fetchone()
+    return row is not None and row[0] == done
+
+
+async def test_periodic_jobs_enqueued_once_by_several_workers(pool: AsyncConnectionPool, db_url: str) -> None:
+    from workers.runner import PeriodicJob
+
+    periodic = (PeriodicJob("tgms_tick", 3600.0),)
+    w1 = make_worker(db_url, {}, periodic=periodic)
+    w2 = make_worker(db_url, {}, periodic=periodic)
+    async with running(w1), running(w2):
+        await wait_until(lambda: _health_status(pool, w1.worker_id, "running"))
+        await wait_until(lambda: _health_status(pool, w2.worker_id, "running"))
+        await asyncio.sleep(1.2)  # both have heartbeated (and enqueued) at least twice
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM jobs WHERE job_type = 'tgms_tick'")
+        row = await cur.fetchone()
+    assert row == (1,)
+
+
+# ---------------------------------------------------------------------------- real processes
+def start_harness(db_url: str, lease: float = 60.0, grace: float = 20.0) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.worker_harness", db_url, "tgms", str(lease), str(grace)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+async def test_sigkilled_workers_job_is_rerun_after_its_lease(pool: AsyncConnectionPool, db_url: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE test_runs (job_id bigint, pid int, phase text, at timestamptz DEFAULT now())")
+        job_id = await queue.enqueue(conn, "tgms_test_sleep", {"seconds": 30})
+    victim = start_harness(db_url, lease=2.0)
+    try:
+        await wait_until(lambda: _runs(pool, job_id, "start", 1))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        assert (await job_statuses(pool))[job_id][0] == "running"  # type: ignore[index]
+        async with pool.connection() as conn:  # the next run should finish quickly
+            await conn.execute("UPDATE jobs SET payload = '{\"seconds\": 0.1}' WHERE job_id = %s", (job_id,))
+        rescuer = start_harness(db_url, lease=2.0)
+        try:
+            await wait_until(lambda: _all_status(pool, "done", 1), timeout=30)
+        finally:
+            rescuer.terminate()
+            rescuer.wait(20)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    status, retries, _ = (await job_statuses(pool))[job_id]  # type: ignore[index]
+    assert (status, retries) == ("done", 1)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT DISTINCT pid FROM test_runs WHERE job_id = %s AND phase = 'start'", (job_id,))
+        pids = {r[0] for r in await cur.fetchall()}
+    assert pids == {victim.pid, rescuer.pid}
+
+
+async def _runs(pool: AsyncConnectionPool, job_id: int | None, phase: str, n: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM test_runs WHERE job_id = %s AND phase = %s", (job_id, phase))
+        row = await cur.fetchone()
+    return row is not None and row[0] >= n
+
+
+async def test_live_worker_keeps_its_long_job_beyond_the_lease(pool: AsyncConnectionPool, db_url: str) -> None:
+    """Heartbeats extend the lease: a job longer than the lease is never handed to a second worker."""
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE test_runs (job_id bigint, pid int, phase text, at timestamptz DEFAULT now())")
+        job_id = await queue.enqueue(conn, "tgms_test_sleep", {"seconds": 4})
+    a = start_harness(db_url, lease=1.5)
+    b = start_harness(db_url, lease=1.5)
+    try:
+        await wait_until(lambda: _all_status(pool, "done", 1), timeout=30)
+    finally:
+        for p in (a, b):
+            p.terminate()
+            p.wait(20)
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM test_runs WHERE job_id = %s AND phase = 'start'", (job_id,))
+        assert await cur.fetchone() == (1,)
+    assert (await job_statuses(pool))[job_id][:2] == ("done", 0)  # type: ignore[index]
+
+
+async def test_sigterm_finishes_in_flight_within_grace_and_releases_the_rest(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE test_runs (job_id bigint, pid int, phase text, at timestamptz DEFAULT now())")
+        short = await queue.enqueue(conn, "tgms_test_sleep", {"seconds": 0.5})
+        long = await queue.enqueue(conn, "tgms_test_sleep", {"seconds": 60})
+    proc = start_harness(db_url, lease=30.0, grace=2.0)
+    try:
+        await wait_until(lambda: _runs(pool, long, "start", 1))
+        await wait_until(lambda: _runs(pool, short, "start", 1))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    statuses = await job_statuses(pool)
+    assert statuses[short][:2] == ("done", 0)  # type: ignore[index]
+    assert statuses[long][:2] == ("pending", 0)  # type: ignore[index]  # released, no retry counted
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status FROM bot_health")
+        assert [r[0] for r in await cur.fetchall()] == ["stopped"]
+
+
+@pytest.mark.slow
+async def test_worker_survives_a_postgres_restart(tmp_path: Path) -> None:
+    """A dedicated server is stopped and started under a running worker: no job lost or doubled."""
+    from tests.pg_control import DedicatedPostgres
+
+    with DedicatedPostgres(tmp_path) as pg:
+        url = pg.url
+        ran: list[int] = []
+
+        async def handler(ctx: JobContext, job: Job) -> None:
+            ran.append(job.payload["i"])
+
+        p = AsyncConnectionPool(url, min_size=1, max_size=2, open=False)
+        await p.open()
+        try:
+            async with p.connection() as conn:
+                await queue.enqueue_many(conn, [NewJob("tgms_a", {"i": i}) for i in range(20)])
+            async with running(make_worker(url, {"tgms_a": handler}, poll_seconds=0.5)):
+                await wait_until(lambda: _all_status(p, "done", 20))
+                pg.stop()
+                await asyncio.sleep(2.0)
+                pg.start()
+                for _ in range(100):  # the pool notices broken connections on use
+                    try:
+                        async with p.connection() as conn:
+                            await queue.enqueue_many(conn, [NewJob("tgms_a", {"i": i}) for i in range(20, 40)])
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.2)
+                await wait_until(lambda: _all_status(p, "done", 40), timeout=60)
+        finally:
+            await p.close()
+    assert sorted(ran) == list(range(40))
