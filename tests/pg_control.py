@@ -45,7 +45,9 @@ class DedicatedPostgres:
             self.server.ensure_postgres_running()
         assert str(self.server.get_uri()) == self.url
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self.server.cleanup()
         finally:

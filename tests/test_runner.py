@@ -138,7 +138,7 @@ async def test_unknown_job_type_fails_clearly_and_worker_keeps_going(pool: Async
         known = await queue.enqueue(conn, "tgms_a")
     async with running(make_worker(db_url, {"tgms_a": handler})):
         await wait_until(lambda: _statuses_are(pool, {unknown: "failed", known: "done"}))
-    status, retries, error = (await job_statuses(pool))[unknown]  # type: ignore[index]
+    _, retries, error = (await job_statuses(pool))[unknown]  # type: ignore[index]
     assert retries == 1 and error is not None and "no handler for job_type 'tgms_no_such_thing'" in error
 
 

@@ -23,7 +23,9 @@ async def _record(ctx: JobContext, job: Job, phase: str) -> None:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS test_runs (job_id bigint, pid int, phase text, at timestamptz DEFAULT now())"
         )
-        await conn.execute("INSERT INTO test_runs (job_id, pid, phase) VALUES (%s, %s, %s)", (job.job_id, os.getpid(), phase))
+        await conn.execute(
+            "INSERT INTO test_runs (job_id, pid, phase) VALUES (%s, %s, %s)", (job.job_id, os.getpid(), phase)
+        )
 
 
 async def sleep_handler(ctx: JobContext, job: Job) -> None:
@@ -41,8 +43,12 @@ def main() -> None:
     lease = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
     grace = float(sys.argv[4]) if len(sys.argv) > 4 else 20.0
     options = WorkerOptions(
-        concurrency=4, lease_seconds=lease, heartbeat_seconds=min(1.0, lease / 3), grace_seconds=grace,
-        poll_seconds=1.0, backoff=Backoff(base=0.05, cap=0.2),
+        concurrency=4,
+        lease_seconds=lease,
+        heartbeat_seconds=min(1.0, lease / 3),
+        grace_seconds=grace,
+        poll_seconds=1.0,
+        backoff=Backoff(base=0.05, cap=0.2),
     )
     handlers = {"tgms_test_sleep": sleep_handler, "tgms_test_noop": noop_handler}
     worker = Worker(url, pool, handlers, Settings(database_url=url), options)  # type: ignore[arg-type]

@@ -46,9 +46,7 @@ def _load(name: str) -> Subcommand:
 
 
 def build_parser(selected: str | None) -> tuple[argparse.ArgumentParser, Subcommand | None]:
-    parser = argparse.ArgumentParser(
-        prog="tgms", description="TGMS: Telegram Group Management System."
-    )
+    parser = argparse.ArgumentParser(prog="tgms", description="TGMS: Telegram Group Management System.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen: Subcommand | None = None
     for name, (_module, help_text) in SUBCOMMANDS.items():

@@ -27,8 +27,12 @@ class _Migrate:
 class _Db:
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("action", choices=["url", "stop"], help="url: print the URL in use (the "
-                            "embedded server is left running for psql); stop: stop the embedded server")
+        parser.add_argument(
+            "action",
+            choices=["url", "stop"],
+            help="url: print the URL in use (the "
+            "embedded server is left running for psql); stop: stop the embedded server",
+        )
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:

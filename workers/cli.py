@@ -14,12 +14,17 @@ from .runner import Worker, WorkerOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pool", choices=["main", "tgms"],
-                        help="main: job types not starting with tgms_; tgms: job types starting with tgms_")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="jobs run at once (default: TGMS_WORKER_CONCURRENCY, 16)")
-    parser.add_argument("--grace", type=float, default=20.0,
-                        help="seconds in-flight jobs get to finish on SIGTERM/SIGINT (default 20)")
+    parser.add_argument(
+        "pool",
+        choices=["main", "tgms"],
+        help="main: job types not starting with tgms_; tgms: job types starting with tgms_",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="jobs run at once (default: TGMS_WORKER_CONCURRENCY, 16)"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=20.0, help="seconds in-flight jobs get to finish on SIGTERM/SIGINT (default 20)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -266,9 +266,7 @@ class Worker:
         status: list[str | None] = []
 
         async def write(conn: psycopg.AsyncConnection[Any]) -> None:
-            status.append(
-                await queue.fail(conn, job.job_id, self.worker_id, error, delay=delay, permanent=permanent)
-            )
+            status.append(await queue.fail(conn, job.job_id, self.worker_id, error, delay=delay, permanent=permanent))
 
         await self._settle(job, write)
         if status and status[-1] == "failed":
@@ -349,9 +347,7 @@ class Worker:
     async def _heartbeat(self) -> None:
         assert self._db is not None
         async with self._db.connection() as conn:
-            held = await queue.extend_leases(
-                conn, list(self._inflight), self.worker_id, self.options.lease_seconds
-            )
+            held = await queue.extend_leases(conn, list(self._inflight), self.worker_id, self.options.lease_seconds)
             lost = set(self._inflight) - held
             if lost:
                 log.warning("lost the lease of jobs %s (another worker may re-run them)", sorted(lost))

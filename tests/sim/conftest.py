@@ -31,6 +31,11 @@ from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # declared by tests/token_guard.py too; repeated so this directory runs on its own
+    config.addinivalue_line("markers", "token_guard_allow: do not scan this test's captured sections")
+
+
 @pytest.fixture(autouse=True)
 def _quiet_request_logs() -> Iterator[None]:
     loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.sim.conftest import BotApiClient
 from telegram_sim.config import SimConfig
 from telegram_sim.flood import FloodControl
 from telegram_sim.server import SimServer
+from tests.sim.conftest import BotApiClient
 
 
 def test_per_chat_burst_then_429(api: BotApiClient, sim: SimServer) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim.conftest import BotApiClient
 from telegram_sim.model import DEFAULT_BOT_ADMIN_RIGHTS
 from telegram_sim.server import SimServer
+from tests.sim.conftest import BotApiClient
 
 
 def test_approve_makes_a_member_and_counts(api: BotApiClient, sim: SimServer) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim.conftest import BotApiClient
 from telegram_sim.server import SimServer
+from tests.sim.conftest import BotApiClient
 
 
 @pytest.fixture

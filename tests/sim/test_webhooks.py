@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.sim.conftest import BotApiClient, Receiver, free_port
 from telegram_sim.server import SimServer
+from tests.sim.conftest import BotApiClient, Receiver, free_port
 
 SECRET = "s3cret_Token-42"
 
@@ -172,8 +172,8 @@ def test_title_edit_and_privacy_mode(sim: SimServer, api: BotApiClient, api2: Bo
     api.ok("setWebhook", url=receiver.url + "?bot=1")
     api2.ok("setWebhook", url=receiver.url + "?bot=2")
     # bot 2 is a plain member with privacy mode on: it sees commands and service messages only
-    chat = sim.control.create_chat("supergroup", "G", members=[1601],
-                                   bots={str(sim.bot.id): {}, str(sim.bots[1].id): {"status": "member"}})["id"]  # fmt: skip
+    bots = {str(sim.bot.id): {}, str(sim.bots[1].id): {"status": "member"}}
+    chat = sim.control.create_chat("supergroup", "G", members=[1601], bots=bots)["id"]
     sim.control.post_message(chat, 1601, "just chatting")
     sim.control.post_message(chat, 1601, "/stats")
     sent = sim.control.post_message(chat, 1601, "typo")

@@ -65,9 +65,7 @@ async def resolve_targets(conn: AsyncConnection[Any], target: dict[str, Any], is
     return [int(row[0]) for row in await cur.fetchall()]
 
 
-async def create_broadcast(
-    conn: AsyncConnection[Any], req: BroadcastRequest, created_by: str
-) -> tuple[int, int]:
+async def create_broadcast(conn: AsyncConnection[Any], req: BroadcastRequest, created_by: str) -> tuple[int, int]:
     """Store the broadcast and enqueue its `tgms_send_to_groups` job (run at `send_at`) in one
     transaction (a savepoint when the caller already has one). Returns (broadcast_id, groups now)."""
     async with conn.transaction():
@@ -87,9 +85,7 @@ async def create_broadcast(
         row = await cur.fetchone()
         assert row is not None
         broadcast_id = int(row[0])
-        job_id = await queue.enqueue(
-            conn, SEND_JOB_TYPE, {"broadcast_id": broadcast_id}, run_at=req.send_at
-        )
+        job_id = await queue.enqueue(conn, SEND_JOB_TYPE, {"broadcast_id": broadcast_id}, run_at=req.send_at)
         await conn.execute(SQL_SET_JOB, (job_id, broadcast_id))
         groups = await resolve_targets(conn, req.target, req.is_final)
     return broadcast_id, len(groups)

@@ -200,9 +200,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
 }
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Build Settings from `environ` (default os.environ) over an optional `.env` file.
 
     Real environment variables win over `.env`, as with docker and most 12-factor tools.

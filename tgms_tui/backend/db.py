@@ -77,9 +77,7 @@ def pending_migrations(url: str) -> list[str]:
     return [p.stem for p in migration_files() if p.stem not in done]
 
 
-async def open_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "tgms"
-) -> AsyncConnectionPool:
+async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str = "tgms") -> AsyncConnectionPool:
     """An opened async pool. Broken connections (e.g. after a PostgreSQL restart) are discarded
     by the pool on return, so callers retry on OperationalError and get a fresh connection."""
     pool = AsyncConnectionPool(

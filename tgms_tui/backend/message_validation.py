@@ -267,17 +267,14 @@ def _parse_markdown_v2(text: bytes) -> bytes:
         kind = top_open.type
         if c == 0x0A and kind != "BlockQuote":
             spoiler_at_line_end = kind == "Spoiler" and (
-                top_open.byte_offset == i - 2
-                or (top_open.byte_offset == i - 3 and len(out) != 0 and out[-1] == 0x0D)
+                top_open.byte_offset == i - 2 or (top_open.byte_offset == i - 3 and len(out) != 0 and out[-1] == 0x0D)
             )
             if not spoiler_at_line_end:
                 raise _MarkupError(f"Can't find end of {kind} entity at byte offset {top_open.byte_offset}")
             nested.pop()
             top_open = nested[-1]
             if top_open.type != "BlockQuote":
-                raise _MarkupError(
-                    f"Can't find end of {top_open.type} entity at byte offset {top_open.byte_offset}"
-                )
+                raise _MarkupError(f"Can't find end of {top_open.type} entity at byte offset {top_open.byte_offset}")
             kind = "BlockQuote"
         if kind in ("Underline", "Spoiler"):
             i += 1
@@ -323,12 +320,7 @@ def _check_custom_emoji_url(url: bytes) -> None:
     parts = urlsplit(url.decode("utf-8", "replace"))
     query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
     ident = query.get("id", "")
-    if (
-        parts.scheme.lower() != "tg"
-        or parts.netloc.lower() != "emoji"
-        or not ident.isdigit()
-        or ident.startswith("0")
-    ):
+    if parts.scheme.lower() != "tg" or parts.netloc.lower() != "emoji" or not ident.isdigit() or ident.startswith("0"):
         raise _MarkupError("Invalid tg://emoji URL specified")
 
 

@@ -275,9 +275,7 @@ async def claim_batch(
 ) -> list[Job]:
     """Claim up to `limit` due jobs of `pool` for `worker_id`, leased for `lease_seconds`."""
     async with conn.cursor(row_factory=class_row(Job)) as cur:
-        await cur.execute(
-            SQL_CLAIM, {"pool": pool, "limit": limit, "worker": worker_id, "lease": lease_seconds}
-        )
+        await cur.execute(SQL_CLAIM, {"pool": pool, "limit": limit, "worker": worker_id, "lease": lease_seconds})
         return await cur.fetchall()
 
 
@@ -319,9 +317,7 @@ async def snooze(
     conn: AsyncConnection[Any], job_id: int, worker_id: str, seconds: float, reason: str | None = None
 ) -> bool:
     """Put a running job back to pending in `seconds` without counting a retry (e.g. Telegram 429)."""
-    cur = await conn.execute(
-        SQL_SNOOZE, {"job_id": job_id, "worker": worker_id, "delay": seconds, "reason": reason}
-    )
+    cur = await conn.execute(SQL_SNOOZE, {"job_id": job_id, "worker": worker_id, "delay": seconds, "reason": reason})
     return await cur.fetchone() is not None
 
 
