@@ -76,9 +76,14 @@ class Bots:
             self._limiter = RateLimiter.from_settings(db, self.settings)
         return self._limiter
 
-    def client(self, role: BotRole, db: AsyncConnectionPool) -> TelegramClient:
-        """The client of `role` (must be configured), sharing this process's HTTP pool and limiter."""
-        client = self._clients.get(role)
+    def client(self, role: BotRole, db: AsyncConnectionPool, *, paced: bool = True) -> TelegramClient:
+        """The client of `role` (must be configured), sharing this process's HTTP pool and limiter.
+
+        A paced client takes a rate-limit token before each message it sends and pauses the bot on a
+        429. `paced=False` is for callers that take the tokens themselves (the broadcast sender must
+        wait for its turn *before* recording the intent to send) and so handle 429 pauses too."""
+        key = role if paced else f"{role}:unpaced"
+        client = self._clients.get(key)
         if client is None:
             if self._http is None:
                 # One connection pool for both bots; keep-alive matters for approval latency.
@@ -88,9 +93,9 @@ class Bots:
                 self._tokens[role],
                 api_base=self.settings.telegram_api_base,
                 http_client=self._http,
-                limiter=self.limiter(db),
+                limiter=self.limiter(db) if paced else None,
             )
-            self._clients[role] = client
+            self._clients[key] = client
         return client
 
     async def aclose(self) -> None:

@@ -50,7 +50,7 @@ from tgms_tui.backend.message_validation import (
 )
 from tgms_tui.backend.queue import Job
 
-from .bots import bots_of, client_for
+from .bots import bots_of
 from .group_migration import rewrite_group_id
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
@@ -288,8 +288,10 @@ class GroupSender:
         self.ctx = ctx
         self.job = job
         self.broadcast_id = broadcast_id
-        self.client: TelegramClient = client_for(ctx, None, default="tgms")
-        self.limiter = bots_of(ctx).limiter(ctx.db)
+        bots = bots_of(ctx)
+        # Unpaced: this sender takes the rate-limit tokens itself, before recording the intent.
+        self.client: TelegramClient = bots.client(bots.resolve_role(None, "tgms"), ctx.db, paced=False)
+        self.limiter = bots.limiter(ctx.db)
         self.max_failures = ctx.settings.max_consecutive_failures
         self.stale_seconds = ctx.settings.lease_seconds
         inflight = ctx.services.setdefault(_INFLIGHT_KEY, set())
@@ -499,7 +501,8 @@ class GroupSender:
             }))
             raise
         except RetryAfter as exc:
-            # The client paused the bot in the shared limiter; the next claim waits it out.
+            # Pause the bot in the shared limiter (every process); the next claim waits it out.
+            await self.limiter.pause(self.client.bot_key, exc.retry_after)
             await self._write(SQL_REQUEUE_UNCOUNTED, {
                 "id": row.message_id, "error": f"429 from Telegram: retry after {exc.retry_after:g}s",
             })
