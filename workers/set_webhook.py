@@ -1,0 +1,156 @@
+"""`tgms set-webhook`: point each configured bot's Telegram webhook at this server.
+
+    tgms set-webhook --url https://bots.example.org     main bot -> /api/webhook, tgms bot -> /api/webhook/tgms
+    tgms set-webhook --delete                            remove the webhooks
+    tgms set-webhook --info                              show each webhook and its last delivery error
+
+Both bots get the shared secret (TGMS_WEBHOOK_SECRET, sent back by Telegram in
+X-Telegram-Bot-Api-Secret-Token) and an explicit `allowed_updates`: without it Telegram keeps the
+previous list, and its default leaves out `chat_member`, which inactivity tracking needs.
+Tokens are never printed; a bot is shown by its public id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from tgms_tui.backend.bootstrap import configure_logging
+from tgms_tui.backend.config import ConfigError, Settings, load_settings
+from workers.telegram_api import RetryAfter, TelegramClient, TelegramError
+
+T = TypeVar("T")
+
+WEBHOOK_PATHS = {"main": "/api/webhook", "tgms": "/api/webhook/tgms"}
+ALLOWED_UPDATES = (
+    "message",
+    "edited_message",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--url", help="public base URL of `tgms webhook` (https://host[:port][/prefix])")
+    action.add_argument("--delete", action="store_true", help="remove the webhook of each configured bot")
+    action.add_argument("--info", action="store_true", help="show each bot's webhook (getWebhookInfo)")
+    parser.add_argument("--bot", choices=["main", "tgms", "all"], default="all",
+                        help="which configured bot (default: all)")
+    parser.add_argument("--drop-pending-updates", action="store_true",
+                        help="with --url or --delete: discard updates Telegram has queued")
+    parser.add_argument("--max-connections", type=int, default=None,
+                        help="with --url: parallel connections Telegram may open (1-100, Telegram's default 40)")
+
+
+def webhook_url(base: str, bot: str) -> str:
+    """The URL Telegram posts `bot`'s updates to, from the server's public base URL."""
+    return base.rstrip("/") + WEBHOOK_PATHS[bot]
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("--url", f"expected https://host[:port][/prefix], got {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError("--url", "must not carry a query or fragment (the bot paths are appended to it)")
+    return url
+
+
+def _selected(settings: Settings, which: str) -> dict[str, str]:
+    tokens = settings.bot_tokens()
+    if not tokens:
+        raise ConfigError("BOT_TOKEN", "neither BOT_TOKEN nor TGMS_BOT_TOKEN is set: no bot to configure")
+    if which != "all":
+        if which not in tokens:
+            variable = "BOT_TOKEN" if which == "main" else "TGMS_BOT_TOKEN"
+            raise ConfigError(variable, f"is not set, so the {which} bot cannot be configured")
+        tokens = {which: tokens[which]}
+    return tokens
+
+
+async def _with_flood_retry(call: Callable[[], Awaitable[T]]) -> T:
+    """setWebhook calls closer than a second apart get 429: wait as told, once."""
+    try:
+        return await call()
+    except RetryAfter as exc:
+        await asyncio.sleep(min(float(exc.retry_after), 30.0))
+        return await call()
+
+
+def _when(epoch: Any) -> str:
+    try:
+        return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError):
+        return str(epoch)
+
+
+async def _one_bot(bot: str, client: TelegramClient, args: argparse.Namespace, settings: Settings) -> list[str]:
+    label = f"{bot} bot (id {client.bot_id})"
+    if args.url:
+        target = webhook_url(args.url, bot)
+        await _with_flood_retry(
+            lambda: client.set_webhook(
+                target,
+                secret_token=settings.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=args.drop_pending_updates or None,
+                max_connections=args.max_connections,
+            )
+        )
+        return [f"{label}: webhook set to {target} (allowed updates: {', '.join(ALLOWED_UPDATES)})"]
+    if args.delete:
+        await _with_flood_retry(lambda: client.delete_webhook(drop_pending_updates=args.drop_pending_updates or None))
+        return [f"{label}: webhook deleted"]
+    info = await client.get_webhook_info()
+    lines = [f"{label}: url {info.get('url') or '(none: webhook not set)'}",
+             f"  pending updates: {info.get('pending_update_count', 0)}"]
+    if info.get("allowed_updates"):
+        lines.append(f"  allowed updates: {', '.join(info.get('allowed_updates', []))}")
+    if info.get("max_connections"):
+        lines.append(f"  max connections: {info.get('max_connections')}")
+    if info.get("last_error_date"):
+        lines.append(f"  last error: {_when(info.get('last_error_date'))}: {info.get('last_error_message', '?')}")
+    else:
+        lines.append("  last error: none")
+    return lines
+
+
+async def configure_webhooks(settings: Settings, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Run the chosen action for each selected bot; (lines to print, failures)."""
+    tokens = _selected(settings, args.bot)
+    if args.url:
+        _check_base_url(args.url)
+        if not settings.webhook_secret:
+            raise ConfigError(
+                "TGMS_WEBHOOK_SECRET", "is not set: `tgms webhook` would refuse the updates Telegram sends"
+            )
+        if args.max_connections is not None and not 1 <= args.max_connections <= 100:
+            raise ConfigError("--max-connections", "must be between 1 and 100")
+    lines: list[str] = []
+    failures: list[str] = []
+    for bot, token in tokens.items():
+        async with TelegramClient(token, api_base=settings.telegram_api_base) as client:
+            try:
+                lines += await _one_bot(bot, client, args, settings)
+            except TelegramError as exc:  # its text is already redacted
+                failures.append(f"{bot} bot (id {client.bot_id}): {type(exc).__name__}: {exc}")
+    return lines, failures
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    lines, failures = asyncio.run(configure_webhooks(settings, args))
+    for line in lines:
+        print(line)
+    for failure in failures:
+        print(f"tgms set-webhook: {failure}", file=sys.stderr)
+    return 1 if failures else 0
