@@ -190,7 +190,8 @@ UPDATE broadcasts SET status = %(status)s, error = %(error)s, finished_at = now(
 """
 
 # 'sending' rows whose sender is gone: our own worker's rows no task of ours holds (a job that
-# failed or was re-run), or rows of a worker without a recent heartbeat / that has stopped.
+# failed or was re-run), or rows of a worker without a recent heartbeat / that has stopped. A row
+# just marked is left alone a moment: its worker may be so new that its first heartbeat is not in.
 SQL_MARK_AMBIGUOUS = """
 UPDATE sent_messages AS s
    SET status = 'ambiguous',
@@ -199,9 +200,10 @@ UPDATE sent_messages AS s
        updated_at = now()
  WHERE s.broadcast_id = %(b)s AND s.status = 'sending'
    AND CASE WHEN s.locked_by = %(me)s THEN NOT (s.message_id = ANY(%(mine)s))
-            ELSE NOT EXISTS (SELECT 1 FROM bot_health h
-                              WHERE h.worker_id = s.locked_by AND h.status <> 'stopped'
-                                AND h.updated_at > now() - make_interval(secs => %(stale)s)) END
+            ELSE s.updated_at < now() - make_interval(secs => %(young)s)
+                 AND NOT EXISTS (SELECT 1 FROM bot_health h
+                                  WHERE h.worker_id = s.locked_by AND h.status <> 'stopped'
+                                    AND h.updated_at > now() - make_interval(secs => %(stale)s)) END
 RETURNING s.message_id, s.chat_id
 """
 
@@ -418,6 +420,7 @@ class GroupSender:
                     "me": self.ctx.worker_id,
                     "mine": list(self.inflight),
                     "stale": self.stale_seconds,
+                    "young": min(5.0, self.stale_seconds),
                 },
             )
             rows = await cur.fetchall()
@@ -443,7 +446,6 @@ class GroupSender:
             if claimed is _SKIPPED:
                 continue
             assert isinstance(claimed, Claimed)
-            self.inflight.add(claimed.message_id)
             try:
                 retry_later = await _finish_even_if_cancelled(self._deliver(claimed))
             finally:
@@ -479,11 +481,20 @@ class GroupSender:
             await self.limiter.acquire(
                 self.client.bot_key, int(row["chat_id"]), pace_key=f"broadcast:{self.broadcast_id}"
             )
-            cur2 = await conn.execute(
-                SQL_MARK_SENDING,
-                {"id": row["message_id"], "worker": self.ctx.worker_id, "b": self.broadcast_id},
-            )
-            if await cur2.fetchone() is None:
+            # In flight from the moment 'sending' can be seen: a sweep by another sender of this
+            # process must not take our own row for a crashed one.
+            self.inflight.add(int(row["message_id"]))
+            try:
+                cur2 = await conn.execute(
+                    SQL_MARK_SENDING,
+                    {"id": row["message_id"], "worker": self.ctx.worker_id, "b": self.broadcast_id},
+                )
+                marked = await cur2.fetchone() is not None
+            except BaseException:
+                self.inflight.discard(int(row["message_id"]))
+                raise
+            if not marked:
+                self.inflight.discard(int(row["message_id"]))
                 return _STOPPED  # the broadcast was stopped while we waited
         return Claimed(int(row["message_id"]), int(row["chat_id"]), str(row["debug_code"]))
 

@@ -144,9 +144,9 @@ class Stack:
                                    allowed_updates=ALLOWED_UPDATES)
         return url
 
-    def start_worker(self, pool: str, **env: str) -> subprocess.Popen[bytes]:
-        module = "workers.tgms_worker" if pool == "tgms" else "workers.main"
-        proc = self._spawn(f"worker-{pool}", ["-m", module], self.env(**env))
+    def start_worker(self, pool: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """`tgms worker <pool> <args>` as a subprocess; returns once it heartbeats as running."""
+        proc = self._spawn(f"worker-{pool}", ["-m", "tgms_tui.cli", "worker", pool, *args], self.env(**env))
         self.wait_for(
             lambda: self.scalar("SELECT count(*) FROM bot_health WHERE pid = %s AND status = 'running'", (proc.pid,)),
             timeout=30,

@@ -47,7 +47,7 @@ def _wait_finished(stack: Stack, broadcast_id: int, timeout: float = 60) -> str:
         status = stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s", (broadcast_id,))
         return None if status in ("pending", "running") else str(status)
 
-    return stack.wait_for(finished, timeout=timeout, what=f"broadcast {broadcast_id} finished")
+    return str(stack.wait_for(finished, timeout=timeout, what=f"broadcast {broadcast_id} finished"))
 
 
 def test_broadcast_to_50_groups_with_kicks_a_migration_and_429s(stack: Stack) -> None:
