@@ -1,0 +1,169 @@
+"""End to end: the simulator (Telegram's webhook side) → our app under uvicorn → jobs rows; and a
+database outage in the middle: 503s, then Telegram's redelivery stores each update exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from telegram_sim.config import SimConfig
+from telegram_sim.server import SimServer
+from tgms_tui.backend.db import migrate
+from webhook_server.app import create_app
+from workers.set_webhook import ALLOWED_UPDATES
+
+from .conftest import SECRET, make_settings, served
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(url, connect_timeout=2) as conn:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall()
+
+
+def hook_up(sim: SimServer, base_url: str) -> dict[int, str]:
+    """Point the simulator's two bots at our two paths; bot id -> our bot name."""
+    main, tgms = sim.bots[0], sim.bots[1]
+    sim.state.set_webhook(
+        main.id, f"{base_url}/api/webhook", secret_token=SECRET, allowed_updates=list(ALLOWED_UPDATES)
+    )
+    sim.state.set_webhook(
+        tgms.id, f"{base_url}/api/webhook/tgms", secret_token=SECRET, allowed_updates=list(ALLOWED_UPDATES)
+    )
+    return {main.id: "main", tgms.id: "tgms"}
+
+
+def delivered(sim: SimServer, names: dict[int, str]) -> set[tuple[str, int]]:
+    return {(names[a["bot_id"]], int(a["update_id"])) for a in sim.dispatcher.recent_attempts(limit=10_000) if a["ok"]}
+
+
+def pending(sim: SimServer) -> int:
+    return sum(len(sim.state.pending_updates(bot)) for bot in sim.bots)
+
+
+async def stored(url: str) -> list[tuple[str, int, str, str]]:
+    return [
+        (str(b), int(u), str(t), str(j))
+        for b, u, t, j in await query(
+            url,
+            "SELECT payload->>'bot', (payload->>'update_id')::bigint, payload->>'update_type', job_type FROM jobs",
+        )
+    ]
+
+
+async def test_simulator_updates_become_jobs_for_the_right_bot(db_url: str) -> None:
+    app = create_app(make_settings(db_url), db_url)
+    async with SimServer(config=SimConfig(enforce_flood_limits=False), bots=2) as sim, served(app) as base:
+        names = hook_up(sim, base)
+        member = sim.state.create_user("Mia")
+        chat = sim.state.create_chat("group", "Basic", members=[member.id])
+        sim.state.create_join_request(chat.id, None)
+        sim.state.post_message(chat.id, member.id, "/rules")
+        sim.state.upgrade_chat(chat.id)  # migrate_to_chat_id service message, my_chat_member in the new chat
+
+        async def settled() -> bool:
+            return pending(sim) == 0 and len(await stored(db_url)) == len(delivered(sim, names))
+
+        await wait_until(settled, "every simulator update stored")
+        jobs = await stored(db_url)
+        assert {(b, u) for b, u, _, _ in jobs} == delivered(sim, names)
+        assert len(jobs) == len({(b, u) for b, u, _, _ in jobs})
+        kinds = {(b, t, j) for b, _, t, j in jobs}
+        for bot in ("main", "tgms"):
+            assert (bot, "chat_join_request", "tgms_process_join_request") in kinds
+            assert (bot, "my_chat_member", "process_telegram_update") in kinds
+        migrations = await query(
+            db_url, "SELECT count(*) FROM jobs WHERE payload #> '{update,message}' ? 'migrate_to_chat_id'"
+        )
+        assert migrations[0][0] >= 1
+
+
+def _pg_ctl(server: Any, *args: str) -> None:
+    from pgserver import _commands
+
+    _commands.pg_ctl(list(args), pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[Any, str]]:
+    """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="tgms-outage-"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    server = await asyncio.to_thread(pgserver.get_server, root / "pgdata", cleanup_mode="delete")
+    url = str(server.get_uri())
+    await asyncio.to_thread(migrate, url)
+    try:
+        yield server, url
+    finally:
+        await asyncio.to_thread(server.ensure_postgres_running)
+        await asyncio.to_thread(server.cleanup)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+async def test_database_outage_then_redelivery_stores_each_update_once(own_postgres: tuple[Any, str]) -> None:
+    server, url = own_postgres
+    app = create_app(make_settings(url), url)
+    # Honour our Retry-After, but briefly, so the test does not wait 5 s per retry.
+    config = SimConfig(enforce_flood_limits=False, webhook_retry_after_max=0.3, webhook_retry_max=0.5)
+    async with SimServer(config=config, bots=2) as sim, served(app) as base:
+        names = hook_up(sim, base)
+        member = sim.state.create_user("Mia")
+        chat = sim.state.create_chat("supergroup", "Growth", members=[member.id])
+        for _ in range(3):
+            sim.state.create_join_request(chat.id, None)
+        sim.state.post_message(chat.id, member.id, "/hello")
+
+        async def all_stored() -> bool:
+            return pending(sim) == 0 and len(await stored(url)) == len(delivered(sim, names))
+
+        await wait_until(all_stored, "updates before the outage")
+        before = len(await stored(url))
+        assert before >= 6  # 3 join requests x 2 admin bots, plus the message
+
+        await asyncio.to_thread(_pg_ctl, server, "-m", "fast", "-w", "stop")
+        for _ in range(4):
+            sim.state.create_join_request(chat.id, None)
+        sim.state.post_message(chat.id, member.id, "/during_outage")
+
+        def refused() -> list[dict[str, Any]]:
+            return [a for a in sim.dispatcher.recent_attempts(limit=10_000) if a["status"] == 503]
+
+        async def both_bots_refused() -> bool:
+            return {a["bot_id"] for a in refused()} == set(names)
+
+        await wait_until(both_bots_refused, "503 answers during the outage")
+        assert pending(sim) > 0
+
+        await asyncio.to_thread(server.ensure_postgres_running)
+        await wait_until(all_stored, "redelivery after the outage", timeout=60)
+
+        jobs = await stored(url)
+        keys = [(b, u) for b, u, _, _ in jobs]
+        assert len(keys) == len(set(keys)), "an update made two jobs"
+        assert set(keys) == delivered(sim, names)
+        assert len(keys) >= before + 9  # 4 join requests x 2 bots + the message
+        assert any(a["ok"] is False for a in refused())
+        [(linked,)] = await query(url, "SELECT count(*) FROM webhook_updates w JOIN jobs j USING (job_id)")
+        assert linked == len(keys)
