@@ -31,7 +31,7 @@ async def test_set_info_and_delete_for_both_bots() -> None:
             hook = sim.state.bots[bot.id].webhook
             assert hook.url == "https://bots.example.org/tg" + path
             assert hook.secret_token == SECRET
-            assert set(sim.state.bots[bot.id].allowed_updates) == set(ALLOWED_UPDATES)
+            assert set(sim.state.bots[bot.id].allowed_updates or []) == set(ALLOWED_UPDATES)
         assert "chat_member" in ALLOWED_UPDATES and "chat_join_request" in ALLOWED_UPDATES
 
         lines, failures = await configure_webhooks(settings, parse("--info"))
