@@ -45,6 +45,7 @@ from tgms_tui.backend.broadcasts import resolve_targets
 from tgms_tui.backend.message_validation import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
+    _parsed_text,
     check_markup,
     visible_length,
 )
@@ -241,6 +242,11 @@ def with_debug_code(body: str | None, code: str, parse_mode: str | None) -> str:
     return f"{body}\n\n{suffix}"
 
 
+def shown_text(text: str, parse_mode: str | None) -> str:
+    """What Telegram shows for valid `text` (markup removed)."""
+    return _parsed_text(text, parse_mode)
+
+
 def content_problem(body: str | None, code: str, parse_mode: str | None, *, caption: bool) -> str | None:
     """Why Telegram would reject `body` + `code` (markup, length), or None. Checked once per broadcast
     with its longest code, before anything is sent."""
@@ -249,6 +255,9 @@ def content_problem(body: str | None, code: str, parse_mode: str | None, *, capt
     error = check_markup(text, parse_mode)
     if error is not None:
         return f"{what}: {error}"
+    if not shown_text(text, parse_mode).rstrip().endswith(code):
+        # e.g. legacy Markdown ending in "[link](" reads the rest of the text, the code too, as a URL.
+        return f"{what}: the debug code would not be visible at its end (unfinished markup at the end?)"
     limit = CAPTION_LIMIT if caption else TEXT_LIMIT
     length = visible_length(text, parse_mode)
     if length > limit:

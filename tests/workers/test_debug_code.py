@@ -1,0 +1,46 @@
+"""The debug code appended to a broadcast never breaks its markup and survives as visible text."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tgms_tui.backend.message_validation import _parsed_text, check_markup
+from workers.group_sender import content_problem, debug_suffix, with_debug_code
+
+MODES = [None, "Markdown", "MarkdownV2", "HTML"]
+CODE = "B123G045"
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet="ab \n*_~`|[]()<>&\\.!#-=+{}/", max_size=40), mode=st.sampled_from(MODES))
+def test_a_valid_text_stays_valid_and_ends_with_the_code(text: str, mode: str | None) -> None:
+    if check_markup(text, mode) is not None:
+        return  # invalid before the code: rejected by validation, never sent
+    final = with_debug_code(text, CODE, mode)
+    assert check_markup(final, mode) is None, (text, mode)
+    if content_problem(text, CODE, mode, caption=False) is None:
+        assert _parsed_text(final, mode).rstrip().endswith(CODE)
+    else:  # only text that ends inside a link's URL (legacy Markdown) swallows what follows
+        assert mode == "Markdown" and "](" in text, text
+
+
+def test_a_link_url_left_open_at_the_end_is_caught_before_sending() -> None:
+    problem = content_problem("see [here](", CODE, "Markdown", caption=False)
+    assert problem is not None and "not be visible" in problem
+
+
+def test_codes_with_markup_characters_are_escaped_per_mode() -> None:
+    assert debug_suffix("a_b.c", "MarkdownV2") == "a\\_b\\.c"
+    assert debug_suffix("a<b>&", "HTML") == "a&lt;b&gt;&amp;"
+    assert debug_suffix("a_b*c", "Markdown") == "abc"
+    assert with_debug_code(None, CODE, "HTML") == CODE  # a photo without caption: the code alone
+
+
+def test_length_is_checked_with_the_code_appended() -> None:
+    fits = "x" * (4096 - len(CODE) - 2)
+    assert content_problem(fits, CODE, None, caption=False) is None
+    problem = content_problem(fits + "x", CODE, None, caption=False)
+    assert problem is not None and "too long with the debug code" in problem
+    assert content_problem("*" + "y" * 1000 + "*", CODE, "Markdown", caption=True) is None  # markup is free
+    assert content_problem("bad *markup", CODE, "MarkdownV2", caption=False) is not None
