@@ -119,6 +119,7 @@ class Worker:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._to_complete: list[int] = []
         self._completion_wanted = asyncio.Event()
+        self._completion_lock = asyncio.Lock()  # a batch taken for writing is never cancelled mid-write
         self._wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -149,9 +150,11 @@ class Worker:
             self._status = "stopping"
             await self._drain()
         finally:
-            for task in background:
-                task.cancel()
+            async with self._completion_lock:  # let a completion write under way finish first
+                for task in background:
+                    task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self._flush_completions()
             self._status = "stopped"
             await self._retry_db(self._write_health, attempts=3)
             await self._db.close()
@@ -300,19 +303,20 @@ class Worker:
             await self._flush_completions()
 
     async def _flush_completions(self) -> None:
-        failures = 0
-        while self._to_complete:
-            batch, self._to_complete = self._to_complete, []
-            try:
-                assert self._db is not None
-                async with self._db.connection() as conn:
-                    await queue.complete_many(conn, batch, self.worker_id)
-                failures = 0
-            except (psycopg.Error, OSError) as exc:
-                self._to_complete[:0] = batch  # keep them; the lease still protects the jobs
-                failures += 1
-                log.warning("completion write failed (%s); retrying", redact(str(exc)))
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+        async with self._completion_lock:
+            failures = 0
+            while self._to_complete:
+                batch, self._to_complete = self._to_complete, []
+                try:
+                    assert self._db is not None
+                    async with self._db.connection() as conn:
+                        await queue.complete_many(conn, batch, self.worker_id)
+                    failures = 0
+                except (psycopg.Error, OSError) as exc:
+                    self._to_complete[:0] = batch  # keep them; the lease still protects the jobs
+                    failures += 1
+                    log.warning("completion write failed (%s); retrying", redact(str(exc)))
+                    await asyncio.sleep(min(2.0, 0.1 * 2**failures))
 
     # ------------------------------------------------------------------ wake-ups
     async def _listen(self) -> None:
