@@ -31,11 +31,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tgms_tui.backend import queue  # noqa: E402
-from tgms_tui.backend.config import Settings  # noqa: E402
-from tgms_tui.backend.db import migrate  # noqa: E402
-from tgms_tui.backend.queue import Job, NewJob  # noqa: E402
-from workers.runner import JobContext, Worker, WorkerOptions  # noqa: E402
+from tgms_tui.backend import queue
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.db import migrate
+from tgms_tui.backend.queue import Job, NewJob
+from workers.runner import JobContext, Worker, WorkerOptions
 
 
 def with_db(url: str, name: str) -> str:
@@ -205,7 +205,7 @@ async def procrastinate_throughput(url: str, n: int) -> float:
 # ----------------------------------------------------------------------------- main
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] * 1000
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))] * 1000
 
 
 async def main() -> None:
