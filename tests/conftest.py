@@ -22,6 +22,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from tgms_tui.backend.db import migrate, open_pool
 
+# Fails any test whose captured output or log records contain a bot token or secret.
+pytest_plugins = ["tests.token_guard"]
+
 
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
