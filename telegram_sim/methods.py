@@ -675,6 +675,7 @@ async def get_updates(ctx: CallContext) -> list:
             bot.pending = bot.pending[offset:]
         bot.poll_generation += 1
         generation = bot.poll_generation
+        state.notify(bot.id)  # wakes an older poll, which then answers 409
     deadline = time.monotonic() + timeout
     while True:
         with state.lock:

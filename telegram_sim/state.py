@@ -1,29 +1,19 @@
-"""The simulator's in-memory Telegram: registry of bots, users and chats, plus the events they cause.
+"""`SimState`: the simulated Telegram, i.e. the registry plus the events that change it.
 
-Every mutation happens under one re-entrant lock, so the HTTP handlers (event-loop thread), tests
-poking `SimServer.state` from their own thread and the webhook dispatcher never see half an update.
-Domain operations (a user asks to join, a member leaves, a group is upgraded...) live here because
-the Bot API methods and the control API both trigger them; each one queues the updates Telegram
-would send, per bot, filtered by that bot's `allowed_updates` and privacy mode, and wakes listeners
-(the webhook dispatcher) through `add_listener`.
+Domain operations (a user asks to join, a member leaves, the bot is kicked, a group is upgraded...)
+live here because the Bot API methods and the control API both trigger them. Each one queues the
+updates Telegram would send, per bot, filtered by that bot's `allowed_updates` and privacy mode, and
+wakes listeners (the webhook dispatcher) through `notify`.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import re
 import secrets
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from telegram_sim import objects
-from telegram_sim.calls import CallLog
-from telegram_sim.config import SimConfig
-from telegram_sim.faults import FaultBook
-from telegram_sim.flood import FloodControl
 from telegram_sim.markdown import auto_entities
 from telegram_sim.model import (
     ADMIN_RIGHTS,
@@ -35,221 +25,19 @@ from telegram_sim.model import (
     JoinRequest,
     Member,
     PendingUpdate,
-    StoredMessage,
     User,
-    WebhookSettings,
     full_permissions,
 )
+from telegram_sim.registry import JSON, Registry, SimError, token_is_well_formed
 
-JSON = dict[str, Any]
+__all__ = ["SimError", "SimState", "token_is_well_formed"]
 
 # Telegram's default when allowed_updates is unset or empty.
 NOT_DEFAULT_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
-TOKEN_RE = re.compile(r"^(\d{1,20}):([A-Za-z0-9_-]{1,70})$")
 
-_FIRST_NAMES = ("Ann", "Boris", "Chen", "Dana", "Emil", "Fatima", "Goran", "Hana", "Ivan", "Julia",
-                "Kofi", "Lena", "Mateo", "Nadia", "Oleg", "Priya", "Quinn", "Rosa", "Sami", "Tara")  # fmt: skip
-
-
-class SimError(Exception):
-    """A control-API request that cannot be carried out (unknown chat, bad spec...)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def token_is_well_formed(token: str) -> bool:
-    """The Bot API server's own check (ClientManager::send) before it looks the token up."""
-    if not token or token[0] == "0" or len(token) > 80 or "/" in token or ":" not in token:
-        return False
-    prefix = token.split(":", 1)[0]
-    if not prefix.isdigit():
-        return False
-    return 0 < int(prefix) < (1 << 54)
-
-
-class SimState:
-    """All simulated Telegram state for one simulator instance."""
-
-    def __init__(self, config: SimConfig | None = None, *, seed: int | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        self.config = config or SimConfig()
-        self.lock = threading.RLock()
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self.users: dict[int, User] = {}
-        self.bots: dict[int, Bot] = {}
-        self._tokens: dict[str, int] = {}
-        self.chats: dict[int, Chat] = {}
-        self.private_chats: dict[tuple[int, int], Chat] = {}
-        self.messages: dict[int, list[StoredMessage]] = {}
-        self.flood = FloodControl(self.config)
-        self.faults = FaultBook()
-        self.calls = CallLog(self.config.max_recorded_calls)
-        self._listeners: list[Callable[[int], None]] = []
-        self._file_seq = 0
-        self.photos: dict[str, list[JSON]] = {}  # file_id -> the PhotoSize list it belongs to
-        self.commands: dict[int, list[Any]] = {}  # bot id -> setMyCommands list
-
-    # --- listeners ---------------------------------------------------------------------------
-
-    def add_listener(self, callback: Callable[[int], None]) -> None:
-        """`callback(bot_id)` runs (under the lock, must not block) when a bot's queue or webhook changes."""
-        with self.lock:
-            self._listeners.append(callback)
-
-    def remove_listener(self, callback: Callable[[int], None]) -> None:
-        with self.lock:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-    def notify(self, bot_id: int) -> None:
-        for callback in list(self._listeners):
-            callback(bot_id)
-
-    def now(self) -> int:
-        return int(self.clock())
-
-    # --- bots and users ----------------------------------------------------------------------
-
-    def add_bot(self, token: str | None = None, *, username: str | None = None, first_name: str | None = None,
-                can_read_all_group_messages: bool = False) -> Bot:  # fmt: skip
-        """Register a bot; a missing token is generated (`<id>:<35 random chars>`)."""
-        with self.lock:
-            if token is None:
-                bot_id = self._fresh_id(5_000_000_000, 8_999_999_999)
-                token = f"{bot_id}:{_token_secret()}"
-            if not token_is_well_formed(token):
-                raise SimError("malformed bot token (expected <id>:<secret>)")
-            bot_id = int(token.split(":", 1)[0])
-            if token in self._tokens:
-                return self.bots[self._tokens[token]]
-            if bot_id in self.bots:
-                raise SimError(f"a bot with id {bot_id} already exists", 409)
-            n = len(self.bots) + 1
-            user = User(
-                id=bot_id,
-                first_name=first_name or f"TGMS Sim Bot {n}",
-                username=username or f"tgms_sim{bot_id}_bot",
-                is_bot=True,
-            )
-            bot = Bot(user=user, token=token, can_read_all_group_messages=can_read_all_group_messages)
-            bot.webhook.max_connections = self.config.default_max_connections
-            bot.next_update_id = self.rng.randint(100_000_000, 800_000_000)
-            self.users[bot_id] = user
-            self.bots[bot_id] = bot
-            self._tokens[token] = bot_id
-            return bot
-
-    def set_webhook(self, bot_ref: Any, url: str, *, secret_token: str | None = None,
-                    allowed_updates: list[str] | None = None, max_connections: int | None = None) -> Bot:  # fmt: skip
-        """Point a bot's webhook somewhere directly (setup helper; no flood rule, no validation)."""
-        with self.lock:
-            bot = self.resolve_bot(bot_ref)
-            hook = bot.webhook
-            hook.url = url
-            hook.secret_token = secret_token or None
-            hook.ip_address = "127.0.0.1" if url else None
-            hook.last_error_date = None
-            hook.last_error_message = None
-            if max_connections is not None:
-                hook.max_connections = min(max(int(max_connections), 1), 100)
-            if allowed_updates is not None:
-                bot.allowed_updates = list(allowed_updates)
-            self.notify(bot.id)
-            return bot
-
-    def bot_by_token(self, token: str) -> Bot | None:
-        with self.lock:
-            bot_id = self._tokens.get(token)
-            return self.bots.get(bot_id) if bot_id is not None else None
-
-    def resolve_bot(self, ref: int | str | None) -> Bot:
-        """A bot by id or username (with or without '@'); None means the first registered bot."""
-        with self.lock:
-            if ref is None or ref == "":
-                if not self.bots:
-                    raise SimError("no bots registered", 404)
-                return next(iter(self.bots.values()))
-            text = str(ref).lstrip("@")
-            if text.lstrip("-").isdigit() and int(text) in self.bots:
-                return self.bots[int(text)]
-            for bot in self.bots.values():
-                if bot.username.lower() == text.lower():
-                    return bot
-            raise SimError(f"unknown bot {ref!r}", 404)
-
-    def create_user(self, first_name: str | None = None, *, id: int | None = None, last_name: str | None = None,
-                    username: str | None = None, language_code: str | None = None,
-                    is_bot: bool = False) -> User:  # fmt: skip
-        with self.lock:
-            user_id = int(id) if id is not None else self._fresh_id(100_000_000, 7_999_999_999)
-            if user_id in self.users:
-                raise SimError(f"user {user_id} already exists", 409)
-            if user_id <= 0:
-                raise SimError("user ids are positive")
-            user = User(
-                id=user_id,
-                first_name=first_name or self.rng.choice(_FIRST_NAMES),
-                last_name=last_name,
-                username=username,
-                is_bot=is_bot,
-                language_code=language_code,
-            )
-            self.users[user_id] = user
-            return user
-
-    def ensure_user(self, spec: Any) -> User:
-        """A user from an id (created if new), a dict spec, or None (a fresh user)."""
-        with self.lock:
-            if isinstance(spec, User):
-                return spec
-            if spec is None:
-                return self.create_user()
-            if isinstance(spec, dict):
-                if spec.get("id") is not None and int(spec["id"]) in self.users:
-                    return self.users[int(spec["id"])]
-                fields = {k: spec[k] for k in ("first_name", "last_name", "username", "language_code", "is_bot")
-                          if k in spec}  # fmt: skip
-                return self.create_user(id=spec.get("id"), **fields)
-            user_id = int(spec)
-            if user_id in self.users:
-                return self.users[user_id]
-            return self.create_user(id=user_id)
-
-    def user(self, user_id: int) -> User:
-        with self.lock:
-            user = self.users.get(int(user_id))
-            if user is None:
-                raise SimError(f"unknown user {user_id}", 404)
-            return user
-
-    def _fresh_id(self, low: int, high: int) -> int:
-        while True:
-            candidate = self.rng.randint(low, high)
-            if candidate not in self.users and -candidate not in self.chats:
-                return candidate
-
-    # --- chats -------------------------------------------------------------------------------
-
-    def chat(self, chat_id: int) -> Chat:
-        with self.lock:
-            chat = self.chats.get(int(chat_id))
-            if chat is None:
-                raise SimError(f"unknown chat {chat_id}", 404)
-            return chat
-
-    def new_chat_id(self, chat_type: str) -> int:
-        with self.lock:
-            while True:
-                if chat_type == "group":
-                    candidate = -self.rng.randint(4_000_000_000, 5_099_999_999)
-                else:
-                    candidate = -(1_000_000_000_000 + self.rng.randint(1_000_000_000, 3_999_999_999))
-                if candidate not in self.chats:
-                    return candidate
+class SimState(Registry):
+    """All simulated Telegram state for one simulator instance, and what happens to it."""
 
     def create_chat(self, chat_type: str = "supergroup", title: str | None = None, *, id: int | None = None,
                     username: str | None = None, description: str | None = None, owner: Any = None,
@@ -318,64 +106,6 @@ class SimState:
                 out.append((self.resolve_bot(ref), status, rights))
             return out
         return [(self.resolve_bot(ref), "administrator", dict(DEFAULT_BOT_ADMIN_RIGHTS)) for ref in bots]
-
-    def private_chat(self, bot: Bot, user: User) -> Chat:
-        with self.lock:
-            key = (bot.id, user.id)
-            chat = self.private_chats.get(key)
-            if chat is None:
-                chat = Chat(id=user.id, type="private", private_user_id=user.id, created_at=self.now())
-                chat.members[user.id] = Member(user.id, "member")
-                chat.members[bot.id] = Member(bot.id, "member")
-                self.private_chats[key] = chat
-                self.messages.setdefault(user.id, [])
-            return chat
-
-    def chat_json(self, chat: Chat) -> JSON:
-        private_user = self.users.get(chat.private_user_id) if chat.private_user_id else None
-        return objects.chat_json(chat, private_user)
-
-    def chat_summary(self, chat: Chat) -> JSON:
-        """The control API's view of a chat (`GET /_sim/chats` rows: id, type, title, member_count...)."""
-        with self.lock:
-            bots = {}
-            for bot in self.bots.values():
-                member = chat.members.get(bot.id)
-                if member is not None:
-                    bots[str(bot.id)] = {
-                        "username": bot.username,
-                        "status": member.status,
-                        "rights": {k: v for k, v in member.rights.items() if v},
-                    }
-            return {
-                "id": chat.id,
-                "type": chat.type,
-                "title": chat.title,
-                "username": chat.username,
-                "member_count": chat.member_count,
-                "deleted": chat.deleted,
-                "upgraded_to": chat.upgraded_to,
-                "upgraded_from": chat.upgraded_from,
-                "pending_join_requests": len(chat.join_requests),
-                "message_count": len(self.messages.get(chat.id, [])),
-                "bots": bots,
-            }
-
-    def chat_detail(self, chat: Chat) -> JSON:
-        with self.lock:
-            data = self.chat_summary(chat)
-            data["members"] = [objects.member_json(chat, m, self.users[m.user_id]) for m in chat.members.values()]
-            data["join_requests"] = [
-                {"user": objects.user_json(self.users[r.user_id]), "date": r.date, "bio": r.bio}
-                for r in chat.join_requests.values()
-            ]
-            data["permissions"] = objects.permissions_json(chat.permissions)
-            return data
-
-    # --- membership events -------------------------------------------------------------------
-
-    def member_of(self, chat: Chat, user_id: int) -> Member:
-        return chat.members.get(user_id) or objects.left_member(user_id)
 
     def change_member(self, chat: Chat, user_id: int, new: Member, *, actor_id: int | None = None,
                       via_join_request: bool = False, invite_link: JSON | None = None,
@@ -448,14 +178,6 @@ class SimState:
             new = _make_member(bot.id, status, rights, self.now())
             return self.change_member(chat, bot.id, new, actor_id=actor_id)
 
-    def _owner_id(self, chat: Chat) -> int | None:
-        for member in chat.members.values():
-            if member.status == "creator":
-                return member.user_id
-        return None
-
-    # --- join requests -----------------------------------------------------------------------
-
     def create_join_request(self, chat_id: int, user: Any, *, bio: str | None = None,
                             invite_link: Any = None) -> JoinRequest:  # fmt: skip
         """A user asks to join: queue chat_join_request for the admin bots allowed to invite users."""
@@ -499,18 +221,6 @@ class SimState:
         if isinstance(spec, str):
             link["name"] = spec
         return link
-
-    # --- messages ----------------------------------------------------------------------------
-
-    def next_message_id(self, chat: Chat) -> int:
-        message_id = chat.next_message_id
-        chat.next_message_id += 1
-        return message_id
-
-    def store_message(self, chat: Chat, data: JSON, *, sent_by_bot: int | None = None) -> StoredMessage:
-        stored = StoredMessage(chat.id, data["message_id"], data, sent_by_bot=sent_by_bot, at=self.clock())
-        self.messages.setdefault(chat.id, []).append(stored)
-        return stored
 
     def post_message(self, chat_id: int | None, user: Any, text: str, *, bot: Any = None,
                      reply_to_message_id: int | None = None) -> JSON:  # fmt: skip
@@ -571,12 +281,6 @@ class SimState:
             self._emit("edited_message", stored.data, recipients, f"chat:{chat_id}")
             return stored.data
 
-    def find_message(self, chat_id: int, message_id: int) -> StoredMessage | None:
-        for stored in self.messages.get(chat_id, []):
-            if stored.message_id == message_id:
-                return stored
-        return None
-
     def set_title(self, chat_id: int, title: str, *, actor: Any = None) -> JSON:
         with self.lock:
             chat = self.chat(chat_id)
@@ -596,8 +300,6 @@ class SimState:
         self.store_message(chat, data)
         self._emit("message", data, self._bots_present(chat), f"chat:{chat.id}")
         return data
-
-    # --- chat lifecycle ----------------------------------------------------------------------
 
     def delete_chat(self, chat_id: int) -> Chat:
         with self.lock:
@@ -657,8 +359,6 @@ class SimState:
             )
             return new
 
-    # --- user <-> bot relations --------------------------------------------------------------
-
     def set_blocked(self, user_id: int, bot_ref: Any, blocked: bool) -> None:
         with self.lock:
             user = self.user(user_id)
@@ -672,19 +372,6 @@ class SimState:
             new = Member(bot.id, "kicked" if blocked else "member")
             if old.status != new.status:
                 self._emit_my_chat_member(chat, bot, old, new, user.id)
-
-    # --- update queueing ---------------------------------------------------------------------
-
-    def _bots_present(self, chat: Chat) -> list[Bot]:
-        return [bot for bot in self.bots.values() if chat.members.get(bot.id) and chat.members[bot.id].present]
-
-    def _can(self, chat: Chat, user_id: int, right: str) -> bool:
-        member = chat.members.get(user_id)
-        if member is None:
-            return False
-        if member.status == "creator":
-            return True
-        return member.status == "administrator" and bool(member.rights.get(right))
 
     def _sees_message(self, chat: Chat, bot: Bot, data: JSON) -> bool:
         """Privacy mode: admins and bots with privacy off see all; others see commands, mentions, replies."""
@@ -751,48 +438,6 @@ class SimState:
             bot.pending.append(PendingUpdate(update_id, kind, update, body, queue_key, created))
             self.notify(bot.id)
 
-    def pending_updates(self, bot: Bot) -> list[JSON]:
-        with self.lock:
-            return [p.payload for p in bot.pending]
-
-    # --- files -------------------------------------------------------------------------------
-
-    def new_file_ids(self) -> tuple[str, str]:
-        with self.lock:
-            self._file_seq += 1
-            seq = self._file_seq
-        unique = f"AQAD{seq:06d}{secrets.token_hex(4)}"
-        return f"AgACAgIAAxkBAAI{seq:06d}{secrets.token_urlsafe(24)}", unique
-
-    # --- reset -------------------------------------------------------------------------------
-
-    def reset(self, *, keep_bots: bool = True, clear_webhooks: bool = False) -> None:
-        """Forget chats, users, messages, calls, faults and queued updates (bots and, unless
-        `clear_webhooks`, their webhooks stay)."""
-        with self.lock:
-            self.chats.clear()
-            self.private_chats.clear()
-            self.messages.clear()
-            self.photos.clear()
-            bot_users = {bot_id: self.users[bot_id] for bot_id in self.bots}
-            self.users = dict(bot_users) if keep_bots else {}
-            if not keep_bots:
-                self.bots.clear()
-                self._tokens.clear()
-            for bot in self.bots.values():
-                bot.pending.clear()
-                bot.webhook.last_error_date = None
-                bot.webhook.last_error_message = None
-                if clear_webhooks:
-                    bot.webhook = WebhookSettings(max_connections=self.config.default_max_connections)
-                    bot.allowed_updates = None
-            self.commands.clear()
-            self.flood.reset()
-            self.faults.clear()
-            self.calls.clear()
-            for bot_id in list(self.bots):
-                self.notify(bot_id)
-
 
 _ADMIN_DEFAULT = {name: name in ("can_manage_chat", "can_delete_messages", "can_restrict_members",
                                  "can_invite_users", "can_pin_messages", "can_manage_video_chats")
@@ -819,8 +464,3 @@ def _make_member(user_id: int, status: str, rights: dict[str, bool] | None, now:
     else:
         flags = {}
     return Member(user_id, status, flags, joined_at=now if status != "left" else 0)
-
-
-def _token_secret() -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-    return "AA" + "".join(secrets.choice(alphabet) for _ in range(33))
