@@ -160,7 +160,9 @@ def pytest_runtest_makereport(
         clean_sections = []
         for title, content in report.sections:
             found = find_leaks(content)
-            leaks.extend(Leak(f"'{title}'", what) for what in found)
+            # A report carries the sections of earlier phases too; count each where it was made.
+            if title.endswith(f" {call.when}"):
+                leaks.extend(Leak(f"'{title}'", what) for what in found)
             # Masked, so that the failure report does not print the secret a second time.
             clean_sections.append((title, scrub(content) if found else content))
         report.sections = clean_sections

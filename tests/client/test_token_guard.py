@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
-
-import pytest
 
 from tests.token_guard import find_leaks
 
@@ -22,9 +19,20 @@ FAKE_TOKEN = "7654321" + ":" + "AAH" + "x" * 32
 
 def run_inner(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     test_file = tmp_path / "test_inner.py"
-    test_file.write_text(textwrap.dedent(body))
+    test_file.write_text(body)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.token_guard", "-p", "no:cacheprovider", str(test_file)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rf",
+            "-p",
+            "tests.token_guard",
+            "-p",
+            "no:cacheprovider",
+            str(test_file),
+        ],
         cwd=tmp_path,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "FAKE_TOKEN": FAKE_TOKEN},
         capture_output=True,
@@ -41,65 +49,37 @@ def test_find_leaks_recognises_tokens_and_secrets() -> None:
     assert find_leaks("at 12:30:00, bot 7654321:*** redacted, http://h/bot7654321:***/getMe") == []
 
 
-@pytest.mark.parametrize(
-    ("where", "body"),
-    [
-        (
-            "log record",
-            """
-            import logging, os
-            def test_leaks():
-                logging.getLogger("somewhere").debug("calling %s", "http://x/bot" + os.environ["FAKE_TOKEN"])
-            """,
-        ),
-        (
-            "stdout",
-            """
-            import os
-            def test_leaks():
-                print("token:", os.environ["FAKE_TOKEN"])
-            """,
-        ),
-        (
-            "subprocess stderr",
-            """
-            import os, subprocess, sys
-            def test_leaks():
-                code = "import os, sys; print(os.environ['FAKE_TOKEN'], file=sys.stderr)"
-                subprocess.run([sys.executable, "-c", code])
-            """,
-        ),
-    ],
-)
-def test_leak_fails_the_test_without_printing_the_token(tmp_path: Path, where: str, body: str) -> None:
-    result = run_inner(tmp_path, body)
+INNER_SESSION = """
+import logging, os, subprocess, sys
+import pytest
+
+TOKEN = os.environ["FAKE_TOKEN"]
+
+def test_log_leak():
+    logging.getLogger("somewhere").debug("calling %s", "http://x/bot" + TOKEN + "/getMe")
+
+def test_stdout_leak():
+    print("token:", TOKEN)
+
+def test_subprocess_leak():
+    subprocess.run([sys.executable, "-c", "import os, sys; print(os.environ['FAKE_TOKEN'], file=sys.stderr)"])
+
+def test_clean():
+    logging.getLogger("x").info("sent to chat -100123 via bot 7654321:***")
+    print("nothing secret here")
+
+@pytest.mark.token_guard_allow
+def test_marked_may_print():
+    print("your token:", TOKEN)
+"""
+
+
+def test_leaks_fail_their_test_without_printing_the_token(tmp_path: Path) -> None:
+    result = run_inner(tmp_path, INNER_SESSION)
     output = result.stdout + result.stderr
-    assert result.returncode == 1, where
-    assert "token guard" in output and "bot token of bot 7654321" in output
+    assert result.returncode == 1
+    failed = {line.split("::")[1].split()[0] for line in output.splitlines() if line.startswith("FAILED")}
+    assert failed == {"test_log_leak", "test_stdout_leak", "test_subprocess_leak"}, output[-3000:]
+    assert "3 failed, 2 passed" in output
+    assert "bot token of bot 7654321" in output
     assert FAKE_TOKEN.split(":")[1] not in output
-
-
-def test_clean_session_passes(tmp_path: Path) -> None:
-    result = run_inner(
-        tmp_path,
-        """
-        import logging
-        def test_clean():
-            logging.getLogger("x").info("sent to chat -100123 via bot 7654321:***")
-            print("nothing secret here")
-        """,
-    )
-    assert result.returncode == 0, result.stdout[-2000:]
-
-
-def test_marked_test_may_print_a_token(tmp_path: Path) -> None:
-    result = run_inner(
-        tmp_path,
-        """
-        import os, pytest
-        @pytest.mark.token_guard_allow
-        def test_prints():
-            print("your token:", os.environ["FAKE_TOKEN"])
-        """,
-    )
-    assert result.returncode == 0, result.stdout[-2000:]
