@@ -1,8 +1,9 @@
 """`tgms sim` / `python -m telegram_sim`: run the Bot API simulator as a standalone server.
 
-Bots are the tokens in BOT_TOKEN and TGMS_BOT_TOKEN plus every --bot-token; with none, one bot is
-generated and its token printed once at start (it is the operator's own fake token). Tokens are never
-logged otherwise (uvicorn's access log, which would show request URLs, is off).
+Bots are the tokens in BOT_TOKEN and TGMS_BOT_TOKEN (environment, else `.env`) plus every
+--bot-token; with none, one bot is generated and its token printed once at start (it is the
+operator's own fake token). Tokens are never logged otherwise (uvicorn's access log, which would show
+request URLs, is off).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -34,10 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
 
 
+def _environment() -> dict[str, str]:
+    """os.environ over the working directory's `.env` (real variables win), like the other roles."""
+    values: dict[str, str] = {}
+    if Path(".env").is_file():
+        try:
+            from tgms_tui.backend.config import read_dotenv
+        except ImportError:  # the simulator also runs without the rest of TGMS
+            pass
+        else:
+            values.update(read_dotenv(Path(".env")))
+    values.update(os.environ)
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     tokens: list[str] = []
-    for source, value in (("BOT_TOKEN", os.environ.get("BOT_TOKEN")),
-                          ("TGMS_BOT_TOKEN", os.environ.get("TGMS_BOT_TOKEN"))):  # fmt: skip
+    env = _environment()
+    for source, value in (("BOT_TOKEN", env.get("BOT_TOKEN")), ("TGMS_BOT_TOKEN", env.get("TGMS_BOT_TOKEN"))):
         if value and value.strip():
             if not token_is_well_formed(value.strip()):
                 print(f"tgms sim: {source} is not a well-formed bot token (<id>:<secret>)", file=sys.stderr)

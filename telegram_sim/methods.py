@@ -588,7 +588,14 @@ def set_webhook(ctx: CallContext) -> Described:
             raise bad_request("bad webhook: Failed to resolve host: Name or service not known")
     hook = bot.webhook
     drop = params.flag("drop_pending_updates")
-    unchanged = url == hook.url and secret == hook.secret_token and (not url or max_connections == hook.max_connections)
+    certificate = isinstance(params.raw("certificate"), UploadedFile)
+    ip_address = (params.string("ip_address") or "").strip() or None
+    unchanged = (
+        url == hook.url
+        and secret == hook.secret_token
+        and not certificate
+        and (not url or (max_connections == hook.max_connections and ip_address in (None, hook.ip_address)))
+    )
     if unchanged:
         if allowed is not None:
             bot.allowed_updates = allowed
@@ -606,7 +613,8 @@ def set_webhook(ctx: CallContext) -> Described:
     hook.url = url
     hook.secret_token = secret if url else None
     hook.max_connections = max_connections
-    hook.ip_address = "127.0.0.1" if url else None
+    hook.ip_address = (ip_address or "127.0.0.1") if url else None
+    hook.has_custom_certificate = certificate and bool(url)
     if allowed is not None:
         bot.allowed_updates = allowed
     if drop:
@@ -624,6 +632,7 @@ def delete_webhook(ctx: CallContext) -> Described:
         return Described(True, "Webhook is already deleted")
     bot.webhook.url = ""
     bot.webhook.secret_token = None
+    bot.webhook.has_custom_certificate = False
     bot.webhook.last_error_date = None
     bot.webhook.last_error_message = None
     bot.webhook.set_at = time.monotonic()

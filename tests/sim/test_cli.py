@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -105,6 +106,15 @@ def test_bad_token_and_busy_port_fail_with_one_line(capsys: pytest.CaptureFixtur
         "tgms sim: --bot-token #1 is not a well-formed bot token (<id>:<secret>)")  # fmt: skip
     defaults = parser.parse_args([])
     assert (defaults.host, defaults.port, defaults.groups, defaults.no_flood_limits) == ("127.0.0.1", 8081, 5, False)
+
+
+def test_tokens_may_come_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text(f"BOT_TOKEN={TOKEN_A}\nTGMS_BOT_TOKEN='{TOKEN_B}'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    monkeypatch.setenv("TGMS_BOT_TOKEN", TOKEN_A)  # the real environment wins over .env
+    env = cli._environment()
+    assert (env["BOT_TOKEN"], env["TGMS_BOT_TOKEN"]) == (TOKEN_A, TOKEN_A)
 
 
 def test_ready_made_groups_are_deterministic() -> None:

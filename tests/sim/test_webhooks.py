@@ -228,6 +228,16 @@ def test_set_and_delete_webhook_descriptions(api: BotApiClient, receiver: Receiv
     assert api.ok("getWebhookInfo") == {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
 
 
+def test_certificate_and_ip_address(api: BotApiClient, receiver: Receiver) -> None:
+    answer = api("setWebhook", via="multipart", url=receiver.url, ip_address="10.1.2.3",
+                 certificate=("cert.pem", b"-----BEGIN CERTIFICATE-----", "application/x-pem-file"))  # fmt: skip
+    assert answer.status == 200
+    info = api.ok("getWebhookInfo")
+    assert info["has_custom_certificate"] is True and info["ip_address"] == "10.1.2.3"
+    api.ok("deleteWebhook")
+    assert api.ok("getWebhookInfo")["has_custom_certificate"] is False
+
+
 def test_secret_token_validation(api: BotApiClient, receiver: Receiver) -> None:
     assert api.error("setWebhook", url=receiver.url, secret_token="x" * 257) == (
         400, "Bad Request: secret token is too long", None)  # fmt: skip
