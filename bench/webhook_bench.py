@@ -296,6 +296,24 @@ def count_jobs(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def batch_summary(port: int) -> str:
+    """Group commit as the server saw it (from its /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("tgms_webhook_batch_size_sum", "tgms_webhook_batch_size_count",
+                            "tgms_webhook_batch_failures_total")):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    commits = values.get("tgms_webhook_batch_size_count", 0.0)
+    mean = values.get("tgms_webhook_batch_size_sum", 0.0) / commits if commits else 0.0
+    return (f"group commit: {commits:.0f} transactions, {mean:.1f} updates per transaction on average, "
+            f"{values.get('tgms_webhook_batch_failures_total', 0.0):.0f} failed")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -328,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                "PYTHONPATH": str(ROOT)}
         with uvicorn_process("webhook_server.app:app_from_env", port, env):
             ours = uvloop.run(measure("tgms", port, args, IdSource(10_000_000)))
+            batch_line = batch_summary(port)
         jobs, updates = count_jobs(url)
 
     accepted = sum(r.ok for r in ours)
@@ -342,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ours_peak.rate / bare_peak.rate if bare_peak.rate else float("nan")
     print(f"p99 at {args.rate:g}/s: tgms {results[3].pct(0.99):.2f} ms (target <= 25 ms); "
           f"p50 {statistics.median(results[3].latencies) * 1000 if results[3].latencies else float('nan'):.2f} ms")
+    print(batch_line)
     print(f"ratio durable/bare max throughput: {ratio:.2f} (target >= 0.50)")
     return 0
 

@@ -13,6 +13,8 @@ import json
 import time
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from .intake import IntakeUnavailable
 from .runtime import Runtime
 from .updates import MAX_BODY_BYTES, UpdateRejected, parse_update
@@ -20,7 +22,6 @@ from .updates import MAX_BODY_BYTES, UpdateRejected, parse_update
 SECRET_HEADER = b"x-telegram-bot-api-secret-token"
 RETRY_AFTER_SECONDS = 5
 
-Scope = dict[str, Any]
 
 
 def _response(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, Any]:
@@ -46,7 +47,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes:
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body, refusing early on a declared Content-Length over `limit` and counting while
     streaming (chunked bodies declare nothing)."""
     for name, value in scope["headers"]:
@@ -84,7 +85,7 @@ class TelegramWebhook:
         self._runtime = runtime
         self._metrics = runtime.metrics
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
             status, body, headers = await self._handle(scope, receive)
@@ -97,7 +98,7 @@ class TelegramWebhook:
     def _rejected(self, reason: str) -> None:
         self._metrics.rejected[(self.route, reason)] += 1
 
-    async def _handle(self, scope: Scope, receive: Any) -> tuple[int, bytes, Any]:
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Any]:
         if self._secret is not None:
             given = b""
             for name, value in scope["headers"]:
