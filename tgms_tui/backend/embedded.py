@@ -25,9 +25,16 @@ def embedded_url(data_dir: Path, *, cleanup: CleanupMode = "stop") -> str:
     """Start or join the embedded server in `data_dir/pgdata` and return its URL.
 
     cleanup="stop" stops the server when the last process using it exits; None leaves it running
-    (for `tgms db url`, so that psql can use the printed URL); "delete" also removes the data (tests).
+    and pins it (`tgms db url`: the user wants to connect to the printed URL), so that later processes
+    do not stop it either until `tgms db stop`; "delete" also removes the data (tests).
     """
     pgdata = (data_dir / "pgdata").resolve()
+    pin = _pin_file(data_dir)
+    if cleanup is None:
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        pin.touch()
+    elif cleanup == "stop" and pin.exists():
+        cleanup = None
     server = _servers.get(pgdata)
     if server is None:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -44,10 +51,15 @@ def embedded_url(data_dir: Path, *, cleanup: CleanupMode = "stop") -> str:
     return str(server.get_uri())
 
 
+def _pin_file(data_dir: Path) -> Path:
+    return data_dir.resolve() / "keep-running"
+
+
 def stop_embedded(data_dir: Path) -> bool:
-    """Stop the embedded server in `data_dir` if it is running; True when one was stopped."""
+    """Stop the embedded server in `data_dir` if it is running (and unpin it); True when one was stopped."""
     import subprocess
 
+    _pin_file(data_dir).unlink(missing_ok=True)
     pgdata = (data_dir / "pgdata").resolve()
     if not (pgdata / "postmaster.pid").exists():
         return False
