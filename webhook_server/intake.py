@@ -113,6 +113,13 @@ class _Pending:
 Key = tuple[str, int]
 
 
+@dataclass(slots=True)
+class _Connection:
+    """The connection a writer holds between batches (None until taken, or after it broke)."""
+
+    conn: psycopg.AsyncConnection[Any] | None = None
+
+
 class UpdateIntake:
     """Group-committing writer of webhook updates; `submit` returns True for a new update, False for
     a duplicate, and raises IntakeUnavailable when it could not be stored."""
@@ -174,7 +181,7 @@ class UpdateIntake:
     async def _writer(self) -> None:
         # Each writer keeps one connection between batches: taking it from the pool and giving it
         # back every time costs more than the statement itself at low load.
-        conn: psycopg.AsyncConnection[Any] | None = None
+        slot = _Connection()
         try:
             while True:
                 if not self._pending:
@@ -186,51 +193,48 @@ class UpdateIntake:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 try:
-                    conn = await self._store(batch, conn)
+                    await self._store(batch, slot)
                 except Exception:  # _store resolves futures itself; this is the last line of defence
                     log.exception("webhook intake writer failed")
                     _fail_all(batch, IntakeUnavailable("internal error"))
-                    await self._release(conn)
-                    conn = None
+                    await self._release(slot)
         finally:
-            await self._release(conn)
+            await self._release(slot)
 
-    async def _release(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
-        """Give a connection back; the pool discards it if it is broken and opens a fresh one."""
+    async def _release(self, slot: _Connection) -> None:
+        """Give the slot's connection back; the pool discards a broken one and opens a fresh one."""
+        conn, slot.conn = slot.conn, None
         if conn is not None:
             try:
                 await self._pool.putconn(conn)
             except Exception:  # a pool that is closing: nothing more to do with this connection
                 log.debug("could not return a connection to the pool", exc_info=True)
 
-    async def _store(
-        self, batch: list[_Pending], conn: psycopg.AsyncConnection[Any] | None
-    ) -> psycopg.AsyncConnection[Any] | None:
-        """Store a batch and resolve its futures; returns the connection to keep using (None after
-        a connection failure)."""
+    async def _store(self, batch: list[_Pending], slot: _Connection) -> None:
+        """Store a batch and resolve every future of it."""
         first: dict[Key, _Pending] = {}
         for item in batch:
             first.setdefault(item.key, item)
         keys = sorted(first)
         try:
-            new, conn = await self._commit(keys, first, conn)
+            new = await self._commit(keys, first, slot)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._failed(batch, exc)
-            return None
+            return
         except psycopg.Error as exc:
             if len(keys) == 1:
-                self._failed(batch, exc)
-                return conn
+                self._failed(batch, exc, database_down=False)
+                return
             # Not the connection: some value the database refused. Store one by one so a single bad
             # update cannot take its whole batch down with it.
             log.warning("batch of %d refused (%s); storing updates one by one", len(keys), type(exc).__name__)
             new = set()
             for key in keys:
                 try:
-                    stored, conn = await self._commit([key], first, conn)
-                    new |= stored
-                except psycopg.Error as single_exc:
-                    self._failed([i for i in batch if i.key == key], single_exc)
+                    new |= await self._commit([key], first, slot)
+                except (psycopg.Error, PoolTimeout) as single_exc:
+                    down = isinstance(single_exc, psycopg.OperationalError | PoolTimeout)
+                    self._failed([i for i in batch if i.key == key], single_exc, database_down=down)
         self._down_until = 0.0
         m = self._metrics
         m.batch_commits += 1
@@ -246,14 +250,11 @@ class UpdateIntake:
             else:
                 m.duplicates[item.bot] += 1
             item.future.set_result(is_new)
-        return conn
 
-    async def _commit(
-        self, keys: list[Key], first: dict[Key, _Pending], conn: psycopg.AsyncConnection[Any] | None
-    ) -> tuple[set[Key], psycopg.AsyncConnection[Any]]:
-        """Store `keys` with one statement; the keys that were new and the connection used. Retries
-        once on a broken connection (after a PostgreSQL restart the writer still holds a dead one):
-        safe, because a batch that did commit comes back as duplicates."""
+    async def _commit(self, keys: list[Key], first: dict[Key, _Pending], slot: _Connection) -> set[Key]:
+        """Store `keys` with one statement; the keys that were new. Retries once on a broken
+        connection (after a PostgreSQL restart the writer still holds a dead one): safe, because a
+        batch that did commit comes back as duplicates."""
         params = {
             **_CONSTANTS,
             "bots": [k[0] for k in keys],
@@ -262,16 +263,16 @@ class UpdateIntake:
             "bodies": [first[k].update.json_text for k in keys],
         }
         for attempt in (1, 2):
-            if conn is None:
-                conn = await self._pool.getconn(timeout=self._connect_timeout)
+            if slot.conn is None:
+                slot.conn = await self._pool.getconn(timeout=self._connect_timeout)
+            conn = slot.conn
             try:
                 if conn not in self._configured:
                     await self._configure(conn)
                 cur = await conn.execute(SQL_STORE_BATCH, params)
-                return {(str(b), int(u)) for b, u in await cur.fetchall()}, conn
+                return {(str(b), int(u)) for b, u in await cur.fetchall()}
             except psycopg.OperationalError:
-                await self._release(conn)
-                conn = None
+                await self._release(slot)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -282,9 +283,10 @@ class UpdateIntake:
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (self._statement_timeout,))
         self._configured.add(conn)
 
-    def _failed(self, batch: list[_Pending], exc: BaseException) -> None:
+    def _failed(self, batch: list[_Pending], exc: BaseException, *, database_down: bool = True) -> None:
         self._metrics.batch_failures += 1
-        self._down_until = time.monotonic() + self._cooldown
+        if database_down:  # not for one refused update: the others must keep flowing
+            self._down_until = time.monotonic() + self._cooldown
         log.warning("could not store %d update(s): %s: %s", len(batch), type(exc).__name__, str(exc).strip()[:200])
         _fail_all(batch, IntakeUnavailable("database unavailable"))
 
