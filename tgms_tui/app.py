@@ -1,7 +1,7 @@
 """The TGMS control center: a live, keyboard-first Textual app over the shared PostgreSQL.
 
 The app owns the connection pool and the LISTEN connection; screens own their data. All database
-work goes through `TGMSApp.query` (raises `DatabaseUnavailable`) or `TGMSApp.attempt` (reports and
+work goes through `TGMSApp.run_db` (raises `DatabaseUnavailable`) or `TGMSApp.attempt` (reports and
 returns None), which turn every psycopg/pool error into a visible status instead of an exception
 that would end the app (an unhandled exception in a Textual worker or timer exits the app).
 """
@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from textual.app import App
 from textual.binding import Binding
+from textual.events import Key
 from textual.signal import Signal
 
 from tgms_tui.backend.config import Settings
@@ -28,11 +29,13 @@ from tgms_tui.backend.live import ChangeListener
 from tgms_tui.backend.redaction import redact
 from tgms_tui.messages import DatabaseState
 
-from .screens.actions import TGMSCommands, is_allowed
+from .screens.actions import ACTIONS, TGMSCommands, is_allowed
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+READ_ONLY_KEYS = {spec.key: spec.description for spec in ACTIONS if spec.mutating}
 
 # A pooled connection that cannot be had within this many seconds counts as "database unreachable".
 ACQUIRE_TIMEOUT = 3.0
@@ -144,7 +147,7 @@ class TGMSApp(App[int]):
         return text[0][:160] if text else type(exc).__name__
 
     # ---------------------------------------------------------------- database access
-    async def query(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+    async def run_db(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run `fn(conn)` in one transaction on a pooled connection.
 
         Raises DatabaseUnavailable (never a psycopg error); a lost connection is also shown in the
@@ -166,9 +169,9 @@ class TGMSApp(App[int]):
         return result
 
     async def attempt(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], what: str) -> T | None:
-        """`query` for user actions: on failure tell the operator what did not happen, return None."""
+        """`run_db` for user actions: on failure tell the operator what did not happen, return None."""
         try:
-            return await self.query(fn)
+            return await self.run_db(fn)
         except DatabaseUnavailable as exc:
             self.notify(f"{what} failed: {exc}", severity="error", timeout=6)
             return None
@@ -176,7 +179,7 @@ class TGMSApp(App[int]):
     async def perform(self, fn: Callable[[AsyncConnection[Any]], Awaitable[object]], what: str) -> bool:
         """`attempt` for writes that return nothing: True when it was committed."""
         try:
-            await self.query(fn)
+            await self.run_db(fn)
         except DatabaseUnavailable as exc:
             self.notify(f"{what} failed: {exc}", severity="error", timeout=6)
             return False
@@ -192,6 +195,12 @@ class TGMSApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return is_allowed(self, action)
+
+    def on_key(self, event: Key) -> None:
+        # A hidden binding lets its key fall through to here: say why nothing happened.
+        if self.read_only and event.key in READ_ONLY_KEYS:
+            event.stop()
+            self.refuse_if_read_only(READ_ONLY_KEYS[event.key].lower())
 
     # ---------------------------------------------------------------- global actions
     def action_help(self) -> None:

@@ -45,7 +45,8 @@ VALUES ('tgms_worker@test:1:aaaaaa', 'tgms_worker', 'running', now(), 1, 'test',
 
 INSERT INTO join_requests (user_id, chat_id, username, status, error, requested_at, processed_at)
 VALUES (42, -1001000000001, 'alice', 'approved', NULL, now() - interval '3 minutes', now() - interval '3 minutes'),
-       (43, -1001000000003, 'bob', 'skipped_inactive', NULL, now() - interval '2 minutes', now() - interval '2 minutes'),
+       (43, -1001000000003, 'bob', 'skipped_inactive', NULL, now() - interval '2 minutes',
+        now() - interval '2 minutes'),
        (44, -1001000000002, NULL, 'failed', 'HIDE_REQUESTER_MISSING', now() - interval '1 minute',
         now() - interval '1 minute');
 

@@ -167,3 +167,4 @@ class RefreshScheduler:
             self._stale.update(stale)
             failures += 1
             await asyncio.sleep(min(self.max_backoff, 0.25 * 2 ** (failures - 1)))
+            self._wake.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -74,12 +74,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
 MUTATING_ACTIONS = frozenset(a.action for a in ACTIONS if a.mutating)
 
 
-def is_allowed(app: App[object], action: str) -> bool:
+def is_allowed(app: App[Any], action: str) -> bool:
     """False for a mutating action in read-only mode (bindings then vanish from the footer)."""
     return not (getattr(app, "read_only", False) and action in MUTATING_ACTIONS)
 
 
-def palette_actions(app: App[object]) -> Iterator[ActionSpec]:
+def palette_actions(app: App[Any]) -> Iterator[ActionSpec]:
     """What the palette offers on the current screen (mutations left out when read-only)."""
     from .dashboard import DashboardScreen
 
@@ -92,7 +92,7 @@ def palette_actions(app: App[object]) -> Iterator[ActionSpec]:
         yield spec
 
 
-async def run_spec(app: App[object], spec: ActionSpec) -> None:
+async def run_spec(app: App[Any], spec: ActionSpec) -> None:
     """Run an action from the palette on the widget that owns it."""
     from .dashboard import DashboardScreen
 

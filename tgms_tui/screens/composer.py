@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Footer, Input, Label, Select, Static, TextArea
 
 from tgms_tui.backend.broadcasts import create_broadcast, resolve_targets
 from tgms_tui.backend.config import Settings
@@ -118,6 +118,7 @@ class ComposerScreen(Screen[None]):
         self.problem: ValidationError | None = None
         self.target_count: int | None = None
         self._validate_timer: Any = None
+        self._count_seq = 0
 
     @property
     def tgms(self) -> TGMSApp:
@@ -129,12 +130,12 @@ class ComposerScreen(Screen[None]):
         with Horizontal(id="composer"):
             with VerticalScroll(id="composer-form") as form:
                 form.border_title = "New broadcast"
-                with Horizontal(classes="row"):
-                    with Vertical(classes="row"):
+                with Horizontal(classes="pair"):
+                    with Vertical():
                         yield Label("Message", classes="field-label")
                         yield Select([("text", "text"), ("photo + caption", "photo")], value="text",
                                      allow_blank=False, id="kind")
-                    with Vertical(classes="row"):
+                    with Vertical():
                         yield Label("Parse mode", classes="field-label")
                         yield Select(PARSE_MODE_OPTIONS, value="none", allow_blank=False, id="parse-mode")
                 yield Label("Photo URL (http:// or https://)", classes="field-label photo-only")
@@ -142,20 +143,22 @@ class ComposerScreen(Screen[None]):
                 yield Label("Text", classes="field-label", id="body-label")
                 yield TextArea(id="body", soft_wrap=True, tab_behavior="focus")
                 yield Static("", id="counter")
-                with Horizontal(classes="row"):
-                    with Vertical(classes="row"):
+                with Horizontal(classes="pair"):
+                    with Vertical():
                         yield Label("Target", classes="field-label")
                         yield Select([("all active groups", "all"), ("one phase", "phase"),
                                       (marked_label, "groups")], value="all", allow_blank=False, id="target")
-                    with Vertical(classes="row", id="phase-box"):
+                    with Vertical(id="phase-box"):
                         yield Label("Phase", classes="field-label")
                         yield Select([("growth", "growth"), ("monitoring", "monitoring")], value="growth",
                                      allow_blank=False, id="phase")
-                yield Checkbox("final message (also inactive groups that allow a final message)", id="final")
-                yield Label("Send at: now · +30m · 18:00 · 2026-05-01 09:00 (local time)", classes="field-label")
+                yield Label("Final message? (also inactive groups allowing one)", classes="field-label")
+                yield Select([("no: a regular broadcast", "no"), ("yes: a final message", "yes")], value="no",
+                             allow_blank=False, id="final")
+                yield Label("Send at (local): now, +30m, 18:00, 2026-05-01 09:00", classes="field-label")
                 yield Input(placeholder="now", id="send-at")
-                yield Static("", id="problems")
             with Vertical(id="composer-side"):
+                yield Static("", id="problems")
                 yield Static("", id="estimate")
                 yield Static("", id="preview")
         yield Footer()
@@ -184,6 +187,10 @@ class ComposerScreen(Screen[None]):
         mode = self._value("#parse-mode")
         return None if mode in ("", "none") else mode
 
+    @property
+    def is_final(self) -> bool:
+        return self._value("#final") == "yes"
+
     def target(self) -> dict[str, Any]:
         kind = self._value("#target")
         if kind == "phase":
@@ -195,7 +202,7 @@ class ComposerScreen(Screen[None]):
     def body(self) -> dict[str, Any]:
         """The admin API's JSON body for what is on screen (ValueError for a bad send time)."""
         text = self.query_one("#body", TextArea).text
-        data: dict[str, Any] = {"target": self.target(), "final": self.query_one("#final", Checkbox).value}
+        data: dict[str, Any] = {"target": self.target(), "final": self.is_final}
         if self.kind == "photo":
             data["photo_url"] = self.query_one("#photo-url", Input).value.strip()
             data["caption"] = text
@@ -211,7 +218,6 @@ class ComposerScreen(Screen[None]):
     # ---------------------------------------------------------------- validation as you type
     @on(TextArea.Changed)
     @on(Input.Changed)
-    @on(Checkbox.Changed)
     def _edited(self) -> None:
         self._schedule_validate()
 
@@ -222,12 +228,8 @@ class ComposerScreen(Screen[None]):
         if event.select.id in ("target", "phase"):
             self.query_one("#phase-box").display = self._value("#target") == "phase"
         self._schedule_validate()
-        if event.select.id in ("target", "phase"):
+        if event.select.id in ("target", "phase", "final"):
             self._count_targets()
-
-    @on(Checkbox.Changed, "#final")
-    def _final_changed(self) -> None:
-        self._count_targets()
 
     def _apply_kind(self) -> None:
         photo = self.kind == "photo"
@@ -252,7 +254,7 @@ class ComposerScreen(Screen[None]):
         elif length + DEBUG_CODE_RESERVE > limit:
             counter.append(f"  ! the debug code (~{DEBUG_CODE_RESERVE}) will not fit", style="bold yellow")
         else:
-            counter.append("  (as Telegram counts them, markup excluded)", style="dim")
+            counter.append("  (as Telegram counts, markup excluded)", style="dim")
         self.query_one("#counter", Static).update(counter)
 
         problems = self.query_one("#problems", Static)
@@ -286,18 +288,19 @@ class ComposerScreen(Screen[None]):
         self._show_estimate()
 
     def _count_targets(self) -> None:
-        self.run_worker(self._load_target_count(), group="targets", exclusive=True, exit_on_error=False)
+        self._count_seq += 1
+        self.run_worker(self._load_target_count(self._count_seq), group="targets", exit_on_error=False)
 
-    async def _load_target_count(self) -> None:
+    async def _load_target_count(self, seq: int) -> None:
         try:
             target = normalise_target(self.target())
         except ValidationError as exc:
             self.target_count = None
             self.query_one("#estimate", Static).update(Text(f"✗ target: {exc.message}", style="bold red"))
             return
-        final = self.query_one("#final", Checkbox).value
+        final = self.is_final
         groups = await self.tgms.attempt(lambda conn: resolve_targets(conn, target, final), "Counting groups")
-        if groups is not None and self.is_attached:
+        if groups is not None and self.is_attached and seq == self._count_seq:  # the latest question only
             self.target_count = len(groups)
             self._show_estimate()
 
@@ -355,7 +358,8 @@ class ComposerScreen(Screen[None]):
         self.notify(f"Broadcast {broadcast_id} enqueued for {count:,} groups.", timeout=5)
         from .progress import BroadcastProgressScreen
 
-        await self.app.switch_screen(BroadcastProgressScreen(broadcast_id, groups))
+        # Not awaited here: switching removes this screen, which waits for this very worker to end.
+        self.app.call_later(self.app.switch_screen, BroadcastProgressScreen(broadcast_id, groups))
 
     def _summary(self, req: BroadcastRequest, groups: int) -> str:
         target = req.target

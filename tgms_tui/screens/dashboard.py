@@ -9,7 +9,7 @@ transaction and hands the rows to the tables (which diff them in place). Databas
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from psycopg import AsyncConnection
@@ -140,7 +140,7 @@ class DashboardScreen(Screen[None]):
 
         started = time.perf_counter()
         try:
-            loaded = await self.tgms.query(lambda conn: load_panes(conn, stale))
+            loaded = await self.tgms.run_db(lambda conn: load_panes(conn, stale))
         except DatabaseUnavailable:
             return False
         if not self.is_attached:
@@ -239,7 +239,7 @@ class DashboardScreen(Screen[None]):
         if not is_allowed(self.app, action):
             self.tgms.refuse_if_read_only(action.replace("_", " "))
             return
-        handler = {
+        handlers: dict[str, Callable[[Any], Coroutine[Any, Any, None]]] = {
             "group_detail": self._group_detail,
             "toggle_active": self._toggle_active,
             "set_phase": self._set_phase,
@@ -248,7 +248,8 @@ class DashboardScreen(Screen[None]):
             "job_detail": self._job_detail,
             "retry_job": self._retry_job,
             "cancel_job": self._cancel_job,
-        }.get(action)
+        }
+        handler = handlers.get(action)
         if handler is not None:
             self._spawn(handler(item), action)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -45,10 +45,11 @@ class HelpScreen(ModalScreen[None]):
         )
         if read_only:
             intro.append("\nREAD-ONLY: every action that changes data is hidden and refused.", style="bold")
+        self.keys_table = table
         with VerticalScroll(classes="dialog help") as box:
             box.border_title = "Help — escape closes"
             yield Static(intro)
             yield Static(table)
 
     def action_close(self) -> None:
-        cast("Any", self).dismiss(None)
+        self.dismiss(None)

@@ -66,7 +66,7 @@ class BroadcastProgressScreen(Screen[None]):
         from tgms_tui.app import DatabaseUnavailable
 
         try:
-            progress, deliveries = await self.tgms.query(
+            progress, deliveries = await self.tgms.run_db(
                 lambda conn: load_progress(conn, self.broadcast_id, self.targeted)
             )
         except DatabaseUnavailable:

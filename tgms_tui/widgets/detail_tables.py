@@ -14,10 +14,10 @@ from .live_table import Cell, Column, LiveTable
 
 class GroupJoinsTable(LiveTable[GroupJoinRequest]):
     PANE_TITLE = "Join requests"
+    FLEX_COLUMN = "outcome"
     COLUMNS = (
-        Column("id", "#", 7),
-        Column("at", "Requested", 14),
-        Column("user", "User", 18),
+        Column("at", "Requested", 11),
+        Column("user", "User", 14),
         Column("outcome", "Outcome", 30),
     )
     DEFAULT_SORT = "at"
@@ -31,9 +31,8 @@ class GroupJoinsTable(LiveTable[GroupJoinRequest]):
         if r.error:
             outcome.append(f" {r.error}", style="dim")
         return (
-            str(r.request_id),
             fmt.timestamp(r.requested_at),
-            fmt.text(f"@{r.username}" if r.username else r.user_id, limit=18),
+            fmt.text(f"@{r.username}" if r.username else r.user_id, limit=14),
             outcome,
         )
 
@@ -48,11 +47,11 @@ class GroupJoinsTable(LiveTable[GroupJoinRequest]):
 
 class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
     PANE_TITLE = "Broadcasts received"
+    FLEX_COLUMN = "text"
     COLUMNS = (
-        Column("code", "Debug code", 14),
-        Column("bid", "Bcast", 6),
-        Column("status", "Status", 12),
-        Column("at", "Sent", 14),
+        Column("code", "Debug code", 12),
+        Column("status", "Status", 11),
+        Column("at", "Sent", 11),
         Column("text", "Message / error", 40),
     )
     DEFAULT_SORT = "at"
@@ -67,7 +66,6 @@ class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
             detail = Text(f"{b.error} — ", style="red", no_wrap=True, end="") + detail
         return (
             b.debug_code,
-            str(b.broadcast_id or "—"),
             fmt.status(b.status),
             fmt.timestamp(b.sent_at),
             detail,
@@ -75,7 +73,7 @@ class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
 
     def sort_value(self, b: ReceivedBroadcast, column: str) -> Any:
         at = (b.sent_at or b.created_at).timestamp()
-        return {"at": at, "bid": b.broadcast_id or 0, "status": b.status}.get(column, at)
+        return {"at": at, "code": b.debug_code, "status": b.status}.get(column, at)
 
     def search_text(self, b: ReceivedBroadcast) -> str:
         return f"{b.debug_code} {b.broadcast_id} {b.status} {b.summary} {b.error or ''}".lower()
@@ -83,11 +81,11 @@ class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
 
 class KicksTable(LiveTable[KickRecord]):
     PANE_TITLE = "Kick audit"
+    FLEX_COLUMN = "reason"
     COLUMNS = (
-        Column("id", "#", 7),
-        Column("at", "At", 14),
+        Column("at", "At", 11),
         Column("user", "User", 14),
-        Column("action", "Action", 16),
+        Column("action", "Action", 20),
         Column("reason", "Reason", 30),
     )
     DEFAULT_SORT = "at"
@@ -98,7 +96,7 @@ class KicksTable(LiveTable[KickRecord]):
 
     def cells(self, k: KickRecord) -> tuple[Cell, ...]:
         action = Text(k.action + (" (dry run)" if k.dry_run else ""), style="red" if k.action == "failed" else "")
-        return (str(k.kick_id), fmt.timestamp(k.at), str(k.user_id), action, fmt.text(k.reason or "", limit=60))
+        return (fmt.timestamp(k.at), str(k.user_id), action, fmt.text(k.reason or "", limit=200))
 
     def sort_value(self, k: KickRecord, column: str) -> Any:
         return {"at": k.at.timestamp(), "user": k.user_id, "action": k.action}.get(column, k.kick_id)

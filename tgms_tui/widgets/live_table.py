@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.events import Resize
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
@@ -43,6 +44,8 @@ class LiveTable(DataTable[Cell], Generic[T]):
     DEFAULT_SORT: ClassVar[str] = ""
     DEFAULT_REVERSE: ClassVar[bool] = False
     PANE_TITLE: ClassVar[str] = ""
+    FLEX_COLUMN: ClassVar[str | None] = None
+    FLEX_MIN: ClassVar[int] = 12
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column"),
@@ -80,8 +83,30 @@ class LiveTable(DataTable[Cell], Generic[T]):
         """Lower-case text the `/` filter matches against."""
         raise NotImplementedError
 
+    def on_resize(self, event: Resize) -> None:
+        self._fit_flex_column(self._inner_width())
+
     def columns_added(self) -> None:
         """Called once the columns exist (Textual calls every class's on_mount: no super() chains)."""
+        self._fit_flex_column(self._inner_width())
+
+    def _inner_width(self) -> int:
+        # Inside the border, always leaving room for the vertical scrollbar (rows may arrive later).
+        return self.outer_size.width - self.styles.gutter.width - self.styles.scrollbar_size_vertical
+
+    def _fit_flex_column(self, width: int) -> None:
+        """Give the flexible column (titles, errors) whatever width the others leave."""
+        if self.FLEX_COLUMN is None or width <= 0 or self.FLEX_COLUMN not in self.columns:
+            return
+        others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.FLEX_COLUMN)
+        flex = self.columns[self.FLEX_COLUMN]  # type: ignore[index]
+        new_width = max(self.FLEX_MIN, width - others)
+        if flex.width != new_width:
+            flex.width = new_width
+            # DataTable has no public "column width changed": drop its render caches and re-measure.
+            self._clear_caches()
+            self._require_update_dimensions = True
+            self.refresh()
 
     def summary(self) -> str:
         """Extra facts for the pane title (e.g. how many groups are failing)."""
@@ -173,11 +198,17 @@ class LiveTable(DataTable[Cell], Generic[T]):
     def _order(self, visible: dict[str, T]) -> list[str]:
         column = self.sort_column
 
-        def key(k: str) -> tuple[int, Any]:
-            value = self.sort_value(visible[k], column)
-            # None sorts last in either direction; mixed None/int would raise otherwise.
+        tiebreak = self.DEFAULT_SORT or self.COLUMNS[0].key
+
+        def key(k: str) -> tuple[Any, ...]:
+            item = visible[k]
+            value = self.sort_value(item, column)
+            # None sorts last in either direction; mixed None/int would raise otherwise. Ties fall back
+            # to the default order and then the key, so equal rows never swap between refreshes.
             missing = value is None
-            return (missing != self.sort_reverse, value if not missing else 0)
+            second = self.sort_value(item, tiebreak) if column != tiebreak else None
+            return (missing != self.sort_reverse, value if not missing else 0,
+                    second is None, second if second is not None else 0, k)
 
         return sorted(visible, key=key, reverse=self.sort_reverse)
 
@@ -223,8 +254,6 @@ class LiveTable(DataTable[Cell], Generic[T]):
                 for column, before, after in zip(column_keys, old, cells, strict=True):
                     if before != after:
                         self.update_cell(key, column, after)
-            else:
-                continue
             self._shown[key] = cells
             value = self.sort_value(item, self.sort_column)
             if self._sort_values.get(key, _MISSING) != value:

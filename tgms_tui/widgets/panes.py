@@ -12,23 +12,20 @@ from typing import Any, ClassVar
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
-from textual.events import Resize
+from textual.widget import Widget
 from textual.widgets import Static
 
 from tgms_tui.backend.dashboard import GroupRow, JobRow, JoinRequestRow, PoolStats, WorkerRow
 from tgms_tui.messages import PaneAction
 
 from . import format as fmt
-from .live_table import Cell, Column, LiveTable
+from .live_table import GAP, Cell, Column, LiveTable
 
 MARK = "●"
 
 
 class ActionTable(LiveTable[Any]):
     """A LiveTable whose row actions are forwarded to the screen as `PaneAction` messages."""
-
-    FLEX_COLUMN: ClassVar[str | None] = None
-    FLEX_MIN: ClassVar[int] = 12
 
     def request(self, action: str) -> None:
         item = self.cursor_item
@@ -42,30 +39,6 @@ class ActionTable(LiveTable[Any]):
         from tgms_tui.screens.actions import is_allowed
 
         return is_allowed(self.app, action)
-
-    def on_resize(self, event: Resize) -> None:
-        self._fit_flex_column(self._inner_width())
-
-    def columns_added(self) -> None:
-        self._fit_flex_column(self._inner_width())
-
-    def _inner_width(self) -> int:
-        # Inside the border, always leaving room for the vertical scrollbar (rows may arrive later).
-        return self.outer_size.width - self.styles.gutter.width - self.styles.scrollbar_size_vertical
-
-    def _fit_flex_column(self, width: int) -> None:
-        """Give the flexible column (titles, errors) whatever width the others leave."""
-        if self.FLEX_COLUMN is None or width <= 0 or self.FLEX_COLUMN not in self.columns:
-            return
-        others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.FLEX_COLUMN)
-        flex = self.columns[self.FLEX_COLUMN]  # type: ignore[index]
-        new_width = max(self.FLEX_MIN, width - others)
-        if flex.width != new_width:
-            flex.width = new_width
-            # DataTable has no public "column width changed": drop its render caches and re-measure.
-            self._clear_caches()
-            self._require_update_dimensions = True
-            self.refresh()
 
 
 class GroupsTable(ActionTable):
@@ -124,7 +97,7 @@ class GroupsTable(ActionTable):
 
     def _title_limit(self) -> int:
         column = self.columns.get("title")  # type: ignore[call-overload]
-        return column.width if column is not None else 20
+        return column.width - GAP if column is not None else 20
 
     def sort_value(self, g: GroupRow, column: str) -> Any:
         return {
@@ -250,8 +223,9 @@ class JobsTable(ActionTable):
 
     def _update_title(self) -> None:
         super()._update_title()
-        if self.parent is not None and self.parent.id == "jobs-box":  # the box draws the border
-            self.parent.border_title = self.border_title
+        box = self.parent
+        if isinstance(box, Widget) and box.id == "jobs-box":  # the box draws the border
+            box.border_title = self.border_title
 
     def action_job_detail(self) -> None:
         self.request("job_detail")
@@ -362,7 +336,12 @@ class JoinRequestsTable(ActionTable):
 class PoolStatsView(Static):
     """Counts by pool and status, queue lag and throughput (finished per minute)."""
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.stats: list[PoolStats] = []
+
     def show(self, stats: list[PoolStats]) -> None:
+        self.stats = stats
         table = Table.grid(padding=(0, 1))
         for _ in range(8):
             table.add_column(justify="right")

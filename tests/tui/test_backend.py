@@ -1,0 +1,149 @@
+"""The TUI's data layer: bounded, index-served queries; the change feed; the refresh throttle."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from tgms_tui.backend import dashboard, group_actions
+from tgms_tui.backend.live import ChangeListener, RefreshScheduler
+
+from .seed import GROUPS, seed
+
+
+def test_backend_modules_do_not_import_textual() -> None:
+    code = (
+        "import sys, tgms_tui.backend.dashboard, tgms_tui.backend.group_actions, tgms_tui.backend.live; "
+        "sys.exit('textual' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_job_queries_never_need_a_full_scan(pool: AsyncConnectionPool) -> None:
+    """With sequential scans priced out, every dashboard query over jobs still has an index path:
+    the dashboard never reads the whole (possibly 100k-row) table on a refresh."""
+    async with pool.connection() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        for sql, params in (
+            (dashboard.SQL_POOL_STATS, {"window": 60}),
+            (dashboard.SQL_RECENT_JOBS, {"n": 40}),
+            (dashboard.SQL_JOIN_REQUESTS, (100,)),
+        ):
+            cur = await conn.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(str(r[0]) for r in await cur.fetchall())
+            assert "Seq Scan on jobs" not in plan, plan
+            assert "Seq Scan on join_requests" not in plan, plan
+
+
+async def test_queries_return_typed_bounded_rows(db_url: str, pool: AsyncConnectionPool) -> None:
+    seed(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO jobs (job_type, status, finished_at) "
+            "SELECT 'process_telegram_update', 'done', now() - make_interval(secs => n) "
+            "FROM generate_series(1, 300) AS n"
+        )
+    async with pool.connection() as conn:
+        jobs = await dashboard.fetch_recent_jobs(conn, per_status=40)
+        stats = {s.pool: s for s in await dashboard.fetch_pool_stats(conn)}
+        groups = await dashboard.fetch_groups(conn)
+        workers = await dashboard.fetch_workers(conn)
+    assert len([j for j in jobs if j.status == "done"]) == 40
+    assert {j.status for j in jobs} == {"pending", "running", "failed", "done"}
+    assert stats["main"].done_last_minute == 60  # finished 1..300 s ago, the last minute's worth
+    assert stats["tgms"].failed == 1 and stats["tgms"].running == 1
+    assert len(groups) == 5 and next(g for g in groups if g.group_id == GROUPS["alpha"]).member_trend == 134
+    assert {w.bot_name: w.is_stale for w in workers} == {"tgms_worker": False, "main_worker": True}
+
+
+async def test_group_actions_and_detail(db_url: str, pool: AsyncConnectionPool) -> None:
+    seed(db_url)
+    alpha = GROUPS["alpha"]
+    async with pool.connection() as conn:
+        await group_actions.set_active(conn, alpha, False, reason="test")
+        await group_actions.set_phase(conn, alpha, "monitoring")
+        await group_actions.set_final_message_allowed(conn, alpha, True)
+        job = await group_actions.request_member_count_refresh(conn, alpha)
+        again = await group_actions.request_member_count_refresh(conn, alpha)  # no dedupe: a second one
+        detail = await group_actions.fetch_group_detail(conn, alpha)
+    assert again != job
+    g = detail.group
+    assert (g.is_active, g.phase, g.final_message_allowed, g.deactivated_reason) == (False, "monitoring", True, "test")
+    assert len(detail.history) == 10 and detail.history[0].recorded_at < detail.history[-1].recorded_at
+    assert len(detail.join_requests) == 1 and len(detail.kicks) == 1
+    async with pool.connection() as conn:
+        try:
+            await group_actions.set_phase(conn, -1, "growth")
+        except group_actions.GroupNotFound:
+            pass
+        else:
+            raise AssertionError("a missing group must raise GroupNotFound")
+
+
+async def test_change_listener_reports_tables(db_url: str) -> None:
+    seen: list[str] = []
+    states: list[bool] = []
+    listener = ChangeListener(db_url, seen.append, lambda ok, err: states.append(ok))
+    task = asyncio.create_task(listener.run())
+    try:
+        for _ in range(100):
+            if states:
+                break
+            await asyncio.sleep(0.05)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO managed_groups (group_id) VALUES (-5)")
+            conn.execute("INSERT INTO bot_health (worker_id, bot_name, status) VALUES ('w', 'tgms_worker', 'x')")
+        for _ in range(100):
+            if "bot_health" in seen:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert states[0] is True
+    assert seen[0] == "*"  # after connecting: everything may have changed
+    assert seen[1:3] == ["managed_groups", "bot_health"]
+
+
+async def test_refresh_scheduler_coalesces_holds_and_retries() -> None:
+    calls: list[frozenset[str]] = []
+    fail_next = [False]
+
+    async def refresh(stale: frozenset[str]) -> bool:
+        calls.append(stale)
+        if fail_next[0]:
+            fail_next[0] = False
+            return False
+        return True
+
+    async def until(count: int) -> None:
+        for _ in range(400):
+            if len(calls) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"expected {count} refreshes, got {calls}")
+
+    scheduler = RefreshScheduler(refresh, {"a", "b"}, min_gap=0.05, period=30.0, max_backoff=0.05)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await until(1)
+        assert calls == [frozenset({"a", "b"})]  # the initial load
+        for _ in range(50):  # a burst of notices between two refreshes ...
+            scheduler.mark("a")
+        await until(2)
+        await asyncio.sleep(0.15)
+        assert calls[1:] == [frozenset({"a"})]  # ... costs one refresh, not fifty
+
+        scheduler.hold(True)
+        scheduler.mark("b")
+        await asyncio.sleep(0.15)
+        assert len(calls) == 2  # held: nothing refreshes
+        fail_next[0] = True
+        scheduler.hold(False)
+        await until(4)
+        assert calls[2:] == [frozenset({"b"}), frozenset({"b"})]  # failed once, retried without a new notice
+    finally:
+        task.cancel()
