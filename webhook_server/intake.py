@@ -59,9 +59,12 @@ WITH input AS (
     SELECT * FROM unnest(%(bots)s::text[], %(ids)s::bigint[], %(types)s::text[], %(bodies)s::text[])
                   WITH ORDINALITY AS t(bot, update_id, update_type, body, n)
 ),
+job_ids AS (
+    SELECT pg_get_serial_sequence('jobs', 'job_id')::regclass AS seq
+),
 fresh AS (
     INSERT INTO webhook_updates (bot, update_id, update_type, job_id)
-    SELECT bot, update_id, update_type, nextval(pg_get_serial_sequence('jobs', 'job_id'))
+    SELECT bot, update_id, update_type, nextval((SELECT seq FROM job_ids))
       FROM input
      ORDER BY n
     ON CONFLICT (bot, update_id) DO NOTHING
