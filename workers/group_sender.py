@@ -6,7 +6,9 @@ How a broadcast runs:
   resolves its targets *now* and inserts one `sent_messages` row per group (status 'pending', a unique
   debug code). Only the transaction that made the flip inserts, and the rows are ON CONFLICT DO
   NOTHING, so restarts and concurrent workers agree on one target list. The starting job then enqueues
-  helper jobs (dedupe key per broadcast and helper) so that several TGMS workers share the sending.
+  helper jobs (dedupe key per broadcast and helper: 2 per live TGMS worker, at most 8) so that several
+  TGMS workers share the sending; a helper that lands on a process already running two senders of
+  the broadcast passes itself on (a few times at most) so that the senders spread over processes.
 - **Send loop** (every job of the broadcast): claim the next pending row with FOR UPDATE SKIP LOCKED,
   wait for the shared rate limiter (bot rate, the group's 20/min, the broadcast's delay between groups),
   commit the row as 'sending' with our worker id (intent recorded), call Telegram, then record 'sent'
@@ -31,9 +33,10 @@ import contextlib
 import html
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -75,7 +78,11 @@ MAX_ATTEMPTS = 5
 # more senders only hide per-call latency.
 SENDERS_PER_WORKER = 2
 MAX_SENDERS = 8
+# A helper landing on a process that already runs its share is passed on this often, then stays.
+MAX_HOPS = 6
+PASS_ON_DELAY = 0.05
 _INFLIGHT_KEY = "group_sender.inflight"
+_ACTIVE_KEY = "group_sender.active"
 
 # ---------------------------------------------------------------- SQL
 
@@ -87,9 +94,9 @@ RETURNING target, is_final
 
 SQL_INSERT_TARGETS = """
 INSERT INTO sent_messages (broadcast_id, chat_id, debug_code, status)
-SELECT %(b)s, t.chat_id, 'B' || %(b)s::text || 'G' || lpad(t.n::text, 3, '0'), 'pending'
+SELECT %(b)s, t.chat_id, 'B' || %(b)s::text || 'G' || t.n::text, 'pending'
   FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS t(chat_id, n)
-ON CONFLICT DO NOTHING
+ON CONFLICT (broadcast_id, chat_id) DO NOTHING
 """
 
 SQL_BROADCAST = """
@@ -329,10 +336,40 @@ class GroupSender:
             return
         if started_here or "helper" not in self.job.payload:
             await self._fan_out()
-        await self._sweep_stale()
-        with contextlib.suppress(_Stop):
-            await self._send_all()
-        await self._finish()
+        active = self.ctx.services.setdefault(_ACTIVE_KEY, Counter())
+        assert isinstance(active, Counter)
+        crowded = "helper" in self.job.payload and active[self.broadcast_id] >= SENDERS_PER_WORKER
+        if crowded and await self._pass_on():
+            return
+        active[self.broadcast_id] += 1
+        try:
+            await self._sweep_stale()
+            with contextlib.suppress(_Stop):
+                await self._send_all()
+            await self._finish()
+        finally:
+            active[self.broadcast_id] -= 1
+            if active[self.broadcast_id] <= 0:
+                del active[self.broadcast_id]
+
+    async def _pass_on(self) -> bool:
+        """This process already runs its share of senders for the broadcast: hand the helper job to
+        the queue again (a fresh job, slightly delayed, which wakes every worker) so that another
+        process is likely to take it. Gives up after MAX_HOPS and helps here. True if passed on."""
+        hops = int(self.job.payload.get("hops", 0))
+        if hops >= MAX_HOPS:
+            return False
+        helper = self.job.payload.get("helper")
+        async with self.ctx.db.connection() as conn:
+            job_id = await queue.enqueue(
+                conn,
+                JOB_TYPE,
+                {"broadcast_id": self.broadcast_id, "helper": helper, "hops": hops + 1},
+                run_at=datetime.now(UTC) + timedelta(seconds=PASS_ON_DELAY),
+                priority=self.job.priority,
+                dedupe_key=f"broadcast:{self.broadcast_id}:sender:{helper}:hop:{hops + 1}",
+            )
+        return job_id is not None
 
     async def _start(self) -> bool:
         """Flip pending → running and resolve the targets, atomically. True if this call did it."""

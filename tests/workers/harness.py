@@ -11,6 +11,7 @@ wait times out), never to the test's own streams.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -248,3 +249,40 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextlib.contextmanager
+def bench_database(name: str) -> Iterator[str]:
+    """A fresh, migrated database for a benchmark: on TGMS_BENCH_DATABASE_URL's server when set,
+    else on a throwaway embedded PostgreSQL (removed afterwards)."""
+    import tempfile
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tgms_tui.backend.db import migrate
+
+    server = os.environ.get("TGMS_BENCH_DATABASE_URL")
+    handle = None
+    if not server:
+        import pgserver
+
+        tmp = Path(tempfile.mkdtemp(prefix="tgms-bench-", dir="/tmp"))
+        handle = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+        server = str(handle.get_uri())
+    parts = urlsplit(server)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if handle is not None:
+            handle.cleanup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
