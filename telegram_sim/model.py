@@ -150,9 +150,9 @@ class WebhookSettings:
     set_at: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingUpdate:
-    """An update waiting for webhook delivery or getUpdates confirmation."""
+    """An update waiting for webhook delivery or getUpdates confirmation (compared by identity)."""
 
     update_id: int
     kind: str

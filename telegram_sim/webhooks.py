@@ -5,8 +5,9 @@ Bot API server does, updates of one queue (a chat, or a user for join requests/c
 strictly in order, one at a time; different queues go out concurrently up to the webhook's
 `max_connections`. Any 2xx acknowledges; anything else (status, refused connection, timeout) is
 retried: first retry at once, then doubling delays up to a cap, or after the receiver's
-`Retry-After` when it sends one. All deliveries share one `httpx.AsyncClient` and nothing sleeps
-on the happy path, so an update reaches the receiver within a millisecond or so of being queued.
+`Retry-After` when it sends one. All deliveries share one keep-alive client (webhook_http.py) and
+nothing sleeps on the happy path, so an update reaches the receiver within a millisecond or so of
+being queued.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -21,12 +23,12 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-import httpx
-
 from telegram_sim.model import PendingUpdate
 from telegram_sim.state import SimState
+from telegram_sim.webhook_http import DeliveryError, WebhookPoster
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+log = logging.getLogger("telegram_sim.webhooks")
 ReplyExecutor = Callable[[int, dict[str, Any]], Awaitable[None]]
 
 
@@ -58,11 +60,12 @@ class WebhookDispatcher:
         self.state = state
         self.reply_executor = reply_executor
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: WebhookPoster | None = None
         self._wake: dict[int, asyncio.Event] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
         self._poll_waiters: dict[int, set[asyncio.Future[None]]] = {}
+        self._in_flight: dict[int, int] = {}  # bot id -> deliveries under way
         self.stats: dict[int, DeliveryStats] = {}
         self.attempts: deque[dict[str, Any]] = deque(maxlen=state.config.max_recorded_deliveries)
 
@@ -75,11 +78,7 @@ class WebhookDispatcher:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._client = httpx.AsyncClient(
-            timeout=self.state.config.webhook_timeout,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            trust_env=False,
-        )
+        self._client = WebhookPoster(self.state.config.webhook_timeout)
         self.state.add_listener(self._on_change)
         with self.state.lock:
             bot_ids = list(self.state.bots)
@@ -96,6 +95,7 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
         self._deliveries.clear()
+        self._in_flight.clear()
         with self.state.lock:
             for bot in self.state.bots.values():
                 for pending in bot.pending:
@@ -170,7 +170,9 @@ class WebhookDispatcher:
             if bot is None or not bot.webhook.url:
                 return None
             now = time.monotonic()
-            in_flight = sum(1 for p in bot.pending if p.in_flight)
+            in_flight = self._in_flight.get(bot_id, 0)
+            if in_flight >= bot.webhook.max_connections:
+                return None  # a completion wakes the worker again
             busy_queues: set[str] = set()
             for pending in bot.pending:
                 if pending.queue_key in busy_queues:
@@ -186,6 +188,7 @@ class WebhookDispatcher:
                 pending.in_flight = True
                 in_flight += 1
                 launches.append((pending, bot.webhook.url, bot.webhook.secret_token))
+            self._in_flight[bot_id] = in_flight
         for pending, url, secret in launches:
             task = self._loop.create_task(self._deliver(bot_id, pending, url, secret))
             self._deliveries.add(task)
@@ -206,24 +209,23 @@ class WebhookDispatcher:
         retry_after: float | None = None
         reply: bytes = b""
         try:
-            response = await self._client.post(url, content=pending.body, headers=headers,
-                                               timeout=config.webhook_timeout)  # fmt: skip
-            status = response.status_code
+            response = await self._client.post(url, pending.body, headers, config.webhook_timeout)
+            status = response.status
             if 200 <= status < 300:
-                reply = response.content
+                reply = response.body
             else:
                 error = f"Wrong response from the webhook: {status} {_reason(status)}"
                 retry_after = _retry_after(response.headers.get("retry-after"), config.webhook_retry_after_max)
-        except httpx.TimeoutException:
-            error = "Read timeout expired"
-        except httpx.ConnectError:
-            error = "Connection refused"
-        except httpx.HTTPError as exc:
+        except DeliveryError as exc:
+            error = str(exc)
+        except Exception as exc:  # never leave an update stuck "in flight"
+            log.exception("webhook delivery failed unexpectedly")
             error = f"Connection error: {type(exc).__name__}"
         latency_ms = (time.perf_counter() - started) * 1000.0
         with self.state.lock:
             pending.in_flight = False
             pending.attempts += 1
+            self._in_flight[bot_id] = max(self._in_flight.get(bot_id, 0) - 1, 0)
             stats = self.stats.setdefault(bot_id, DeliveryStats())
             bot = self.state.bots.get(bot_id)
             if error is None:
