@@ -39,8 +39,8 @@ def create_app(state: SimState | None = None, *, config: SimConfig | None = None
             await dispatcher.stop()
 
     routes = [
+        Route("/bot{token}/{method:path}", bot_api.endpoint, methods=ALL_METHODS),  # first: the hot path
         *control.routes(),
-        Route("/bot{token}/{method:path}", bot_api.endpoint, methods=ALL_METHODS),
         Route("/{path:path}", bot_api.not_found, methods=ALL_METHODS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
