@@ -50,7 +50,9 @@ def _environment() -> dict[str, str]:
     return values
 
 
-def run(args: argparse.Namespace) -> int:
+def build_state(args: argparse.Namespace) -> tuple[SimState, bool] | int:
+    """The world `tgms sim` serves (bots, ready-made groups, webhooks) and whether its bot token
+    was generated; or an exit code after printing one line on stderr."""
     tokens: list[str] = []
     env = _environment()
     for source, value in (("BOT_TOKEN", env.get("BOT_TOKEN")), ("TGMS_BOT_TOKEN", env.get("TGMS_BOT_TOKEN"))):
@@ -67,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if args.secret is not None and not args.webhook_url:
         print("tgms sim: --secret needs --webhook-url", file=sys.stderr)
         return 2
-
     state = SimState(SimConfig(enforce_flood_limits=not args.no_flood_limits), seed=args.seed)
     try:
         for token in dict.fromkeys(tokens):
             state.add_bot(token)
-        generated = None if tokens else state.add_bot()
-        chats = populate(state, max(args.groups, 0), args.seed)
+        if not tokens:
+            state.add_bot()
+        populate(state, max(args.groups, 0), args.seed)
         if args.webhook_url:
             for bot in state.bots.values():
                 url = args.webhook_url.replace("{bot_id}", str(bot.id)).replace("{bot_username}", bot.username)
@@ -81,7 +83,26 @@ def run(args: argparse.Namespace) -> int:
     except SimError as exc:
         print(f"tgms sim: {exc}", file=sys.stderr)
         return 2
+    return state, not tokens
 
+
+def print_banner(state: SimState, base: str, generated: bool) -> None:
+    print(f"Telegram Bot API simulator on {base}  (TELEGRAM_API_BASE={base}, control API {base}/_sim/)")
+    for bot in state.bots.values():
+        hook = f", webhook {bot.webhook.url}" if bot.webhook.url else ""
+        print(f"  bot @{bot.username} id {bot.id}{hook}")
+        if generated:
+            print(f"  generated bot token (fake, for this simulator only): {bot.token}")
+    for chat in state.chats.values():
+        print(f"  {chat.type:<10} {chat.id:>15}  {chat.member_count:>4} members  {chat.title}")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    built = build_state(args)
+    if isinstance(built, int):
+        return built
+    state, generated = built
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -89,18 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"tgms sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
-
-    base = f"http://{args.host}:{args.port}"
-    print(f"Telegram Bot API simulator on {base}  (TELEGRAM_API_BASE={base}, control API {base}/_sim/)")
-    for bot in state.bots.values():
-        hook = f", webhook {bot.webhook.url}" if bot.webhook.url else ""
-        print(f"  bot @{bot.username} id {bot.id}{hook}")
-    if generated is not None:
-        print(f"  generated bot token (fake, for this simulator only): {generated.token}")
-    for chat in chats:
-        print(f"  {chat.type:<10} {chat.id:>15}  {chat.member_count:>4} members  {chat.title}")
-    sys.stdout.flush()
-
+    print_banner(state, f"http://{args.host}:{args.port}", generated)
     config = uvicorn.Config(create_app(state), log_level=args.log_level, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

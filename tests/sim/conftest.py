@@ -76,10 +76,11 @@ class Answer:
 class BotApiClient:
     """Calls `/bot<token>/<method>` over HTTP in the transport a test chooses."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, http: httpx.Client | None = None) -> None:
         self.base_url = base_url
         self.token = token
-        self.http = httpx.Client(timeout=10, trust_env=False)
+        # plain-http only: skipping TLS setup saves ~0.1-0.5 s per client on a loaded machine
+        self.http = http or httpx.Client(timeout=10, trust_env=False, verify=False)
 
     def url(self, method: str, token: str | None = None) -> str:
         return f"{self.base_url}/bot{token or self.token}/{method}"
@@ -131,18 +132,20 @@ def _form_value(value: Any) -> str:
     return str(value)
 
 
-@pytest.fixture
-def api(sim: SimServer) -> Iterator[BotApiClient]:
-    client = BotApiClient(sim.base_url, sim.token)
-    yield client
-    client.http.close()
+@pytest.fixture(scope="module")
+def http_client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10, trust_env=False, verify=False) as client:
+        yield client
 
 
 @pytest.fixture
-def api2(sim: SimServer) -> Iterator[BotApiClient]:
-    client = BotApiClient(sim.base_url, sim.bots[1].token)
-    yield client
-    client.http.close()
+def api(sim: SimServer, http_client: httpx.Client) -> BotApiClient:
+    return BotApiClient(sim.base_url, sim.token, http_client)
+
+
+@pytest.fixture
+def api2(sim: SimServer, http_client: httpx.Client) -> BotApiClient:
+    return BotApiClient(sim.base_url, sim.bots[1].token, http_client)
 
 
 # --- a real webhook receiver ---------------------------------------------------------------------

@@ -79,23 +79,23 @@ def test_serves_env_and_flag_tokens_with_ready_groups() -> None:
 
 
 @pytest.mark.token_guard_allow  # prints the token it generated, on purpose
-def test_generates_and_prints_a_token_when_none_given() -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "TGMS_BOT_TOKEN")}
-    process, lines = _start(["--port", str(port), "--groups", "0"], env)
-    try:
-        assert process.stdout is not None
-        while "generated bot token" not in lines[-1]:
-            lines.append(process.stdout.readline())
-            assert lines[-1], f"no token line in {lines}"
-        token_line = lines[-1]
-        token = token_line.rsplit(" ", 1)[1].strip()
-        _wait_ready(f"http://127.0.0.1:{port}")
-        me = httpx.get(f"http://127.0.0.1:{port}/bot{token}/getMe", trust_env=False).json()
-        assert me["ok"] is True and me["result"]["is_bot"] is True
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
+def test_generates_and_prints_a_token_when_none_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env either
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    monkeypatch.delenv("TGMS_BOT_TOKEN", raising=False)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    built = cli.build_state(parser.parse_args(["--groups", "2"]))
+    assert not isinstance(built, int)
+    state, generated = built
+    assert generated and len(state.bots) == 1 and len(state.chats) == 2
+    cli.print_banner(state, "http://127.0.0.1:8081", generated)
+    out = capsys.readouterr().out
+    token = next(line for line in out.splitlines() if "generated bot token" in line).rsplit(" ", 1)[1]
+    assert state.bot_by_token(token) is next(iter(state.bots.values()))
+    assert "TELEGRAM_API_BASE=http://127.0.0.1:8081" in out
 
 
 def test_bad_token_and_busy_port_fail_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
