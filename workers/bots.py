@@ -7,8 +7,14 @@ that bot is the one with rights in the chat, so it is the one that answers. Jobs
 uses it for everything.
 
 `Bots` is created once per worker process (`build_services`) and put in `JobContext.services`; the
-httpx connection pool and the rate limiter are shared by every job of the process. Clients are made
-lazily because the database pool (which the rate limiter needs) only exists once the worker runs.
+httpx connection pool, the rate limiter and a small autocommit database pool are shared by every job
+of the process. They are made on first use (`await bots_for(ctx)`), once the worker's event loop and
+database exist.
+
+Why a second, autocommit pool: a pooled connection in psycopg's default mode spends three round
+trips on a one-statement transaction (BEGIN, the statement, COMMIT). The hot paths (approving a join
+request, each broadcast send, every rate-limit token) are single statements, each atomic on its own,
+so in autocommit they cost one round trip. Multi-statement work keeps using explicit transactions.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 BotRole = Literal["main", "tgms"]
 ROLES: tuple[BotRole, ...] = ("main", "tgms")
 SERVICE_KEY = "bots"
+# Statements on it are short; a handful of connections serve hundreds of jobs per second.
+AUTOCOMMIT_POOL_SIZE = 6
 
 
 class Bots:
@@ -45,6 +53,40 @@ class Bots:
         self._http: httpx.AsyncClient | None = None
         self._clients: dict[str, TelegramClient] = {}
         self._limiter: RateLimiter | None = None
+        self._db: AsyncConnectionPool | None = None
+        self._ready = asyncio.Lock()
+
+    async def ready(self, db: AsyncConnectionPool) -> Bots:
+        """Open the shared resources on first use (idempotent); `db` is the worker's own pool."""
+        if self._db is None:
+            async with self._ready:
+                if self._db is None:
+                    pool = AsyncConnectionPool(
+                        db.conninfo,
+                        kwargs={"autocommit": True},
+                        min_size=1,
+                        max_size=AUTOCOMMIT_POOL_SIZE,
+                        open=False,
+                        name="tgms-autocommit",
+                        timeout=10.0,
+                    )
+                    await pool.open(wait=False)
+                    self._limiter = RateLimiter.from_settings(pool, self.settings)
+                    self._db = pool
+        return self
+
+    @property
+    def db(self) -> AsyncConnectionPool:
+        """The autocommit pool: one statement, one round trip (call `ready()` first)."""
+        if self._db is None:
+            raise RuntimeError("Bots.ready() was not awaited")
+        return self._db
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            raise RuntimeError("Bots.ready() was not awaited")
+        return self._limiter
 
     def __repr__(self) -> str:
         return f"Bots(configured={sorted(self._tokens)!r})"
@@ -71,12 +113,7 @@ class Bots:
             log.warning("bot %r has no token configured; using the %r bot instead", requested, fallback)
         return fallback
 
-    def limiter(self, db: AsyncConnectionPool) -> RateLimiter:
-        if self._limiter is None:
-            self._limiter = RateLimiter.from_settings(db, self.settings)
-        return self._limiter
-
-    def client(self, role: BotRole, db: AsyncConnectionPool, *, paced: bool = True) -> TelegramClient:
+    def client(self, role: BotRole, *, paced: bool = True) -> TelegramClient:
         """The client of `role` (must be configured), sharing this process's HTTP pool and limiter.
 
         A paced client takes a rate-limit token before each message it sends and pauses the bot on a
@@ -93,7 +130,7 @@ class Bots:
                 self._tokens[role],
                 api_base=self.settings.telegram_api_base,
                 http_client=self._http,
-                limiter=self.limiter(db) if paced else None,
+                limiter=self.limiter if paced else None,
             )
             self._clients[key] = client
         return client
@@ -103,6 +140,9 @@ class Bots:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
 
 
 def build_services(settings: Settings) -> dict[str, Any]:
@@ -116,23 +156,20 @@ async def close_services(services: dict[str, Any]) -> None:
         await bots.aclose()
 
 
-def bots_of(ctx: JobContext) -> Bots:
+async def bots_for(ctx: JobContext) -> Bots:
+    """This process's `Bots`, ready to use."""
     bots = ctx.services.get(SERVICE_KEY)
     if not isinstance(bots, Bots):
         bots = Bots(ctx.settings)
         ctx.services[SERVICE_KEY] = bots
-    return bots
+    return await bots.ready(ctx.db)
 
 
-def client_for(ctx: JobContext, job: Job | None = None, default: BotRole = "tgms") -> TelegramClient:
+async def client_for(ctx: JobContext, job: Job | None = None, default: BotRole = "tgms") -> TelegramClient:
     """The client that answers `job`: its payload's bot, else `default` (tgms jobs: the TGMS bot)."""
-    bots = bots_of(ctx)
+    bots = await bots_for(ctx)
     requested = job.payload.get("bot") if job is not None and isinstance(job.payload, dict) else None
-    return bots.client(bots.resolve_role(requested, default), ctx.db)
-
-
-def limiter_of(ctx: JobContext) -> RateLimiter:
-    return bots_of(ctx).limiter(ctx.db)
+    return bots.client(bots.resolve_role(requested, default))
 
 
 T = TypeVar("T")
@@ -153,7 +190,7 @@ async def call_in_chat(
     paused the bot for everyone) and retry, not counted; on group→supergroup migration rewrite the
     group id everywhere and retry with the new id; temporary errors a few times with backoff.
     Returns the result and the chat id that answered."""
-    limiter = bots_of(ctx).limiter(ctx.db)
+    limiter = (await bots_for(ctx)).limiter
     failures = 0
     while True:
         await limiter.acquire(client.bot_key)

@@ -54,7 +54,7 @@ from tgms_tui.backend.message_validation import (
 )
 from tgms_tui.backend.queue import Job
 
-from .bots import bots_of
+from .bots import Bots, bots_for
 from .group_migration import rewrite_group_id
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
@@ -110,27 +110,48 @@ SELECT count(*) FROM bot_health
    AND updated_at > now() - make_interval(secs => %(stale)s)
 """
 
-# The next row nobody else holds, with what decides whether it may still be sent.
-SQL_CLAIM = """
-SELECT s.message_id, s.chat_id, s.debug_code, b.status AS broadcast_status,
-       g.group_id IS NOT NULL AS managed, COALESCE(g.is_active, false) AS is_active,
-       COALESCE(g.final_message_allowed, false) AS final_allowed
-  FROM sent_messages s
-  JOIN broadcasts b ON b.broadcast_id = s.broadcast_id
-  LEFT JOIN managed_groups g ON g.group_id = s.chat_id
- WHERE s.broadcast_id = %(b)s AND s.status = 'pending'
- ORDER BY s.message_id
- LIMIT 1
-   FOR UPDATE OF s SKIP LOCKED
+# Reserve the next pending row nobody else holds: not reserved, or reserved by a worker that is gone
+# (no recent heartbeat) or long ago. A reservation only says "waiting for my rate-limit turn"; it is
+# not an intent to send, so a crash while reserved leaves the row pending for someone else. RETURNING
+# brings what decides whether the row may still be sent.
+SQL_RESERVE = """
+WITH next AS (
+    SELECT s.message_id FROM sent_messages s
+     WHERE s.broadcast_id = %(b)s AND s.status = 'pending'
+       AND (s.locked_by IS NULL
+            OR s.updated_at < now() - make_interval(secs => %(stale)s)
+            OR NOT EXISTS (SELECT 1 FROM bot_health h
+                            WHERE h.worker_id = s.locked_by AND h.status <> 'stopped'
+                              AND h.updated_at > now() - make_interval(secs => %(stale)s)))
+     ORDER BY s.message_id
+     LIMIT 1
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE sent_messages AS s SET locked_by = %(worker)s, updated_at = now()
+  FROM next
+ WHERE s.message_id = next.message_id
+RETURNING s.message_id, s.chat_id, s.debug_code,
+          (SELECT status FROM broadcasts WHERE broadcast_id = %(b)s) AS broadcast_status,
+          (SELECT is_active FROM managed_groups WHERE group_id = s.chat_id) AS is_active,
+          (SELECT final_message_allowed FROM managed_groups WHERE group_id = s.chat_id) AS final_allowed
 """
 
+# The intent to send, committed (autocommit) before the call: only by the reserver, only from
+# 'pending', only while the broadcast runs. Whatever happened while we waited, one sender wins.
 SQL_MARK_SENDING = """
 UPDATE sent_messages
-   SET status = 'sending', locked_by = %(worker)s, attempts = attempts + 1, updated_at = now()
- WHERE message_id = %(id)s AND status = 'pending'
+   SET status = 'sending', attempts = attempts + 1, updated_at = now()
+ WHERE message_id = %(id)s AND status = 'pending' AND locked_by = %(worker)s
    AND EXISTS (SELECT 1 FROM broadcasts WHERE broadcast_id = %(b)s AND status = 'running')
 RETURNING chat_id
 """
+
+SQL_RELEASE = """
+UPDATE sent_messages SET locked_by = NULL
+ WHERE message_id = %(id)s AND status = 'pending' AND locked_by = %(worker)s
+"""
+
+SQL_BROADCAST_STATUS = "SELECT status FROM broadcasts WHERE broadcast_id = %(b)s"
 
 SQL_SKIP_ROW = """
 UPDATE sent_messages SET status = 'skipped', error = %(error)s, updated_at = now()
@@ -138,18 +159,18 @@ UPDATE sent_messages SET status = 'skipped', error = %(error)s, updated_at = now
 """
 
 SQL_REQUEUE_ROW = """
-UPDATE sent_messages SET status = 'pending', error = %(error)s, updated_at = now()
+UPDATE sent_messages SET status = 'pending', locked_by = NULL, error = %(error)s, updated_at = now()
  WHERE message_id = %(id)s AND status = 'sending'
-RETURNING chat_id
 """
 
 # 429 and migration: the attempt did not happen as far as the group is concerned.
 SQL_REQUEUE_UNCOUNTED = """
-UPDATE sent_messages SET status = 'pending', error = %(error)s, attempts = GREATEST(0, attempts - 1),
-       updated_at = now()
+UPDATE sent_messages SET status = 'pending', locked_by = NULL, error = %(error)s,
+       attempts = GREATEST(0, attempts - 1), updated_at = now()
  WHERE message_id = %(id)s AND status = 'sending'
 """
 
+# Also over 'ambiguous': a sibling's sweep may have given up on us, but we know it went out.
 SQL_SENT = """
 WITH m AS (
     UPDATE sent_messages
@@ -302,14 +323,14 @@ class _Stop(Exception):
 class GroupSender:
     """Sends one broadcast's pending rows until none is left; any number run side by side."""
 
-    def __init__(self, ctx: JobContext, job: Job, broadcast_id: int) -> None:
+    def __init__(self, ctx: JobContext, job: Job, broadcast_id: int, bots: Bots) -> None:
         self.ctx = ctx
         self.job = job
         self.broadcast_id = broadcast_id
-        bots = bots_of(ctx)
         # Unpaced: this sender takes the rate-limit tokens itself, before recording the intent.
-        self.client: TelegramClient = bots.client(bots.resolve_role(None, "tgms"), ctx.db, paced=False)
-        self.limiter = bots.limiter(ctx.db)
+        self.client: TelegramClient = bots.client(bots.resolve_role(None, "tgms"), paced=False)
+        self.limiter = bots.limiter
+        self.db = bots.db  # autocommit: the per-send statements are one round trip each
         self.max_failures = ctx.settings.max_consecutive_failures
         self.stale_seconds = ctx.settings.lease_seconds
         inflight = ctx.services.setdefault(_INFLIGHT_KEY, set())
@@ -437,7 +458,7 @@ class GroupSender:
         other workers (or until they are stale and become ambiguous)."""
         while True:
             await self._sweep_stale()
-            async with self.ctx.db.connection() as conn:
+            async with self.db.connection() as conn:
                 cur = await conn.execute(SQL_REMAINING, {"b": self.broadcast_id})
                 row = await cur.fetchone()
             pending, sending = row if row else (0, 0)
@@ -451,14 +472,14 @@ class GroupSender:
                 except _Stop:
                     pass
             await asyncio.sleep(0.5)
-        async with self.ctx.db.connection() as conn:
+        async with self.db.connection() as conn:
             cur = await conn.execute(SQL_FINISH, {"b": self.broadcast_id})
             finished = await cur.fetchone() is not None
         if finished:
             log.info("broadcast %d done", self.broadcast_id)
 
     async def _sweep_stale(self) -> None:
-        async with self.ctx.db.connection() as conn:
+        async with self.db.connection() as conn:
             cur = await conn.execute(
                 SQL_MARK_AMBIGUOUS,
                 {
@@ -503,46 +524,56 @@ class GroupSender:
                 backoff = 0.0
 
     async def _claim(self) -> Claimed | object | None:
-        """Lock the next pending row, wait for the rate limiter, record the intent ('sending').
-        The row stays locked while we wait, so a crash before the commit leaves it pending."""
+        """Reserve the next pending row, wait for the rate limiter, record the intent ('sending').
+        Nothing is held open while we wait; a crash before the intent leaves the row pending."""
         b = self.broadcast
         assert b is not None
-        async with self.ctx.db.connection() as conn:
+        params = {"b": self.broadcast_id, "worker": self.ctx.worker_id, "stale": self.stale_seconds}
+        async with self.db.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(SQL_CLAIM, {"b": self.broadcast_id})
+            await cur.execute(SQL_RESERVE, params)
             row = await cur.fetchone()
-            if row is None:
-                return None
-            if row["broadcast_status"] != "running":
-                await conn.execute(
-                    SQL_SKIP_REMAINING,
-                    {"b": self.broadcast_id, "error": f"broadcast {row['broadcast_status']}"},
-                )
-                return _STOPPED
-            eligible = row["is_active"] or (b.is_final and row["final_allowed"])
-            if not eligible:
-                reason = "group is no longer managed" if not row["managed"] else "group is inactive"
-                await conn.execute(SQL_SKIP_ROW, {"id": row["message_id"], "error": reason})
-                return _SKIPPED
+        if row is None:
+            return None
+        message_id = int(row["message_id"])
+        if row["broadcast_status"] != "running":
+            await self._write(SQL_SKIP_REMAINING, {"b": self.broadcast_id,
+                                                   "error": f"broadcast {row['broadcast_status']}"})
+            return _STOPPED
+        if not (row["is_active"] or (b.is_final and row["final_allowed"])):
+            reason = "group is no longer managed" if row["is_active"] is None else "group is inactive"
+            await self._write(SQL_SKIP_ROW, {"id": message_id, "error": reason})
+            return _SKIPPED
+        marked = None
+        try:
             await self.limiter.acquire(
                 self.client.bot_key, int(row["chat_id"]), pace_key=f"broadcast:{self.broadcast_id}"
             )
             # In flight from the moment 'sending' can be seen: a sweep by another sender of this
             # process must not take our own row for a crashed one.
-            self.inflight.add(int(row["message_id"]))
-            try:
-                cur2 = await conn.execute(
-                    SQL_MARK_SENDING,
-                    {"id": row["message_id"], "worker": self.ctx.worker_id, "b": self.broadcast_id},
-                )
-                marked = await cur2.fetchone() is not None
-            except BaseException:
-                self.inflight.discard(int(row["message_id"]))
-                raise
-            if not marked:
-                self.inflight.discard(int(row["message_id"]))
-                return _STOPPED  # the broadcast was stopped while we waited
-        return Claimed(int(row["message_id"]), int(row["chat_id"]), str(row["debug_code"]))
+            self.inflight.add(message_id)
+            async with self.db.connection() as conn:
+                cur2 = await conn.execute(SQL_MARK_SENDING, {**params, "id": message_id})
+                marked = await cur2.fetchone()
+        finally:
+            if marked is None:
+                self.inflight.discard(message_id)
+                await asyncio.shield(self._release(message_id))
+        if marked is None:
+            return _STOPPED if await self._status() != "running" else _SKIPPED
+        return Claimed(message_id, int(marked[0]), str(row["debug_code"]))
+
+    async def _release(self, message_id: int) -> None:
+        """Give a reservation back (cancelled, or lost the row): best effort, it expires anyway."""
+        with contextlib.suppress(psycopg.Error, OSError):
+            async with self.db.connection() as conn:
+                await conn.execute(SQL_RELEASE, {"id": message_id, "worker": self.ctx.worker_id})
+
+    async def _status(self) -> str | None:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(SQL_BROADCAST_STATUS, {"b": self.broadcast_id})
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def _deliver(self, row: Claimed) -> bool:
         """One send and its record. Returns True when the row went back to pending after a temporary
@@ -595,7 +626,7 @@ class GroupSender:
             await rewrite_group_id(conn, row.chat_id, exc.new_chat_id)
             await conn.execute(SQL_REQUEUE_UNCOUNTED, {"id": row.message_id, "error": None})
 
-        await self._with_conn(work)
+        await self._with_conn(work, transaction=True)
         log.info("broadcast %d: group %s migrated to %s; retrying there",
                  self.broadcast_id, row.chat_id, exc.new_chat_id)
 
@@ -618,7 +649,7 @@ class GroupSender:
             })
             return False
         if exc.retryable:
-            async with self.ctx.db.connection() as conn:
+            async with self.db.connection() as conn:
                 cur = await conn.execute(
                     "SELECT attempts FROM sent_messages WHERE message_id = %s", (row.message_id,)
                 )
@@ -651,7 +682,7 @@ class GroupSender:
             await conn.execute(SQL_STOP_BROADCAST, {"b": self.broadcast_id, "status": status, "error": error})
             await conn.execute(SQL_SKIP_REMAINING, {"b": self.broadcast_id, "error": f"broadcast {status}: {error}"})
 
-        await self._with_conn(work)
+        await self._with_conn(work, transaction=True)
         log.warning("broadcast %d %s: %s", self.broadcast_id, status, error)
 
     # ------------------------------------------------------------ database writes that must land
@@ -662,15 +693,21 @@ class GroupSender:
 
         await self._with_conn(work)
 
-    async def _with_conn(self, work: Callable[[AsyncConnection[Any]], Awaitable[None]]) -> None:
-        """Run `work` in a transaction, retrying through a database outage for up to a lease: the
-        outcome of a call that reached Telegram must not be lost."""
+    async def _with_conn(
+        self, work: Callable[[AsyncConnection[Any]], Awaitable[None]], *, transaction: bool = False
+    ) -> None:
+        """Run `work` (in one transaction if asked: the pool is autocommit), retrying through a
+        database outage for up to a lease: the outcome of a call that reached Telegram must not be lost."""
         deadline = time.monotonic() + self.stale_seconds
         failures = 0
         while True:
             try:
-                async with self.ctx.db.connection() as conn:
-                    await work(conn)
+                async with self.db.connection() as conn:
+                    if transaction:
+                        async with conn.transaction():
+                            await work(conn)
+                    else:
+                        await work(conn)
                 return
             except psycopg.OperationalError:
                 failures += 1
@@ -707,7 +744,7 @@ async def send_to_groups(ctx: JobContext, job: Job) -> None:
         broadcast_id = int(job.payload["broadcast_id"])
     except (KeyError, TypeError, ValueError):
         raise PermanentFailure("payload needs an integer broadcast_id") from None
-    sender = GroupSender(ctx, job, broadcast_id)
+    sender = GroupSender(ctx, job, broadcast_id, await bots_for(ctx))
     await sender.run()
     if sender.sent:
         log.info("broadcast %d: this sender delivered %d message(s)", broadcast_id, sender.sent)

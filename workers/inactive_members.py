@@ -89,7 +89,7 @@ async def kick_inactive_members(ctx: JobContext, job: Job) -> None:
     async with ctx.db.connection() as conn:
         cur = await conn.execute(SQL_GROUPS, {"ids": group_ids})
         groups = [(int(g), str(t), int(d)) for g, t, d in await cur.fetchall()]
-    client = client_for(ctx, job, default="tgms")
+    client = await client_for(ctx, job, default="tgms")
     report = KickReport()
     for group_id, chat_type, days in groups:
         report.groups += 1

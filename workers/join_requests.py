@@ -28,7 +28,7 @@ from typing import Any
 
 from tgms_tui.backend.queue import Job
 
-from .bots import client_for
+from .bots import bots_for
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
     ChatAdminRequired,
@@ -135,7 +135,9 @@ class JoinRequest:
 async def process_join_request(ctx: JobContext, job: Job) -> None:
     """Approve one join request if its group is managed and active; record the outcome exactly once."""
     request = JoinRequest.from_payload(job.payload)
-    client = client_for(ctx, job, default="tgms")
+    bots = await bots_for(ctx)
+    client = bots.client(bots.resolve_role(job.payload.get("bot"), "tgms"))
+    db = bots.db  # autocommit: each statement below is one round trip
     params = {
         "chat": request.chat_id,
         "user": request.user_id,
@@ -146,7 +148,7 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
         "job": job.job_id,
         "bucket": f"bot:{client.bot_key}",
     }
-    async with ctx.db.connection() as conn:
+    async with db.connection() as conn:
         cur = await conn.execute(SQL_BEGIN, params)
         row = await cur.fetchone()
     assert row is not None
@@ -166,11 +168,11 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
     outcome, error = await _approve(client, request, retried=inserted is None)
     if outcome == RETRY:
         if job.retries < job.max_retries:
-            async with ctx.db.connection() as conn:
+            async with db.connection() as conn:
                 await conn.execute(SQL_NOTE_ERROR, {**params, "error": error})
             raise TransientTelegramError(error or "temporary Telegram error")
         outcome = "failed"  # out of retries: the row must not stay 'processing' for ever
-    async with ctx.db.connection() as conn:
+    async with db.connection() as conn:
         await conn.execute(
             SQL_FINISH,
             {**params, "status": outcome, "error": error, "joined": outcome in ("approved", "already_member")},

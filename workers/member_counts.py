@@ -57,7 +57,7 @@ async def update_member_counts(ctx: JobContext, job: Job) -> None:
         else:
             cur = await conn.execute(SQL_LISTED_GROUPS, (wanted,))
         group_ids = [int(r[0]) for r in await cur.fetchall()]
-    client = client_for(ctx, job, default="tgms")
+    client = await client_for(ctx, job, default="tgms")
     read = failed = 0
     for group_id in group_ids:
         try:

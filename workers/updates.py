@@ -25,7 +25,7 @@ import psycopg
 
 from tgms_tui.backend.queue import Job
 
-from .bots import bots_of, client_for
+from .bots import Bots, bots_for, client_for
 from .group_migration import rewrite_group_id
 from .runner import JobContext, Snooze
 from .telegram_api import Forbidden, RetryAfter, TelegramError
@@ -139,10 +139,10 @@ def _date(obj: dict[str, Any]) -> int:
 class UpdateHandler:
     """Handles one update for the bot that received it."""
 
-    def __init__(self, ctx: JobContext, job: Job) -> None:
+    def __init__(self, ctx: JobContext, job: Job, bots: Bots) -> None:
         self.ctx = ctx
         self.job = job
-        self.bots = bots_of(ctx)
+        self.bots = bots
         self.role = self.bots.resolve_role(job.payload.get("bot"), default="main")
 
     @property
@@ -280,7 +280,7 @@ class UpdateHandler:
         command = text.split(maxsplit=1)[0].split("@", 1)[0].lower()
         if command not in ("/start", "/help"):
             return
-        client = client_for(self.ctx, self.job, default="main")
+        client = await client_for(self.ctx, self.job, default="main")
         try:
             await client.send_message(chat_id, HELP_TEXT)
         except RetryAfter as exc:
@@ -301,7 +301,7 @@ async def process_telegram_update(ctx: JobContext, job: Job) -> None:
         log.warning("job %d: payload has no update object; ignored", job.job_id)
         return
     try:
-        await UpdateHandler(ctx, job).handle(update)
+        await UpdateHandler(ctx, job, await bots_for(ctx)).handle(update)
     except (MalformedUpdate, KeyError, TypeError) as exc:
         log.warning("update %s (job %d) is malformed and was ignored: %s", update.get("update_id"), job.job_id, exc)
     except psycopg.DataError as exc:
