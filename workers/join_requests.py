@@ -187,6 +187,10 @@ async def _approve(client: TelegramClient, request: JoinRequest, *, retried: boo
         await client.approve_chat_join_request(request.chat_id, request.user_id)
         return "approved", None
     except UserAlreadyParticipant as exc:
+        if retried:
+            # Telegram answers this (not HIDE_REQUESTER_MISSING) once our earlier run's approval made the
+            # user a member and that run lost its record (crash, database outage): it was approved once.
+            return "approved", None
         return "already_member", exc.description
     except HideRequesterMissing as exc:
         if retried and await _is_member(client, request):
