@@ -268,11 +268,20 @@ def reply_target(ctx: CallContext, chat: Chat) -> dict[str, Any] | None:
     return stored.data
 
 
+def reply_markup(ctx: CallContext) -> dict[str, Any] | None:
+    if "reply_markup" not in ctx.params or ctx.params.raw("reply_markup") in ("", None):
+        return None
+    markup = ctx.params.json("reply_markup")
+    if not isinstance(markup, dict):
+        raise bad_request("can't parse reply keyboard markup JSON object")
+    return markup
+
+
 def finish_message(ctx: CallContext, chat: Chat, data: dict[str, Any], reply: dict[str, Any] | None) -> dict:
     if reply is not None:
         data["reply_to_message"] = reply
-    markup = ctx.params.json("reply_markup")
-    if isinstance(markup, dict) and "inline_keyboard" in markup:
+    markup = reply_markup(ctx)
+    if markup is not None and "inline_keyboard" in markup:
         data["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
     ctx.state.store_message(chat, data, sent_by_bot=ctx.bot.id)
     return data
@@ -308,6 +317,7 @@ def send_message(ctx: CallContext) -> dict:
     chat = chat_for(ctx, "write")
     require_send_right(ctx, chat, "can_send_messages", "text messages")
     reply = reply_target(ctx, chat)
+    reply_markup(ctx)
     formatted = strip_text(formatted)
     if formatted.text == "":
         raise bad_request("message must be non-empty")
@@ -332,6 +342,7 @@ def send_photo(ctx: CallContext) -> dict:
     chat = chat_for(ctx, "write")
     require_send_right(ctx, chat, "can_send_photos", "photos")
     reply = reply_target(ctx, chat)
+    reply_markup(ctx)
     sizes = photo_sizes(ctx, photo)
     caption = strip_text(caption)
     if utf16_len(caption.text) > MAX_CAPTION:

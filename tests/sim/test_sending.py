@@ -195,6 +195,14 @@ def test_private_chats(api: BotApiClient, sim: SimServer) -> None:
     assert api.error("sendMessage", chat_id=user, text="hi") == (403, "Forbidden: user is deactivated", None)
 
 
+def test_reply_markup(api: BotApiClient, group: int) -> None:
+    keyboard = {"inline_keyboard": [[{"text": "Open", "url": "https://t.me/x"}]]}
+    assert api.ok("sendMessage", chat_id=group, text="x", reply_markup=keyboard)["reply_markup"] == keyboard
+    assert api.ok("sendMessage", via="form", chat_id=group, text="x", reply_markup=keyboard)["reply_markup"] == keyboard
+    assert api.error("sendMessage", chat_id=group, text="x", reply_markup="{oops")[1] == (
+        "Bad Request: can't parse reply keyboard markup JSON object")  # fmt: skip
+
+
 def test_reply_to_missing_message(api: BotApiClient, group: int) -> None:
     assert api.error("sendMessage", chat_id=group, text="x", reply_parameters={"message_id": 999})[1] == (
         "Bad Request: message to be replied not found")  # fmt: skip
