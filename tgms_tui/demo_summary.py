@@ -98,6 +98,9 @@ def collect_database(url: str) -> dict[str, Any]:
             "join_requests": _counts(conn, "SELECT status, count(*) FROM join_requests GROUP BY 1"),
             "broadcasts": _counts(conn, "SELECT status, count(*) FROM broadcasts GROUP BY 1"),
             "sent_messages": _counts(conn, "SELECT status, count(*) FROM sent_messages GROUP BY 1"),
+            "failed_sends_by_group": _counts(
+                conn, "SELECT chat_id, count(*) FROM sent_messages WHERE status = 'failed' GROUP BY 1"
+            ),
             "jobs_by_status": _counts(conn, "SELECT status, count(*) FROM jobs GROUP BY 1"),
             "jobs": jobs,
             "groups": {

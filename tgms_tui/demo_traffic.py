@@ -191,12 +191,13 @@ SCRIPT: tuple[tuple[float, str], ...] = (
     (4.0, "broadcast_small"),
     (11.0, "broadcast_small"),
     (15.0, "upgrade"),
+    (16.5, "owner_kick"),  # between broadcasts, so none is on its way there at that moment
     (18.0, "broadcast_small"),
     (21.0, "storm"),
     (21.5, "broadcast_all"),
-    (27.0, "owner_kick"),
     (40.0, "bad_gateway"),
 )
+REPEAT_START = 60.0
 REPEAT_EVERY = 60.0  # afterwards: a broadcast a minute (small and "all" in turn), a storm every 4th
 
 
@@ -249,7 +250,7 @@ class Traffic:
         self._schedule(0.5, "message")
         self._schedule(6.0, "leave")
         self._schedule(9.0, "burst")
-        self._schedule(SCRIPT[-1][0] + REPEAT_EVERY / 2, "repeat")
+        self._schedule(REPEAT_START, "repeat")
         self._started = time.monotonic()
         with SimControl(self.sim_url) as ctl, httpx.Client(timeout=10.0, trust_env=False) as admin:
             self._ctl = ctl
@@ -407,7 +408,7 @@ class Traffic:
 
     def _do_repeat(self, at: float) -> None:
         self._schedule(at + REPEAT_EVERY, "repeat")
-        round_no = int((at - SCRIPT[-1][0]) // REPEAT_EVERY)
+        round_no = int((at - REPEAT_START) // REPEAT_EVERY)
         if round_no % 4 == 3:
             self._do_storm(at)
         if round_no % 2 == 0:
