@@ -9,6 +9,7 @@ JSON for `bench/reliability_table.py`, which puts the table into docs/reliabilit
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class ScenarioRecord:
         """Keep a measurement for the table (returned, so it can be used inline)."""
         self.numbers[name] = value
         return value
+
+
+# The `scenario` fixture: scenario(key, title, injected=..., checked=...) -> the test's row.
+ScenarioFactory = Callable[..., ScenarioRecord]
 
 
 def _sort_key(record: ScenarioRecord) -> tuple[int, str]:

@@ -19,7 +19,8 @@ import pytest
 from tests.workers.harness import Stack, percentile
 
 from .oracle import Sampler, max_concurrent, max_in_window, per_request
-from .world import managed_chats
+from .results import ScenarioFactory
+from .world import StackFactory, managed_chats
 
 APPROVE = "approveChatJoinRequest"
 REQUESTS = int(os.environ.get("TGMS_RELIABILITY_BURST", "10000"))
@@ -30,7 +31,9 @@ MARGIN = 0.5  # calls already past their pause check when the 429 landed may sti
 
 
 @pytest.mark.slow
-def test_burst_of_join_requests_each_approved_once_within_limits(db_url: str, make_stack, scenario) -> None:  # type: ignore[no-untyped-def]
+def test_burst_of_join_requests_each_approved_once_within_limits(
+    db_url: str, make_stack: StackFactory, scenario: ScenarioFactory
+) -> None:
     rec = scenario(
         "6", f"Burst: {REQUESTS:,} join requests",
         injected=f"{REQUESTS:,} chat_join_request updates queued in the simulator at once ({GROUPS} groups), "

@@ -10,13 +10,15 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
+
 import httpx
 import pytest
 
 from tests.workers.harness import ALLOWED_UPDATES, WEBHOOK_SECRET, Stack
 
 from .oracle import per_request
-from .world import add_groups, tgms_chats
+from .results import ScenarioFactory
+from .world import StackFactory, add_groups, tgms_chats
 
 APPROVE = "approveChatJoinRequest"
 REQUESTS_PER_GROUP = 5
@@ -36,7 +38,9 @@ def _duplicates_total(webhook_url: str) -> int:
 
 
 @pytest.mark.slow
-def test_each_update_twice_and_after_its_job_makes_one_job(db_url: str, make_stack, scenario) -> None:  # type: ignore[no-untyped-def]
+def test_each_update_twice_and_after_its_job_makes_one_job(
+    db_url: str, make_stack: StackFactory, scenario: ScenarioFactory
+) -> None:
     rec = scenario(
         "7", "Duplicate delivery",
         injected="every update (join requests, group messages, member changes, a private /start; both bots) "

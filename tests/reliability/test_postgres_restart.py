@@ -19,7 +19,8 @@ from tests.pg_control import DedicatedPostgres
 from tests.workers.harness import WEBHOOK_SECRET, Stack
 
 from .oracle import per_request
-from .world import managed_chats
+from .results import ScenarioFactory
+from .world import StackFactory, managed_chats
 
 APPROVE = "approveChatJoinRequest"
 RATE = 50.0
@@ -48,7 +49,9 @@ def _drive(stack: Stack, chats: list[int], seconds: float, made: list[tuple[int,
 
 
 @pytest.mark.slow
-def test_postgres_restart_under_join_request_load(dedicated_pg: DedicatedPostgres, make_stack, scenario) -> None:  # type: ignore[no-untyped-def]
+def test_postgres_restart_under_join_request_load(
+    dedicated_pg: DedicatedPostgres, make_stack: StackFactory, scenario: ScenarioFactory
+) -> None:
     rec = scenario(
         "2", "PostgreSQL restart under load",
         injected=f"join requests at {RATE:g}/s for {BEFORE + OUTAGE + AFTER:g} s (10 groups); after {BEFORE:g} s "
@@ -104,7 +107,8 @@ def test_postgres_restart_under_join_request_load(dedicated_pg: DedicatedPostgre
     assert stack.scalar("SELECT count(*) FROM join_requests") == n
     jobs = stack.sql("SELECT status, count(*) FROM jobs WHERE job_type = 'tgms_process_join_request' GROUP BY status")
     assert jobs == [("done", n)]
-    assert stack.scalar("SELECT count(*) FROM webhook_updates WHERE bot = 'tgms' AND update_type = 'chat_join_request'") == n
+    stored = "SELECT count(*) FROM webhook_updates WHERE bot = 'tgms' AND update_type = 'chat_join_request'"
+    assert stack.scalar(stored) == n
     assert stack.scalar("SELECT count(*) FROM webhook_updates WHERE update_id = %s", (PROBE_ID,)) == 0
     # Both workers heartbeat again after the restart.
     assert stack.scalar("SELECT count(*) FROM bot_health WHERE pid = ANY(%s) AND status = 'running' "

@@ -18,7 +18,8 @@ import pytest
 from tests.workers.harness import Stack
 
 from .oracle import per_chat
-from .world import managed_chats
+from .results import ScenarioFactory
+from .world import StackFactory, managed_chats
 
 SEND = "sendMessage"
 GROUPS = 200
@@ -42,7 +43,9 @@ def _counts(stack: Stack, broadcast_id: int) -> Counter[str]:
 
 
 @pytest.mark.slow
-def test_sigkilled_workers_never_send_twice_and_leave_no_job_running(db_url: str, make_stack, scenario) -> None:  # type: ignore[no-untyped-def]
+def test_sigkilled_workers_never_send_twice_and_leave_no_job_running(
+    db_url: str, make_stack: StackFactory, scenario: ScenarioFactory
+) -> None:
     rec = scenario(
         "1", f"Worker SIGKILL during a {GROUPS}-group broadcast",
         injected=f"{KILLS} SIGKILLs of one of 2 `tgms worker` processes at random moments (random.Random({SEED}): "
@@ -74,9 +77,8 @@ def test_sigkilled_workers_never_send_twice_and_leave_no_job_running(db_url: str
         kills.append((counts["pending"], counts["sending"]))
         workers[i] = stack.start_worker("tgms")
 
-    status = stack.wait_for(
-        lambda: stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s AND status NOT IN "
-                             "('pending', 'running')", (broadcast_id,)), timeout=120, what="broadcast finished")  # fmt: skip
+    finished = "SELECT status FROM broadcasts WHERE broadcast_id = %s AND status NOT IN ('pending', 'running')"
+    status = stack.wait_for(lambda: stack.scalar(finished, (broadcast_id,)), timeout=120, what="broadcast finished")
     elapsed = time.monotonic() - started
     assert status == "done"
     assert len(kills) == KILLS, f"the broadcast ended after only {len(kills)} kills: {kills}"

@@ -7,11 +7,15 @@ simulator's state (the same effect as its control API; docs/simulator.md offers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from tests.workers.harness import Stack
+
+# The `make_stack` fixture: make_stack(db_url, sim_config=, env=, webhook=True) -> a started Stack.
+StackFactory = Callable[..., Stack]
 
 
 def add_groups(stack: Stack, chats: list[dict[str, Any]], **columns: Any) -> list[int]:
