@@ -20,10 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from telegram_sim import errors
+from telegram_sim import methods as _methods  # noqa: F401 - importing registers the handlers
+from telegram_sim import webhook_methods as _webhook_methods  # noqa: F401
 from telegram_sim.calls import redact_params
+from telegram_sim.context import ASYNC_METHODS, METHODS, CallContext, Described, lookup, run_sync
 from telegram_sim.errors import BotApiError
 from telegram_sim.faults import NGINX_502, Fault
-from telegram_sim.methods import ASYNC_METHODS, METHODS, CallContext, Described, lookup, run_sync
 from telegram_sim.model import Bot
 from telegram_sim.params import BodyError, Params, read_params
 from telegram_sim.state import SimState, token_is_well_formed

@@ -1,30 +1,22 @@
-"""Bot API methods: the behaviour of api.telegram.org for the calls TGMS (and its tests) make.
+"""Bot API methods for messages and members: the behaviour of api.telegram.org for the calls TGMS
+(and its tests) make.
 
-Each handler gets a `CallContext` and returns the `result` value (or a `Described` value when the
-real server adds a description to a success), or raises `BotApiError`. Check order follows the
-Bot API server: text and markup are parsed first, then the chat is looked up and access checked
-(upgraded → deleted → kicked/left), then rights, then lengths, then flood control.
-Handlers run under the state lock; only getUpdates awaits (long polling) and it releases the lock.
+Each handler gets a `CallContext` and returns the `result` value, or raises `BotApiError`. Check
+order follows the Bot API server: text and markup are parsed first, then the chat is looked up and
+access checked (access.py), then rights, then lengths, then flood control. Handlers run under the
+state lock. The webhook-side methods are in webhook_methods.py.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from telegram_sim import objects
-from telegram_sim.errors import (
-    BotApiError,
-    bad_request,
-    chat_migrated,
-    conflict,
-    forbidden,
-    too_many_requests,
-)
+from telegram_sim.access import chat_for, has_right, require_send_right, user_id_param
+from telegram_sim.context import CallContext, method
+from telegram_sim.errors import bad_request, too_many_requests
 from telegram_sim.markdown import (
     EntityParseError,
     FormattedText,
@@ -34,87 +26,13 @@ from telegram_sim.markdown import (
     strip_text,
     utf16_len,
 )
-from telegram_sim.model import Bot, Chat, Member, User
+from telegram_sim.model import Chat, Member
 from telegram_sim.params import Params, UploadedFile
 from telegram_sim.state import SimState
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_RAW_TEXT_BYTES = 32768
-_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class UpdateWaiter(Protocol):
-    async def wait_for_updates(self, bot_id: int, timeout: float) -> None: ...
-
-
-@dataclass
-class CallContext:
-    state: SimState
-    bot: Bot
-    params: Params
-    waiter: UpdateWaiter | None = None
-
-
-@dataclass
-class Described:
-    """A successful result the server annotates with a description ("Webhook was set")."""
-
-    value: Any
-    description: str
-
-
-Handler = Callable[[CallContext], Any]
-AsyncHandler = Callable[[CallContext], Awaitable[Any]]
-
-# lowercased method name -> (canonical name, handler)
-METHODS: dict[str, tuple[str, Handler]] = {}
-ASYNC_METHODS: dict[str, tuple[str, AsyncHandler]] = {}
-
-
-def method(name: str, *aliases: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        for alias in (name, *aliases):
-            METHODS[alias.lower()] = (name, handler)
-        return handler
-
-    return register
-
-
-def lookup(name: str) -> str | None:
-    """The canonical name of a method (case-insensitive, legacy aliases), None if unknown."""
-    key = name.lower()
-    if key in METHODS:
-        return METHODS[key][0]
-    if key in ASYNC_METHODS:
-        return ASYNC_METHODS[key][0]
-    return None
-
-
-# --- parameter helpers -------------------------------------------------------------------------
-
-
-def user_id_param(params: Params, name: str = "user_id") -> int:
-    try:
-        value = params.integer(name)
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        raise bad_request(f"invalid {name} specified")
-    return value
-
-
-def chat_ref(params: Params) -> int | str:
-    raw = params.string("chat_id")
-    if raw is None or raw.strip() == "":
-        raise bad_request("chat_id is empty")
-    raw = raw.strip()
-    if raw.startswith("@"):
-        return raw
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request("chat not found") from None
 
 
 def formatted_param(params: Params, text_name: str, mode_name: str, entities_name: str) -> FormattedText:
@@ -129,105 +47,6 @@ def formatted_param(params: Params, text_name: str, mode_name: str, entities_nam
     if not params.string(mode_name) and isinstance(explicit, list):
         formatted.entities = [e for e in explicit if isinstance(e, dict) and "type" in e]
     return formatted
-
-
-# --- chats and access (Client::check_chat_access) ----------------------------------------------
-
-
-def find_chat(ctx: CallContext, ref: int | str) -> Chat:
-    """The chat as this bot knows it; Telegram says "chat not found" for chats the bot never saw."""
-    state, bot = ctx.state, ctx.bot
-    if isinstance(ref, str):
-        wanted = ref.lstrip("@").lower()
-        for chat in state.chats.values():
-            if chat.username and chat.username.lower() == wanted and bot.id in chat.members:
-                return chat
-        raise bad_request("chat not found")
-    if ref > 0:
-        user = state.users.get(ref)
-        if user is None or not _knows_private(state, bot, user):
-            raise bad_request("chat not found")
-        return state.private_chat(bot, user)
-    found = state.chats.get(ref)
-    if found is None or bot.id not in found.members:
-        raise bad_request("chat not found")
-    if found.type == "supergroup" and found.deleted:
-        raise bad_request("chat not found")
-    return found
-
-
-def _knows_private(state: SimState, bot: Bot, user: User) -> bool:
-    if bot.id in user.started_bots or bot.id == user.id:
-        return True
-    # A pending join request lets the bot write to the requester (user_chat_id).
-    return any(user.id in chat.join_requests and bot.id in chat.members for chat in state.chats.values())
-
-
-def check_access(ctx: CallContext, chat: Chat, access: str) -> None:
-    """access: read | read_members | edit | write, as in the Bot API server."""
-    bot = ctx.bot
-    if chat.type == "private":
-        if access == "write":
-            user = ctx.state.users[chat.id]
-            if user.is_bot:
-                raise forbidden("bot can't send messages to bots")
-            if user.deactivated:
-                raise forbidden("user is deactivated")
-            if bot.id in user.blocked_bots:
-                raise forbidden("bot was blocked by the user")
-        return
-    member = chat.members.get(bot.id) or objects.left_member(bot.id)
-    if chat.type == "group":
-        need_write = access == "write" or (access == "read_members" and not chat.active)
-        if not chat.active and need_write:
-            if chat.upgraded_to is not None:
-                raise chat_migrated(chat.upgraded_to)
-            raise forbidden("the group chat was deleted")
-        if member.present:
-            return
-        if member.status == "kicked":
-            raise forbidden("bot was kicked from the group chat")
-        if access != "read_members":
-            raise forbidden("bot is not a member of the group chat")
-        return
-    kind = "supergroup" if chat.type == "supergroup" else "channel"
-    need_more = access in ("edit", "write") if chat.username else access != "read_members"
-    if member.status == "kicked" and (kind == "supergroup" or need_more):
-        raise forbidden(f"bot was kicked from the {kind} chat")
-    if not member.present and need_more:
-        raise forbidden(f"bot is not a member of the {kind} chat")
-
-
-def chat_for(ctx: CallContext, access: str) -> Chat:
-    chat = find_chat(ctx, chat_ref(ctx.params))
-    check_access(ctx, chat, access)
-    return chat
-
-
-def bot_member(ctx: CallContext, chat: Chat) -> Member:
-    return chat.members.get(ctx.bot.id) or objects.left_member(ctx.bot.id)
-
-
-def has_right(ctx: CallContext, chat: Chat, right: str) -> bool:
-    member = bot_member(ctx, chat)
-    return member.status == "creator" or (member.status == "administrator" and bool(member.rights.get(right)))
-
-
-def require_send_right(ctx: CallContext, chat: Chat, permission: str, what: str) -> None:
-    if chat.type == "private":
-        return
-    member = bot_member(ctx, chat)
-    if member.status in ("creator", "administrator"):
-        if chat.type == "channel" and member.status == "administrator" and not member.rights.get("can_post_messages"):
-            raise bad_request("need administrator rights in the channel chat")
-        return
-    allowed = (
-        member.rights.get(permission, False)
-        if member.status == "restricted"
-        else chat.permissions.get(permission, False)
-    )
-    if not allowed:
-        raise bad_request(f"not enough rights to send {what} to the chat")
 
 
 def flood_check(ctx: CallContext, chat: Chat) -> None:
@@ -285,9 +104,6 @@ def finish_message(ctx: CallContext, chat: Chat, data: dict[str, Any], reply: di
         data["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]}
     ctx.state.store_message(chat, data, sent_by_bot=ctx.bot.id)
     return data
-
-
-# --- methods -------------------------------------------------------------------------------------
 
 
 @method("getMe")
@@ -570,153 +386,3 @@ def get_my_commands(ctx: CallContext) -> list:
 def delete_my_commands(ctx: CallContext) -> bool:
     ctx.state.commands.pop(ctx.bot.id, None)
     return True
-
-
-# --- webhooks and updates ------------------------------------------------------------------------
-
-
-@method("setWebhook")
-def set_webhook(ctx: CallContext) -> Described:
-    params, bot, config = ctx.params, ctx.bot, ctx.state.config
-    url = (params.string("url") or "").strip()
-    secret = params.string("secret_token") or None
-    if secret is not None:
-        if len(secret) > 256:
-            raise bad_request("secret token is too long")
-        if not _SECRET_RE.match(secret):
-            raise bad_request("secret token contains unallowed characters")
-    try:
-        max_connections = params.integer("max_connections")
-    except ValueError:
-        max_connections = None
-    max_connections = min(max(max_connections or config.default_max_connections, 1), 100)
-    allowed = _allowed_updates(params)
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
-        if not parts.hostname:
-            raise bad_request("bad webhook: Failed to resolve host: Name or service not known")
-    hook = bot.webhook
-    drop = params.flag("drop_pending_updates")
-    certificate = isinstance(params.raw("certificate"), UploadedFile)
-    ip_address = (params.string("ip_address") or "").strip() or None
-    unchanged = (
-        url == hook.url
-        and secret == hook.secret_token
-        and not certificate
-        and (not url or (max_connections == hook.max_connections and ip_address in (None, hook.ip_address)))
-    )
-    if unchanged:
-        if allowed is not None:
-            bot.allowed_updates = allowed
-        if drop:
-            _drop_pending(bot)
-        ctx.state.notify(bot.id)
-        return Described(True, "Webhook is already set" if url else "Webhook is already deleted")
-    now = time.monotonic()
-    if config.enforce_flood_limits and now - hook.set_at < config.set_webhook_min_interval:
-        raise too_many_requests(1)
-    hook.set_at = now
-    if url != hook.url:
-        hook.last_error_date = None
-        hook.last_error_message = None
-    hook.url = url
-    hook.secret_token = secret if url else None
-    hook.max_connections = max_connections
-    hook.ip_address = (ip_address or "127.0.0.1") if url else None
-    hook.has_custom_certificate = certificate and bool(url)
-    if allowed is not None:
-        bot.allowed_updates = allowed
-    if drop:
-        _drop_pending(bot)
-    ctx.state.notify(bot.id)
-    return Described(True, "Webhook was set" if url else "Webhook was deleted")
-
-
-@method("deleteWebhook")
-def delete_webhook(ctx: CallContext) -> Described:
-    bot = ctx.bot
-    if ctx.params.flag("drop_pending_updates"):
-        _drop_pending(bot)
-    if not bot.webhook.url:
-        return Described(True, "Webhook is already deleted")
-    bot.webhook.url = ""
-    bot.webhook.secret_token = None
-    bot.webhook.has_custom_certificate = False
-    bot.webhook.last_error_date = None
-    bot.webhook.last_error_message = None
-    bot.webhook.set_at = time.monotonic()
-    ctx.state.notify(bot.id)
-    return Described(True, "Webhook was deleted")
-
-
-@method("getWebhookInfo")
-def get_webhook_info(ctx: CallContext) -> dict:
-    return objects.webhook_info_json(ctx.bot)
-
-
-def _allowed_updates(params: Params) -> list[str] | None:
-    if "allowed_updates" not in params:
-        return None
-    value = params.json("allowed_updates")
-    if not isinstance(value, list):
-        return None
-    return [str(item) for item in value]
-
-
-def _drop_pending(bot: Bot) -> None:
-    bot.pending = [p for p in bot.pending if p.in_flight]
-
-
-WEBHOOK_ACTIVE = "can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
-POLL_SUPERSEDED = "terminated by other getUpdates request; make sure that only one bot instance is running"
-
-
-async def get_updates(ctx: CallContext) -> list:
-    """Long polling: confirm updates below `offset`, return up to `limit`, wait up to `timeout`."""
-    state, bot, params = ctx.state, ctx.bot, ctx.params
-    try:
-        offset = params.integer("offset") or 0
-        limit = params.integer("limit") or 100
-    except ValueError:
-        offset, limit = 0, 100
-    limit = min(max(limit, 1), 100)
-    timeout = min(max(params.number("timeout"), 0.0), state.config.max_long_poll)
-    with state.lock:
-        if bot.webhook.url:
-            raise conflict(WEBHOOK_ACTIVE)
-        allowed = _allowed_updates(params)
-        if allowed is not None:
-            bot.allowed_updates = allowed
-        if offset > 0:
-            bot.pending = [p for p in bot.pending if p.update_id >= offset]
-        elif offset < 0:
-            bot.pending = bot.pending[offset:]
-        bot.poll_generation += 1
-        generation = bot.poll_generation
-        state.notify(bot.id)  # wakes an older poll, which then answers 409
-    deadline = time.monotonic() + timeout
-    while True:
-        with state.lock:
-            if bot.poll_generation != generation:
-                raise conflict(POLL_SUPERSEDED)
-            ready = [p.payload for p in bot.pending][:limit]
-        remaining = deadline - time.monotonic()
-        if ready or remaining <= 0 or ctx.waiter is None:
-            return ready
-        await ctx.waiter.wait_for_updates(bot.id, remaining)
-
-
-ASYNC_METHODS["getupdates"] = ("getUpdates", get_updates)
-
-
-def run_sync(ctx: CallContext, handler: Handler) -> Any:
-    with ctx.state.lock:
-        return handler(ctx)
-
-
-def describe_error(exc: BaseException) -> BotApiError:
-    if isinstance(exc, BotApiError):
-        return exc
-    return BotApiError(500, "Internal Server Error")

@@ -189,6 +189,7 @@ class Receiver:
         finally:
             with self.condition:
                 self.in_flight -= 1
+                self.condition.notify_all()
         content = self.reply_body if status == 200 else b"nope"
         return Response(content, status_code=status, headers=headers, media_type="application/json")
 
@@ -232,6 +233,8 @@ def receiver_server() -> Iterator[Receiver]:
 
 @pytest.fixture
 def receiver(receiver_server: Receiver) -> Receiver:
+    # answers still being slept on by an earlier test (e.g. a timed-out delivery) must not count here
+    receiver_server.wait_for(lambda _: receiver_server.in_flight == 0, timeout=10)
     with receiver_server.condition:
         receiver_server.deliveries.clear()
         receiver_server.script.clear()
