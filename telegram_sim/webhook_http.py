@@ -45,11 +45,8 @@ class WebhookPoster:
     def __init__(self, timeout: float, max_idle_per_host: int = 100) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._max_idle = max_idle_per_host
-        self._https = httpx.AsyncClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            trust_env=False,
-        )
+        self._timeout = timeout
+        self._https: httpx.AsyncClient | None = None  # made on first https webhook (TLS setup is slow)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> PostResult:
         parts = urlsplit(url)
@@ -152,6 +149,12 @@ class WebhookPoster:
         return await reader.read(), False  # no framing: the body ends when the server closes
 
     async def _post_https(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> PostResult:
+        if self._https is None:
+            self._https = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                trust_env=False,
+            )
         try:
             response = await self._https.post(url, content=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
@@ -168,7 +171,9 @@ class WebhookPoster:
             for conn in pool:
                 conn.close()
         self._idle.clear()
-        await self._https.aclose()
+        if self._https is not None:
+            await self._https.aclose()
+            self._https = None
 
 
 class _StaleConnection(Exception):
