@@ -100,11 +100,18 @@ def test_three_processes_share_the_bot_rate(sim: SimServer, db_url: str) -> None
     calls = sim.control.calls("sendMessage")
     assert len(calls) == 3 * per_process and all(c["ok"] for c in calls)
     assert all_competing(results, calls), "the three processes must have been sending at the same time"
+    granted = {text: t for r in results for text, t in r["granted"].items()}
+    # The limiter's guarantee, at grant time (database clock order, process wall clock): exact.
+    assert max_in_window(list(granted.values()), 1.0) <= rate + 1
+    # At the simulator, a request that was granted in time but delayed in transit (a stalled process
+    # on a loaded 2-core machine) can land in a later window. Each such late arrival can add at most
+    # one call to a window, so the record may exceed the bound only by the number of calls measured
+    # to have spent more than 50 ms between grant and arrival.
+    late = sum(1 for c in calls if c["at"] - granted[c["params"]["text"]] > 0.05)
     busiest = max_in_window([c["at"] for c in calls], 1.0)
-    granted = [t for r in results for t in r["granted"].values()]
-    assert busiest <= rate + 1, (
-        f"{busiest} sendMessage calls within one second at the simulator (limit {rate:g}/s); "
-        f"{max_in_window(granted, 1.0)} grants within one second in the processes"
+    assert busiest <= rate + 1 + late, (
+        f"{busiest} sendMessage calls within one second at the simulator (limit {rate:g}/s, "
+        f"{late} late arrivals); {max_in_window(list(granted.values()), 1.0)} grants within one second"
     )
 
 
