@@ -30,7 +30,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from telegram_sim.config import SimConfig
-from tests.workers.harness import Stack, bench_database, percentile
+from tests.workers.harness import WEBHOOK_SECRET, Stack, bench_database, percentile
 
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 50.0
 
@@ -107,12 +107,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (default 20)")
     parser.add_argument("--groups", type=int, default=20, help="managed groups the requests spread over")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured requests first")
+    parser.add_argument("--updates", choices=["all", "join"], default="all",
+                        help="update types the TGMS bot subscribes to: all that TGMS uses (each approval then "
+                             "also brings a chat_member update and a join message to the webhook and the main "
+                             "worker), or join requests only")  # fmt: skip
     args = parser.parse_args()
 
     with bench_database("bench_approval_latency") as url, tempfile.TemporaryDirectory() as tmp:
         stack = Stack(url, Path(tmp), sim_config=SimConfig(enforce_flood_limits=True))
         with stack:
             print("starting webhook and workers ...", file=sys.stderr)
+            if args.updates == "join":
+                assert stack.webhook_url is not None
+                stack.sim.state.set_webhook(stack.tgms_bot_id, f"{stack.webhook_url}/api/webhook/tgms",
+                                            secret_token=WEBHOOK_SECRET,
+                                            allowed_updates=["chat_join_request", "my_chat_member"])  # fmt: skip
             stack.start_worker("tgms")
             stack.start_worker("main")
             chats = []
@@ -135,7 +144,8 @@ def main() -> int:
             statuses = dict(stack.sql("SELECT status, count(*) FROM join_requests GROUP BY status"))
 
     total = results["total"]
-    print(f"\njoin requests: {len(made)} at {achieved:.1f}/s over {len(chats)} groups; outcomes {statuses}")
+    print(f"\njoin requests: {len(made)} at {achieved:.1f}/s over {len(chats)} groups; outcomes {statuses}; "
+          f"TGMS bot updates: {args.updates}")
     print(f"\n{'latency (ms)':<44} {'n':>6} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8}")
     print("-" * 96)
     print(row("update delivery start -> approve recorded", total))

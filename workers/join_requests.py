@@ -177,7 +177,7 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
             SQL_FINISH,
             {**params, "status": outcome, "error": error, "joined": outcome in ("approved", "already_member")},
         )
-    log.info("join request of user %s to %s: %s", request.user_id, request.chat_id, outcome)
+    log.debug("join request of user %s to %s: %s", request.user_id, request.chat_id, outcome)
 
 
 async def _approve(client: TelegramClient, request: JoinRequest, *, retried: bool) -> tuple[str, str | None]:
