@@ -132,3 +132,5 @@ def test_429_snoozes_the_job_without_counting_a_retry(stack: Stack) -> None:
     assert [c["ok"] for c in attempts] == [False, True]
     assert attempts[1]["at"] - attempts[0]["at"] >= 0.9  # waited retry_after
     assert stack.sql("SELECT status, retries FROM jobs WHERE job_type = 'tgms_process_join_request'") == [("done", 0)]
+    # The seed's health query (bot_name = 'tgms_worker') sees the TGMS worker alive.
+    assert stack.sql("SELECT status FROM bot_health WHERE bot_name = 'tgms_worker'") == [("running",)]

@@ -72,6 +72,10 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
     stack.wait_jobs_idle("process_telegram_update")
     assert _group(stack, other["id"]) is None
     assert stack.scalar("SELECT count(*) FROM jobs WHERE status = 'failed'") == 0
+    # The seed's health query sees the main worker, alive and busy.
+    stack.wait_for(lambda: stack.sql("SELECT status, jobs_done > 0, last_activity IS NOT NULL FROM bot_health "
+                                     "WHERE bot_name = 'main_worker'") == [("running", True, True)],
+                   what="main_worker health with jobs done (written at each heartbeat)")  # fmt: skip
 
 
 def test_member_activity_from_messages_joins_and_leaves(stack: Stack) -> None:
