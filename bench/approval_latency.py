@@ -107,6 +107,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (default 20)")
     parser.add_argument("--groups", type=int, default=20, help="managed groups the requests spread over")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured requests first")
+    parser.add_argument("--workers", type=int, default=2, help="TGMS worker processes (default 2: one per core "
+                        "of a small machine; approvals scale out with processes)")
     parser.add_argument("--updates", choices=["all", "join"], default="all",
                         help="update types the TGMS bot subscribes to: all that TGMS uses (each approval then "
                              "also brings a chat_member update and a join message to the webhook and the main "
@@ -122,7 +124,8 @@ def main() -> int:
                 stack.sim.state.set_webhook(stack.tgms_bot_id, f"{stack.webhook_url}/api/webhook/tgms",
                                             secret_token=WEBHOOK_SECRET,
                                             allowed_updates=["chat_join_request", "my_chat_member"])  # fmt: skip
-            stack.start_worker("tgms")
+            for _ in range(args.workers):
+                stack.start_worker("tgms")
             stack.start_worker("main")
             chats = []
             for i in range(args.groups):
@@ -145,7 +148,7 @@ def main() -> int:
 
     total = results["total"]
     print(f"\njoin requests: {len(made)} at {achieved:.1f}/s over {len(chats)} groups; outcomes {statuses}; "
-          f"TGMS bot updates: {args.updates}")
+          f"TGMS bot updates: {args.updates}; {args.workers} TGMS worker(s)")
     print(f"\n{'latency (ms)':<44} {'n':>6} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8}")
     print("-" * 96)
     print(row("update delivery start -> approve recorded", total))

@@ -441,7 +441,12 @@ class GroupSender:
             cur = await conn.execute(SQL_LIVE_WORKERS, {"stale": self.stale_seconds})
             row = await cur.fetchone()
             workers = max(1, int(row[0]) if row else 1)
-            senders = min(MAX_SENDERS, SENDERS_PER_WORKER * workers)
+            cur = await conn.execute(
+                "SELECT count(*) FROM sent_messages WHERE broadcast_id = %s AND status = 'pending'",
+                (self.broadcast_id,),
+            )
+            todo = await cur.fetchone()
+            senders = min(MAX_SENDERS, SENDERS_PER_WORKER * workers, int(todo[0]) if todo else 0)
             jobs = [
                 queue.NewJob(
                     JOB_TYPE,

@@ -26,9 +26,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from tgms_tui.backend.queue import Job
 
 from .bots import bots_for
+from .group_migration import rewrite_group_id
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
     ChatAdminRequired,
@@ -101,6 +104,13 @@ UPDATE join_requests SET error = %(error)s
 """
 
 
+class _Migrated(Exception):
+    def __init__(self, new_chat_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.new_chat_id = new_chat_id
+        self.reason = reason
+
+
 class TransientTelegramError(Exception):
     """Telegram or the network failed in a way that may pass: the runner retries the job."""
 
@@ -165,7 +175,11 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
     if paused_for:
         raise Snooze(float(paused_for), "bot paused by Telegram flood control")
 
-    outcome, error = await _approve(client, request, retried=inserted is None)
+    try:
+        outcome, error = await _approve(client, db, request, retried=inserted is None)
+    except _Migrated as moved:
+        # Our row moved with the group: finish it under the new id.
+        params["chat"], outcome, error = moved.new_chat_id, "failed", moved.reason
     if outcome == RETRY:
         if job.retries < job.max_retries:
             async with db.connection() as conn:
@@ -180,7 +194,9 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
     log.debug("join request of user %s to %s: %s", request.user_id, request.chat_id, outcome)
 
 
-async def _approve(client: TelegramClient, request: JoinRequest, *, retried: bool) -> tuple[str, str | None]:
+async def _approve(
+    client: TelegramClient, db: AsyncConnectionPool, request: JoinRequest, *, retried: bool
+) -> tuple[str, str | None]:
     """Call approveChatJoinRequest and classify the answer as (status, error); status RETRY for a
     temporary failure. Raises Snooze on 429."""
     try:
@@ -199,8 +215,12 @@ async def _approve(client: TelegramClient, request: JoinRequest, *, retried: boo
     except RetryAfter as exc:
         raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
     except ChatMigrated as exc:
-        # The request belongs to the old id, which has no pending requests any more.
-        return "failed", f"group was upgraded to supergroup {exc.new_chat_id}: {exc.description}"
+        # The request belongs to the old id, which has no pending requests any more; the group lives
+        # on under the new id (rewritten here too, whoever notices first).
+        async with db.connection() as conn:
+            await rewrite_group_id(conn, request.chat_id, exc.new_chat_id)
+        reason = f"group was upgraded to supergroup {exc.new_chat_id}: {exc.description}"
+        raise _Migrated(exc.new_chat_id, reason) from None
     except (ChatAdminRequired, ChatNotFound, Forbidden) as exc:
         return "failed", exc.description
     except TelegramError as exc:

@@ -117,6 +117,24 @@ def test_already_member_expired_and_rerun_of_the_same_job(stack: Stack) -> None:
     assert stack.scalar("SELECT count(*) FROM join_requests WHERE chat_id = %s", (chat["id"],)) == 3
     assert _final(stack, chat["id"], third["user_id"]) == "approved"
 
+    # A request that reaches us after its basic group became a supergroup: Telegram refuses it with the
+    # new id; the request is logged as failed and the group lives on under its new id.
+    basic = ctl.create_chat("group", "Basic", bots=[stack.tgms_bot_id])
+    stack.add_group(basic)
+    new_id = int(ctl.upgrade(basic["id"])["id"])
+    late_user = 4242
+    stack.enqueue("tgms_process_join_request", {"bot": "tgms", "update_id": 1, "update_type": "chat_join_request",
+                  "update": {"update_id": 1, "chat_join_request": {
+                      "chat": {"id": basic["id"], "type": "group", "title": "Basic"},
+                      "from": {"id": late_user, "is_bot": False, "first_name": "Late"},
+                      "user_chat_id": late_user, "date": 1_700_000_000}}})  # fmt: skip
+    stack.wait_jobs_idle("tgms_process_join_request")
+    status, error = stack.sql("SELECT status, error FROM join_requests WHERE user_id = %s", (late_user,))[0]
+    assert status == "failed" and str(new_id) in error
+    assert stack.sql("SELECT group_id FROM managed_groups WHERE group_id IN (%s, %s)", (basic["id"], new_id)) == [
+        (new_id,)
+    ]
+
 
 def test_429_snoozes_the_job_without_counting_a_retry(stack: Stack) -> None:
     ctl = stack.ctl
