@@ -52,7 +52,7 @@ class TGMSApp(App[int]):
     TITLE = "TGMS control center"
     COMMANDS: ClassVar[set[Any]] = {*App.COMMANDS, TGMSCommands}
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", show=False),  # every TUI's q: listed in help, not worth bar space
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("f1", "help", "Help", show=False),
     ]

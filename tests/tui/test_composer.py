@@ -139,7 +139,7 @@ async def test_marked_groups_become_the_target(seeded_url: str) -> None:
         for name in ("delta", "alpha"):
             groups.move_to_key(str(GROUPS[name]))
             await pilot.press("space")
-        assert groups.get_cell(str(GROUPS["alpha"]), "mark") == "●"
+        assert groups.get_cell(str(GROUPS["alpha"]), "mark").plain == "●"
         await pilot.press("b")
         await wait_until(pilot, lambda: isinstance(app.screen, ComposerScreen))
         screen = app.screen

@@ -49,7 +49,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
     ActionSpec("S", "reverse_sort", "Reverse the sort order", "Tables", "pane"),
-    ActionSpec("↑↓ j k", "cursor_down", "Move the cursor (pgup/pgdn, g/G: top/bottom)", "Tables"),
+    ActionSpec("↑ ↓ j k", "cursor_down", "Move the cursor (the row under it stays selected on refresh)", "Tables"),
+    ActionSpec("pgup pgdn", "page_down", "A page up / down", "Tables"),
+    ActionSpec("home end g G", "first", "First / last row", "Tables"),
+    ActionSpec("click", "click", "A row selects it; a column header sorts by it", "Tables"),
     # Groups pane
     ActionSpec("enter", "detail", "Group detail: history, join requests, broadcasts, kicks", "Groups", "groups"),
     ActionSpec("space", "mark", "Mark / unmark for a broadcast to marked groups", "Groups", "groups"),

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Input, Label, Select, Static, TextArea
 
 from tgms_tui.backend.broadcasts import create_broadcast, resolve_targets
 from tgms_tui.backend.config import Settings
@@ -34,6 +34,7 @@ from tgms_tui.backend.message_validation import (
     visible_length,
 )
 from tgms_tui.widgets import format as fmt
+from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.preview import render_preview
 from tgms_tui.widgets.status_bar import StatusBar
 
@@ -161,7 +162,7 @@ class ComposerScreen(Screen[None]):
                 yield Static("", id="problems")
                 yield Static("", id="estimate")
                 yield Static("", id="preview")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(StatusBar).set_db(self.tgms.db_state)

@@ -19,12 +19,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import ScreenResume, ScreenSuspend
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from tgms_tui.backend import dashboard as data
 from tgms_tui.backend import queue
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.messages import DatabaseState, PaneAction, RefreshStats
+from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.live_table import LiveTable
 from tgms_tui.widgets.panes import GroupsTable, JobsTable, JoinRequestsTable, PoolStatsView, WorkersTable
 from tgms_tui.widgets.status_bar import StatusBar
@@ -99,7 +100,7 @@ class DashboardScreen(Screen[None]):
                 yield WorkersTable(id="workers")
                 yield JoinRequestsTable(id="joins")
         yield Input(placeholder="filter the focused pane (enter: keep, escape: clear)", id="filter")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         app = self.tgms

@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from tgms_tui.backend.group_actions import GroupDetail, GroupNotFound, fetch_group_detail
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.messages import DatabaseState
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.detail_tables import GroupBroadcastsTable, GroupJoinsTable, KicksTable
+from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
@@ -33,10 +34,10 @@ WATCHED = {"managed_groups", "join_requests", "sent_messages", "broadcasts", "ki
 class GroupDetailScreen(Screen[None]):
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape", "back", "Back"),
-        Binding("a", "toggle_active", "Active±"),
+        Binding("a", "toggle_active", "Active"),
         Binding("P", "set_phase", "Phase"),
-        Binding("f", "toggle_final", "Final±"),
-        Binding("r", "refresh_members", "Count now"),
+        Binding("f", "toggle_final", "Final"),
+        Binding("r", "refresh_members", "Count"),
     ]
 
     def __init__(self, group_id: int) -> None:
@@ -61,7 +62,7 @@ class GroupDetailScreen(Screen[None]):
                 yield GroupJoinsTable(id="detail-joins")
                 yield GroupBroadcastsTable(id="detail-broadcasts")
             yield KicksTable(id="detail-kicks")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.scheduler = RefreshScheduler(self._refresh, {"detail"}, min_gap=self.tgms.min_refresh_gap,

@@ -11,12 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tgms_tui.backend import queue
 from tgms_tui.backend.dashboard import JobDetail, fetch_job
 from tgms_tui.backend.redaction import redact
 from tgms_tui.widgets import format as fmt
+from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
 from .confirm import ConfirmScreen
@@ -47,7 +48,7 @@ class JobDetailScreen(ModalScreen[None]):
             yield Static("loading…", id="job-facts")
             yield Static("", id="job-payload")
             yield Static("", id="job-error")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.run_worker(self._load(), exit_on_error=False)

@@ -9,13 +9,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 
 from tgms_tui.backend.broadcasts import broadcast_progress
 from tgms_tui.backend.dashboard import fetch_deliveries
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.deliveries import DeliveriesTable
+from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class BroadcastProgressScreen(Screen[None]):
         yield Static(f"Broadcast {self.broadcast_id}: loading…", id="progress-summary")
         yield ProgressBar(total=max(1, len(self.targeted)), show_eta=False, id="progress-bar")
         yield DeliveriesTable(id="deliveries")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.scheduler = RefreshScheduler(self._refresh, {"progress"}, min_gap=self.tgms.min_refresh_gap,

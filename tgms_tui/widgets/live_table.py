@@ -1,31 +1,42 @@
-"""A DataTable kept in step with a keyed model, the way Dolphie and memray do it.
+"""A keyed, sortable, filterable live table that renders only what is on screen.
 
-Each refresh hands the table the complete list of items. The table filters and sorts them in Python,
-then changes only what differs: `update_cell` for changed cells, `add_row` / `remove_row` by key.
-The highlighted row is tracked by key, so the cursor, the sort and the filter survive every refresh.
-Clearing is reserved for the one case where it is cheaper than the keyed path: a filter change that
-drops most rows at once (`remove_row` is O(n) per row in Textual 8).
+Each refresh hands the table the complete list of typed rows. The table keeps them by row key, and
+only a row whose item changed is rendered again; the cursor follows its row (by key), and the sort and
+the filter are re-applied in Python, so all three survive every refresh. Nothing is cleared and
+refilled.
+
+Why not Textual's DataTable: with 10,000 groups, any `update_cell` invalidates DataTable's row order
+and line-offset caches (rebuilt row by row on the next frame), new rows are measured cell by cell, and
+`remove_row` is O(n) per row (Textual#5273): refreshes, sorting and filtering took hundreds of ms to
+seconds. This widget uses the Line API (ScrollView + render_line, as toolong does): the cost of a frame
+depends on the rows visible, not on the rows held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, ClassVar, Generic, TypeVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.events import Resize
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 T = TypeVar("T")
 Cell = Text | str
 
-GAP = 1
-
-# Rebuilding beats removing row by row once this many rows go in one update.
-BULK_REMOVE_THRESHOLD = 64
+GAP = 1  # blank columns between cells
+HEADER_HEIGHT = 1
+GUTTER = 1  # left of every row: ▶ marks the cursor row, so it shows without colour too
 
 
 @dataclass(frozen=True)
@@ -34,39 +45,76 @@ class Column:
     label: str
     width: int | None = None
     sortable: bool = True
-    right: bool = False  # numbers: right-aligned, the gap then goes on the left
+    right: bool = False  # numbers: right-aligned
 
 
-class LiveTable(DataTable[Cell], Generic[T]):
-    """Keyed, sortable, filterable live table. Subclasses describe columns and how items render."""
+class LiveTable(ScrollView, Generic[T], can_focus=True):
+    """Subclasses describe the columns and how an item renders, sorts and matches the filter."""
 
     COLUMNS: ClassVar[tuple[Column, ...]] = ()
     DEFAULT_SORT: ClassVar[str] = ""
     DEFAULT_REVERSE: ClassVar[bool] = False
     PANE_TITLE: ClassVar[str] = ""
-    FLEX_COLUMN: ClassVar[str | None] = None
+    KEY_FIELD: ClassVar[str] = ""  # the item attribute whose str() is the row key (else key_of)
+    FLEX_COLUMN: ClassVar[str | None] = None  # takes whatever width the other columns leave
     FLEX_MIN: ClassVar[int] = 12
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "live-table--header",
+        "live-table--cursor",
+        "live-table--cursor-blurred",
+    }
+
+    DEFAULT_CSS = """
+    LiveTable {
+        background: $surface;
+        color: $foreground;
+        & > .live-table--header { text-style: bold; background: $panel; }
+        & > .live-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground;
+                                  text-style: $block-cursor-text-style; }
+        & > .live-table--cursor-blurred { background: $block-cursor-blurred-background;
+                                          color: $block-cursor-blurred-foreground; }
+    }
+    """
+
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column"),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "first", "Top", show=False),
+        Binding("end,G", "last", "Bottom", show=False),
+        # Not in the key bar (the pane title shows the sort): there is no room at 100 columns.
+        Binding("s", "cycle_sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse", show=False),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
     ]
 
+    cursor_row: reactive[int] = reactive(0, always_update=False, init=False)
+
+    class Highlighted(Message):
+        """The cursor moved to another row (or the row under it changed)."""
+
+        def __init__(self, table: LiveTable[Any], key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        # One blank column between cells instead of DataTable's two (padding 1 on each side): each
-        # column is one wider than its content, which is what lets five columns fit at 100x30.
-        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True, cell_padding=0)
+        super().__init__(id=id, classes=classes)
         self.items: dict[str, T] = {}
         self.sort_column = self.DEFAULT_SORT or self.COLUMNS[0].key
         self.sort_reverse = self.DEFAULT_REVERSE
         self.filter_text = ""
-        self._right_columns = [(i, c.width or 0) for i, c in enumerate(self.COLUMNS) if c.right]
-        self._shown: dict[str, tuple[Cell, ...]] = {}
-        self._sort_values: dict[str, Hashable] = {}
+        self._order: list[str] = []  # visible keys, in display order
+        self._index: dict[str, int] = {}  # key -> position in _order
+        self._rendered: dict[str, T] = {}  # the item each cached row was rendered from
+        self._cells: dict[str, tuple[int, tuple[Text, ...]]] = {}  # (render serial, cells)
+        self._serial = 0
+        self._sort_values: dict[str, tuple[Any, ...]] = {}
+        self._search: dict[str, tuple[T, str]] = {}
+        self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
+        self._widths: tuple[int, ...] = tuple(c.width or 10 for c in self.COLUMNS)
+        self._generation = 0  # bumped when every cached strip is stale (widths, styles)
         self._loaded = False
 
     # ---------------------------------------------------------------- subclass hooks
@@ -83,59 +131,26 @@ class LiveTable(DataTable[Cell], Generic[T]):
         """Lower-case text the `/` filter matches against."""
         raise NotImplementedError
 
-    def on_resize(self, event: Resize) -> None:
-        self._fit_flex_column(self._inner_width())
-
-    def columns_added(self) -> None:
-        """Called once the columns exist (Textual calls every class's on_mount: no super() chains)."""
-        self._fit_flex_column(self._inner_width())
-
-    def _inner_width(self) -> int:
-        # Inside the border, always leaving room for the vertical scrollbar (rows may arrive later).
-        return self.outer_size.width - self.styles.gutter.width - self.styles.scrollbar_size_vertical
-
-    def _fit_flex_column(self, width: int) -> None:
-        """Give the flexible column (titles, errors) whatever width the others leave."""
-        if self.FLEX_COLUMN is None or width <= 0 or self.FLEX_COLUMN not in self.columns:
-            return
-        others = sum(c.get_render_width(self) for k, c in self.columns.items() if k != self.FLEX_COLUMN)
-        flex = self.columns[self.FLEX_COLUMN]  # type: ignore[index]
-        new_width = max(self.FLEX_MIN, width - others)
-        if flex.width != new_width:
-            flex.width = new_width
-            # DataTable has no public "column width changed": drop its render caches and re-measure.
-            self._clear_caches()
-            self._require_update_dimensions = True
-            self.refresh()
-
     def summary(self) -> str:
         """Extra facts for the pane title (e.g. how many groups are failing)."""
         return ""
 
-    # ---------------------------------------------------------------- lifecycle
-    def on_mount(self) -> None:
-        for column in self.COLUMNS:
-            width = None if column.width is None else column.width + GAP
-            label = _right(column.label, column.width or 0) if column.right else Text(column.label)
-            self.add_column(label, key=column.key, width=width)
-        self.columns_added()
-        self._update_title()
-
     # ---------------------------------------------------------------- public API
     @property
     def loaded(self) -> bool:
-        """True once the first data arrived (tests and the status bar wait on it)."""
+        """True once the first data arrived."""
         return self._loaded
+
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
 
     @property
     def cursor_key(self) -> str | None:
         """Key of the highlighted row, None when the table is empty."""
-        if self.row_count == 0:
+        if not self._order:
             return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except (CellDoesNotExist, RowDoesNotExist):
-            return None
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
 
     @property
     def cursor_item(self) -> T | None:
@@ -143,18 +158,48 @@ class LiveTable(DataTable[Cell], Generic[T]):
         return None if key is None else self.items.get(key)
 
     def shown_keys(self) -> list[str]:
-        """Row keys in display order."""
-        return [row.key.value for row in self.ordered_rows if row.key.value is not None]
+        """Row keys in display order (after the filter)."""
+        return list(self._order)
+
+    def get_cell(self, key: str, column: str) -> Text:
+        """The cell as rendered (for tests and copy): KeyError for an unknown row or column."""
+        index = next(i for i, c in enumerate(self.COLUMNS) if c.key == column)
+        return self._cells_for(key, self.items[key])[1][index]
 
     def show(self, items: Iterable[T]) -> None:
-        """Make the table show `items` (all of them; filtering happens here)."""
-        self.items = {self.key_of(item): item for item in items}
+        """Make the table hold exactly `items` (filtering and sorting happen here)."""
+        rows = list(items)
+        if self.KEY_FIELD:  # 10,000 rows: keys made in C, not by a Python call per row
+            new = dict(zip(map(str, map(attrgetter(self.KEY_FIELD), rows)), rows, strict=True))
+        else:
+            new = {self.key_of(item): item for item in rows}
+        old, self.items = self.items, new
         self._loaded = True
-        self._sync()
+        reorder = new.keys() != old.keys()
+        rendered, sort_values = self._rendered, self._sort_values
+        for key, item in new.items():
+            before = rendered.get(key)
+            if before is None or before is item or before == item:
+                continue  # unchanged (or never rendered: nothing cached to drop)
+            self._forget(key)
+            if not reorder and key in sort_values and sort_values[key] != self._sort_key(key, item):
+                reorder = True
+        for key in old.keys() - new.keys():
+            self._forget(key)
+            self._sort_values.pop(key, None)
+            self._search.pop(key, None)
+        self._apply(reorder=reorder or bool(self.filter_text))
+
+    def rerender(self, keys: Iterable[str] | None = None) -> None:
+        """Draw these rows (all when None) again although their items did not change: their look
+        depends on something else (marks)."""
+        for key in list(self._rendered) if keys is None else keys:
+            self._forget(key)
+        self._apply(reorder=False)
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
-        self._sync()
+        self._apply(reorder=True)
 
     def set_sort(self, column: str, reverse: bool | None = None) -> None:
         if column not in {c.key for c in self.COLUMNS if c.sortable}:
@@ -163,17 +208,122 @@ class LiveTable(DataTable[Cell], Generic[T]):
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
         self._sort_values.clear()
-        self._sync()
+        self._apply(reorder=True)
 
     def move_to_key(self, key: str) -> bool:
-        try:
-            index = self.get_row_index(key)
-        except RowDoesNotExist:
+        index = self._index.get(key)
+        if index is None:
             return False
-        self.move_cursor(row=index, animate=False)
+        self.cursor_row = index
+        self._scroll_to_cursor()
         return True
 
-    # ---------------------------------------------------------------- actions
+    # ---------------------------------------------------------------- keeping order, cursor, title
+    def _forget(self, key: str) -> None:
+        self._rendered.pop(key, None)
+        self._cells.pop(key, None)
+        self._sort_values.pop(key, None)
+
+    def _sort_key(self, key: str, item: T) -> tuple[Any, ...]:
+        """None last in either direction (mixed None/int would not compare), then the default order
+        and the row key, so equal rows never swap places between refreshes."""
+        value = self.sort_value(item, self.sort_column)
+        tiebreak = self.DEFAULT_SORT or self.COLUMNS[0].key
+        second = self.sort_value(item, tiebreak) if tiebreak != self.sort_column else None
+        return ((value is None) != self.sort_reverse, 0 if value is None else value,
+                second is None, 0 if second is None else second, key)
+
+    def _visible_keys(self) -> list[str]:
+        needle = self.filter_text
+        if not needle:
+            return list(self.items)
+        search = self._search
+        keys = []
+        for key, item in self.items.items():
+            cached = search.get(key)
+            if cached is None or not (cached[0] is item or cached[0] == item):
+                cached = search[key] = (item, self.search_text(item))
+            if needle in cached[1]:
+                keys.append(key)
+        return keys
+
+    def _apply(self, *, reorder: bool) -> None:
+        """Re-derive the visible order if needed, keep the cursor on its row, repaint."""
+        cursor_key = self.cursor_key
+        if reorder:
+            keys = self._visible_keys()
+            values = self._sort_values
+            for key in keys:
+                if key not in values:
+                    values[key] = self._sort_key(key, self.items[key])
+            keys.sort(key=values.__getitem__, reverse=self.sort_reverse)
+            self._order = keys
+            self._index = {k: i for i, k in enumerate(keys)}
+            self.virtual_size = Size(self.virtual_size.width, len(keys) + HEADER_HEIGHT)
+        if cursor_key is not None and cursor_key in self._index:
+            self.set_reactive(LiveTable.cursor_row, self._index[cursor_key])
+        elif self._order:
+            self.set_reactive(LiveTable.cursor_row, min(self.cursor_row, len(self._order) - 1))
+        self._scroll_to_cursor()
+        self._update_title()
+        self.refresh()
+
+    def _update_title(self) -> None:
+        arrow = "▼" if self.sort_reverse else "▲"
+        label = next((c.label for c in self.COLUMNS if c.key == self.sort_column), self.sort_column)
+        count = f"{len(self._order):,}" + (f"/{len(self.items):,}" if self.filter_text else "")
+        parts = [f"{self.PANE_TITLE} {count}"]
+        extra = self.summary()
+        if extra:
+            parts.append(extra)
+        parts.append(f"sort {label.strip()}{arrow}")
+        if self.filter_text:
+            parts.append(f"filter “{self.filter_text}”")
+        title = " · ".join(parts)
+        if title != self.border_title:
+            self.border_title = title
+
+    # ---------------------------------------------------------------- cursor and keys
+    @property
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height - HEADER_HEIGHT)
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        self._scroll_to_cursor()
+        self.refresh()
+        self.post_message(self.Highlighted(self, self.cursor_key))
+
+    def validate_cursor_row(self, row: int) -> int:
+        return max(0, min(row, len(self._order) - 1)) if self._order else 0
+
+    def _scroll_to_cursor(self) -> None:
+        if not self._order or not self.is_mounted:
+            return
+        top = int(self.scroll_y)
+        row = self.cursor_row
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + self._page:
+            self.scroll_to(y=row - self._page + 1, animate=False, immediate=True)
+
+    def action_cursor_up(self) -> None:
+        self.cursor_row -= 1
+
+    def action_cursor_down(self) -> None:
+        self.cursor_row += 1
+
+    def action_page_up(self) -> None:
+        self.cursor_row -= self._page
+
+    def action_page_down(self) -> None:
+        self.cursor_row += self._page
+
+    def action_first(self) -> None:
+        self.cursor_row = 0
+
+    def action_last(self) -> None:
+        self.cursor_row = len(self._order) - 1
+
     def action_cycle_sort(self) -> None:
         sortable = [c.key for c in self.COLUMNS if c.sortable]
         index = sortable.index(self.sort_column) if self.sort_column in sortable else -1
@@ -182,127 +332,117 @@ class LiveTable(DataTable[Cell], Generic[T]):
     def action_reverse_sort(self) -> None:
         self.set_sort(self.sort_column, reverse=not self.sort_reverse)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        event.stop()
-        key = event.column_key.value
-        if key is not None and any(c.key == key and c.sortable for c in self.COLUMNS):
-            self.set_sort(key)
-
-    # ---------------------------------------------------------------- the keyed diff
-    def _visible(self) -> dict[str, T]:
-        needle = self.filter_text
-        if not needle:
-            return self.items
-        return {k: v for k, v in self.items.items() if needle in self.search_text(v)}
-
-    def _order(self, visible: dict[str, T]) -> list[str]:
-        column = self.sort_column
-
-        tiebreak = self.DEFAULT_SORT or self.COLUMNS[0].key
-
-        def key(k: str) -> tuple[Any, ...]:
-            item = visible[k]
-            value = self.sort_value(item, column)
-            # None sorts last in either direction; mixed None/int would raise otherwise. Ties fall back
-            # to the default order and then the key, so equal rows never swap between refreshes.
-            missing = value is None
-            second = self.sort_value(item, tiebreak) if column != tiebreak else None
-            return (missing != self.sort_reverse, value if not missing else 0,
-                    second is None, second if second is not None else 0, k)
-
-        return sorted(visible, key=key, reverse=self.sort_reverse)
-
-    def _sync(self) -> None:
-        if not self.is_mounted:
+    def on_click(self, event: events.Click) -> None:
+        if event.y < HEADER_HEIGHT:  # a header click sorts by that column (again: reverses)
+            x = event.x + int(self.scroll_x) - GUTTER
+            for column, width in zip(self.COLUMNS, self._widths, strict=True):
+                if x < width + GAP:
+                    if column.sortable:
+                        self.set_sort(column.key)
+                    return
+                x -= width + GAP
             return
-        cursor_key = self.cursor_key
-        visible = self._visible()
-        removed = [k for k in self._shown if k not in visible]
-        with self.app.batch_update():
-            if len(removed) > BULK_REMOVE_THRESHOLD:
-                self._rebuild(visible)
-            else:
-                self._patch(visible, removed)
-            if cursor_key is not None and cursor_key in self._shown:
-                self.move_to_key(cursor_key)
+        row = int(self.scroll_y) + event.y - HEADER_HEIGHT
+        if 0 <= row < len(self._order):
+            self.cursor_row = row
+
+    # ---------------------------------------------------------------- geometry
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_columns()
+
+    def on_mount(self) -> None:
+        self._fit_columns()
         self._update_title()
 
-    def _rebuild(self, visible: dict[str, T]) -> None:
-        order = self._order(visible)
-        self.clear()
-        self._shown = {}
-        for key in order:
-            cells = self._keyed_cells(key, visible[key])
-            self.add_row(*cells, key=key)
-            self._shown[key] = cells
-        self._sort_values = {k: self.sort_value(visible[k], self.sort_column) for k in order}
+    def _fit_columns(self) -> None:
+        """Fixed widths, and the flexible column gets whatever the others leave."""
+        inner = self.size.width - (0 if self.show_vertical_scrollbar else self.styles.scrollbar_size_vertical)
+        widths = [c.width or 10 for c in self.COLUMNS]
+        if self.FLEX_COLUMN is not None:
+            flex = next(i for i, c in enumerate(self.COLUMNS) if c.key == self.FLEX_COLUMN)
+            others = sum(w + GAP for i, w in enumerate(widths) if i != flex)
+            widths[flex] = max(self.FLEX_MIN, inner - GUTTER - others - GAP)
+        new = tuple(widths)
+        total = GUTTER + sum(w + GAP for w in new)
+        if new != self._widths or self.virtual_size.width != total:
+            self._widths = new
+            self._generation += 1
+            self.virtual_size = Size(total, len(self._order) + HEADER_HEIGHT)
+            self.refresh()
 
-    def _patch(self, visible: dict[str, T], removed: Sequence[str]) -> None:
-        for key in removed:
-            self.remove_row(key)
-            del self._shown[key]
-            self._sort_values.pop(key, None)
-        column_keys = [c.key for c in self.COLUMNS]
-        resort = False
-        for key, item in visible.items():
-            cells = self._keyed_cells(key, item)
-            old = self._shown.get(key)
-            if old is None:
-                self.add_row(*cells, key=key)
-                resort = True
-            elif old != cells:
-                for column, before, after in zip(column_keys, old, cells, strict=True):
-                    if before != after:
-                        self.update_cell(key, column, after)
-            self._shown[key] = cells
-            value = self.sort_value(item, self.sort_column)
-            if self._sort_values.get(key, _MISSING) != value:
-                self._sort_values[key] = value
-                resort = True
-        if resort:
-            position = {k: i for i, k in enumerate(self._order(visible))}
-            # DataTable.sort only hands the key function cell values, so the first cell carries its row key.
-            self.sort(column_keys[0], key=lambda cell: position[cell.row_key])
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._generation += 1  # focus, theme: cached strips carry old styles
 
-    def _keyed_cells(self, key: str, item: T) -> tuple[Cell, ...]:
-        cells = list(self.cells(item))
-        for index, width in self._right_columns:
-            cells[index] = _right(cells[index], width)
-        cells[0] = RowKeyText.of(key, cells[0])
-        return tuple(cells)
+    # ---------------------------------------------------------------- rendering
+    def _cells_for(self, key: str, item: T) -> tuple[int, tuple[Text, ...]]:
+        """The row's cells, made again only when its item changed; the serial names this rendering."""
+        cached = self._cells.get(key)
+        before = self._rendered.get(key)
+        if cached is not None and before is not None and (before is item or before == item):
+            return cached
+        self._serial += 1
+        made = (self._serial, tuple(c if isinstance(c, Text) else Text(c) for c in self.cells(item)))
+        self._cells[key] = made
+        self._rendered[key] = item
+        return made
 
-    def _update_title(self) -> None:
-        arrow = "▼" if self.sort_reverse else "▲"
-        label = next((c.label for c in self.COLUMNS if c.key == self.sort_column), self.sort_column)
-        parts = [f"{self.PANE_TITLE} {len(self._shown):,}" + (f"/{len(self.items):,}" if self.filter_text else "")]
-        extra = self.summary()
-        if extra:
-            parts.append(extra)
-        parts.append(f"sort {label.strip()}{arrow}")
-        if self.filter_text:
-            parts.append(f"filter “{self.filter_text}”")
-        self.border_title = " · ".join(parts)
+    def _line(self, cells: Iterable[Text], style: Style, marker: str = " ") -> Strip:
+        line = Text(marker, style=style, no_wrap=True, end="")
+        for column, width, cell in zip(self.COLUMNS, self._widths, cells, strict=True):
+            text = cell.copy()
+            text.no_wrap = True
+            if text.cell_len > width:
+                text.truncate(width, overflow="ellipsis")
+            pad = width - text.cell_len
+            if column.right:
+                line.append(" " * pad)
+                line.append_text(text)
+            else:
+                line.append_text(text)
+                line.append(" " * pad)
+            line.append(" " * GAP)
+        segments = list(line.render(self.app.console))
+        return Strip(segments, line.cell_len)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y < HEADER_HEIGHT:
+            header_style = base + self.get_component_rich_style("live-table--header")
+            header_key = ("header", self._generation, self.sort_column, self.sort_reverse)
+            strip = self._strips.get(header_key)
+            if strip is None:
+                labels = []
+                for column in self.COLUMNS:
+                    mark = ("▼" if self.sort_reverse else "▲") if column.key == self.sort_column else ""
+                    labels.append(Text(column.label + mark))
+                strip = self._strips[header_key] = self._line(labels, header_style)
+            return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, header_style)
+        row = int(self.scroll_y) + y - HEADER_HEIGHT
+        if row >= len(self._order):
+            return Strip.blank(width, base)
+        key = self._order[row]
+        cursor = row == self.cursor_row
+        style = base
+        if cursor:
+            name = "live-table--cursor" if self.has_focus else "live-table--cursor-blurred"
+            style = base + self.get_component_rich_style(name)
+        item = self.items[key]
+        serial, cells = self._cells_for(key, item)
+        cache_key = (serial, self._generation, cursor, self.has_focus)
+        strip = self._strips.get(cache_key)
+        if strip is None:
+            strip = self._strips[cache_key] = self._line(cells, style, "▶" if cursor else " ")
+        return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
+
+    def on_focus(self, event: events.Focus) -> None:
+        self.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.refresh()
 
 
-_MISSING = object()
-
-
-def _right(cell: Cell, width: int) -> Text:
-    """Right-aligned by padding (Rich's justify="right" would eat the one-column gap on the right)."""
-    out = cell.copy() if isinstance(cell, Text) else Text(cell)
-    out.pad_left(max(0, width - out.cell_len))
-    return out
-
-
-class RowKeyText(Text):
-    """A cell that knows its row key (equality is still Text's: plain text and styles)."""
-
-    row_key: str
-
-    @classmethod
-    def of(cls, key: str, cell: Cell) -> RowKeyText:
-        source = cell if isinstance(cell, Text) else Text(cell)
-        text = cls(source.plain, style=source.style, justify=source.justify, no_wrap=True, end="")
-        text._spans = list(source.spans)
-        text.row_key = key
-        return text
+def strip_text(strip: Strip) -> str:
+    """The characters of a rendered line (tests read the screen through this)."""
+    return "".join(segment.text for segment in strip if isinstance(segment, Segment))

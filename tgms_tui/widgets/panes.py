@@ -19,7 +19,7 @@ from tgms_tui.backend.dashboard import GroupRow, JobRow, JoinRequestRow, PoolSta
 from tgms_tui.messages import PaneAction
 
 from . import format as fmt
-from .live_table import GAP, Cell, Column, LiveTable
+from .live_table import Cell, Column, LiveTable
 
 MARK = "●"
 
@@ -35,7 +35,7 @@ class ActionTable(LiveTable[Any]):
         self.post_message(PaneAction(action, item))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Mutating keys disappear from the footer in --read-only (the screen refuses them as well).
+        # Mutating keys disappear from the key bar in --read-only (the screen refuses them as well).
         from tgms_tui.screens.actions import is_allowed
 
         return is_allowed(self.app, action)
@@ -45,6 +45,7 @@ class GroupsTable(ActionTable):
     """Every managed group; inactive and failing groups carry words and glyphs, not only colour."""
 
     PANE_TITLE = "Groups"
+    KEY_FIELD = "group_id"
     FLEX_COLUMN = "title"
     COLUMNS = (
         Column("id", "ID", 14),
@@ -61,11 +62,11 @@ class GroupsTable(ActionTable):
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("enter", "detail", "Detail"),
-        Binding("space", "mark", "Mark"),
-        Binding("a", "toggle_active", "Active±"),
+        Binding("space", "mark", "Mark", key_display="␣"),
+        Binding("a", "toggle_active", "Active"),
         Binding("P", "set_phase", "Phase"),
-        Binding("f", "toggle_final", "Final±"),
-        Binding("r", "refresh_members", "Count now"),
+        Binding("f", "toggle_final", "Final"),
+        Binding("r", "refresh_members", "Count"),
         Binding("u", "clear_marks", "Unmark all", show=False),
     ]
 
@@ -86,7 +87,7 @@ class GroupsTable(ActionTable):
         return (
             str(g.group_id),
             MARK if g.group_id in self.marked else " ",
-            fmt.text(g.title, "dim" if not g.is_active else "", limit=self._title_limit()),
+            fmt.text(g.title, "dim" if not g.is_active else ""),
             g.phase,
             state,
             fmt.count(g.member_count),
@@ -94,10 +95,6 @@ class GroupsTable(ActionTable):
             "yes" if g.final_message_allowed else "no",
             fmt.timestamp(g.last_broadcast_at),
         )
-
-    def _title_limit(self) -> int:
-        column = self.columns.get("title")  # type: ignore[call-overload]
-        return column.width - GAP if column is not None else 20
 
     def sort_value(self, g: GroupRow, column: str) -> Any:
         return {
@@ -127,12 +124,6 @@ class GroupsTable(ActionTable):
             parts.append(f"{len(self.marked):,} marked")
         return " · ".join(parts)
 
-    def _fit_flex_column(self, width: int) -> None:
-        before = self._title_limit()
-        super()._fit_flex_column(width)
-        if self._title_limit() != before and self.items:
-            self._sync()  # titles are truncated to the column: re-render them
-
     # Row actions go to the screen; marking is local state.
     def action_detail(self) -> None:
         self.request("group_detail")
@@ -154,12 +145,13 @@ class GroupsTable(ActionTable):
         if g is None:
             return
         self.marked.symmetric_difference_update({g.group_id})
-        self._sync()
+        self.rerender([str(g.group_id)])
         self.action_cursor_down()
 
     def action_clear_marks(self) -> None:
+        keys = [str(gid) for gid in self.marked]
         self.marked.clear()
-        self._sync()
+        self.rerender(keys)
 
     def marked_groups(self) -> list[int]:
         """Marked groups that still exist, in id order (what the composer targets)."""
@@ -170,6 +162,7 @@ class JobsTable(ActionTable):
     """A bounded window on the queue: running, next pending, latest failed and latest finished jobs."""
 
     PANE_TITLE = "Jobs"
+    KEY_FIELD = "job_id"
     FLEX_COLUMN = "error"
     COLUMNS = (
         Column("id", "ID", 8, right=True),
@@ -360,4 +353,4 @@ class PoolStatsView(Static):
                 Text(fmt.count(s.failed_last_minute), style="red" if s.failed_last_minute else ""),
                 Text(fmt.age(s.lag_seconds) if s.lag_seconds is not None else "—", style=lag_style),
             )
-        self.update(table)
+        self.update(table, layout=False)  # always a header and two pools: height 3 in the stylesheet

@@ -63,4 +63,4 @@ class StatusBar(Static):
         if self.read_only:
             bar.append(" │ ")
             bar.append("READ-ONLY", style="bold reverse")
-        self.update(bar)
+        self.update(bar, layout=False)  # one line, always: no layout pass on every refresh

@@ -1,0 +1,416 @@
+"""Control-center benchmark: the real TGMSApp on 10,000 groups and 100,000 jobs.
+
+Measures, on the real app (headless, 140x45) against a seeded PostgreSQL:
+- refresh: one full dashboard refresh (all four panes: queries + keyed table update), median of N;
+  the same with 50 changed groups; and until the next frame is on screen;
+- key-press-to-screen: a key event handed to the driver until the frame showing its effect;
+- change visible: a row committed by another connection until the frame showing it (NOTIFY path);
+- RSS of the process running the app.
+Baselines in the same run, same data: the obvious query (count every job by pool and status) against
+ours (partial indexes), and clear-and-refill of the groups table against the keyed diff.
+
+"On screen" = the frame Textual hands to its driver (`App._display`), with its terminal bytes encoded,
+as a real terminal would get them. Headless means no terminal emulator time.
+
+Usage: ./dev.sh bench tui_bench [--groups 10000] [--jobs 100000] [--repeat 30]
+Uses TGMS_BENCH_DATABASE_URL when set (a server URL; a database is created on it), else a throwaway
+embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from textual import events
+from textual.widgets import Input
+
+from tgms_tui.app import TGMSApp
+from tgms_tui.backend import dashboard
+from tgms_tui.backend.config import Settings
+from tgms_tui.backend.db import migrate
+from tgms_tui.screens.dashboard import PANES, DashboardScreen, load_panes
+from tgms_tui.widgets.panes import GroupsTable, JoinRequestsTable
+
+TARGETS = {"refresh": 50.0, "key": 50.0, "change": 250.0, "rss": 200.0}
+
+SEED_SQL = """
+INSERT INTO managed_groups (group_id, title, phase, is_active, final_message_allowed, member_count,
+                            consecutive_failures, deactivated_reason, last_broadcast_at)
+SELECT -1001000000000 - n,
+       'Group ' || n || ' ' || (ARRAY['crypto', 'travel', 'jobs', 'news', 'music', 'books'])[1 + mod(n, 6)],
+       CASE WHEN mod(n, 3) = 0 THEN 'monitoring' ELSE 'growth' END,
+       mod(n, 20) <> 0, mod(n, 7) = 0, 50 + mod(n * 7919, 20000),
+       CASE WHEN mod(n, 33) = 0 THEN 1 + mod(n, 3) ELSE 0 END,
+       CASE WHEN mod(n, 20) = 0 THEN 'bot was kicked' END,
+       CASE WHEN mod(n, 4) = 0 THEN now() - make_interval(mins => mod(n, 5000)) END
+  FROM generate_series(1, %(groups)s) AS n;
+-- a second count, so the trend column has something to show (migration 005 keeps the previous one)
+UPDATE managed_groups SET member_count = member_count + mod(group_id, 41)::int + 20;
+
+INSERT INTO jobs (job_type, payload, status, retries, max_retries, last_error, run_at, created_at, updated_at,
+                  finished_at, locked_by, locked_until)
+SELECT CASE WHEN s = 'done' AND mod(n, 3) = 0 THEN 'process_telegram_update'
+            WHEN mod(n, 2) = 0 THEN 'tgms_process_join_request' ELSE 'tgms_send_to_groups' END,
+       jsonb_build_object('n', n),
+       s,
+       CASE WHEN s = 'failed' THEN 5 ELSE 0 END, 5,
+       CASE WHEN s = 'failed' THEN 'Forbidden: bot was kicked from the supergroup chat' END,
+       CASE WHEN s = 'pending' AND mod(n, 2) = 0 THEN now() + interval '1 hour'
+            ELSE now() - make_interval(secs => mod(n, 600)) END,
+       now() - make_interval(secs => mod(n, 86400)), now() - make_interval(secs => mod(n, 86400)),
+       CASE WHEN s IN ('done', 'failed', 'cancelled') THEN now() - make_interval(secs => mod(n, 86400)) END,
+       CASE WHEN s = 'running' THEN 'tgms_worker@bench:1' END,
+       CASE WHEN s = 'running' THEN now() + interval '1 minute' END
+  FROM (SELECT n, CASE WHEN mod(n, 100) < 90 THEN 'done' WHEN mod(n, 100) < 93 THEN 'failed'
+                       WHEN mod(n, 100) < 96 THEN 'pending' WHEN mod(n, 1000) < 961 THEN 'running'
+                       ELSE 'cancelled' END AS s
+          FROM generate_series(1, %(jobs)s) AS n) AS t;
+
+INSERT INTO bot_health (worker_id, bot_name, status, updated_at, pid, host, jobs_done, jobs_failed)
+SELECT (CASE WHEN n <= 2 THEN 'main_worker' ELSE 'tgms_worker' END) || '@bench:' || n,
+       CASE WHEN n <= 2 THEN 'main_worker' ELSE 'tgms_worker' END, 'running',
+       now() - make_interval(secs => CASE WHEN n = 6 THEN 120 ELSE 1 END), n, 'bench', n * 1000, n
+  FROM generate_series(1, 6) AS n;
+
+INSERT INTO join_requests (user_id, chat_id, username, status, requested_at, processed_at)
+SELECT 100000 + n, -1001000000000 - (1 + mod(n, %(groups)s)), 'user' || n,
+       (ARRAY['approved', 'approved', 'approved', 'skipped_inactive', 'failed'])[1 + mod(n, 5)],
+       now() - make_interval(secs => n), now() - make_interval(secs => n)
+  FROM generate_series(1, 5000) AS n;
+"""
+
+
+def with_db(url: str, name: str) -> str:
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+
+
+def seed(url: str, groups: int, jobs: int) -> float:
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in SEED_SQL.split(";\n"):
+            if statement.strip():
+                conn.execute(statement, {"groups": groups, "jobs": jobs})
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - t0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Frames:
+    """Timestamps every frame the app hands to its driver; can wait for a frame where a condition holds."""
+
+    def __init__(self, app: TGMSApp) -> None:
+        self.app = app
+        self.count = 0
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[float]]] = []
+        original = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            original(screen, renderable)
+            if renderable is None or app._batch_count:
+                return
+            render = getattr(renderable, "render_segments", None)
+            if render is not None:
+                render(app.console)  # the terminal bytes a real driver would write
+            now = time.perf_counter()
+            self.count += 1
+            for waiter in list(self._waiters):
+                condition, future = waiter
+                if not future.done() and condition():
+                    future.set_result(now)
+                    self._waiters.remove(waiter)
+
+        app._display = display  # type: ignore[method-assign]
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> float:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiters.append((condition, future))
+        return await asyncio.wait_for(future, timeout)
+
+
+def send_key(app: TGMSApp, key: str, char: str | None) -> None:
+    event = events.Key(key, char)
+    event.set_sender(app)
+    assert app._driver is not None
+    app._driver.send_message(event)
+
+
+async def run(url: str, repeat: int) -> list[tuple[str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str]] = []
+    process = psutil.Process()
+
+    def add(name: str, values: list[float] | float, target: float | None = None, unit: str = "ms") -> None:
+        vals = values if isinstance(values, list) else [values]
+        median = statistics.median(vals)
+        p95 = pct(vals, 0.95)
+        ok = "" if target is None else ("ok" if median <= target else "MISSED")
+        tgt = "" if target is None else f"≤ {target:g} {unit}"
+        spread = f"{p95:.1f}" if len(vals) > 1 else ""
+        rows.append((name, f"{median:.1f} {unit}", spread, tgt, ok))
+
+    # ---- queries alone, and the naive baseline
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        ours: list[float] = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await load_panes(conn, frozenset(PANES))
+            await conn.commit()
+            ours.append((time.perf_counter() - t0) * 1000)
+        stats_ours, stats_naive = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await dashboard.fetch_pool_stats(conn)
+            stats_ours.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            cur = await conn.execute("SELECT pool, status, count(*) FROM jobs GROUP BY pool, status")
+            await cur.fetchall()
+            stats_naive.append((time.perf_counter() - t0) * 1000)
+
+    rss_before = process.memory_info().rss / 2**20
+    app = TGMSApp(url=url, settings=Settings(), refresh_period=2.0)
+    async with app.run_test(size=(140, 45)) as pilot:
+        frames = Frames(app)
+        t_start = time.perf_counter()
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        groups = screen.query_one(GroupsTable)
+        joins = screen.query_one(JoinRequestsTable)
+        first = await frames.until(lambda: groups.row_count > 0 and joins.row_count > 0, timeout=120)
+        await pilot.pause(0.5)
+        initial_ms = (first - t_start) * 1000
+        scheduler = screen.scheduler
+        assert scheduler is not None
+
+        # ---- refresh: query + keyed table update (live updates held so that nothing interleaves)
+        scheduler.hold(True)
+        await asyncio.sleep(0.3)
+        full, to_screen = [], []
+        for _ in range(repeat):
+            before = frames.count
+            t0 = time.perf_counter()
+            assert await screen._refresh(frozenset(PANES))
+            full.append((time.perf_counter() - t0) * 1000)
+            shown = await frames.until(lambda b=before: frames.count >= b, timeout=10)  # type: ignore[misc]
+            to_screen.append((shown - t0) * 1000)
+            await asyncio.sleep(0.02)
+        changed = []
+        rng = random.Random(7)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(max(5, repeat // 2)):
+                ids = rng.sample(range(1, 10_001), 50)
+                conn.execute(
+                    "UPDATE managed_groups SET member_count = member_count + 1, consecutive_failures = "
+                    "mod(consecutive_failures + 1, 3) WHERE group_id = ANY(%s)",
+                    ([-1001000000000 - i for i in ids],),
+                )
+                t0 = time.perf_counter()
+                assert await screen._refresh(frozenset({"groups"}))
+                changed.append((time.perf_counter() - t0) * 1000)
+        # The baseline: clear the groups table and add every row again (what we avoid).
+        refill = []
+        for _ in range(3):
+            items = list(groups.items.values())
+            t0 = time.perf_counter()
+            with app.batch_update():
+                groups.clear()
+                groups._shown.clear()
+                groups._rebuild({groups.key_of(g): g for g in items})
+            refill.append((time.perf_counter() - t0) * 1000)
+            await pilot.pause(0.2)
+        rss_loaded = process.memory_info().rss / 2**20
+
+        # ---- key press to screen
+        groups.focus()
+        await asyncio.sleep(0.2)
+        keys: dict[str, list[float]] = {"j / k (cursor)": [], "s (sort 10k rows)": [],
+                                        "tab (focus next pane)": [], "p (pause / resume)": []}
+        for i in range(repeat):
+            key = "j" if i % 2 == 0 else "k"
+            row = groups.cursor_row
+            t0 = time.perf_counter()
+            send_key(app, key, key)
+            shown = await frames.until(lambda r=row: groups.cursor_row != r)  # type: ignore[misc]
+            keys["j / k (cursor)"].append((shown - t0) * 1000)
+            await asyncio.sleep(0.03)
+        for _ in range(max(5, repeat // 3)):
+            column = groups.sort_column
+            t0 = time.perf_counter()
+            send_key(app, "s", "s")
+            shown = await frames.until(lambda c=column: groups.sort_column != c)  # type: ignore[misc]
+            keys["s (sort 10k rows)"].append((shown - t0) * 1000)
+            await asyncio.sleep(0.05)
+        for _ in range(max(5, repeat // 3)):
+            focused = app.focused
+            t0 = time.perf_counter()
+            send_key(app, "tab", None)
+            shown = await frames.until(lambda f=focused: app.focused is not f)  # type: ignore[misc]
+            keys["tab (focus next pane)"].append((shown - t0) * 1000)
+            await asyncio.sleep(0.03)
+        for _ in range(max(4, repeat // 3)):
+            paused = screen.paused
+            t0 = time.perf_counter()
+            send_key(app, "p", "p")
+            shown = await frames.until(lambda p=paused: screen.paused != p)  # type: ignore[misc]
+            keys["p (pause / resume)"].append((shown - t0) * 1000)
+            await asyncio.sleep(0.03)
+        if screen.paused:
+            send_key(app, "p", "p")
+        filter_ms: list[float] = []
+        groups.focus()
+        send_key(app, "slash", "/")
+        while not isinstance(app.focused, Input):  # the filter box has the keyboard
+            await asyncio.sleep(0.01)
+        for char in "crypto":  # each keystroke narrows the 10k-row table in place
+            t0 = time.perf_counter()
+            send_key(app, char, char)
+            target = groups.filter_text + char
+            shown = await frames.until(lambda t=target: groups.filter_text == t, timeout=30)  # type: ignore[misc]
+            filter_ms.append((shown - t0) * 1000)
+            await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        send_key(app, "escape", None)
+        shown = await frames.until(lambda: groups.filter_text == "", timeout=30)
+        unfilter_ms = (shown - t0) * 1000
+        await asyncio.sleep(0.5)
+
+        # ---- a change committed elsewhere until it is on screen (NOTIFY -> throttle -> query -> frame)
+        scheduler.hold(False)
+        await asyncio.sleep(2.5)
+        visible_join, visible_group = [], []
+        with psycopg.connect(url, autocommit=True) as conn:
+            for i in range(max(5, repeat // 2)):
+                await asyncio.sleep(0.4)
+                t0 = time.perf_counter()
+                row = conn.execute(
+                    "INSERT INTO join_requests (user_id, chat_id, username, status, processed_at) "
+                    "VALUES (%s, -1001000000001, 'bench', 'approved', now()) RETURNING request_id",
+                    (900000 + i,),
+                ).fetchone()
+                assert row is not None
+                key = str(row[0])
+                shown = await frames.until(lambda k=key: k in joins.items)  # type: ignore[misc]
+                visible_join.append((shown - t0) * 1000)
+            for i in range(max(5, repeat // 2)):
+                await asyncio.sleep(0.4)
+                title = f"Renamed {i}"
+                gid = -1001000000000 - (1 + i * 97)
+                t0 = time.perf_counter()
+                conn.execute("UPDATE managed_groups SET title = %s WHERE group_id = %s", (title, gid))
+                shown = await frames.until(
+                    lambda g=str(gid), t=title: g in groups.items and groups.items[g].title == t  # type: ignore[misc]
+                )
+                visible_group.append((shown - t0) * 1000)
+        # Steady state: RSS after a minute's worth of live refreshes.
+        for _ in range(30):
+            assert await screen._refresh(frozenset(PANES))
+        await pilot.pause(0.2)
+        rss_after = process.memory_info().rss / 2**20
+
+    add("startup: first full dashboard on screen", initial_ms)
+    add("refresh, all 4 panes: queries + table update", full, TARGETS["refresh"])
+    add("  of which: the pane queries alone", ours)
+    add("  ... until the frame is on screen", to_screen)
+    add("refresh groups with 50 changed rows", changed, TARGETS["refresh"])
+    for name, values in keys.items():
+        add(f"key to screen: {name}", values, TARGETS["key"])
+    add("key to screen: / filter, per keystroke (10k rows)", filter_ms, TARGETS["key"])
+    add("key to screen: escape clears the filter (10k back)", unfilter_ms)
+    add("change visible: join request inserted", visible_join, TARGETS["change"])
+    add("change visible: group renamed (10k-row pane)", visible_group, TARGETS["change"])
+    add("RSS before the app (bench + libraries)", rss_before, unit="MB")
+    add("RSS with 10k groups loaded", rss_loaded, TARGETS["rss"], unit="MB")
+    add("RSS after 30 more full refreshes", rss_after, TARGETS["rss"], unit="MB")
+    rows.append(("baselines (same data, same run)", "", "", "", ""))
+    add("  job counts, ours (partial indexes)", stats_ours)
+    add("  job counts, naive GROUP BY over all jobs", stats_naive)
+    rows.append(("  ratio naive / ours", f"{statistics.median(stats_naive) / statistics.median(stats_ours):.1f}x",
+                 "", "", ""))
+    add("  groups table: keyed diff, 50 changed", changed)
+    add("  groups table: clear + refill (avoided)", refill)
+    rows.append(("  ratio refill / keyed diff", f"{statistics.median(refill) / statistics.median(changed):.1f}x",
+                 "", "", ""))
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str, str]], header: str) -> None:
+    print(header)
+    widths = [max(len(r[i]) for r in [*rows, ("metric", "median", "p95", "target", "")]) for i in range(5)]
+    line = "  ".join(h.ljust(w) for h, w in zip(("metric", "median", "p95", "target", ""), widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+
+    server_url = os.environ.get("TGMS_BENCH_DATABASE_URL")
+    server = None
+    tmp: Path | None = None
+    if not server_url:
+        tmp = Path(tempfile.mkdtemp(prefix="tgms-tui-bench-"))
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp / "run"))
+        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+        server_url = str(server.get_uri())
+    try:
+        name = "tgms_tui_bench"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+            version = conn.execute("SHOW server_version").fetchone()
+        url = with_db(server_url, name)
+        migrate(url)
+        seeded = seed(url, args.groups, args.jobs)
+        import textual
+
+        rows = asyncio.run(run(url, args.repeat))
+        header = (
+            f"TGMS control center benchmark: {args.groups:,} groups, {args.jobs:,} jobs (seeded in {seeded:.1f} s), "
+            f"140x45 headless, textual {textual.__version__}, PostgreSQL {version[0] if version else '?'}, "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
+        print_table(rows, header)
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        if server is not None:
+            server.cleanup()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
