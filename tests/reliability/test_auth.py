@@ -140,7 +140,9 @@ async def test_comparisons_are_compare_digest_only(
                                        (True, b"", 200), (False, secret, 403)):  # fmt: skip
             spy.calls.clear()
             spy.verdict = verdict
-            response = await client.post("/api/webhook", content=_update(300 + cases), headers={SECRET_HEADER: given})
+            response = await client.post(
+                "/api/webhook", content=_update(300 + cases), headers=[(SECRET_HEADER.encode(), given)]
+            )
             assert response.status_code == expect, (verdict, given, response.status_code)
             assert spy.calls == [(given, secret)]
             cases += 1
