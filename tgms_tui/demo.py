@@ -401,18 +401,19 @@ class Demo:
                 self.errors.append(f"reading the simulator: {exc}")
         log.info("summary collected")
         self.supervisor.stop_all(grace=5.0)
-        postgres_stopped = False
+        postgres = "not stopped (error)"
         try:
-            postgres_stopped = self.db.stop()
+            postgres = self.db.stop()
         except Exception as exc:  # never leave without reporting what is still running
             self.errors.append(f"stopping PostgreSQL: {type(exc).__name__}: {exc}")
-        log.info("simulator stopped; PostgreSQL %s", "stopped" if postgres_stopped else "left running")
+        log.info("simulator stopped; PostgreSQL %s", postgres)
         summary["processes"] = {
             "children": {
                 c.name: {"pid": c.pid, "port": c.port, "exit_code": c.process.poll()} for c in self.supervisor.children
             },
             "postmaster_pid": self.postmaster_pid,
-            "postgres_stopped": postgres_stopped,
+            "postgres": postgres,
+            "postgres_stopped": postgres == "stopped",
             "database": self.db.dbname,
             "died": list(self.deaths),
             "still_running": [c.name for c in self.supervisor.children if pid_alive(c.pid)],
@@ -432,7 +433,6 @@ class Demo:
             "fault_kicked_title": w.fault_kicked.title,
             "owner_kicked": w.owner_kicked.chat_id,
             "owner_kicked_title": w.owner_kicked.title,
-            "flaky": w.flaky.chat_id,
             "upgraded_title": w.upgraded.title,
             "upgraded_from": self.traffic.stats.upgraded_from if self.traffic else None,
             "upgraded_to": self.traffic.stats.upgraded_to if self.traffic else None,

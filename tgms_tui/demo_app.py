@@ -44,7 +44,8 @@ class DemoApp(TGMSApp):
             self._notices.append(("process died", text, "error"))
 
     async def on_mount(self) -> None:
-        await super().on_mount()
+        # No super() call: Textual runs TGMSApp.on_mount after this one by itself (handlers of every
+        # class in the MRO are dispatched).
         self.set_interval(0.5, self._show_notices)
         self.notify(self.banner, title="tgms demo", timeout=15)
         loop = asyncio.get_running_loop()

@@ -65,16 +65,16 @@ class DemoDatabase:
         migrate(self.url)
         return self.url
 
-    def stop(self) -> bool:
-        """Drop this run's database; stop the server unless another live demo uses it.
-        True when the server was stopped."""
+    def stop(self) -> str:
+        """Drop this run's database; stop the server unless another live demo uses it. Returns what
+        became of the server: 'stopped', 'left running for another demo' or 'was not running'."""
         if self.server_url is not None:
             with contextlib.suppress(psycopg.Error), psycopg.connect(self.server_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
         try:
             if self._other_users():
-                return False
-            return stop_embedded(self.demo_dir)
+                return "left running for another demo"
+            return "stopped" if stop_embedded(self.demo_dir) else "was not running"
         finally:
             # Decided here: pgserver's own exit hook, finding this pid gone from its list, does nothing
             # (it would otherwise wait on the stopped server's process, seconds where PID 1 reaps slowly).

@@ -7,6 +7,8 @@ TGMS marks 'sent' is a send the simulator delivered.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from collections import Counter
 from typing import Any
 
@@ -149,6 +151,15 @@ def _statuses(counts: dict[str, int]) -> str:
     return " · ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
 
 
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "STILL RUNNING"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"stopped by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
 def format_text(summary: dict[str, Any]) -> str:
     """The plain-text summary printed when a demo ends."""
     db = summary.get("db") or {}
@@ -207,11 +218,8 @@ def format_text(summary: dict[str, Any]) -> str:
         )
     if procs:
         children = procs.get("children", {})
-        codes = ", ".join(f"{name} {info.get('exit_code')}" for name, info in children.items())
-        lines.append(
-            f"  processes        exit codes: {codes}; PostgreSQL "
-            f"{'stopped' if procs.get('postgres_stopped') else 'left running for another demo'}"
-        )
+        codes = ", ".join(f"{name} {_exit(info.get('exit_code'))}" for name, info in children.items())
+        lines.append(f"  processes        {codes}; PostgreSQL {procs.get('postgres')}")
         for death in procs.get("died", []):
             lines.append(f"  DIED             {death}")
     for error in summary.get("errors", []):

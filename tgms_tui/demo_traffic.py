@@ -10,7 +10,9 @@ Alongside, a short script plays the faults real fleets see:
   there until the group is deactivated after TGMS_MAX_CONSECUTIVE_FAILURES in a row;
 - one basic group is upgraded to a supergroup (its id changes);
 - a short 429 storm (every send and approval answered `Too Many Requests`) during a broadcast;
-- an owner removes the bot from another group (deactivated at once, from the update).
+- an owner removes the bot from another group (deactivated at once, from the update);
+- a reply to a user's /start gets 502 Bad Gateway until its job has used its retries: a failed job
+  to retry from the TUI.
 
 The plan is deterministic for a seed: the same events, groups and people in the same order (timing
 depends on the machine, the sequence does not).
@@ -95,7 +97,6 @@ class DemoWorld:
     fault_kicked: DemoGroup  # bot kicked, update missed: fails until deactivated
     upgraded: DemoGroup  # basic group upgraded to a supergroup
     owner_kicked: DemoGroup  # bot removed by the owner: deactivated from the update
-    flaky: DemoGroup  # approvals answer 502 for a while: a job fails after its retries
 
     def group_ids(self) -> list[int]:
         return [g.chat_id for g in self.groups]
@@ -150,8 +151,7 @@ def build_world(ctl: SimControl, specs: list[GroupSpec], bot_ids: dict[str, int]
     supergroups = [g for g in rest if g.type == "supergroup"] or rest
     fault_kicked = rng.choice(supergroups)
     owner_kicked = rng.choice([g for g in rest if g is not fault_kicked])
-    flaky = rng.choice([g for g in rest if g not in (fault_kicked, owner_kicked)])
-    return DemoWorld(groups, bot_ids, fault_kicked, upgraded, owner_kicked, flaky)
+    return DemoWorld(groups, bot_ids, fault_kicked, upgraded, owner_kicked)
 
 
 @dataclass
@@ -391,19 +391,20 @@ class Traffic:
         self._say(f"the owner of {group.title} removed the bot: TGMS deactivates it from the update")
 
     def _do_bad_gateway(self, at: float) -> None:
-        """One join request whose approval keeps failing (502 from Telegram's front end): its job
-        retries with backoff, fails after its last retry, and can then be retried from the TUI."""
-        group = self.world.flaky
+        """A member writes /start to the main bot, and the Bot API answers the bot's reply with 502 Bad
+        Gateway for a while: the update's job retries with backoff, fails after its last retry, and
+        can then be retried from the TUI (the reply goes out then)."""
+        group = self.rng.choice([g for g in self._open_groups(at) if g.members] or self.world.groups)
+        user = self.rng.choice(group.members) if group.members else group.owner_id
         attempts = 6  # the first try and the queue's 5 retries
         self._ctl.add_fault(
-            "status", method="approveChatJoinRequest", chat_id=group.chat_id, times=attempts, status=502
+            "error", method="sendMessage", chat_id=user, times=attempts, error_code=502, description="Bad Gateway"
         )
-        self._paused_until[group.chat_id] = at + 150.0  # no other request there meanwhile
-        self._join(group)
-        self.stats.faults.append(f"bad_gateway {group.chat_id}")
+        self._ctl.private_message(user, "/start", bot=self.world.bot_ids["main"])
+        self.stats.faults.append(f"bad_gateway {user}")
         self._say(
-            f"Telegram answers 502 Bad Gateway to approvals in {group.title}: the job retries with "
-            "backoff and fails after about a minute; then select it in the Jobs pane (2) and press R"
+            f"user {user} sent /start to the main bot and Telegram answers its reply 502 Bad Gateway: the "
+            "job retries with backoff and fails after about a minute; then press 2, select it, press R"
         )
 
     def _do_repeat(self, at: float) -> None:
