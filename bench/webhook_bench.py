@@ -144,6 +144,10 @@ class Result:
     errors: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds of CPU per process group
+
+    def cpu_us(self, who: str) -> float:
+        return self.cpu.get(who, 0.0) / self.ok * 1e6 if self.ok else float("nan")
 
     @property
     def rate(self) -> float:
@@ -154,6 +158,38 @@ class Result:
             return float("nan")
         data = sorted(self.latencies)
         return data[min(len(data) - 1, int(q * len(data)))] * 1000
+
+
+class CpuMeter:
+    """CPU seconds used by the server process, the PostgreSQL processes and this load generator:
+    what one request costs, which (unlike req/s) hardly depends on what else the machine runs."""
+
+    def __init__(self, server_pid: int, postgres_pid: int | None) -> None:
+        import psutil
+
+        self._server = psutil.Process(server_pid)
+        self._postgres = psutil.Process(postgres_pid) if postgres_pid else None
+
+    def _sample(self) -> dict[str, float]:
+        def used(proc: object) -> float:
+            times = proc.cpu_times()  # type: ignore[attr-defined]
+            return float(times.user + times.system)
+
+        sample = {"server": used(self._server), "generator": time.process_time()}
+        if self._postgres is not None:
+            total = used(self._postgres)
+            for child in self._postgres.children(recursive=True):
+                with contextlib.suppress(Exception):
+                    total += used(child)
+            sample["postgres"] = total
+        return sample
+
+    @contextlib.contextmanager
+    def measure(self, res: Result) -> Iterator[None]:
+        before = self._sample()
+        yield
+        after = self._sample()
+        res.cpu = {k: after[k] - before[k] for k in after if k in before}
 
 
 class IdSource:
@@ -270,7 +306,7 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def bench_database() -> Iterator[str]:
+def bench_database() -> Iterator[tuple[str, int | None]]:
     import psycopg
 
     from tgms_tui.backend.db import migrate
@@ -292,7 +328,7 @@ def bench_database() -> Iterator[str]:
     url = with_database(base, name)
     try:
         migrate(url)
-        yield url
+        yield url, (server.get_pid() if server is not None else None)
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -332,7 +368,7 @@ def batch_summary(port: int) -> str:
 # ---------------------------------------------------------------- main
 
 
-async def measure(ports: dict[str, int], args: argparse.Namespace) -> list[Result]:
+async def measure(ports: dict[str, int], meters: dict[str, CpuMeter], args: argparse.Namespace) -> list[Result]:
     """Warm both servers, then alternate them round by round (bare, tgms, bare, tgms...) so that
     background load on a shared machine hits both alike."""
     ids = {"bare": IdSource(0), "tgms": IdSource(10_000_000)}
@@ -344,13 +380,15 @@ async def measure(ports: dict[str, int], args: argparse.Namespace) -> list[Resul
     for n in range(args.rounds):
         for name, port in ports.items():
             peak = Result(name, f"max {args.connections}c #{n + 1}")
-            await closed_loop(port, args.connections, args.duration, ids[name], peak)
+            with meters[name].measure(peak):
+                await closed_loop(port, args.connections, args.duration, ids[name], peak)
             results.append(peak)
             await asyncio.sleep(0.3)
     for n in range(args.rounds):
         for name, port in ports.items():
             steady = Result(name, f"{args.rate:g}/s #{n + 1}")
-            await open_loop(port, args.rate, args.duration, ids[name], steady)
+            with meters[name].measure(steady):
+                await open_loop(port, args.rate, args.duration, ids[name], steady)
             results.append(steady)
             await asyncio.sleep(0.3)
     return results
@@ -366,22 +404,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvloop
 
-    with bench_database() as url:
+    with bench_database() as (url, postgres_pid):
         bare_port, ours_port = free_port(), free_port()
         env = {"DATABASE_URL": url, "TGMS_WEBHOOK_SECRET": SECRET, "TGMS_LOG_LEVEL": "WARNING",
                "PYTHONPATH": str(ROOT)}
-        with uvicorn_process("webhook_bench:bare_app", bare_port, {}), \
-                uvicorn_process("webhook_server.app:app_from_env", ours_port, env):
-            results = uvloop.run(measure({"bare": bare_port, "tgms": ours_port}, args))
+        with uvicorn_process("webhook_bench:bare_app", bare_port, {}) as bare_proc, \
+                uvicorn_process("webhook_server.app:app_from_env", ours_port, env) as ours_proc:
+            meters = {"bare": CpuMeter(bare_proc.pid, None), "tgms": CpuMeter(ours_proc.pid, postgres_pid)}
+            results = uvloop.run(measure({"bare": bare_port, "tgms": ours_port}, meters, args))
             batch_line = batch_summary(ours_port)
         jobs, updates = count_jobs(url)
 
     accepted = sum(r.ok for r in results if r.server == "tgms")
-    print(f"{'server':<6} {'load':<18} {'sent':>8} {'200s':>8} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'server':<6} {'load':<16} {'200s':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'CPU us/request: server':>23} {'postgres':>8} {'loadgen':>8}")
     for r in results:
         if r.mode != "warm-up":
-            print(f"{r.server:<6} {r.mode:<18} {r.sent:>8} {r.ok:>8} {r.errors:>7} {r.rate:>9.0f} "
-                  f"{r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f}")
+            pg = f"{r.cpu_us('postgres'):>8.0f}" if "postgres" in r.cpu else f"{'-':>8}"
+            print(f"{r.server:<6} {r.mode:<16} {r.ok:>7} {r.errors:>6} {r.rate:>7.0f} {r.pct(0.50):>7.2f} "
+                  f"{r.pct(0.99):>7.2f} {r.cpu_us('server'):>23.0f} {pg} {r.cpu_us('generator'):>8.0f}")
 
     def runs(server: str, kind: str) -> list[Result]:
         return [r for r in results if r.server == server and r.mode.startswith(kind)]
@@ -397,6 +438,17 @@ def main(argv: list[str] | None = None) -> int:
     ours_rate = statistics.median(r.rate for r in peaks["tgms"])
     print(f"max throughput, median of {args.rounds} rounds: bare {bare_rate:.0f}/s, tgms durable {ours_rate:.0f}/s; "
           f"per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}")
+    def cpu_per_request(server: str) -> float:
+        """Server + PostgreSQL + load generator CPU per request: on this machine all three share the cores."""
+        return statistics.median(
+            r.cpu_us("server") + r.cpu_us("generator") + (r.cpu_us("postgres") if "postgres" in r.cpu else 0.0)
+            for r in peaks[server]
+        )
+
+    bare_cpu, ours_cpu = cpu_per_request("bare"), cpu_per_request("tgms")
+    print(f"CPU per request at max load (server + postgres + load generator): bare {bare_cpu:.0f} us, "
+          f"tgms {ours_cpu:.0f} us; "
+          f"on an otherwise idle machine where CPU is the limit, that predicts a ratio near {bare_cpu / ours_cpu:.2f}")
     print(f"latency at {args.rate:g}/s offered, all rounds: tgms p50 {merged.pct(0.5):.2f} ms, "
           f"p99 {merged.pct(0.99):.2f} ms (target <= 25 ms)")
     print(f"ratio durable/bare max throughput: {statistics.median(ratios):.2f} (target >= 0.50)")

@@ -66,7 +66,7 @@ def create_app(
     *,
     allow_insecure: bool = False,
     pool_size: int = 4,
-    intake_writers: int = 2,
+    intake_writers: int = 1,
 ) -> Starlette:
     """Build the app. `url` defaults to the configured database (DATABASE_URL or the embedded one);
     the lifespan opens the pool, migrations are the caller's job (`tgms webhook` runs them first)."""

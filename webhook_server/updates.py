@@ -85,7 +85,11 @@ def parse_update(body: bytes) -> ParsedUpdate:
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH or b"\\u" in body:
         obj = _sanitised(obj)
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    update_type = next((key for key in obj if key != "update_id"), "unknown")
+    update_type = "unknown"
+    for key in obj:  # the one key besides update_id; a plain loop is cheapest on this hot path
+        if key != "update_id":
+            update_type = key
+            break
     return ParsedUpdate(update_id, update_type, obj, text)
 
 
