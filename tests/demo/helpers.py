@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psutil
@@ -37,3 +40,15 @@ def assert_nothing_left(pids: Iterable[int | None], ports: Iterable[int], demo_d
         if time.monotonic() > deadline:
             raise AssertionError(f"left running: pids {alive}, ports {listening}, processes {leftovers}")
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def demo_data_dir() -> Iterator[Path]:
+    """A data directory for a demo run, outside pytest's tmp_path: as root, PostgreSQL runs as the
+    'pgserver' user, and a pytest session starting elsewhere resets /tmp/pytest-of-root to mode 700,
+    which would lock the server out of its own data mid-run (tests/conftest.py does the same)."""
+    path = Path(tempfile.mkdtemp(prefix="tgms-demo-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.demo.helpers import assert_nothing_left, demo_processes_of
+from tests.demo.helpers import assert_nothing_left, demo_data_dir, demo_processes_of
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,12 @@ DURATION = 35  # the opening script (kick, broadcasts, upgrade, owner kick, 429 
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    data_dir = tmp_path_factory.mktemp("demo-data")
+def demo_run() -> Iterator[dict[str, Any]]:
+    with demo_data_dir() as data_dir:
+        yield _run(data_dir)
+
+
+def _run(data_dir: Path) -> dict[str, Any]:
     process = subprocess.run(
         [sys.executable, "-m", "tgms_tui.cli", "demo", "--headless", "--duration", str(DURATION), "--seed", "3",
          "--json", "--data-dir", str(data_dir)],
@@ -33,8 +37,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     assert process.returncode == 0, process.stderr[-3000:]
     summary = json.loads(process.stdout)
     summary["_stderr"] = process.stderr
-    summary["_data_dir"] = data_dir
-    yield summary
+    return summary
 
 
 def test_every_logged_approval_is_an_approval_the_simulator_answered(demo_run: dict[str, Any]) -> None:
@@ -111,7 +114,7 @@ def test_nothing_is_left_running(demo_run: dict[str, Any]) -> None:
     for name in ("sim", "webhook"):  # uvicorn re-raises the SIGTERM it shut down gracefully on
         assert children[name]["exit_code"] in (0, -15)
     assert procs["still_running"] == [] and procs["ports_listening"] == []
-    assert procs["postgres_stopped"] is True
+    assert procs["postgres"] == "stopped", (procs, demo_run["errors"])
     pids = [c["pid"] for c in children.values()] + [procs["postmaster_pid"]]
     ports = [c["port"] for c in children.values() if c["port"]]
     assert_nothing_left(pids, ports, Path(procs["demo_dir"]))

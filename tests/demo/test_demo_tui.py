@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.demo.helpers import assert_nothing_left
+from tests.demo.helpers import assert_nothing_left, demo_data_dir
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +83,14 @@ def _listening_ports(proc: psutil.Process) -> list[int]:
         return []
 
 
-def test_a_dead_child_is_shown_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    demo_dir = (tmp_path / "demo").resolve()
-    term = Terminal([sys.executable, "-m", "tgms_tui.cli", "demo", "--groups", "6", "--data-dir", str(tmp_path)])
+def test_a_dead_child_is_shown_and_ctrl_c_stops_everything() -> None:
+    with demo_data_dir() as data_dir:
+        _dead_child_then_ctrl_c(data_dir)
+
+
+def _dead_child_then_ctrl_c(data_dir: Path) -> None:
+    demo_dir = (data_dir / "demo").resolve()
+    term = Terminal([sys.executable, "-m", "tgms_tui.cli", "demo", "--groups", "6", "--data-dir", str(data_dir)])
     try:
         term.wait_for("groups registered", timeout=120)
         term.wait_for("TGMS control center", timeout=60)
