@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, load_settings
-from tgms_tui.backend.redaction import install_log_redaction
+from tgms_tui.backend.redaction import install_log_redaction, redact
 
 from .demo_database import DemoDatabase
 from .demo_processes import Child, ChildFailed, Supervisor, pid_alive, port_is_listening
@@ -286,7 +286,7 @@ class Demo:
     # ------------------------------------------------------------------ reporting
     def _child_exited(self, child: Child, code: int) -> None:
         text = f"{child.name} (pid {child.pid}) exited with code {code}; log: {child.log_path}"
-        tail = child.log_tail(2)
+        tail = redact(child.log_tail(2))  # children redact their logs; a raw traceback might not be
         self.deaths.append(text)
         if self.app is not None:
             self.app.report_dead(child.name, text + (f"\n{tail}" if tail else ""))
