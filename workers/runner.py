@@ -351,8 +351,11 @@ class Worker:
     async def _heartbeat(self) -> None:
         assert self._db is not None
         async with self._db.connection() as conn:
-            held = await queue.extend_leases(conn, list(self._inflight), self.worker_id, self.options.lease_seconds)
-            lost = set(self._inflight) - held
+            snapshot = list(self._inflight)
+            held = await queue.extend_leases(conn, snapshot, self.worker_id, self.options.lease_seconds)
+            # Jobs that finished (and were completed) during the await are not lost, nor are jobs
+            # claimed meanwhile: only those still running here whose lease was not extended.
+            lost = {j for j in snapshot if j in self._inflight} - held
             if lost:
                 log.warning("lost the lease of jobs %s (another worker may re-run them)", sorted(lost))
             reaped = await queue.reap_expired_leases(conn)
