@@ -31,6 +31,7 @@ from tgms_tui.backend.config import Settings
 from tgms_tui.backend.queue import Job
 
 from .group_migration import rewrite_group_id
+from .lean_transport import LeanTransport
 from .rate_limit import RateLimiter
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import DEFAULT_TIMEOUT, ChatMigrated, RetryAfter, TelegramClient, TelegramError
@@ -132,9 +133,8 @@ class Bots:
         client = self._clients.get(key)
         if client is None:
             if self._http is None:
-                # One connection pool for both bots; keep-alive matters for approval latency.
-                limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=60)
-                self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
+                # One keep-alive pool for both bots, on the lean transport: see workers/lean_transport.py.
+                self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=LeanTransport(max_connections=100))
             client = TelegramClient(
                 self._tokens[role],
                 api_base=self.settings.telegram_api_base,
