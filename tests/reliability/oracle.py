@@ -40,21 +40,6 @@ def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
     return best
 
 
-def max_concurrent(calls: Iterable[Call]) -> int:
-    """The most calls the simulator was answering at the same moment (from `at` and `duration_ms`)."""
-    edges: list[tuple[float, int]] = []
-    for c in calls:
-        start = float(c["at"])
-        edges.append((start, 1))
-        edges.append((start + float(c.get("duration_ms") or 0.0) / 1000.0, -1))
-    edges.sort(key=lambda e: (e[0], e[1]))  # an end at the same instant as a start frees the slot first
-    best = now = 0
-    for _, step in edges:
-        now += step
-        best = max(best, now)
-    return best
-
-
 class Sampler:
     """Polls `probe()` every `interval` seconds in a thread until stopped; keeps (time, value)."""
 
