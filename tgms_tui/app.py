@@ -25,7 +25,7 @@ from textual.signal import Signal
 
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.db import open_pool
-from tgms_tui.backend.live import ChangeListener
+from tgms_tui.backend.live import GROUPS_CHANNEL, ChangeListener
 from tgms_tui.backend.redaction import redact
 from tgms_tui.messages import DatabaseState
 
@@ -73,7 +73,8 @@ class TGMSApp(App[int]):
         self.refresh_period = refresh_period
         self.min_refresh_gap = min_refresh_gap
         self.pool: AsyncConnectionPool | None = None
-        self.db_changed: Signal[str] = Signal(self, "db-changed")
+        self.db_changed: Signal[str] = Signal(self, "db-changed")  # a table name, or "*"
+        self.group_changes: Signal[str] = Signal(self, "group-changes")  # "u:<ids>", "d:<ids>" or "*"
         self.db_state_signal: Signal[DatabaseState] = Signal(self, "db-state")
         self.db_state = DatabaseState(connected=False, error="connecting…", since=time.time())
         self._listener = ChangeListener(url, self._on_change, self._on_listener_state)
@@ -103,8 +104,16 @@ class TGMSApp(App[int]):
                 await asyncio.wait_for(pool.close(timeout=1.0), timeout=2.0)
 
     # ---------------------------------------------------------------- live changes
-    def _on_change(self, table: str) -> None:
-        self.db_changed.publish(table)
+    def _on_change(self, channel: str, payload: str) -> None:
+        if channel == GROUPS_CHANNEL:
+            self.group_changes.publish(payload)
+        else:
+            self.db_changed.publish(payload)
+
+    @property
+    def listening(self) -> bool:
+        """True while change notifications arrive (the LISTEN connection is up)."""
+        return self._listener.connected
 
     def _on_listener_state(self, connected: bool, error: str | None) -> None:
         if connected:

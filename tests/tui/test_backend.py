@@ -84,10 +84,11 @@ async def test_group_actions_and_detail(db_url: str, pool: AsyncConnectionPool) 
             raise AssertionError("a missing group must raise GroupNotFound")
 
 
-async def test_change_listener_reports_tables(db_url: str) -> None:
-    seen: list[str] = []
+async def test_change_listener_reports_tables_and_group_ids(db_url: str) -> None:
+    seen: list[tuple[str, str]] = []
     states: list[bool] = []
-    listener = ChangeListener(db_url, seen.append, lambda ok, err: states.append(ok))
+    listener = ChangeListener(db_url, lambda channel, payload: seen.append((channel, payload)),
+                              lambda ok, err: states.append(ok))
     task = asyncio.create_task(listener.run())
     try:
         for _ in range(100):
@@ -95,17 +96,24 @@ async def test_change_listener_reports_tables(db_url: str) -> None:
                 break
             await asyncio.sleep(0.05)
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO managed_groups (group_id) VALUES (-5)")
+            conn.execute("INSERT INTO managed_groups (group_id) VALUES (-5), (-6)")
+            conn.execute("UPDATE managed_groups SET title = 'x' WHERE group_id = -404")  # no row: no ids notice
             conn.execute("INSERT INTO bot_health (worker_id, bot_name, status) VALUES ('w', 'tgms_worker', 'x')")
+            conn.execute("INSERT INTO managed_groups (group_id) SELECT -1000 - n FROM generate_series(1, 500) n")
+            conn.execute("DELETE FROM managed_groups WHERE group_id = -5")
         for _ in range(100):
-            if "bot_health" in seen:
+            if ("tgms_groups", "d:-5") in seen:
                 break
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
     assert states[0] is True
-    assert seen[0] == "*"  # after connecting: everything may have changed
-    assert seen[1:3] == ["managed_groups", "bot_health"]
+    assert seen[0] == ("tgms_changes", "*")  # after connecting: everything may have changed
+    groups = [payload for channel, payload in seen if channel == "tgms_groups"]
+    tables = [payload for channel, payload in seen[1:] if channel == "tgms_changes"]
+    assert groups[0] in ("u:-5,-6", "u:-6,-5")
+    assert groups[1:] == ["*", "d:-5"]  # 500 ids do not fit a NOTIFY: "read them all"
+    assert tables[:3] == ["managed_groups", "managed_groups", "bot_health"]
 
 
 async def test_refresh_scheduler_coalesces_holds_and_retries() -> None:

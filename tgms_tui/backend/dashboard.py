@@ -134,6 +134,8 @@ SELECT group_id, title, phase, is_active, final_message_allowed, member_count, m
   FROM managed_groups
 """
 
+SQL_GROUPS_BY_ID = SQL_GROUPS + " WHERE group_id = ANY(%s)"
+
 # One UNION ALL branch per status so that each is served by its own partial index.
 SQL_POOL_STATS = """
 SELECT pool, 'pending', count(*), count(*) FILTER (WHERE run_at <= now()),
@@ -202,6 +204,13 @@ async def fetch_groups(conn: AsyncConnection[Any]) -> list[GroupRow]:
     """Every managed group (the pane filters and sorts them client-side, like htop)."""
     async with conn.cursor(row_factory=lambda _cur: GroupRow._make) as cur:
         await cur.execute(SQL_GROUPS)
+        return await cur.fetchall()
+
+
+async def fetch_groups_by_id(conn: AsyncConnection[Any], group_ids: Iterable[int]) -> list[GroupRow]:
+    """Just these groups (those a 'tgms_groups' NOTIFY named); deleted ones are simply absent."""
+    async with conn.cursor(row_factory=lambda _cur: GroupRow._make) as cur:
+        await cur.execute(SQL_GROUPS_BY_ID, (list(group_ids),))
         return await cur.fetchall()
 
 

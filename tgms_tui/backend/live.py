@@ -20,13 +20,15 @@ from .redaction import redact
 
 log = logging.getLogger(__name__)
 
-CHANGES_CHANNEL = "tgms_changes"
+CHANGES_CHANNEL = "tgms_changes"  # payload: the table name (001_core.sql)
+GROUPS_CHANNEL = "tgms_groups"  # payload: "u:<ids>" / "d:<ids>" / "*" (005_tui_groups.sql)
 ALL_TABLES = "*"
 KEEPALIVE_SECONDS = 10.0
 
 
 class ChangeListener:
-    """Calls `on_change(table)` for each NOTIFY and `on_state(connected, error)` on every transition.
+    """Calls `on_change(channel, payload)` for each NOTIFY and `on_state(connected, error)` on every
+    transition; after each (re)connect `on_change(CHANGES_CHANNEL, "*")`.
 
     Callbacks run on the listener's event loop, so a Textual app can update widgets from them.
     """
@@ -34,10 +36,10 @@ class ChangeListener:
     def __init__(
         self,
         url: str,
-        on_change: Callable[[str], None],
+        on_change: Callable[[str, str], None],
         on_state: Callable[[bool, str | None], None] = lambda ok, err: None,
         *,
-        channels: Iterable[str] = (CHANGES_CHANNEL,),
+        channels: Iterable[str] = (CHANGES_CHANNEL, GROUPS_CHANNEL),
         max_backoff: float = 2.0,
     ) -> None:
         self.url = url
@@ -68,7 +70,7 @@ class ChangeListener:
                     await conn.execute(f"LISTEN {channel}")
                 failures = 0
                 self._set_state(True, None)
-                self.on_change(ALL_TABLES)
+                self.on_change(CHANGES_CHANNEL, ALL_TABLES)
                 await self._pump(conn)
             except (psycopg.Error, OSError) as exc:
                 failures += 1
@@ -84,7 +86,7 @@ class ChangeListener:
         # connection is still alive (a dead server is otherwise only noticed by the kernel much later).
         while True:
             async for note in conn.notifies(timeout=KEEPALIVE_SECONDS):
-                self.on_change(note.payload)
+                self.on_change(note.channel, note.payload)
             await conn.execute("SELECT 1")
 
 
@@ -107,9 +109,13 @@ class RefreshScheduler:
         min_gap: float = 0.15,
         period: float = 2.0,
         max_backoff: float = 2.0,
+        periodic: Callable[[int], Iterable[str]] | None = None,
     ) -> None:
         self._refresh = refresh
         self.everything = frozenset(everything)
+        # What each periodic tick marks stale (tick number -> panes); everything by default.
+        self._periodic = periodic or (lambda _tick: self.everything)
+        self._ticks = 0
         self.min_gap = min_gap
         self.period = period
         self.max_backoff = max_backoff
@@ -144,7 +150,8 @@ class RefreshScheduler:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.period)
             except TimeoutError:
-                self._stale.update(self.everything)
+                self._ticks += 1
+                self._stale.update(self._periodic(self._ticks))
             self._wake.clear()
             if self._held or not self._stale:
                 continue

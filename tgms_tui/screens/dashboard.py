@@ -2,8 +2,14 @@
 
 The screen owns one `RefreshScheduler`. Change notices from the app's LISTEN connection mark panes
 stale; the scheduler coalesces them and calls `_refresh`, which loads only the stale panes in one
-transaction and hands the rows to the tables (which diff them in place). Database failures make
+transaction and hands the rows to the tables (which update them in place). Database failures make
 `_refresh` return False: the status bar says so and the scheduler retries; nothing is raised.
+
+Groups are the big pane (10,000 rows): a NOTIFY on 'tgms_groups' names the changed ids and only those
+rows are read ("group_rows"). All groups are read at start, after a reconnect, when a statement
+changed too many to name, every FULL_GROUPS_EVERY periodic ticks as a safety net, and on every tick
+while change notifications are not arriving. Jobs, workers and join requests (bounded, and showing
+ages) are read on every 2 s tick.
 """
 
 from __future__ import annotations
@@ -38,21 +44,27 @@ if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
 
 PANES = ("groups", "jobs", "workers", "joins")
+TICK_PANES = ("jobs", "workers", "joins")
+FULL_GROUPS_EVERY = 15  # periodic ticks: 30 s at the default 2 s
 
-# Which panes a NOTIFY from each table makes stale.
+# Which panes a NOTIFY from each table makes stale (groups come by id on their own channel).
 TABLE_PANES: dict[str, tuple[str, ...]] = {
-    "managed_groups": ("groups", "joins"),
+    "managed_groups": ("joins",),
     "jobs": ("jobs",),
     "bot_health": ("workers",),
     "join_requests": ("joins",),
 }
 
 
-async def load_panes(conn: AsyncConnection[Any], stale: frozenset[str]) -> dict[str, Any]:
+async def load_panes(
+    conn: AsyncConnection[Any], stale: frozenset[str], group_ids: frozenset[int] = frozenset()
+) -> dict[str, Any]:
     """Everything the stale panes show, read in one transaction (one consistent picture)."""
     loaded: dict[str, Any] = {}
     if "groups" in stale:
         loaded["groups"] = await data.fetch_groups(conn)
+    elif "group_rows" in stale and group_ids:
+        loaded["group_rows"] = await data.fetch_groups_by_id(conn, group_ids)
     if "jobs" in stale:
         loaded["pool_stats"] = await data.fetch_pool_stats(conn)
         loaded["jobs"] = await data.fetch_recent_jobs(conn)
@@ -84,6 +96,7 @@ class DashboardScreen(Screen[None]):
         self.last_refresh: RefreshStats | None = None
         self._filter_target: LiveTable[Any] | None = None
         self.scheduler: RefreshScheduler | None = None
+        self._changed_groups: set[int] = set()  # named by 'tgms_groups' NOTIFYs, not read yet
 
     @property
     def tgms(self) -> TGMSApp:
@@ -105,9 +118,10 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         app = self.tgms
         self.scheduler = RefreshScheduler(
-            self._refresh, PANES, min_gap=app.min_refresh_gap, period=app.refresh_period
+            self._refresh, PANES, min_gap=app.min_refresh_gap, period=app.refresh_period, periodic=self._tick_panes
         )
         app.db_changed.subscribe(self, self._on_db_change)
+        app.group_changes.subscribe(self, self._on_group_change)
         app.db_state_signal.subscribe(self, self._on_db_state)
         self.query_one(StatusBar).set_db(app.db_state)
         self.run_worker(self.scheduler.run(), name="dashboard-refresh", group="refresh", exit_on_error=False)
@@ -133,6 +147,25 @@ class DashboardScreen(Screen[None]):
         else:
             self.scheduler.mark(*TABLE_PANES.get(table, ()))
 
+    def _on_group_change(self, payload: str) -> None:
+        if self.scheduler is None:
+            return
+        kind, _, ids = payload.partition(":")
+        if kind in ("u", "d") and ids:
+            try:
+                self._changed_groups.update(int(i) for i in ids.split(","))
+            except ValueError:
+                self.scheduler.mark("groups")
+                return
+            self.scheduler.mark("group_rows")
+        else:
+            self.scheduler.mark("groups")
+
+    def _tick_panes(self, tick: int) -> tuple[str, ...]:
+        if not self.tgms.listening or tick % FULL_GROUPS_EVERY == 0:
+            return PANES
+        return TICK_PANES
+
     def _on_db_state(self, state: DatabaseState) -> None:
         self.query_one(StatusBar).set_db(state)
 
@@ -140,15 +173,23 @@ class DashboardScreen(Screen[None]):
         from tgms_tui.app import DatabaseUnavailable
 
         started = time.perf_counter()
+        ids: frozenset[int] = frozenset()
+        if "groups" in stale or "group_rows" in stale:
+            ids, self._changed_groups = frozenset(self._changed_groups), set()
         try:
-            loaded = await self.tgms.run_db(lambda conn: load_panes(conn, stale))
+            loaded = await self.tgms.run_db(lambda conn: load_panes(conn, stale, ids))
         except DatabaseUnavailable:
+            self._changed_groups.update(ids)
             return False
         if not self.is_attached:
             return True
         with self.app.batch_update():
             if "groups" in loaded:
                 self.groups.show(loaded["groups"])
+            elif "group_rows" in loaded:
+                found = loaded["group_rows"]
+                gone = {str(i) for i in ids} - {str(g.group_id) for g in found}
+                self.groups.apply_changes(found, gone)
             if "jobs" in loaded:
                 self.query_one(PoolStatsView).show(loaded["pool_stats"])
                 self.query_one(JobsTable).show(loaded["jobs"])
@@ -261,15 +302,20 @@ class DashboardScreen(Screen[None]):
 
     async def _toggle_active(self, g: data.GroupRow) -> None:
         if await group_ops.toggle_active(self.tgms, g):
-            self._mark("groups")
+            self._group_changed(g)
 
     async def _set_phase(self, g: data.GroupRow) -> None:
         if await group_ops.set_phase(self.tgms, g):
-            self._mark("groups")
+            self._group_changed(g)
 
     async def _toggle_final(self, g: data.GroupRow) -> None:
         if await group_ops.toggle_final(self.tgms, g):
-            self._mark("groups")
+            self._group_changed(g)
+
+    def _group_changed(self, g: data.GroupRow) -> None:
+        # The NOTIFY will say so too; this shows our own change even if notifications are down.
+        self._changed_groups.add(g.group_id)
+        self._mark("group_rows")
 
     async def _refresh_members(self, g: data.GroupRow) -> None:
         await group_ops.refresh_members(self.tgms, g)

@@ -14,7 +14,7 @@ depends on the rows visible, not on the rows held.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, ClassVar, Generic, TypeVar
@@ -110,7 +110,8 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         self._rendered: dict[str, T] = {}  # the item each cached row was rendered from
         self._cells: dict[str, tuple[int, tuple[Text, ...]]] = {}  # (render serial, cells)
         self._serial = 0
-        self._sort_values: dict[str, tuple[Any, ...]] = {}
+        self._ties: dict[str, tuple[Any, ...]] = {}  # default-order key per row, cached
+        self._tie_order: list[str] | None = None  # every key in default order; None = recompute
         self._search: dict[str, tuple[T, str]] = {}
         self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._widths: tuple[int, ...] = tuple(c.width or 10 for c in self.COLUMNS)
@@ -124,8 +125,11 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     def cells(self, item: T) -> tuple[Cell, ...]:
         raise NotImplementedError
 
+    SORT_KEYS: ClassVar[dict[str, Callable[[Any], Any]]] = {}  # column -> raw value to sort by
+
     def sort_value(self, item: T, column: str) -> Any:
-        raise NotImplementedError
+        """The raw value rows sort by in `column` (not its formatted text); None sorts last."""
+        return self.SORT_KEYS[column](item)
 
     def search_text(self, item: T) -> str:
         """Lower-case text the `/` filter matches against."""
@@ -168,27 +172,60 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
 
     def show(self, items: Iterable[T]) -> None:
         """Make the table hold exactly `items` (filtering and sorting happen here)."""
-        rows = list(items)
-        if self.KEY_FIELD:  # 10,000 rows: keys made in C, not by a Python call per row
-            new = dict(zip(map(str, map(attrgetter(self.KEY_FIELD), rows)), rows, strict=True))
-        else:
-            new = {self.key_of(item): item for item in rows}
+        new = self._keyed(items)
         old, self.items = self.items, new
         self._loaded = True
-        reorder = new.keys() != old.keys()
-        rendered, sort_values = self._rendered, self._sort_values
+        reorder = self._changed(new, old) or new.keys() != old.keys()
+        for key in old.keys() - new.keys():
+            self._drop(key)
+        self._apply(reorder=reorder or bool(self.filter_text))
+
+    def apply_changes(self, upserts: Iterable[T], deleted: Iterable[str] = ()) -> None:
+        """Merge a few changed rows (and drop deleted ones) without handing over all the others."""
+        changed = self._keyed(upserts)
+        reorder = self._changed(changed, self.items) or not changed.keys() <= self.items.keys()
+        self.items.update(changed)
+        for key in deleted:
+            if self.items.pop(key, None) is not None:
+                self._drop(key)
+                reorder = True
+        self._loaded = True
+        self._apply(reorder=reorder or bool(self.filter_text))
+
+    def _keyed(self, items: Iterable[T]) -> dict[str, T]:
+        rows = list(items)
+        if self.KEY_FIELD:  # 10,000 rows: keys made in C, not by a Python call per row
+            return dict(zip(map(str, map(attrgetter(self.KEY_FIELD), rows)), rows, strict=True))
+        return {self.key_of(item): item for item in rows}
+
+    def _changed(self, new: dict[str, T], old: dict[str, T]) -> bool:
+        """Forget the rendering of rows whose item changed; True when one of them moves in the sort."""
+        reorder = False
+        rendered = self._rendered
         for key, item in new.items():
             before = rendered.get(key)
-            if before is None or before is item or before == item:
-                continue  # unchanged (or never rendered: nothing cached to drop)
+            if before is None:
+                before = old.get(key)
+                if before is None or before is item or before == item:
+                    continue
+            elif before is item or before == item:
+                continue  # unchanged: the common case, a lookup and a C-level tuple comparison
             self._forget(key)
-            if not reorder and key in sort_values and sort_values[key] != self._sort_key(key, item):
+            if not reorder and self.sort_value(before, self.sort_column) != self.sort_value(item, self.sort_column):
                 reorder = True
-        for key in old.keys() - new.keys():
-            self._forget(key)
-            self._sort_values.pop(key, None)
-            self._search.pop(key, None)
-        self._apply(reorder=reorder or bool(self.filter_text))
+            tie = self._ties.pop(key, None)
+            if tie is not None and tie != self._tie(key, item):
+                self._tie_order = None
+                reorder = True
+        if not new.keys() <= old.keys():
+            self._tie_order = None
+        return reorder
+
+    def _drop(self, key: str) -> None:
+        self._forget(key)
+        self._ties.pop(key, None)
+        self._search.pop(key, None)
+        self._tie_order = None
 
     def rerender(self, keys: Iterable[str] | None = None) -> None:
         """Draw these rows (all when None) again although their items did not change: their look
@@ -207,7 +244,6 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
-        self._sort_values.clear()
         self._apply(reorder=True)
 
     def move_to_key(self, key: str) -> bool:
@@ -222,16 +258,33 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     def _forget(self, key: str) -> None:
         self._rendered.pop(key, None)
         self._cells.pop(key, None)
-        self._sort_values.pop(key, None)
 
-    def _sort_key(self, key: str, item: T) -> tuple[Any, ...]:
-        """None last in either direction (mixed None/int would not compare), then the default order
-        and the row key, so equal rows never swap places between refreshes."""
-        value = self.sort_value(item, self.sort_column)
-        tiebreak = self.DEFAULT_SORT or self.COLUMNS[0].key
-        second = self.sort_value(item, tiebreak) if tiebreak != self.sort_column else None
-        return ((value is None) != self.sort_reverse, 0 if value is None else value,
-                second is None, 0 if second is None else second, key)
+    def _tie(self, key: str, item: T) -> tuple[Any, ...]:
+        tie = self._ties.get(key)
+        if tie is None:
+            second = self.sort_value(item, self.DEFAULT_SORT or self.COLUMNS[0].key)
+            tie = self._ties[key] = (second is None, 0 if second is None else second, key)
+        return tie
+
+    def _sorted(self, keys: list[str]) -> list[str]:
+        """`keys` by the sort column; rows with no value last in either direction; ties in the default
+        order (then by key), so equal rows never swap places between refreshes. Two stable sorts:
+        the default order is cached, the sort column's values are read through C-level map()."""
+        if self._tie_order is None:
+            items = self.items
+            self._tie_order = sorted(items, key=lambda k: self._tie(k, items[k]))
+        base = self._tie_order
+        if len(keys) != len(base):
+            wanted = set(keys)
+            base = [k for k in base if k in wanted]
+        column = self.sort_column
+        value = self.SORT_KEYS.get(column) or (lambda item: self.sort_value(item, column))
+        values = dict(zip(base, map(value, map(self.items.__getitem__, base)), strict=True))
+        present = [k for k in base if values[k] is not None]
+        present.sort(key=values.__getitem__, reverse=self.sort_reverse)
+        if len(present) != len(base):
+            present.extend(k for k in base if values[k] is None)
+        return present
 
     def _visible_keys(self) -> list[str]:
         needle = self.filter_text
@@ -251,12 +304,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         """Re-derive the visible order if needed, keep the cursor on its row, repaint."""
         cursor_key = self.cursor_key
         if reorder:
-            keys = self._visible_keys()
-            values = self._sort_values
-            for key in keys:
-                if key not in values:
-                    values[key] = self._sort_key(key, self.items[key])
-            keys.sort(key=values.__getitem__, reverse=self.sort_reverse)
+            keys = self._sorted(self._visible_keys())
             self._order = keys
             self._index = {k: i for i, k in enumerate(keys)}
             self.virtual_size = Size(self.virtual_size.width, len(keys) + HEADER_HEIGHT)
@@ -370,10 +418,6 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
             self.virtual_size = Size(total, len(self._order) + HEADER_HEIGHT)
             self.refresh()
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._generation += 1  # focus, theme: cached strips carry old styles
-
     # ---------------------------------------------------------------- rendering
     def _cells_for(self, key: str, item: T) -> tuple[int, tuple[Text, ...]]:
         """The row's cells, made again only when its item changed; the serial names this rendering."""
@@ -410,7 +454,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         base = self.rich_style
         if y < HEADER_HEIGHT:
             header_style = base + self.get_component_rich_style("live-table--header")
-            header_key = ("header", self._generation, self.sort_column, self.sort_reverse)
+            header_key = ("header", self._generation, self.sort_column, self.sort_reverse, header_style)
             strip = self._strips.get(header_key)
             if strip is None:
                 labels = []
@@ -430,7 +474,8 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
             style = base + self.get_component_rich_style(name)
         item = self.items[key]
         serial, cells = self._cells_for(key, item)
-        cache_key = (serial, self._generation, cursor, self.has_focus)
+        # Keyed on the style too: a theme change re-renders, a focus change only the cursor row.
+        cache_key = (serial, self._generation, style)
         strip = self._strips.get(cache_key)
         if strip is None:
             strip = self._strips[cache_key] = self._line(cells, style, "▶" if cursor else " ")

@@ -7,6 +7,8 @@ the actions themselves are carried out by the dashboard screen, which owns the d
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from rich.table import Table
@@ -59,6 +61,17 @@ class GroupsTable(ActionTable):
         Column("last", "Last bcast", 11),
     )
     DEFAULT_SORT = "title"
+    # One function call per row and column (sorting 10,000 groups builds 20,000 of these values).
+    SORT_KEYS: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "id": attrgetter("group_id"),
+        "title": lambda g: g.title.lower(),
+        "phase": attrgetter("phase"),
+        "state": lambda g: (g.is_active, -g.consecutive_failures),
+        "members": attrgetter("member_count"),
+        "trend": lambda g: g.member_trend,
+        "final": attrgetter("final_message_allowed"),
+        "last": lambda g: g.last_broadcast_at.timestamp() if g.last_broadcast_at else None,
+    }
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("enter", "detail", "Detail"),
@@ -95,18 +108,6 @@ class GroupsTable(ActionTable):
             "yes" if g.final_message_allowed else "no",
             fmt.timestamp(g.last_broadcast_at),
         )
-
-    def sort_value(self, g: GroupRow, column: str) -> Any:
-        return {
-            "id": g.group_id,
-            "title": g.title.lower(),
-            "phase": g.phase,
-            "state": (g.is_active, -g.consecutive_failures),
-            "members": g.member_count,
-            "trend": g.member_trend,
-            "final": g.final_message_allowed,
-            "last": g.last_broadcast_at.timestamp() if g.last_broadcast_at else None,
-        }.get(column, g.group_id)
 
     def search_text(self, g: GroupRow) -> str:
         state = "inactive off" if not g.is_active else ("failing fail" if g.consecutive_failures else "active")
