@@ -86,7 +86,7 @@ RETURNING job_id
 SQL_ENQUEUE_MANY = """
 INSERT INTO jobs (job_type, payload, run_at, priority, dedupe_key, max_retries)
 SELECT t.job_type, t.payload, COALESCE(t.run_at, now()), t.priority, t.dedupe_key, t.max_retries
-  FROM unnest(%s::text[], %s::jsonb[], %s::timestamptz[], %s::int[], %s::text[], %s::int[])
+  FROM unnest(%b::text[], %b::jsonb[], %b::timestamptz[], %b::int[], %b::text[], %b::int[])
        AS t(job_type, payload, run_at, priority, dedupe_key, max_retries)
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING job_id
