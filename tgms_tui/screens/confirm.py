@@ -33,8 +33,9 @@ class ConfirmScreen(ModalScreen[bool]):
             dialog.border_title = self.title_text
             yield Static(Text(self.question), id="question")
             with Horizontal(classes="buttons"):
-                yield Button(f"[y] {self.yes_label}", id="yes", variant="error")
-                yield Button(f"[n] {self.no_label}", id="no", variant="primary")
+                # Text, not str: "[y]" would be read as markup and vanish.
+                yield Button(Text(f"[y] {self.yes_label}"), id="yes", variant="error")
+                yield Button(Text(f"[n] {self.no_label}"), id="no", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()  # the safe answer has focus: enter does nothing harmful

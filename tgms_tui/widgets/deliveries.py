@@ -14,6 +14,8 @@ STATUS_ORDER = {"failed": 0, "ambiguous": 1, "sending": 2, "pending": 3, "queued
 
 class DeliveriesTable(LiveTable[DeliveryRow]):
     PANE_TITLE = "Groups"
+    FLEX_COLUMN = "error"
+    FLEX_MIN = 8
     COLUMNS = (
         Column("group", "Group", 15),
         Column("title", "Title", 24),

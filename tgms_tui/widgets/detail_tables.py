@@ -48,9 +48,10 @@ class GroupJoinsTable(LiveTable[GroupJoinRequest]):
 class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
     PANE_TITLE = "Broadcasts received"
     FLEX_COLUMN = "text"
+    FLEX_MIN = 6
     COLUMNS = (
         Column("code", "Debug code", 12),
-        Column("status", "Status", 11),
+        Column("status", "Status", 10),
         Column("at", "Sent", 11),
         Column("text", "Message / error", 40),
     )

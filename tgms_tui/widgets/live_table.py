@@ -36,7 +36,7 @@ Cell = Text | str
 
 GAP = 1  # blank columns between cells
 HEADER_HEIGHT = 1
-GUTTER = 1  # left of every row: ▶ marks the cursor row, so it shows without colour too
+GUTTER = 1  # left of every row: ▶ marks the cursor row (▷ when the table has no focus), without colour
 
 
 @dataclass(frozen=True)
@@ -478,7 +478,8 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         cache_key = (serial, self._generation, style)
         strip = self._strips.get(cache_key)
         if strip is None:
-            strip = self._strips[cache_key] = self._line(cells, style, "▶" if cursor else " ")
+            marker = (" " if not cursor else "▶" if self.has_focus else "▷")
+            strip = self._strips[cache_key] = self._line(cells, style, marker)
         return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
 
     def on_focus(self, event: events.Focus) -> None:

@@ -174,7 +174,7 @@ class JobsTable(ActionTable):
         Column("age", "Age", 6),
         Column("error", "Last error", 20),
     )
-    DEFAULT_SORT = "age"
+    DEFAULT_SORT = "status"  # failed first, then running, pending, finished; newest first within each
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("enter", "job_detail", "Payload"),
