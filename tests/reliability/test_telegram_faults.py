@@ -94,7 +94,9 @@ def test_each_telegram_fault_gets_its_reaction_and_no_job_retries_for_ever(
     ctl.add_fault("hang", method=APPROVE, chat_id=gateway_chat, seconds=1, apply=False, times=1)
     ctl.kick_bot(kicked_chat, stack.tgms_bot_id)
     ctl.delete_chat(gone_chat)
-    ctl.upgrade(basic_chat)
+    upgraded_to = int(ctl.upgrade(basic_chat)["id"])
+    # Where each request's row ends up: a request meeting the upgrade moves with its group.
+    logged_in = {chat: upgraded_to if chat == basic_chat else chat for chat in requests}
 
     # ---------------------------------------------------------------- broadcast targets
     ok = managed_chats(stack, 20)
@@ -132,7 +134,7 @@ def test_each_telegram_fault_gets_its_reaction_and_no_job_retries_for_ever(
     )
     finished = "SELECT status FROM broadcasts WHERE broadcast_id = %s AND status NOT IN ('pending', 'running')"
     assert stack.wait_for(lambda: stack.scalar(finished, (broadcast_id,)), timeout=120, what="broadcast") == "done"
-    stack.wait_for(lambda: all(_join_outcome(stack, c, u) for c, u in requests.items()), timeout=60,
+    stack.wait_for(lambda: all(_join_outcome(stack, logged_in[c], u) for c, u in requests.items()), timeout=60,
                    what="join request outcomes")  # fmt: skip
     # Only the TGMS pool: the main pool's jobs (Telegram's updates about the kicks and upgrades) wait
     # for a main worker, which this scenario does not run.
@@ -191,7 +193,7 @@ def test_each_telegram_fault_gets_its_reaction_and_no_job_retries_for_ever(
     job_rows = stack.sql(f"SELECT {chat_of_job}, status, retries, max_retries FROM jobs "
                          "WHERE job_type = 'tgms_process_join_request'")  # fmt: skip
     jobs = {int(chat): (str(status), int(retries), int(top)) for chat, status, retries, top in job_rows}
-    outcomes = {chat: _join_outcome(stack, chat, user) for chat, user in requests.items()}
+    outcomes = {chat: _join_outcome(stack, logged_in[chat], user) for chat, user in requests.items()}
     assert {chat: o[0] if o else None for chat, o in outcomes.items()} == {
         flood_chat: "approved", broken_chat: "failed", gateway_chat: "approved",
         kicked_chat: "failed", gone_chat: "failed", basic_chat: "failed",
@@ -207,7 +209,8 @@ def test_each_telegram_fault_gets_its_reaction_and_no_job_retries_for_ever(
         gateway_chat: ("done", 1, 5), kicked_chat: ("done", 0, 5), gone_chat: ("done", 0, 5),
         basic_chat: ("done", 0, 5),
     }  # fmt: skip
-    assert "upgraded to supergroup" in str(outcomes[basic_chat])
+    assert f"upgraded to supergroup {upgraded_to}" in str(outcomes[basic_chat])
+    assert basic_chat not in groups and upgraded_to in groups  # the id was rewritten by the join request
 
     # ---------------------------------------------------------------- nothing retries for ever
     states = stack.sql("SELECT status, count(*), bool_and(retries <= max_retries) FROM jobs WHERE pool = 'tgms' "
