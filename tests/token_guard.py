@@ -2,11 +2,14 @@
 
 Register it in tests/conftest.py with `pytest_plugins = ["tests.token_guard"]`.
 
-Two nets, both checked after every test phase (setup, call, teardown):
+Three nets, the first two checked after every test phase (setup, call, teardown):
 1. A handler on the root logger that sees every log record of the test process at DEBUG, whatever
    level the tests capture at (records from server threads too).
 2. The report sections pytest captured for the phase: "Captured log", "Captured stdout/stderr"
    (which also hold the output of subprocesses the test started with inherited streams).
+3. After the test's teardown, every `*.log` file under its `tmp_path`: where harnesses write the
+   output of the processes they start (tests/workers/harness.py: webhook and worker processes),
+   which pytest never captures.
 
 A phase whose output contains a Telegram-shaped token (`<id>:<secret>`, with or without the `bot`
 prefix of API URLs) or a registered secret fails, naming where the leak was, never the secret.
@@ -29,6 +32,7 @@ import re
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -166,6 +170,10 @@ def pytest_runtest_makereport(
             # Masked, so that the failure report does not print the secret a second time.
             clean_sections.append((title, scrub(content) if found else content))
         report.sections = clean_sections
+        if call.when == "teardown":
+            for path in subprocess_logs(item):
+                found = find_leaks(path.read_text(encoding="utf-8", errors="replace"))
+                leaks.extend(Leak(f"subprocess output {path.name}", what) for what in found)
     if report.failed and report.longrepr is not None:
         # An assertion message may quote a token; the test failed anyway, just do not print it.
         text = str(report.longrepr)
@@ -180,6 +188,14 @@ def pytest_runtest_makereport(
             report.outcome = "failed"
             report.longrepr = message
     return report
+
+
+def subprocess_logs(item: pytest.Item) -> list[Path]:
+    """The `*.log` files under the test's tmp_path (if it used one), e.g. the harness's process logs."""
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if not isinstance(tmp, Path) or not tmp.is_dir():
+        return []
+    return sorted(p for p in tmp.rglob("*.log") if p.is_file())
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
