@@ -11,6 +11,8 @@ import pytest
 
 from tests.client.test_token_guard import FAKE_TOKEN, run_inner
 
+from .results import ScenarioFactory
+
 WRITES_LOG = """
 import os
 def test_worker_output(tmp_path):
@@ -21,7 +23,13 @@ def test_worker_output(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_token_in_a_subprocess_log_fails_the_test(tmp_path: Path) -> None:
+def test_a_token_in_a_subprocess_log_fails_the_test(tmp_path: Path, scenario: ScenarioFactory) -> None:
+    scenario(
+        "5d",
+        "Auth: the subprocess-output net works",
+        injected="a test (in an inner pytest session) whose 'worker' writes a bot token into its log file",
+        checked="tests/token_guard.py fails that test, names the file, never prints the token; a clean log passes",
+    )
     result = run_inner(tmp_path, WRITES_LOG.format(line='"POST http://h/bot" + os.environ["FAKE_TOKEN"] + "/getMe"'))
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
