@@ -107,8 +107,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (default 20)")
     parser.add_argument("--groups", type=int, default=20, help="managed groups the requests spread over")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured requests first")
-    parser.add_argument("--workers", type=int, default=2, help="TGMS worker processes (default 2: one per core "
-                        "of a small machine; approvals scale out with processes)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="TGMS worker processes (default 2: one per core of a small machine; approvals scale out with processes)",
+    )
     parser.add_argument("--updates", choices=["all", "join"], default="all",
                         help="update types the TGMS bot subscribes to: all that TGMS uses (each approval then "
                              "also brings a chat_member update and a join message to the webhook and the main "
@@ -147,8 +151,10 @@ def main() -> int:
             statuses = dict(stack.sql("SELECT status, count(*) FROM join_requests GROUP BY status"))
 
     total = results["total"]
-    print(f"\njoin requests: {len(made)} at {achieved:.1f}/s over {len(chats)} groups; outcomes {statuses}; "
-          f"TGMS bot updates: {args.updates}; {args.workers} TGMS worker(s)")
+    print(
+        f"\njoin requests: {len(made)} at {achieved:.1f}/s over {len(chats)} groups; outcomes {statuses}; "
+        f"TGMS bot updates: {args.updates}; {args.workers} TGMS worker(s)"
+    )
     print(f"\n{'latency (ms)':<44} {'n':>6} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'mean':>8}")
     print("-" * 96)
     print(row("update delivery start -> approve recorded", total))
@@ -157,8 +163,10 @@ def main() -> int:
     print(row("floor: direct approve round trip (no pipeline)", floor))
     p50, p99 = percentile(total, 0.5) * 1000, percentile(total, 0.99) * 1000
     verdict = "MET" if p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS else "NOT MET"
-    print(f"\ntarget p50 <= {TARGET_P50_MS:.0f} ms, p99 <= {TARGET_P99_MS:.0f} ms: {verdict} "
-          f"(p50 {p50:.1f} ms, p99 {p99:.1f} ms; {p50 / (percentile(floor, 0.5) * 1000):.1f}x the direct floor)")
+    print(
+        f"\ntarget p50 <= {TARGET_P50_MS:.0f} ms, p99 <= {TARGET_P99_MS:.0f} ms: {verdict} "
+        f"(p50 {p50:.1f} ms, p99 {p99:.1f} ms; {p50 / (percentile(floor, 0.5) * 1000):.1f}x the direct floor)"
+    )
     missing = len(made) - len(total)
     if missing:
         print(f"warning: {missing} request(s) without a matched delivery/approval record", file=sys.stderr)

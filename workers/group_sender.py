@@ -420,8 +420,7 @@ class GroupSender:
         assert b is not None
         async with self.ctx.db.connection() as conn:
             cur = await conn.execute(
-                "SELECT debug_code FROM sent_messages WHERE broadcast_id = %s "
-                "ORDER BY length(debug_code) DESC LIMIT 1",
+                "SELECT debug_code FROM sent_messages WHERE broadcast_id = %s ORDER BY length(debug_code) DESC LIMIT 1",
                 (self.broadcast_id,),
             )
             row = await cur.fetchone()
@@ -499,7 +498,9 @@ class GroupSender:
         for message_id, chat_id in rows:
             log.warning(
                 "broadcast %d: send to %s (row %d) interrupted by a crash: marked ambiguous, not resent",
-                self.broadcast_id, chat_id, message_id,
+                self.broadcast_id,
+                chat_id,
+                message_id,
             )
 
     # ------------------------------------------------------------ sending
@@ -542,8 +543,9 @@ class GroupSender:
             return None
         message_id = int(row["message_id"])
         if row["broadcast_status"] != "running":
-            await self._write(SQL_SKIP_REMAINING, {"b": self.broadcast_id,
-                                                   "error": f"broadcast {row['broadcast_status']}"})
+            await self._write(
+                SQL_SKIP_REMAINING, {"b": self.broadcast_id, "error": f"broadcast {row['broadcast_status']}"}
+            )
             return _STOPPED
         if not (row["is_active"] or (b.is_final and row["final_allowed"])):
             reason = "group is no longer managed" if row["is_active"] is None else "group is inactive"
@@ -588,17 +590,27 @@ class GroupSender:
         try:
             message = await self._call(row.chat_id, row.debug_code)
         except asyncio.CancelledError:
-            await asyncio.shield(self._write(SQL_FAILED_UNCOUNTED, {
-                "id": row.message_id, "status": "ambiguous",
-                "error": "cancelled while the request was in flight; may have been delivered, not resent",
-            }))
+            await asyncio.shield(
+                self._write(
+                    SQL_FAILED_UNCOUNTED,
+                    {
+                        "id": row.message_id,
+                        "status": "ambiguous",
+                        "error": "cancelled while the request was in flight; may have been delivered, not resent",
+                    },
+                )
+            )
             raise
         except RetryAfter as exc:
             # Pause the bot in the shared limiter (every process); the next claim waits it out.
             await self.limiter.pause(self.client.bot_key, exc.retry_after)
-            await self._write(SQL_REQUEUE_UNCOUNTED, {
-                "id": row.message_id, "error": f"429 from Telegram: retry after {exc.retry_after:g}s",
-            })
+            await self._write(
+                SQL_REQUEUE_UNCOUNTED,
+                {
+                    "id": row.message_id,
+                    "error": f"429 from Telegram: retry after {exc.retry_after:g}s",
+                },
+            )
             return False
         except ChatMigrated as exc:
             await self._migrate(row, exc)
@@ -607,9 +619,14 @@ class GroupSender:
             return await self._failed(row, exc)
         except Exception as exc:
             # Not a Telegram answer (a bug, or something unexpected): we cannot know whether it went out.
-            await self._write(SQL_FAILED_UNCOUNTED, {
-                "id": row.message_id, "status": "ambiguous", "error": f"{type(exc).__name__}: {exc}"[:1000],
-            })
+            await self._write(
+                SQL_FAILED_UNCOUNTED,
+                {
+                    "id": row.message_id,
+                    "status": "ambiguous",
+                    "error": f"{type(exc).__name__}: {exc}"[:1000],
+                },
+            )
             raise
         await self._write(SQL_SENT, {"id": row.message_id, "tm": message.get("message_id")})
         self.sent += 1
@@ -627,13 +644,15 @@ class GroupSender:
     async def _migrate(self, row: Claimed, exc: ChatMigrated) -> None:
         """Rewrite the group id everywhere (this row included) and put the row back to be sent to the
         new id; if the broadcast already has a row for the new id, this one was skipped instead."""
+
         async def work(conn: AsyncConnection[Any]) -> None:
             await rewrite_group_id(conn, row.chat_id, exc.new_chat_id)
             await conn.execute(SQL_REQUEUE_UNCOUNTED, {"id": row.message_id, "error": None})
 
         await self._with_conn(work, transaction=True)
-        log.info("broadcast %d: group %s migrated to %s; retrying there",
-                 self.broadcast_id, row.chat_id, exc.new_chat_id)
+        log.info(
+            "broadcast %d: group %s migrated to %s; retrying there", self.broadcast_id, row.chat_id, exc.new_chat_id
+        )
 
     async def _failed(self, row: Claimed, exc: TelegramError) -> bool:
         error = exc.description
@@ -649,15 +668,18 @@ class GroupSender:
             await self._delivery_failed(row, error)
             return False
         if exc.maybe_delivered:
-            await self._write(SQL_FAILED_UNCOUNTED, {
-                "id": row.message_id, "status": "ambiguous", "error": f"{error} (may have been delivered; not resent)",
-            })
+            await self._write(
+                SQL_FAILED_UNCOUNTED,
+                {
+                    "id": row.message_id,
+                    "status": "ambiguous",
+                    "error": f"{error} (may have been delivered; not resent)",
+                },
+            )
             return False
         if exc.retryable:
             async with self.db.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT attempts FROM sent_messages WHERE message_id = %s", (row.message_id,)
-                )
+                cur = await conn.execute("SELECT attempts FROM sent_messages WHERE message_id = %s", (row.message_id,))
                 attempts_row = await cur.fetchone()
             attempts = int(attempts_row[0]) if attempts_row else MAX_ATTEMPTS
             if attempts < MAX_ATTEMPTS:

@@ -96,8 +96,12 @@ async def kick_inactive_members(ctx: JobContext, job: Job) -> None:
         await _kick_in_group(ctx, job, client, group_id, chat_type, days, dry_run, report)
     log.info(
         "inactive members%s: %d group(s), %d kicked, %d would be kicked, %d skipped, %d failed",
-        " (dry run)" if dry_run else "", report.groups, report.kicked, report.would_kick,
-        report.skipped, report.failed,
+        " (dry run)" if dry_run else "",
+        report.groups,
+        report.kicked,
+        report.would_kick,
+        report.skipped,
+        report.failed,
     )
 
 
@@ -119,8 +123,14 @@ async def _kick_in_group(
         async with ctx.db.connection() as conn:
             await conn.execute(
                 SQL_AUDIT,
-                {"chat": chat_id, "user": user_id, "action": action, "reason": reason,
-                 "dry_run": dry_run, "job": job.job_id},
+                {
+                    "chat": chat_id,
+                    "user": user_id,
+                    "action": action,
+                    "reason": reason,
+                    "dry_run": dry_run,
+                    "job": job.job_id,
+                },
             )
             if status is not None and not dry_run:
                 await conn.execute(SQL_SET_STATUS, {"chat": chat_id, "user": user_id, "status": status})
@@ -178,9 +188,7 @@ async def _member(client: TelegramClient, user_id: int, chat_id: int) -> ChatMem
     return await client.get_chat_member(chat_id, user_id)
 
 
-async def _kick(
-    ctx: JobContext, client: TelegramClient, chat_id: int, chat_type: str, user_id: int
-) -> tuple[str, str]:
+async def _kick(ctx: JobContext, client: TelegramClient, chat_id: int, chat_type: str, user_id: int) -> tuple[str, str]:
     """Ban, then (supergroups) unban so the member may rejoin. (outcome, reason)."""
     try:
         _, banned_in = await call_in_chat(ctx, client, chat_id, lambda c: client.ban_chat_member(c, user_id))

@@ -48,9 +48,7 @@ from .telegram_api import (
 log = logging.getLogger(__name__)
 
 JOB_TYPE = "tgms_process_join_request"
-FINAL_STATUSES = frozenset(
-    {"approved", "skipped_unmanaged", "skipped_inactive", "already_member", "expired", "failed"}
-)
+FINAL_STATUSES = frozenset({"approved", "skipped_unmanaged", "skipped_inactive", "already_member", "expired", "failed"})
 RETRY = "retry"
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted"})
 

@@ -40,11 +40,7 @@ class _Connection:
     idle_since: float = field(default_factory=time.monotonic)
 
     def usable(self, expiry: float) -> bool:
-        return (
-            not self.reader.at_eof()
-            and not self.writer.is_closing()
-            and time.monotonic() - self.idle_since < expiry
-        )
+        return not self.reader.at_eof() and not self.writer.is_closing() and time.monotonic() - self.idle_since < expiry
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

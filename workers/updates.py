@@ -46,7 +46,7 @@ REASON_NO_INVITE = "bot cannot invite users, so it cannot approve join requests"
 HELP_TEXT = (
     "I am the group management bot of TGMS.\n\n"
     "What I do in groups where I am an administrator:\n"
-    "• approve join requests at once (give me the \"Invite users via link\" right),\n"
+    '• approve join requests at once (give me the "Invite users via link" right),\n'
     "• deliver the announcements your operators broadcast to their groups,\n"
     "• track member counts, and remove long-inactive members where the group opted in.\n\n"
     "To start, add me to your group as an administrator with the right to invite users. "
@@ -174,8 +174,9 @@ class UpdateHandler:
         if not isinstance(new, dict) or not isinstance(new.get("status"), str):
             raise MalformedUpdate("my_chat_member without new_chat_member.status")
         if not self.manages_groups:
-            log.info("the %s bot's status in %s is now %s (it does not manage groups)", self.role, chat_id,
-                     new["status"])
+            log.info(
+                "the %s bot's status in %s is now %s (it does not manage groups)", self.role, chat_id, new["status"]
+            )
             return
         status = new["status"]
         async with self.ctx.db.connection() as conn:
@@ -183,13 +184,25 @@ class UpdateHandler:
                 can_invite = status == "creator" or bool(new.get("can_invite_users"))
                 cur = await conn.execute(
                     SQL_REGISTER,
-                    {"chat": chat_id, "actor": actor, "title": title, "type": chat_type,
-                     "can_invite": can_invite, "no_invite": REASON_NO_INVITE},
+                    {
+                        "chat": chat_id,
+                        "actor": actor,
+                        "title": title,
+                        "type": chat_type,
+                        "can_invite": can_invite,
+                        "no_invite": REASON_NO_INVITE,
+                    },
                 )
                 row = await cur.fetchone()
                 assert row is not None
-                log.info("group %s (%s) %s by user %s: %s", chat_id, title,
-                         "registered" if row[1] else "updated", actor, "active" if row[0] else "inactive")
+                log.info(
+                    "group %s (%s) %s by user %s: %s",
+                    chat_id,
+                    title,
+                    "registered" if row[1] else "updated",
+                    actor,
+                    "active" if row[0] else "inactive",
+                )
                 return
             if status in ("left", "kicked"):
                 reason = (REASON_KICKED if status == "kicked" else REASON_REMOVED).format(actor=actor)
@@ -306,8 +319,9 @@ async def process_telegram_update(ctx: JobContext, job: Job) -> None:
         log.warning("update %s (job %d) is malformed and was ignored: %s", update.get("update_id"), job.job_id, exc)
     except psycopg.DataError as exc:
         # e.g. an id out of range: the update itself is bad, the database is fine.
-        log.warning("update %s (job %d) has data PostgreSQL rejects; ignored: %s",
-                    update.get("update_id"), job.job_id, exc)
+        log.warning(
+            "update %s (job %d) has data PostgreSQL rejects; ignored: %s", update.get("update_id"), job.job_id, exc
+        )
 
 
 __all__ = ["HELP_TEXT", "JOB_TYPE", "UpdateHandler", "process_telegram_update"]

@@ -66,8 +66,9 @@ class Stack:
         self.tgms_bot_id = 6_100_000_000 + secrets.randbelow(10**6)
         self.main_token = make_token(self.main_bot_id)
         self.tgms_token = make_token(self.tgms_bot_id)
-        self.sim = SimServer(config=sim_config or SimConfig(enforce_flood_limits=False),
-                             bots=[self.main_token, self.tgms_token])
+        self.sim = SimServer(
+            config=sim_config or SimConfig(enforce_flood_limits=False), bots=[self.main_token, self.tgms_token]
+        )
         self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self.extra_env = dict(env or {})
         self.webhook_url: str | None = None
@@ -139,10 +140,12 @@ class Stack:
         url = f"http://127.0.0.1:{port}"
         self.wait_for(lambda: _healthy(url), timeout=30, what="webhook server up")
         self.webhook_url = url
-        self.sim.state.set_webhook(self.main_bot_id, f"{url}/api/webhook", secret_token=WEBHOOK_SECRET,
-                                   allowed_updates=ALLOWED_UPDATES)
-        self.sim.state.set_webhook(self.tgms_bot_id, f"{url}/api/webhook/tgms", secret_token=WEBHOOK_SECRET,
-                                   allowed_updates=ALLOWED_UPDATES)
+        self.sim.state.set_webhook(
+            self.main_bot_id, f"{url}/api/webhook", secret_token=WEBHOOK_SECRET, allowed_updates=ALLOWED_UPDATES
+        )
+        self.sim.state.set_webhook(
+            self.tgms_bot_id, f"{url}/api/webhook/tgms", secret_token=WEBHOOK_SECRET, allowed_updates=ALLOWED_UPDATES
+        )
         return url
 
     def start_worker(self, pool: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -172,8 +175,15 @@ class Stack:
 
     def add_group(self, chat: dict[str, Any], **columns: Any) -> int:
         """Register a simulator chat as a managed group directly (the setup a test is not about)."""
-        values = {"group_id": chat["id"], "title": chat.get("title") or "", "chat_type": chat["type"],
-                  "phase": "growth", "is_active": True, "bot_can_invite": True, **columns}
+        values = {
+            "group_id": chat["id"],
+            "title": chat.get("title") or "",
+            "chat_type": chat["type"],
+            "phase": "growth",
+            "is_active": True,
+            "bot_can_invite": True,
+            **columns,
+        }
         names = ", ".join(values)
         marks = ", ".join(f"%({k})s" for k in values)
         self.sql(f"INSERT INTO managed_groups ({names}) VALUES ({marks})", values)

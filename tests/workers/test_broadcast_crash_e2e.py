@@ -46,8 +46,15 @@ def test_broadcast_resumes_after_sigterm_and_sigkill_without_duplicates(stack: S
     hung = int(pending[4][0])
     ctl.add_fault("hang", method=SEND, chat_id=hung, seconds=4, apply=True)
     second = stack.start_worker("tgms", **env)
-    stack.wait_for(lambda: stack.scalar("SELECT status FROM sent_messages WHERE broadcast_id = %s AND chat_id = %s",
-                                        (broadcast_id, hung)) == "sending", what="the hung send in flight")
+    stack.wait_for(
+        lambda: (
+            stack.scalar(
+                "SELECT status FROM sent_messages WHERE broadcast_id = %s AND chat_id = %s", (broadcast_id, hung)
+            )
+            == "sending"
+        ),
+        what="the hung send in flight",
+    )
     stack.kill(second, signal.SIGKILL)
 
     # 3. A fresh worker takes over once the dead one's leases expire.

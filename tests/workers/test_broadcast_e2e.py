@@ -175,13 +175,25 @@ def test_photo_final_and_content_error_broadcasts(stack: Stack) -> None:
     # Telegram rejects the content (here: injected for the first group): the whole broadcast stops and
     # no group is blamed.
     before = _groups(stack)
-    ctl.add_fault("error", method=SEND, error_code=400, times=1,
-                  description="Bad Request: can't parse entities: Can't find end of Bold entity at byte offset 0")
+    ctl.add_fault(
+        "error",
+        method=SEND,
+        error_code=400,
+        times=1,
+        description="Bad Request: can't parse entities: Can't find end of Bold entity at byte offset 0",
+    )
     stopped = stack.broadcast({"text": "Another *one*", "parse_mode": "MarkdownV2"})
     assert _wait_finished(stack, stopped) == "stopped"
     # A send already in flight when the broadcast stopped still gets its outcome recorded.
-    stack.wait_for(lambda: not stack.scalar("SELECT count(*) FROM sent_messages WHERE broadcast_id = %s "
-                                            "AND status IN ('pending', 'sending')", (stopped,)), what="in-flight sends")
+    stack.wait_for(
+        lambda: (
+            not stack.scalar(
+                "SELECT count(*) FROM sent_messages WHERE broadcast_id = %s AND status IN ('pending', 'sending')",
+                (stopped,),
+            )
+        ),
+        what="in-flight sends",
+    )
     error = stack.scalar("SELECT error FROM broadcasts WHERE broadcast_id = %s", (stopped,))
     assert "can't parse entities" in error
     statuses = sorted(row["status"] for row in _rows(stack, stopped).values())

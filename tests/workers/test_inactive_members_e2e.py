@@ -7,7 +7,15 @@ from typing import Any
 from .harness import Stack
 
 OWNER, ADMIN, OTHER_BOT, IDLE1, IDLE2, ACTIVE, GONE, IDLE_BASIC, IDLE_OPTED_OUT = (
-    8001, 8002, 8003, 8004, 8005, 8006, 8007, 8008, 8009,
+    8001,
+    8002,
+    8003,
+    8004,
+    8005,
+    8006,
+    8007,
+    8008,
+    8009,
 )
 
 
@@ -31,8 +39,14 @@ def test_dry_run_reports_then_real_run_kicks_only_the_inactive(stack: Stack) -> 
     stack.start_worker("tgms")
     stack.wait_jobs_idle()  # the periodic run at start-up finds no opted-in group yet
     tgms = stack.tgms_bot_id
-    sup = ctl.create_chat("supergroup", "Super", owner=OWNER, admins=[ADMIN], bots=[tgms],
-                          members=[{"id": OTHER_BOT, "is_bot": True}, IDLE1, IDLE2, ACTIVE, GONE])
+    sup = ctl.create_chat(
+        "supergroup",
+        "Super",
+        owner=OWNER,
+        admins=[ADMIN],
+        bots=[tgms],
+        members=[{"id": OTHER_BOT, "is_bot": True}, IDLE1, IDLE2, ACTIVE, GONE],
+    )
     basic = ctl.create_chat("group", "Basic", owner={"id": 8101}, bots=[tgms], members=[IDLE_BASIC])
     opted_out = ctl.create_chat("supergroup", "No policy", owner={"id": 8201}, bots=[tgms], members=[IDLE_OPTED_OUT])
     stack.add_group(sup, inactivity_days=7)

@@ -45,8 +45,9 @@ def test_every_outcome_is_logged_once_and_only_managed_active_groups_are_approve
     stack.add_group(no_rights)
     stack.add_group(both_bots)
     # The rights were taken away after Telegram sent the request (Telegram's answer then).
-    ctl.add_fault("error", method=APPROVE, chat_id=no_rights["id"], error_code=400,
-                  description="Bad Request: CHAT_ADMIN_REQUIRED")
+    ctl.add_fault(
+        "error", method=APPROVE, chat_id=no_rights["id"], error_code=400, description="Bad Request: CHAT_ADMIN_REQUIRED"
+    )
 
     approved = ctl.join_request(managed["id"], {"first_name": "Ann", "username": "ann"})
     approved_basic = ctl.join_request(basic["id"])
@@ -81,8 +82,11 @@ def test_every_outcome_is_logged_once_and_only_managed_active_groups_are_approve
     assert stack.calls(APPROVE, chat_id=unmanaged["id"]) == []
     assert stack.calls(APPROVE, chat_id=inactive["id"]) == []
     stack.wait_jobs_idle("tgms_process_join_request")
-    for chat_id, user_id in [(managed["id"], approved["user_id"]), (basic["id"], approved_basic["user_id"]),
-                             (both_bots["id"], twice["user_id"])]:
+    for chat_id, user_id in [
+        (managed["id"], approved["user_id"]),
+        (basic["id"], approved_basic["user_id"]),
+        (both_bots["id"], twice["user_id"]),
+    ]:
         assert _approvals(stack, chat_id, user_id) == 1
 
 
@@ -91,13 +95,25 @@ def test_already_member_expired_and_rerun_of_the_same_job(stack: Stack) -> None:
     stack.start_worker("tgms")
     chat = ctl.create_chat("supergroup", "G", bots=[stack.tgms_bot_id])
     stack.add_group(chat)
-    ctl.add_fault("error", method=APPROVE, chat_id=chat["id"], error_code=400,
-                  description="Bad Request: USER_ALREADY_PARTICIPANT", times=1)
+    ctl.add_fault(
+        "error",
+        method=APPROVE,
+        chat_id=chat["id"],
+        error_code=400,
+        description="Bad Request: USER_ALREADY_PARTICIPANT",
+        times=1,
+    )
     first = ctl.join_request(chat["id"])
     assert stack.wait_for(lambda: _final(stack, chat["id"], first["user_id"])) == "already_member"
 
-    ctl.add_fault("error", method=APPROVE, chat_id=chat["id"], error_code=400,
-                  description="Bad Request: HIDE_REQUESTER_MISSING", times=1)
+    ctl.add_fault(
+        "error",
+        method=APPROVE,
+        chat_id=chat["id"],
+        error_code=400,
+        description="Bad Request: HIDE_REQUESTER_MISSING",
+        times=1,
+    )
     second = ctl.join_request(chat["id"])
     assert stack.wait_for(lambda: _final(stack, chat["id"], second["user_id"])) == "expired"
 
@@ -106,7 +122,8 @@ def test_already_member_expired_and_rerun_of_the_same_job(stack: Stack) -> None:
     stack.wait_jobs_idle("tgms_process_join_request")
     job_id = stack.scalar(
         "SELECT job_id FROM jobs WHERE job_type = 'tgms_process_join_request' "
-        "AND (payload->'update'->'chat_join_request'->'from'->>'id')::bigint = %s", (third["user_id"],)
+        "AND (payload->'update'->'chat_join_request'->'from'->>'id')::bigint = %s",
+        (third["user_id"],),
     )
     calls_before = len(stack.calls(APPROVE))
     # Run the very same job again (as after a lost completion): no second call, no second row.

@@ -100,7 +100,7 @@ async def test_failures_map_to_httpx_exceptions_by_whether_the_request_left() ->
         if b"/slow" in head:
             await asyncio.sleep(2)
         elif b"/cut" in head:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\"")
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"ok"')
             await writer.drain()
             return False
         writer.write(ok())

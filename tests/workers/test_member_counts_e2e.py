@@ -24,8 +24,14 @@ def test_periodic_counts_once_per_period_with_history_and_on_demand_refresh(stac
     env = {"TGMS_MEMBER_COUNT_INTERVAL_SECONDS": "3"}
     stack.start_worker("tgms", **env)
     stack.start_worker("tgms", **env)
-    stack.wait_for(lambda: stack.scalar("SELECT count(DISTINCT recorded_at) FROM member_count_history "
-                                        "WHERE group_id = %s", (new_id,)) >= 2, timeout=30, what="two periods")
+    stack.wait_for(
+        lambda: (
+            stack.scalar("SELECT count(DISTINCT recorded_at) FROM member_count_history WHERE group_id = %s", (new_id,))
+            >= 2
+        ),
+        timeout=30,
+        what="two periods",
+    )
 
     counts = dict(stack.sql("SELECT group_id, member_count FROM managed_groups WHERE is_active"))
     assert counts == sizes

@@ -13,6 +13,8 @@ async def test_thousands_of_targets_get_distinct_codes_and_a_rerun_adds_nothing(
         await conn.execute("INSERT INTO broadcasts (broadcast_id, text) VALUES (7, 'x')")
         await conn.execute(SQL_INSERT_TARGETS, {"b": 7, "ids": ids})
         await conn.execute(SQL_INSERT_TARGETS, {"b": 7, "ids": ids})  # a second starter agrees
-        cur = await conn.execute("SELECT count(*), count(DISTINCT debug_code), count(DISTINCT chat_id), "
-                                 "bool_and(debug_code ~ '^[A-Za-z0-9]+$') FROM sent_messages")
+        cur = await conn.execute(
+            "SELECT count(*), count(DISTINCT debug_code), count(DISTINCT chat_id), "
+            "bool_and(debug_code ~ '^[A-Za-z0-9]+$') FROM sent_messages"
+        )
         assert await cur.fetchone() == (12_345, 12_345, 12_345, True)

@@ -12,7 +12,8 @@ from .harness import Stack
 def _group(stack: Stack, group_id: int) -> dict[str, Any] | None:
     rows = stack.sql(
         "SELECT title, chat_type, phase, is_active, admin_user_id, bot_can_invite, deactivated_reason "
-        "FROM managed_groups WHERE group_id = %s", (group_id,)
+        "FROM managed_groups WHERE group_id = %s",
+        (group_id,),
     )
     if not rows:
         return None
@@ -35,8 +36,15 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
     owner = _owner(chat)
     ctl.promote_bot(chat["id"], stack.tgms_bot_id)
     group: Any = stack.wait_for(lambda: _group(stack, chat["id"]), what="group registered")
-    assert group == {"title": "Growth group", "chat_type": "supergroup", "phase": "growth", "is_active": True,
-                     "admin_user_id": owner, "bot_can_invite": True, "deactivated_reason": None}
+    assert group == {
+        "title": "Growth group",
+        "chat_type": "supergroup",
+        "phase": "growth",
+        "is_active": True,
+        "admin_user_id": owner,
+        "bot_can_invite": True,
+        "deactivated_reason": None,
+    }
 
     # The main bot's own membership does not register anything.
     other = ctl.create_chat("group", "Main bot only", bots=[])
@@ -67,8 +75,10 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
     assert (_group(stack, chat["id"]) or {}).get("deactivated_reason") == "deactivated by an operator"
 
     ctl.demote_bot(no_invite["id"], stack.tgms_bot_id)
-    stack.wait_for(lambda: "no longer an administrator" in str((_group(stack, no_invite["id"]) or {})
-                                                                .get("deactivated_reason")), what="demoted")
+    stack.wait_for(
+        lambda: "no longer an administrator" in str((_group(stack, no_invite["id"]) or {}).get("deactivated_reason")),
+        what="demoted",
+    )
     stack.wait_jobs_idle("process_telegram_update")
     assert _group(stack, other["id"]) is None
     assert stack.scalar("SELECT count(*) FROM jobs WHERE status = 'failed'") == 0
@@ -81,8 +91,9 @@ def test_bot_membership_registers_renames_and_deactivates_groups(stack: Stack) -
 def test_member_activity_from_messages_joins_and_leaves(stack: Stack) -> None:
     ctl = stack.ctl
     stack.start_worker("main")
-    chat = ctl.create_chat("supergroup", "Chatty", bots=[stack.tgms_bot_id], members=[{"id": 901, "username": "a"},
-                                                                                       {"id": 902}])
+    chat = ctl.create_chat(
+        "supergroup", "Chatty", bots=[stack.tgms_bot_id], members=[{"id": 901, "username": "a"}, {"id": 902}]
+    )
     stack.add_group(chat)
     unmanaged = ctl.create_chat("supergroup", "Not ours", bots=[stack.tgms_bot_id], members=[903])
     ctl.post_message(chat["id"], 901, "hello")
@@ -111,8 +122,13 @@ def test_start_and_help_are_answered_by_the_bot_that_received_them(stack: Stack)
     stack.wait_for(lambda: len(stack.calls("sendMessage", ok=True)) >= 3, what="three answers")
     stack.wait_jobs_idle("process_telegram_update")
     answers = [(c["chat_id"], c["bot_id"], c["params"]["text"]) for c in stack.calls("sendMessage")]
-    assert sorted(answers) == sorted([(777001, stack.tgms_bot_id, HELP_TEXT), (777002, stack.main_bot_id, HELP_TEXT),
-                                      (777002, stack.main_bot_id, HELP_TEXT)])
+    assert sorted(answers) == sorted(
+        [
+            (777001, stack.tgms_bot_id, HELP_TEXT),
+            (777002, stack.main_bot_id, HELP_TEXT),
+            (777002, stack.main_bot_id, HELP_TEXT),
+        ]
+    )
 
 
 def test_upgrade_to_supergroup_rewrites_the_group_id_everywhere(stack: Stack) -> None:
@@ -139,8 +155,13 @@ def test_malformed_and_unknown_updates_complete_without_retrying(stack: Stack) -
         {"bot": "main", "update": {"update_id": 1, "message": {"chat": "not an object"}}},
         {"bot": "main", "update": {"update_id": 2, "my_chat_member": {"chat": {"id": -5, "type": "group"}}}},
         {"bot": "tgms", "update": {"update_id": 3, "poll": {"id": "x"}}},
-        {"bot": "main", "update": {"update_id": 4, "message": {"chat": {"id": -1, "type": "group"}, "date": 1,
-                                                               "from": {"id": 2**70}}}},
+        {
+            "bot": "main",
+            "update": {
+                "update_id": 4,
+                "message": {"chat": {"id": -1, "type": "group"}, "date": 1, "from": {"id": 2**70}},
+            },
+        },
         {"bot": "main"},
         {"bot": "nobody", "update": {"update_id": 5}},
     ]
