@@ -135,3 +135,22 @@ async def test_job_retry_cancel_and_detail(seeded_url: str) -> None:
         await pilot.press("y")
         await wait_until(pilot, lambda: fetch(seeded_url, "SELECT status FROM jobs WHERE job_id = %s",
                                               pending) == ("cancelled",), what="cancel")
+
+
+async def test_command_palette_offers_and_runs_pane_actions(seeded_url: str) -> None:
+    from textual.command import CommandPalette
+
+    app = make_app(seeded_url)
+    async with app.run_test(size=SIZE) as pilot:
+        groups = app.screen.query_one(GroupsTable)
+        await wait_until(pilot, lambda: groups.row_count == 5)
+        groups.move_to_key(str(GROUPS["alpha"]))
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press(*"deactivate")
+        await pilot.pause(0.5)  # the palette searches in the background
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the action's confirmation")
+        assert "Alpha growers" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_until(pilot, lambda: group_row(seeded_url, "alpha")[0] is False, what="deactivation")

@@ -16,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
     from textual.app import App
+    from textual.screen import Screen
 
 Target = Literal["app", "screen", "groups", "jobs", "pane", "none"]
 
@@ -82,11 +83,12 @@ def is_allowed(app: App[Any], action: str) -> bool:
     return not (getattr(app, "read_only", False) and action in MUTATING_ACTIONS)
 
 
-def palette_actions(app: App[Any]) -> Iterator[ActionSpec]:
-    """What the palette offers on the current screen (mutations left out when read-only)."""
+def palette_actions(app: App[Any], screen: Screen[Any] | None = None) -> Iterator[ActionSpec]:
+    """What the palette offers on `screen` (the one under the palette; mutations left out when
+    read-only)."""
     from .dashboard import DashboardScreen
 
-    on_dashboard = isinstance(app.screen, DashboardScreen)
+    on_dashboard = isinstance(screen or app.screen, DashboardScreen)
     for spec in ACTIONS:
         if spec.target == "none" or not is_allowed(app, spec.action):
             continue
@@ -95,11 +97,10 @@ def palette_actions(app: App[Any]) -> Iterator[ActionSpec]:
         yield spec
 
 
-async def run_spec(app: App[Any], spec: ActionSpec) -> None:
+async def run_spec(app: App[Any], spec: ActionSpec, screen: Screen[Any]) -> None:
     """Run an action from the palette on the widget that owns it."""
     from .dashboard import DashboardScreen
 
-    screen = app.screen
     if spec.target == "app":
         await app.run_action(spec.action)
         return
@@ -121,13 +122,15 @@ class TGMSCommands(Provider):
         return f"{scope}{spec.description}"
 
     async def discover(self) -> Hits:
-        for spec in palette_actions(self.app):
-            yield DiscoveryHit(self._label(spec), partial(run_spec, self.app, spec), help=f"key: {spec.key}")
+        for spec in palette_actions(self.app, self.screen):
+            yield DiscoveryHit(self._label(spec), partial(run_spec, self.app, spec, self.screen),
+                               help=f"key: {spec.key}")
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for spec in palette_actions(self.app):
+        for spec in palette_actions(self.app, self.screen):
             label = self._label(spec)
             score = matcher.match(f"{label} {spec.key}")
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(run_spec, self.app, spec), help=f"key: {spec.key}")
+                yield Hit(score, matcher.highlight(label), partial(run_spec, self.app, spec, self.screen),
+                          help=f"key: {spec.key}")

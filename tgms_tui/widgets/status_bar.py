@@ -13,7 +13,7 @@ from . import format as fmt
 
 
 class StatusBar(Static):
-    """`TGMS │ ● LIVE │ db ok │ refreshed 12:00:01 in 23 ms │ READ-ONLY` — states in words, not colour."""
+    """`TGMS │ ● LIVE │ READ-ONLY │ db ok │ data 12:00:01 (23 ms)` — states in words, not colour."""
 
     def __init__(self, *, read_only: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -48,6 +48,9 @@ class StatusBar(Static):
         else:
             bar.append("● LIVE", style="bold green")
         bar.append(" │ ")
+        if self.read_only:  # before the database state: a long error must not push it off screen
+            bar.append("READ-ONLY", style="bold reverse")
+            bar.append(" │ ")
         if self.db.connected:
             bar.append("db ok", style="green")
         elif self.db.error == "connecting…":
@@ -60,7 +63,4 @@ class StatusBar(Static):
             stamp = time.strftime("%H:%M:%S", time.localtime(self.last.at))
             bar.append(f" │ data {stamp}", style="dim" if ago < 5 else "bold yellow")
             bar.append(f" ({self.last.milliseconds:.0f} ms)", style="dim")
-        if self.read_only:
-            bar.append(" │ ")
-            bar.append("READ-ONLY", style="bold reverse")
         self.update(bar, layout=False)  # one line, always: no layout pass on every refresh
