@@ -124,8 +124,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     record = ScenarioRecord(
         "5c",
         "Auth: no secret in any subprocess output of the session",
-        injected="nothing: every webhook/worker/simulator process output of every test of this session "
-        "(harness *.log files under pytest's base temp dir)",
+        injected="nothing: the output of every webhook and worker process any test of this session started "
+        "through the harness (*.log files under pytest's base temp dir)",
         checked="no bot token (`<id>:<secret>` shapes, `/bot<id>:...` URLs) and none of the registered secrets "
         "(both tokens, webhook secret, admin key of each stack); in-process logs and captured output are "
         "checked per test by tests/token_guard.py",
