@@ -85,10 +85,7 @@ class GroupDetailScreen(Screen[None]):
 
         try:
             detail = await self.tgms.run_db(lambda conn: fetch_group_detail(conn, self.group_id))
-        except DatabaseUnavailable as exc:
-            if isinstance(exc.__cause__, GroupNotFound):
-                self.query_one("#facts", Static).update(f"Group {self.group_id} no longer exists.")
-                return True
+        except DatabaseUnavailable:
             return False
         except GroupNotFound:
             self.query_one("#facts", Static).update(f"Group {self.group_id} no longer exists.")

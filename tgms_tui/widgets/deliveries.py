@@ -14,6 +14,7 @@ STATUS_ORDER = {"failed": 0, "ambiguous": 1, "sending": 2, "pending": 3, "queued
 
 class DeliveriesTable(LiveTable[DeliveryRow]):
     PANE_TITLE = "Groups"
+    KEY_FIELD = "chat_id"
     FLEX_COLUMN = "error"
     FLEX_MIN = 8
     COLUMNS = (

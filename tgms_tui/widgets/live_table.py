@@ -26,7 +26,6 @@ from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
-from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -90,14 +89,6 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     ]
 
     cursor_row: reactive[int] = reactive(0, always_update=False, init=False)
-
-    class Highlighted(Message):
-        """The cursor moved to another row (or the row under it changed)."""
-
-        def __init__(self, table: LiveTable[Any], key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -339,7 +330,6 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     def watch_cursor_row(self, old: int, new: int) -> None:
         self._scroll_to_cursor()
         self.refresh()
-        self.post_message(self.Highlighted(self, self.cursor_key))
 
     def validate_cursor_row(self, row: int) -> int:
         return max(0, min(row, len(self._order) - 1)) if self._order else 0
