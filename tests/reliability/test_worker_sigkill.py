@@ -17,7 +17,7 @@ import pytest
 
 from tests.workers.harness import Stack
 
-from .oracle import per_chat
+from .oracle import max_in_window, per_chat
 from .results import ScenarioFactory
 from .world import StackFactory, managed_chats
 
@@ -119,4 +119,7 @@ def test_sigkilled_workers_never_send_twice_and_leave_no_job_running(
     rec.measure("ambiguous delivered", sum(1 for c, (s, _, _) in rows.items() if s == "ambiguous" and delivered[c]))
     rec.measure("duplicates", sum(1 for n in attempts.values() if n > 1))
     rec.measure("sender jobs re-run after a lease", int(reaped))
+    # Measured at the simulator, so with the jitter between a token's grant and the call's arrival; the
+    # bot bucket's capacity is 2 (workers/bots.py: bot_burst), i.e. at most RATE + 1 grants per second.
+    rec.measure(f"peak sends in any 1 s (rate {RATE}/s, burst 2)", max_in_window(float(c["at"]) for c in calls))
     rec.measure("broadcast took (s)", round(elapsed, 1))
