@@ -31,6 +31,7 @@ MARGIN = 0.5  # calls already past their pause check when the 429 landed may sti
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 2 minutes here; far longer on a machine busy with other work
 def test_burst_of_join_requests_each_approved_once_within_limits(
     db_url: str, make_stack: StackFactory, scenario: ScenarioFactory
 ) -> None:
