@@ -134,10 +134,13 @@ class Worker:
 
     async def run(self) -> None:
         opts = self.options
-        self._db = await open_pool(
-            self.url, min_size=2, max_size=max(4, min(opts.concurrency, 20) + 3), name=self.worker_id
+        # The runner's own statements each stand alone: an autocommit pool saves the COMMIT round
+        # trip on every claim and completion. Handlers get a separate, transactional pool.
+        self._db = await open_pool(self.url, min_size=1, max_size=4, name=f"{self.worker_id}:queue", autocommit=True)
+        handler_db = await open_pool(
+            self.url, min_size=1, max_size=max(4, min(opts.concurrency, 20) + 2), name=self.worker_id
         )
-        ctx = JobContext(self._db, self.settings, self.worker_id, self.pool, self.services)
+        ctx = JobContext(handler_db, self.settings, self.worker_id, self.pool, self.services)
         background = [
             asyncio.create_task(self._listen(), name="listen"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
@@ -158,6 +161,7 @@ class Worker:
             self._status = "stopped"
             await self._retry_db(self._write_health, attempts=3)
             await self._db.close()
+            await handler_db.close()
             log.info("worker %s stopped (done %d, failed %d)", self.worker_id, self.jobs_done, self.jobs_failed)
 
     async def run_forever(self) -> None:
@@ -211,6 +215,8 @@ class Worker:
                 await self._idle_wait()
 
     async def _idle_wait(self) -> None:
+        if self._wakeup.is_set():  # work arrived while we were claiming: no need to plan a sleep
+            return
         timeout = self.options.poll_seconds
         try:
             assert self._db is not None

@@ -77,9 +77,13 @@ def pending_migrations(url: str) -> list[str]:
     return [p.stem for p in migration_files() if p.stem not in done]
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: str = "tgms") -> AsyncConnectionPool:
+async def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, name: str = "tgms", autocommit: bool = False
+) -> AsyncConnectionPool:
     """An opened async pool. Broken connections (e.g. after a PostgreSQL restart) are discarded
-    by the pool on return, so callers retry on OperationalError and get a fresh connection."""
+    by the pool on return, so callers retry on OperationalError and get a fresh connection.
+    `autocommit` suits callers whose every statement stands alone: one round trip instead of
+    statement + COMMIT."""
     pool = AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -87,6 +91,7 @@ async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10, name: st
         open=False,
         name=name,
         timeout=10.0,
+        kwargs={"autocommit": autocommit},
     )
     await pool.open(wait=False)
     return pool
