@@ -36,6 +36,11 @@ from .rate_limit import RateLimiter
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import DEFAULT_TIMEOUT, ChatMigrated, RetryAfter, TelegramClient, TelegramError
 
+# Drop idle connections before common servers do (uvicorn closes them after 5 s): a request written
+# into a connection the server is closing fails with no answer, which for a send means "maybe
+# delivered" and an ambiguous group, though nothing reached the server.
+KEEPALIVE_SECONDS = 4.0
+
 log = logging.getLogger(__name__)
 
 BotRole = Literal["main", "tgms"]
@@ -134,7 +139,10 @@ class Bots:
         if client is None:
             if self._http is None:
                 # One keep-alive pool for both bots, on the lean transport: see workers/lean_transport.py.
-                self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=LeanTransport(max_connections=100))
+                self._http = httpx.AsyncClient(
+                    timeout=DEFAULT_TIMEOUT,
+                    transport=LeanTransport(max_connections=100, keepalive_expiry=KEEPALIVE_SECONDS),
+                )
             client = TelegramClient(
                 self._tokens[role],
                 api_base=self.settings.telegram_api_base,

@@ -44,7 +44,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from tgms_tui.backend import queue
-from tgms_tui.backend.broadcasts import resolve_targets
+from tgms_tui.backend.broadcasts import SENDER_MAX_RETRIES, resolve_targets
 from tgms_tui.backend.message_validation import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
@@ -389,6 +389,7 @@ class GroupSender:
                 run_at=datetime.now(UTC) + timedelta(seconds=PASS_ON_DELAY),
                 priority=self.job.priority,
                 dedupe_key=f"broadcast:{self.broadcast_id}:sender:{helper}:hop:{hops + 1}",
+                max_retries=SENDER_MAX_RETRIES,
             )
         return job_id is not None
 
@@ -452,6 +453,7 @@ class GroupSender:
                     {"broadcast_id": self.broadcast_id, "helper": i},
                     priority=self.job.priority,
                     dedupe_key=f"broadcast:{self.broadcast_id}:sender:{i}",
+                    max_retries=SENDER_MAX_RETRIES,
                 )
                 for i in range(1, senders)
             ]

@@ -16,6 +16,11 @@ from . import queue
 from .message_validation import BroadcastRequest
 
 SEND_JOB_TYPE = "tgms_send_to_groups"
+# A sender job's work is resumable and each group is tried at most once, so a worker death costs at
+# most one ambiguous group, never a copy. Every lease expiry still counts a retry (poison-job guard);
+# with the default of 5, six worker deaths during one long broadcast would leave it running for
+# ever with groups unsent. 50 keeps the bound while outliving any realistic run of crashes.
+SENDER_MAX_RETRIES = 50
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "ambiguous", "skipped")
 
 # A final broadcast (the last message before a group is let go) also reaches inactive groups
@@ -85,7 +90,9 @@ async def create_broadcast(conn: AsyncConnection[Any], req: BroadcastRequest, cr
         row = await cur.fetchone()
         assert row is not None
         broadcast_id = int(row[0])
-        job_id = await queue.enqueue(conn, SEND_JOB_TYPE, {"broadcast_id": broadcast_id}, run_at=req.send_at)
+        job_id = await queue.enqueue(
+            conn, SEND_JOB_TYPE, {"broadcast_id": broadcast_id}, run_at=req.send_at, max_retries=SENDER_MAX_RETRIES
+        )
         await conn.execute(SQL_SET_JOB, (job_id, broadcast_id))
         groups = await resolve_targets(conn, req.target, req.is_final)
     return broadcast_id, len(groups)
