@@ -23,7 +23,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -64,6 +64,8 @@ class JobContext:
 
 
 Handler = Callable[[JobContext, Job], Awaitable[None]]
+Conn = psycopg.AsyncConnection[Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self._flush_completions()
             self._status = "stopped"
-            await self._retry_db(self._write_health, attempts=3)
+            await self._write(self._upsert_health, within=1.0, what="final health status")
             await self._db.close()
             await handler_db.close()
             log.info("worker %s stopped (done %d, failed %d)", self.worker_id, self.jobs_done, self.jobs_failed)
@@ -272,33 +274,34 @@ class Worker:
         error = redact(error)
         self.last_error = f"job {job.job_id} ({job.job_type}): {error}"[:500]
         delay = self.options.backoff.delay(job.retries)
-        status: list[str | None] = []
-
-        async def write(conn: psycopg.AsyncConnection[Any]) -> None:
-            status.append(await queue.fail(conn, job.job_id, self.worker_id, error, delay=delay, permanent=permanent))
-
-        await self._settle(job, write)
-        if status and status[-1] == "failed":
+        status = await self._settle(
+            job, lambda c: queue.fail(c, job.job_id, self.worker_id, error, delay=delay, permanent=permanent)
+        )
+        if status == "failed":
             self.jobs_failed += 1
         else:
             self._wakeup.set()  # re-plan the idle sleep around the retry's run_at
 
-    async def _settle(self, job: Job, write: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> None:
+    async def _settle(self, job: Job, write: Callable[[Conn], Awaitable[T]]) -> T | None:
         """Write a job's outcome, retrying through database outages for as long as the lease
         lasts; after that the job will be reaped and re-run, which is the safe default."""
-        deadline = time.monotonic() + self.options.lease_seconds
+        return await self._write(write, within=self.options.lease_seconds, what=f"outcome of job {job.job_id}")
+
+    async def _write(self, write: Callable[[Conn], Awaitable[T]], *, within: float, what: str) -> T | None:
+        """Run `write` on a queue connection, retrying database errors with backoff for `within`
+        seconds; its result, or None (logged) when the database stayed unreachable."""
+        deadline = time.monotonic() + within
         failures = 0
         while True:
             try:
                 assert self._db is not None
                 async with self._db.connection() as conn:
-                    await write(conn)
-                return
+                    return await write(conn)
             except (psycopg.Error, OSError) as exc:
                 failures += 1
                 if time.monotonic() > deadline:
-                    log.error("could not record outcome of job %d: %s", job.job_id, redact(str(exc)))
-                    return
+                    log.error("could not write %s: %s", what, redact(str(exc)))
+                    return None
                 await asyncio.sleep(min(2.0, 0.1 * 2**failures))
 
     # ------------------------------------------------------------------ batched completion
@@ -369,35 +372,23 @@ class Worker:
                 log.warning("re-queued %d job(s) whose worker stopped heartbeating", reaped)
             for periodic in self.options.periodic:
                 await queue.enqueue_periodic(conn, periodic.job_type, periodic.every_seconds, periodic.payload)
-        await self._write_health()
+            await self._upsert_health(conn)
 
-    async def _write_health(self) -> None:
-        assert self._db is not None
-        async with self._db.connection() as conn:
-            await conn.execute(
-                SQL_UPSERT_HEALTH,
-                {
-                    "worker_id": self.worker_id,
-                    "bot_name": self.bot_name,
-                    "status": self._status,
-                    "last_activity": self.last_activity,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "done": self.jobs_done,
-                    "failed": self.jobs_failed,
-                    "last_error": self.last_error,
-                },
-            )
-
-    async def _retry_db(self, fn: Callable[[], Awaitable[None]], attempts: int) -> None:
-        for attempt in range(attempts):
-            try:
-                await fn()
-                return
-            except (psycopg.Error, OSError) as exc:
-                if attempt == attempts - 1:
-                    log.warning("giving up on final health write: %s", redact(str(exc)))
-                await asyncio.sleep(0.2)
+    async def _upsert_health(self, conn: Conn) -> None:
+        await conn.execute(
+            SQL_UPSERT_HEALTH,
+            {
+                "worker_id": self.worker_id,
+                "bot_name": self.bot_name,
+                "status": self._status,
+                "last_activity": self.last_activity,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "done": self.jobs_done,
+                "failed": self.jobs_failed,
+                "last_error": self.last_error,
+            },
+        )
 
     # ------------------------------------------------------------------ shutdown
     async def _drain(self) -> None:
@@ -412,22 +403,9 @@ class Worker:
             await asyncio.gather(*leftover.values(), return_exceptions=True)
             ids = list(leftover)
 
-            async def give_back(conn: psycopg.AsyncConnection[Any]) -> None:
-                await queue.release(conn, ids, self.worker_id)
-
-            await self._settle_ids(give_back)
+            await self._write(lambda c: queue.release(c, ids, self.worker_id), within=2.5, what="released jobs")
             log.info("released %d unfinished job(s) back to the queue", len(ids))
         await self._flush_completions()
-
-    async def _settle_ids(self, write: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]) -> None:
-        for _ in range(5):
-            try:
-                assert self._db is not None
-                async with self._db.connection() as conn:
-                    await write(conn)
-                return
-            except (psycopg.Error, OSError):
-                await asyncio.sleep(0.5)
 
 
 SQL_UPSERT_HEALTH = """
