@@ -16,7 +16,7 @@ from tgms_tui.backend.db import migrate
 
 
 class DedicatedPostgres:
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self) -> None:
         # Unix socket paths are limited to ~107 bytes: keep the data directory short.
         self.dir = Path(tempfile.mkdtemp(prefix="tgms-pg-", dir="/tmp"))
         self.pgdata = self.dir / "pgdata"
@@ -49,6 +49,7 @@ class DedicatedPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
+            self.start()  # pgserver's cleanup expects a running server
             self.server.cleanup()
         finally:
             import shutil

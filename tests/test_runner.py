@@ -305,7 +305,7 @@ async def test_worker_survives_a_postgres_restart(tmp_path: Path) -> None:
     """A dedicated server is stopped and started under a running worker: no job lost or doubled."""
     from tests.pg_control import DedicatedPostgres
 
-    with DedicatedPostgres(tmp_path) as pg:
+    with DedicatedPostgres() as pg:
         url = pg.url
         ran: list[int] = []
 

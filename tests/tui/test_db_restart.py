@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from tgms_tui.backend.db import migrate
+from tests.pg_control import DedicatedPostgres
 from tgms_tui.widgets.panes import GroupsTable
 from tgms_tui.widgets.status_bar import StatusBar
 
@@ -22,35 +17,16 @@ from .seed import GROUPS, seed
 
 
 @pytest.fixture
-def own_server() -> Iterator[tuple[Any, str]]:
+def own_server() -> Iterator[DedicatedPostgres]:
     """A PostgreSQL of this test's own, which it may stop and start."""
-    import pgserver
-
-    base = Path(tempfile.mkdtemp(prefix="tgms-tui-pg-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(base / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(base / "pgdata", cleanup_mode="delete")
-    try:
-        yield server, str(server.get_uri())
-    finally:
-        try:
-            server.ensure_postgres_running()  # cleanup expects a running server
-        finally:
-            server.cleanup()
-            shutil.rmtree(base, ignore_errors=True)
-
-
-def stop(server: Any) -> None:
-    from pgserver import _commands
-
-    user = "pgserver" if os.geteuid() == 0 else None
-    _commands.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=user)  # type: ignore[attr-defined]
+    with DedicatedPostgres() as pg:
+        yield pg
 
 
 @pytest.mark.slow
-async def test_database_restart_does_not_crash_the_app(own_server: tuple[Any, str]) -> None:
-    server, url = own_server
-    migrate(url)
+async def test_database_restart_does_not_crash_the_app(own_server: DedicatedPostgres) -> None:
+    pg = own_server
+    url = pg.url
     seed(url)
     app = make_app(url)
     async with app.run_test(size=SIZE) as pilot:
@@ -58,7 +34,7 @@ async def test_database_restart_does_not_crash_the_app(own_server: tuple[Any, st
         status = app.screen.query_one(StatusBar)
         await wait_until(pilot, lambda: groups.row_count == 5 and app.db_state.connected)
 
-        await asyncio.to_thread(stop, server)
+        await asyncio.to_thread(pg.stop)
         await wait_until(pilot, lambda: not app.db_state.connected, timeout=10, what="lost connection shown")
         assert "DATABASE UNREACHABLE" in str(status.render())
         assert groups.row_count == 5, "the last data stays on screen"
@@ -68,13 +44,13 @@ async def test_database_restart_does_not_crash_the_app(own_server: tuple[Any, st
         await pilot.press("escape")
         groups.move_to_key(str(GROUPS["alpha"]))
         await pilot.press("f")
-        await wait_until(pilot, lambda: any("failed" in str(n.message) for n in app._notifications),
-                         what="failure reported")
+        await wait_until(
+            pilot, lambda: any("failed" in str(n.message) for n in app._notifications), what="failure reported"
+        )
         await pilot.pause(2.5)  # a few refresh cycles against a dead server
         assert app.is_running
 
-        await asyncio.to_thread(server.ensure_postgres_running)
-        assert str(server.get_uri()) == url
+        await asyncio.to_thread(pg.start)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1777, 'After restart')")
         await wait_until(pilot, lambda: "-1777" in groups.items, timeout=20, what="recovery")

@@ -4,12 +4,8 @@ database outage in the middle: 503s, then Telegram's redelivery stores each upda
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,7 +13,7 @@ import pytest
 
 from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
-from tgms_tui.backend.db import migrate
+from tests.pg_control import DedicatedPostgres
 from webhook_server.app import create_app
 from workers.set_webhook import ALLOWED_UPDATES
 
@@ -96,34 +92,21 @@ async def test_simulator_updates_become_jobs_for_the_right_bot(db_url: str) -> N
         assert migrations[0][0] >= 1
 
 
-def _pg_ctl(server: Any, *args: str) -> None:
-    from pgserver import _commands
-
-    _commands.pg_ctl(list(args), pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]
-
-
 @pytest.fixture
-async def own_postgres() -> AsyncIterator[tuple[Any, str]]:
+async def own_postgres() -> AsyncIterator[DedicatedPostgres]:
     """A PostgreSQL server of this test's own, so stopping it disturbs no other test."""
-    import pgserver
-
-    root = Path(tempfile.mkdtemp(prefix="tgms-outage-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-    server = await asyncio.to_thread(pgserver.get_server, root / "pgdata", cleanup_mode="delete")
-    url = str(server.get_uri())
-    await asyncio.to_thread(migrate, url)
+    pg = DedicatedPostgres()
+    await asyncio.to_thread(pg.__enter__)
     try:
-        yield server, url
+        yield pg
     finally:
-        await asyncio.to_thread(server.ensure_postgres_running)
-        await asyncio.to_thread(server.cleanup)
-        shutil.rmtree(root, ignore_errors=True)
+        await asyncio.to_thread(pg.__exit__, None, None, None)
 
 
 @pytest.mark.slow
-async def test_database_outage_then_redelivery_stores_each_update_once(own_postgres: tuple[Any, str]) -> None:
-    server, url = own_postgres
+async def test_database_outage_then_redelivery_stores_each_update_once(own_postgres: DedicatedPostgres) -> None:
+    pg = own_postgres
+    url = pg.url
     app = create_app(make_settings(url), url)
     # Honour our Retry-After, but briefly, so the test does not wait 5 s per retry.
     config = SimConfig(enforce_flood_limits=False, webhook_retry_after_max=0.3, webhook_retry_max=0.5)
@@ -142,7 +125,7 @@ async def test_database_outage_then_redelivery_stores_each_update_once(own_postg
         before = len(await stored(url))
         assert before >= 6  # 3 join requests x 2 admin bots, plus the message
 
-        await asyncio.to_thread(_pg_ctl, server, "-m", "fast", "-w", "stop")
+        await asyncio.to_thread(pg.stop)
         for _ in range(4):
             sim.state.create_join_request(chat.id, None)
         sim.state.post_message(chat.id, member.id, "/during_outage")
@@ -156,7 +139,7 @@ async def test_database_outage_then_redelivery_stores_each_update_once(own_postg
         await wait_until(both_bots_refused, "503 answers during the outage")
         assert pending(sim) > 0
 
-        await asyncio.to_thread(server.ensure_postgres_running)
+        await asyncio.to_thread(pg.start)
         await wait_until(all_stored, "redelivery after the outage", timeout=60)
 
         jobs = await stored(url)
