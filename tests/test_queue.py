@@ -261,3 +261,17 @@ async def test_seed_monitoring_queries_run_unchanged(pool: AsyncConnectionPool) 
     assert [r[0] for r in results[1]] == [-1001]
     assert results[2][0][:3] == (-1001, 77, "DBG-1")
     assert len(results[3]) == 1
+
+
+async def test_a_number_python_cannot_load_as_int_does_not_stall_claims(pool: AsyncConnectionPool) -> None:
+    # PostgreSQL prints 1e5000 as 5001 digits; plain json.loads refuses that, which would make every
+    # claim selecting this job fail. It is loaded as a float, and its neighbour is claimed with it.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO jobs (job_type, payload) VALUES "
+            "('tgms_odd', '{\"n\": 1e5000, \"m\": -1e5000, \"k\": 12}'), ('tgms_plain', '{\"k\": 1}')"
+        )
+        claimed = await queue.claim_batch(conn, "tgms", "w", 10, 30)
+    by_type = {job.job_type: job.payload for job in claimed}
+    assert by_type["tgms_plain"] == {"k": 1}
+    assert by_type["tgms_odd"] == {"n": float("inf"), "m": float("-inf"), "k": 12}

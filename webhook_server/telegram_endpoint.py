@@ -23,13 +23,14 @@ SECRET_HEADER = b"x-telegram-bot-api-secret-token"
 RETRY_AFTER_SECONDS = 5
 
 
-
 def _response(status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, Any]:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     return status, body, headers
 
 
-_OK = _response(200, b'{"ok":true}')
+# An empty 200: Telegram reads a webhook answer's body as a Bot API call to make, so there is
+# nothing to say; and uvicorn writes an empty body with no second send() system call.
+_OK = (200, b"", [(b"content-length", b"0")])
 
 
 def _error(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes, Any]:
@@ -113,16 +114,14 @@ class TelegramWebhook:
         except _BodyTooLarge:
             self._rejected("too_large")
             return _TOO_LARGE
-        try:
-            update = parse_update(raw)
-        except UpdateRejected as exc:
-            self._rejected(exc.reason)
-            return _error(400, str(exc))
         intake = self._runtime.intake
         try:
             if intake is None:
                 raise IntakeUnavailable("not started")
-            await intake.submit(self.bot, update)
+            await intake.submit(self.bot, parse_update(raw))
+        except UpdateRejected as exc:  # from the parse, or from the intake's check of an unchecked body
+            self._rejected(exc.reason)
+            return _error(400, str(exc))
         except IntakeUnavailable:
             self._rejected("unavailable")
             return _UNAVAILABLE

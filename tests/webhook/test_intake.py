@@ -27,7 +27,7 @@ async def test_concurrent_submits_share_transactions_and_a_poisoned_update_fails
     await intake.start()
     try:
         # Bypassing parse_update: text PostgreSQL will not take as jsonb.
-        poisoned = ParsedUpdate(999, "message", {}, '{"update_id": 999, "message": ')
+        poisoned = ParsedUpdate(999, "message", '{"update_id": 999, "message": ')
         results = await asyncio.gather(
             *(intake.submit("main", update(n)) for n in range(40)),
             intake.submit("main", poisoned),

@@ -13,10 +13,12 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from . import json_loads
 from .config import Settings
 from .embedded import CleanupMode, embedded_url
 
 log = logging.getLogger(__name__)
+json_loads.install()  # every process that talks to the database loads JSON the same, safe way
 
 # Arbitrary constant shared by all TGMS processes: "the migration lock".
 MIGRATION_LOCK_ID = 0x7467_6D73_0001  # "tgms" 0001
