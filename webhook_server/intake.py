@@ -49,6 +49,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tgms_tui.backend.queue import DEFAULT_MAX_RETRIES
 
 from .metrics import WebhookMetrics
+from .prepared_call import run_prepared
 from .updates import JOIN_REQUEST, ParsedUpdate, UpdateRejected, metric_type, parse_update
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,12 @@ JOIN_REQUEST_PRIORITY = -10  # approvals are latency-critical (the user is waiti
 # The batch arrives as ONE text parameter, a JSON array of [bot, update_type, update_id, update]
 # built by joining strings: psycopg dumps a list element by element in Python, which cost more per
 # batch than the rest of the statement's client side. The constants are written into the text (they
-# are ours, checked below), so the statement has a single parameter.
+# are ours, checked below), so the statement has a single parameter; it is prepared once per
+# connection and run through prepared_call.py.
 SQL_STORE_BATCH = f"""
 WITH input AS (
     SELECT e->>0 AS bot, e->>1 AS update_type, (e->>2)::bigint AS update_id, e->3 AS body, n
-      FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS t(e, n)
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)
 ),
 job_ids AS (
     SELECT pg_get_serial_sequence('jobs', 'job_id')::regclass AS seq
@@ -94,6 +96,7 @@ queued AS (
 SELECT array_agg(i.n) FROM input AS i
  WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)
 """  # the result: the positions (1-based) of the updates that were already stored, or NULL
+STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
 assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB))
 
 
@@ -280,10 +283,12 @@ class UpdateIntake:
             try:
                 if conn not in self._configured:
                     await self._configure(conn)
-                cur = await conn.execute(SQL_STORE_BATCH, (param,))
-                row = await cur.fetchone()
-                stored = set(row[0]) if row is not None and row[0] else set()  # positions, 1-based
-                return {key for n, key in enumerate(keys, 1) if n not in stored}
+                result = await run_prepared(conn, STORE_BATCH_STATEMENT, [param.encode()])
+                stored = result.get_value(0, 0)  # b"{2,5}": positions (1-based) already stored, or None
+                if not stored:
+                    return set(keys)
+                old = {int(n) for n in stored[1:-1].split(b",")}
+                return {key for n, key in enumerate(keys, 1) if n not in old}
             except psycopg.OperationalError:
                 await self._release(slot)
                 if attempt == 2:
@@ -293,6 +298,7 @@ class UpdateIntake:
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.set_autocommit(True)  # the batch statement is its own transaction
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (self._statement_timeout,))
+        await conn.execute(b"PREPARE " + STORE_BATCH_STATEMENT + b" (text) AS " + SQL_STORE_BATCH.encode())
         self._configured.add(conn)
 
     def _failed(self, batch: list[_Pending], exc: BaseException, *, database_down: bool = True) -> None:

@@ -39,9 +39,7 @@ def _error(status: int, message: str, extra: list[tuple[bytes, bytes]] | None = 
 
 _FORBIDDEN = _error(403, "wrong or missing secret token")
 _TOO_LARGE = _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-_UNAVAILABLE = _error(
-    503, "update not stored, retry later", [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
-)
+_UNAVAILABLE = _error(503, "update not stored, retry later", [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
 
 
 class _BodyTooLarge(Exception):
