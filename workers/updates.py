@@ -99,6 +99,10 @@ SQL_TITLE = "UPDATE managed_groups SET title = %(title)s, updated_at = now() WHE
 
 # `soft`: seen in a message — present, but a known status (admin, restricted) is kept. Otherwise the
 # status is what Telegram just told us (join, leave, chat_member).
+# A row that would not change (same status, username and bot flag, last seen less than a minute ago)
+# is left as it is: a chatty group, or the three updates one approval brings (the approval itself, its
+# chat_member update and the join message), then write no new row version, index entries or WAL.
+# Inactivity is counted in days, so a minute's precision in last_seen_at loses nothing.
 SQL_ACTIVITY = """
 INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
 SELECT %(chat)s, u.id, u.username, u.status, u.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
@@ -110,6 +114,11 @@ ON CONFLICT (chat_id, user_id) DO UPDATE
        is_bot = EXCLUDED.is_bot,
        status = CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE EXCLUDED.status END,
        last_seen_at = GREATEST(m.last_seen_at, EXCLUDED.last_seen_at)
+ WHERE EXCLUDED.last_seen_at >= m.last_seen_at + interval '1 minute'
+    OR m.is_bot <> EXCLUDED.is_bot
+    OR (EXCLUDED.username IS NOT NULL AND m.username IS DISTINCT FROM EXCLUDED.username)
+    OR m.status <> CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status
+                        ELSE EXCLUDED.status END
 """
 
 
@@ -229,7 +238,7 @@ class UpdateHandler:
         status = new["status"]
         if status == "restricted" and new.get("is_member") is False:
             status = "left"
-        await self._record(chat_id, [user], status, _date(change), soft=False)
+        await self._record(chat_id, [user], status, _date(change), False)
 
     async def _message(self, message: Any, *, edited: bool) -> None:
         if not isinstance(message, dict):
@@ -252,37 +261,58 @@ class UpdateHandler:
             async with self.ctx.db.connection() as conn:
                 await conn.execute(SQL_TITLE, {"chat": chat_id, "title": message["new_chat_title"]})
         joined = message.get("new_chat_members")
-        if isinstance(joined, list) and joined:
-            await self._record(chat_id, [_user(u) for u in joined], "member", date, soft=False)
+        told = [(_user(u), "member") for u in joined] if isinstance(joined, list) else []
         left = message.get("left_chat_member")
         if left is not None:
-            await self._record(chat_id, [_user(left)], "left", date, soft=False)
+            told.append((_user(left), "left"))
         sender = message.get("from")
-        # An anonymous admin or a channel posts as `sender_chat`: not a member we can track.
+        # An anonymous admin or a channel posts as `sender_chat`: not a member we can track. A sender
+        # who is also told about (joined by themselves) needs no second, softer write.
+        seen = []
         if sender is not None and "sender_chat" not in message and left is None:
-            await self._record(chat_id, [_user(sender)], "member", date, soft=True)
+            user = _user(sender)
+            if all(u["id"] != user["id"] for u, _ in told):
+                seen.append(user)
+        writes = [([u for u, s in told if s == status], status, False) for status in sorted({s for _, s in told})]
+        if seen:
+            writes.append((seen, "member", True))
+        if len(writes) == 1:  # the usual case: one statement, alone in autocommit
+            users, status, soft = writes[0]
+            await self._record(chat_id, users, status, date, soft)
+        elif writes:
+            async with self.ctx.db.connection() as conn:  # several writes: one transaction
+                for users, status, soft in writes:
+                    await self._record(chat_id, users, status, date, soft, conn)
 
     async def _migrate(self, old_id: int, new_id: int) -> None:
         async with self.ctx.db.connection() as conn:
             await rewrite_group_id(conn, old_id, new_id)
 
     async def _record(
-        self, chat_id: int, users: Iterable[dict[str, Any]], status: str, date: int, *, soft: bool
+        self,
+        chat_id: int,
+        users: Iterable[dict[str, Any]],
+        status: str,
+        date: int,
+        soft: bool,
+        conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> None:
+        """Upsert the users' activity, on `conn` or else alone in autocommit (one round trip)."""
         people = list(users)
-        async with self.ctx.db.connection() as conn:
-            await conn.execute(
-                SQL_ACTIVITY,
-                {
-                    "chat": chat_id,
-                    "ids": [int(u["id"]) for u in people],
-                    "usernames": [u.get("username") for u in people],
-                    "statuses": [status] * len(people),
-                    "bots": [bool(u.get("is_bot", False)) for u in people],
-                    "date": date,
-                    "soft": soft,
-                },
-            )
+        params = {
+            "chat": chat_id,
+            "ids": [int(u["id"]) for u in people],
+            "usernames": [u.get("username") for u in people],
+            "statuses": [status] * len(people),
+            "bots": [bool(u.get("is_bot", False)) for u in people],
+            "date": date,
+            "soft": soft,
+        }
+        if conn is not None:
+            await conn.execute(SQL_ACTIVITY, params)
+            return
+        async with self.bots.db.connection() as own:
+            await own.execute(SQL_ACTIVITY, params)
 
     # ------------------------------------------------------------ private chats
 
