@@ -19,28 +19,21 @@ from psycopg import pq
 from psycopg.errors import error_from_result
 
 
-def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.Future[None]:
+async def _socket_ready(loop: asyncio.AbstractEventLoop, fd: int, *, writing: bool) -> None:
+    """Wait until the connection's socket can be written (or read)."""
     future: asyncio.Future[None] = loop.create_future()
+    add, remove = (loop.add_writer, loop.remove_writer) if writing else (loop.add_reader, loop.remove_reader)
 
     def ready() -> None:
-        loop.remove_reader(fd)
+        remove(fd)  # level-triggered: stop the callbacks until we wait again
         if not future.done():
             future.set_result(None)
 
-    loop.add_reader(fd, ready)
-    return future
-
-
-def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        loop.remove_writer(fd)
-        if not future.done():
-            future.set_result(None)
-
-    loop.add_writer(fd, ready)
-    return future
+    add(fd, ready)
+    try:
+        await future
+    finally:
+        remove(fd)
 
 
 async def run_prepared(conn: psycopg.AsyncConnection[Any], name: bytes, params: list[bytes | None]) -> pq.abc.PGresult:
@@ -53,20 +46,12 @@ async def run_prepared(conn: psycopg.AsyncConnection[Any], name: bytes, params: 
     try:
         pgconn.send_query_prepared(name, params)
         while pgconn.flush():  # 1: part of the message is still waiting for the socket
-            future = _writable(loop, fd)
-            try:
-                await future
-            finally:
-                loop.remove_writer(fd)
+            await _socket_ready(loop, fd, writing=True)
         result: pq.abc.PGresult | None = None
         error: psycopg.Error | None = None
         while True:
             if pgconn.is_busy():
-                future = _readable(loop, fd)
-                try:
-                    await future
-                finally:
-                    loop.remove_reader(fd)
+                await _socket_ready(loop, fd, writing=False)
                 pgconn.consume_input()
                 continue
             res = pgconn.get_result()
