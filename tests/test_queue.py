@@ -222,6 +222,20 @@ async def test_insert_notifies_the_pool_channel(pool: AsyncConnectionPool, db_ur
     assert sorted(payloads) == ["main", "tgms"]
 
 
+async def test_scheduled_jobs_notify_when_they_are_due(pool: AsyncConnectionPool, db_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        soon, later = datetime.now(UTC) + timedelta(seconds=30), datetime.now(UTC) + timedelta(hours=1)
+        async with pool.connection() as conn:
+            await queue.enqueue_many(
+                conn, [NewJob("tgms_a", run_at=later), NewJob("tgms_b", run_at=soon), NewJob("tgms_c")]
+            )
+        payloads = sorted([note.payload async for note in listener.notifies(timeout=2.0)])
+    # Due now: the pool's name; scheduled: "pool+<seconds until the earliest>" (not one per job).
+    assert payloads[0] == "tgms" and payloads[1].startswith("tgms+") and len(payloads) == 2
+    assert 25 < float(payloads[1].removeprefix("tgms+")) <= 30
+
+
 SEED_MONITORING_QUERIES = [
     """SELECT job_id, job_type, status, retries, created_at
 FROM jobs

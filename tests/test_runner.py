@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,46 @@ async def test_notify_wakes_an_idle_worker_long_before_its_poll(pool: AsyncConne
         async with pool.connection() as conn:
             await queue.enqueue(conn, "tgms_a")
         await asyncio.wait_for(started.wait(), 10)  # far below the 60 s poll
+
+
+async def test_scheduled_job_runs_on_time_and_idle_wakeups_ask_nothing(
+    pool: AsyncConnectionPool, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle sleep is planned from notifications: a job scheduled 1.5 s ahead runs then (the poll is
+    60 s), and wake-ups for jobs this worker does not get (another worker took them) cost no query."""
+    started: list[float] = []
+    plans = 0
+    asked = queue.seconds_until_next
+
+    async def counting(conn: Any, pool_name: queue.Pool) -> float | None:
+        nonlocal plans
+        plans += 1
+        return await asked(conn, pool_name)
+
+    monkeypatch.setattr(queue, "seconds_until_next", counting)
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        started.append(time.monotonic())
+
+    async with running(make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)) as worker:
+        await wait_until(lambda: _health_status(pool, worker.worker_id, "running"))
+        await asyncio.sleep(0.3)
+        before = plans
+        async with pool.connection() as conn:
+            for _ in range(5):  # what a worker sees when its peers take every job
+                await conn.execute("SELECT pg_notify(%s, 'tgms')", (queue.NOTIFY_CHANNEL,))
+        await asyncio.sleep(0.5)
+        assert plans == before
+        enqueued = time.monotonic()
+        async with pool.connection() as conn:
+            run_at = datetime.now(UTC) + timedelta(seconds=1.5)
+            await queue.enqueue_many(conn, [NewJob("tgms_a", run_at=run_at)])
+        await wait_until(lambda: _true_when(bool(started)), timeout=10)
+    assert 1.2 < started[0] - enqueued < 4.0  # on time: not at the 60 s poll
+
+
+async def _true_when(value: bool) -> bool:
+    return value
 
 
 async def test_failing_job_ends_failed_after_max_retries_with_last_error(

@@ -122,7 +122,10 @@ class Worker:
         self._to_complete: list[int] = []
         self._completion_wanted = asyncio.Event()
         self._completion_lock = asyncio.Lock()  # a batch taken for writing is never cancelled mid-write
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # jobs may be due now: claim
+        self._replan = asyncio.Event()  # the idle sleep's end moved earlier: no claim needed
+        self._due_at: float | None = None  # monotonic time the next scheduled job is due, if known
+        self._plan_known = False  # False: ask the database (start, poll, a due time that passed)
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._status = "starting"
@@ -138,7 +141,13 @@ class Worker:
         opts = self.options
         # The runner's own statements each stand alone: an autocommit pool saves the COMMIT round
         # trip on every claim and completion. Handlers get a separate, transactional pool.
-        self._db = await open_pool(self.url, min_size=1, max_size=4, name=f"{self.worker_id}:queue", autocommit=True)
+        # The queue's own bookkeeping (claims, completions, retries, leases, health) does not wait for
+        # its WAL flush: a claim is on every job's critical path, and a PostgreSQL crash that loses the
+        # last ~200 ms of it only puts jobs back as a dead worker would (the lease runs out, the job
+        # runs again: handlers are idempotent). Handlers' own writes stay synchronous.
+        self._db = await open_pool(
+            self.url, min_size=1, max_size=4, name=f"{self.worker_id}:queue", autocommit=True, wait_for_flush=False
+        )
         handler_db = await open_pool(
             self.url, min_size=1, max_size=max(4, min(opts.concurrency, 20) + 2), name=self.worker_id
         )
@@ -217,20 +226,46 @@ class Worker:
                 await self._idle_wait()
 
     async def _idle_wait(self) -> None:
+        """Sleep until a NOTIFY, the next scheduled job, or the poll. The next scheduled job is asked
+        of the database only when the plan is not known: a worker woken for a job another worker took
+        (every job, when a pool has several workers) goes back to sleep without a query."""
         if self._wakeup.is_set():  # work arrived while we were claiming: no need to plan a sleep
             return
-        timeout = self.options.poll_seconds
-        try:
-            assert self._db is not None
-            async with self._db.connection() as conn:
-                due_in = await queue.seconds_until_next(conn, self.pool)
-            if due_in is not None:
-                timeout = max(0.0, min(timeout, due_in))
-        except (psycopg.Error, OSError):
-            pass  # the claim loop reports database trouble
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+        now = time.monotonic()
+        if self._due_at is not None and self._due_at <= now:
+            self._plan_known = False  # that job was due and is gone (or our clock is ahead): re-plan
+        if not self._plan_known:
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    due_in = await queue.seconds_until_next(conn, self.pool)
+                self._due_at = None if due_in is None else now + due_in
+                self._plan_known = True
+            except (psycopg.Error, OSError):
+                pass  # the claim loop reports database trouble
+        self._replan.clear()
+        while not self._wakeup.is_set():
+            timeout = self.options.poll_seconds
+            if self._due_at is not None:
+                timeout = max(0.0, min(timeout, self._due_at - time.monotonic()))
+            if timeout <= 0:
+                return
+            woken = asyncio.ensure_future(self._wakeup.wait())
+            replanned = asyncio.ensure_future(self._replan.wait())
+            done, _ = await asyncio.wait((woken, replanned), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            replanned.cancel()
+            if not done:  # the poll or the planned time: claim, then ask the database afresh
+                self._plan_known = False
+                return
+            self._replan.clear()
+
+    def _plan(self, seconds: float) -> None:
+        """A job of this pool becomes due in `seconds`: make sure the idle sleep ends by then."""
+        due = time.monotonic() + max(0.0, seconds)
+        if self._due_at is None or due < self._due_at:
+            self._due_at = due
+            self._replan.set()
 
     async def _note_db_error(self, what: str, exc: BaseException, failures: int) -> None:
         self.last_error = redact(f"database error during {what}: {exc}")[:500]
@@ -252,7 +287,7 @@ class Worker:
         except Snooze as snoozed:
             seconds, reason = snoozed.seconds, snoozed.reason
             await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, seconds, reason))
-            self._wakeup.set()  # re-plan the idle sleep around the job's new run_at
+            self._plan(seconds)  # end the idle sleep when the job is due again
         except PermanentFailure as exc:
             await self._record_failure(job, str(exc), permanent=True)
         except asyncio.CancelledError:
@@ -280,7 +315,7 @@ class Worker:
         if status == "failed":
             self.jobs_failed += 1
         else:
-            self._wakeup.set()  # re-plan the idle sleep around the retry's run_at
+            self._plan(delay)  # end the idle sleep when the retry is due
 
     async def _settle(self, job: Job, write: Callable[[Conn], Awaitable[T]]) -> T | None:
         """Write a job's outcome, retrying through database outages for as long as the lease
@@ -336,10 +371,15 @@ class Worker:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
                     failures = 0
-                    self._wakeup.set()  # we may have missed notifications while disconnected
+                    self._plan_known = False  # we may have missed notifications while disconnected
+                    self._wakeup.set()
+                    later = self.pool + "+"
                     async for note in conn.notifies():
                         if note.payload == self.pool:
                             self._wakeup.set()
+                        elif note.payload.startswith(later):  # scheduled: "pool+<seconds until due>"
+                            with contextlib.suppress(ValueError):
+                                self._plan(float(note.payload[len(later) :]))
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
