@@ -33,12 +33,13 @@ class DedicatedPostgres:
         migrate(self.url)
         return self
 
-    def stop(self) -> None:
-        """Fast shutdown: connected clients are cut off, as in a real crash/restart."""
+    def stop(self, mode: str = "fast") -> None:
+        """"fast": connected clients are cut off, as in a restart. "immediate": a crash — no
+        checkpoint, and commits that did not wait for their WAL flush may be lost (recovery on start)."""
         from pgserver import _commands
 
         user = "pgserver" if os.geteuid() == 0 else None
-        _commands.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
+        _commands.pg_ctl(["-m", mode, "-w", "stop"], pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
 
     def start(self) -> None:
         with self.server._lock:

@@ -1,8 +1,12 @@
-"""Scenario 2: PostgreSQL stopped for 5 s and started again while join requests arrive at 50/s.
+"""Scenarios 2 and 2b: PostgreSQL stopped (2: fast shutdown; 2b: crashed, immediate shutdown) for 5 s
+and started again while join requests arrive at 50/s.
 
 The webhook answers 503 (with Retry-After) while it cannot store an update, Telegram (the simulator)
 redelivers, and the worker processes — never restarted — reconnect and approve everything: each
-request exactly once. A dedicated server is used: the session's server is shared by other tests.
+request exactly once. The crash also loses whatever queue bookkeeping had not reached the disk yet
+(the runner's claims and completions do not wait for their WAL flush): those jobs come back through
+their leases and re-run harmlessly. A dedicated server is used: the session's server is shared by
+other tests.
 """
 
 from __future__ import annotations
@@ -48,15 +52,25 @@ def _drive(stack: Stack, chats: list[int], seconds: float, made: list[tuple[int,
         made.append((chat, state.create_join_request(chat, None).user_id, time.time()))
 
 
+SHUTDOWNS = {
+    "fast": ("2", "PostgreSQL restart under load", "stopped (fast shutdown: connections cut)"),
+    "immediate": ("2b", "PostgreSQL crash under load",
+                  "crashed (immediate shutdown: no checkpoint, WAL not yet flushed is lost; crash recovery on start)"),
+}  # fmt: skip
+CRASH_LEASE_SECONDS = "5"  # jobs whose completion the crash lost come back after their lease
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", list(SHUTDOWNS))
 def test_postgres_restart_under_join_request_load(
-    dedicated_pg: DedicatedPostgres, make_stack: StackFactory, scenario: ScenarioFactory
+    mode: str, dedicated_pg: DedicatedPostgres, make_stack: StackFactory, scenario: ScenarioFactory
 ) -> None:
+    key, title, how = SHUTDOWNS[mode]
     rec = scenario(
-        "2", "PostgreSQL restart under load",
+        key, title,
         injected=f"join requests at {RATE:g}/s for {BEFORE + OUTAGE + AFTER:g} s (10 groups); after {BEFORE:g} s "
-        f"PostgreSQL (a dedicated server) is stopped (fast shutdown: connections cut) for "
-        f"{OUTAGE:g} s, then started; webhook and worker processes keep running",
+        f"PostgreSQL (a dedicated server) is {how} for {OUTAGE:g} s, then started; webhook and worker "
+        f"processes keep running" + (f" (job lease {CRASH_LEASE_SECONDS} s)" if mode == "immediate" else ""),
         checked="webhook answers only 200 or 503 (+Retry-After), 503s seen during the outage; every request "
         "has exactly 1 successful approval at the simulator and 1 approved join_requests row; one job per "
         "update (redeliveries deduplicated), all done; the same worker processes (no restart) resume",
@@ -65,7 +79,8 @@ def test_postgres_restart_under_join_request_load(
     config = SimConfig(enforce_flood_limits=False, webhook_retry_after_max=0.5, webhook_retry_max=0.5)
     stack: Stack = make_stack(pg.url, sim_config=config)
     webhook_proc = stack.procs[0][1]
-    workers = [stack.start_worker("tgms"), stack.start_worker("main")]
+    lease = {"TGMS_JOB_LEASE_SECONDS": CRASH_LEASE_SECONDS} if mode == "immediate" else {}
+    workers = [stack.start_worker("tgms", **lease), stack.start_worker("main", **lease)]
     stack.wait_jobs_idle()
     chats = managed_chats(stack, GROUPS)
 
@@ -73,7 +88,7 @@ def test_postgres_restart_under_join_request_load(
     driver = threading.Thread(target=_drive, args=(stack, chats, BEFORE + OUTAGE + AFTER, made), daemon=True)
     driver.start()
     time.sleep(BEFORE)
-    pg.stop()
+    pg.stop(mode)
     down_at = time.time()
     time.sleep(OUTAGE / 2)
     probe = httpx.post(f"{stack.webhook_url}/api/webhook", json={"update_id": PROBE_ID, "message": {}},
@@ -126,3 +141,5 @@ def test_postgres_restart_under_join_request_load(
     rec.measure("all approved after restart (s)", round(max(float(c["at"]) for c in ok) - up_at, 1))
     rec.measure("longest wait (s)", round(max(waited), 1))
     rec.measure("repeated approve attempts (refused by Telegram)", sum(1 for c in approvals if not c["ok"]))
+    rec.measure("join jobs run more than once", stack.scalar(
+        "SELECT count(*) FROM jobs WHERE job_type = 'tgms_process_join_request' AND retries > 0"))  # fmt: skip
