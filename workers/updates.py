@@ -100,25 +100,42 @@ SQL_TITLE = "UPDATE managed_groups SET title = %(title)s, updated_at = now() WHE
 # `soft`: seen in a message — present, but a known status (admin, restricted) is kept. Otherwise the
 # status is what Telegram just told us (join, leave, chat_member).
 # A row that would not change (same status, username and bot flag, last seen less than a minute ago)
-# is left as it is: a chatty group, or the three updates one approval brings (the approval itself, its
-# chat_member update and the join message), then write no new row version, index entries or WAL.
-# Inactivity is counted in days, so a minute's precision in last_seen_at loses nothing.
-SQL_ACTIVITY = """
+# is not touched at all: not rewritten, not even locked, so the statement writes nothing and its
+# commit waits for no disk. A chatty group, or the three updates one approval brings (the approval
+# itself, its chat_member update and the join message), then cost reads only. Inactivity is counted
+# in days, so a minute's precision in last_seen_at loses nothing. (An UPDATE whose WHERE does not
+# match locks nothing; INSERT .. ON CONFLICT DO UPDATE .. WHERE would lock the row even when its WHERE
+# is false.) The ON CONFLICT clause covers a member first seen by two updates at the same moment.
+_NEW_STATUS = "CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE {new}.status END"
+_CHANGED = f"""(to_timestamp(%(date)s) >= m.last_seen_at + interval '1 minute'
+            OR m.is_bot <> {{new}}.is_bot
+            OR ({{new}}.username IS NOT NULL AND m.username IS DISTINCT FROM {{new}}.username)
+            OR m.status <> {_NEW_STATUS})"""
+_SET = f"""username = COALESCE({{new}}.username, m.username),
+           is_bot = {{new}}.is_bot,
+           status = {_NEW_STATUS},
+           last_seen_at = GREATEST(m.last_seen_at, to_timestamp(%(date)s))"""
+SQL_ACTIVITY = f"""
+WITH input AS (
+    SELECT u.id, u.username, u.status, u.is_bot
+      FROM unnest(%(ids)s::bigint[], %(usernames)s::text[], %(statuses)s::text[], %(bots)s::bool[])
+           AS u(id, username, status, is_bot)
+     WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = %(chat)s)
+), changed AS (
+    UPDATE member_activity AS m
+       SET {_SET.format(new="i")}
+      FROM input AS i
+     WHERE m.chat_id = %(chat)s AND m.user_id = i.id
+       AND {_CHANGED.format(new="i")}
+    RETURNING m.user_id
+)
 INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
-SELECT %(chat)s, u.id, u.username, u.status, u.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
-  FROM unnest(%(ids)s::bigint[], %(usernames)s::text[], %(statuses)s::text[], %(bots)s::bool[])
-       AS u(id, username, status, is_bot)
- WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = %(chat)s)
+SELECT %(chat)s, i.id, i.username, i.status, i.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
+  FROM input AS i
+ WHERE NOT EXISTS (SELECT 1 FROM member_activity AS e WHERE e.chat_id = %(chat)s AND e.user_id = i.id)
 ON CONFLICT (chat_id, user_id) DO UPDATE
-   SET username = COALESCE(EXCLUDED.username, m.username),
-       is_bot = EXCLUDED.is_bot,
-       status = CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE EXCLUDED.status END,
-       last_seen_at = GREATEST(m.last_seen_at, EXCLUDED.last_seen_at)
- WHERE EXCLUDED.last_seen_at >= m.last_seen_at + interval '1 minute'
-    OR m.is_bot <> EXCLUDED.is_bot
-    OR (EXCLUDED.username IS NOT NULL AND m.username IS DISTINCT FROM EXCLUDED.username)
-    OR m.status <> CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status
-                        ELSE EXCLUDED.status END
+   SET {_SET.format(new="EXCLUDED")}
+ WHERE {_CHANGED.format(new="EXCLUDED")}
 """
 
 

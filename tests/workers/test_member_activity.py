@@ -1,6 +1,6 @@
 """The activity upsert (workers/updates.py) on a real database: it records what Telegram told us, and
-a repeat that changes nothing within a minute writes no new row version (what keeps chatty groups
-and the three updates of every approval cheap)."""
+a repeat that changes nothing within a minute writes nothing at all, not even a row lock (what keeps
+chatty groups and the three updates of every approval cheap)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from workers.updates import SQL_ACTIVITY
 CHAT, USER, T0 = -100777, 4242, 1_760_000_000
 
 
-async def record(pool: AsyncConnectionPool, *, status: str, date: int, soft: bool = False, **user: Any) -> None:
-    async with pool.connection() as conn:
+async def record(pool: AsyncConnectionPool, *, status: str, date: int, soft: bool = False, **user: Any) -> bool:
+    """Run the upsert in a transaction; whether it wrote anything (took a transaction id)."""
+    async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             SQL_ACTIVITY,
             {
@@ -27,6 +28,10 @@ async def record(pool: AsyncConnectionPool, *, status: str, date: int, soft: boo
                 "soft": soft,
             },
         )
+        cur = await conn.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+        row = await cur.fetchone()
+    assert row is not None
+    return bool(row[0])
 
 
 async def row(pool: AsyncConnectionPool) -> tuple[Any, ...]:
@@ -52,11 +57,13 @@ async def test_repeats_within_a_minute_write_nothing_and_changes_always_land(poo
     first = await row(pool)
     assert first[1:] == ("member", "ann", T0)
 
-    await record(pool, status="member", date=T0 + 30, username="ann")  # same facts, 30 s later
-    await record(pool, status="member", date=T0 + 59, soft=True)  # a message, no username given
+    # Same facts 30 s later, then a message without a username: nothing written, not even a row lock
+    # (no transaction id, so the commit waits for no disk).
+    assert await record(pool, status="member", date=T0 + 30, username="ann") is False
+    assert await record(pool, status="member", date=T0 + 59, soft=True) is False
     assert await row(pool) == first  # not rewritten: same row version
 
-    await record(pool, status="member", date=T0 + 60, username="ann")  # a minute on: last seen moves
+    assert await record(pool, status="member", date=T0 + 60, username="ann") is True  # a minute on
     moved = await row(pool)
     assert moved[1:] == ("member", "ann", T0 + 60) and moved[0] != first[0]
 
