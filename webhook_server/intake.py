@@ -237,7 +237,8 @@ class UpdateIntake:
             if any(not item.update.checked for item in batch):
                 # PostgreSQL refused some body only its shape was checked for: decode those now,
                 # answer the ones that are not updates 400, and store the rest again.
-                await self._store(_recheck(batch), slot)
+                if kept := _recheck(batch):
+                    await self._store(kept, slot)
                 return
             if len(keys) == 1:
                 self._failed(batch, exc, database_down=False)
