@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
           f"per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; best levels: bare {best['bare']}, "
           f"tgms {best['tgms']}")
     for connections in args.connections:
-        level = {name: [r for r in runs(name, f"max {connections}c ")] for name in ("bare", "tgms")}
+        level = {name: runs(name, f"max {connections}c ") for name in ("bare", "tgms")}
         at_level = [t.rate / b.rate for b, t in zip(level["bare"], level["tgms"], strict=True) if b.rate]
         print(f"  at {connections} connections only: ratios {', '.join(f'{x:.2f}' for x in at_level)} "
               f"(median {statistics.median(at_level):.2f})")
