@@ -195,14 +195,16 @@ async def run(url: str, repeat: int) -> list[Row]:
         walls = [v.wall_ms for v in samples]
         median = statistics.median(walls)
         ok = "" if target is None else ("ok" if median <= target else "MISSED")
-        rows.append((
-            name,
-            f"{median:.1f}",
-            f"{pct(walls, 0.95):.1f}" if len(samples) > 1 else "",
-            f"{statistics.median(v.cpu_ms for v in samples):.1f}",
-            "" if target is None else f"≤ {target:g}",
-            ok,
-        ))
+        rows.append(
+            (
+                name,
+                f"{median:.1f}",
+                f"{pct(walls, 0.95):.1f}" if len(samples) > 1 else "",
+                f"{statistics.median(v.cpu_ms for v in samples):.1f}",
+                "" if target is None else f"≤ {target:g}",
+                ok,
+            )
+        )
 
     def ratio(name: str, slow: list[Sample] | Sample, fast: list[Sample] | Sample) -> None:
         def med(v: list[Sample] | Sample) -> float:
@@ -284,8 +286,12 @@ async def run(url: str, repeat: int) -> list[Row]:
         # ---- key press to screen
         groups.focus()
         await asyncio.sleep(0.2)
-        keys: dict[str, list[Sample]] = {"j / k (cursor)": [], "s (sort 10k rows)": [],
-                                        "tab (focus next pane)": [], "p (pause / resume)": []}
+        keys: dict[str, list[Sample]] = {
+            "j / k (cursor)": [],
+            "s (sort 10k rows)": [],
+            "tab (focus next pane)": [],
+            "p (pause / resume)": [],
+        }
         for i in range(repeat):
             key = "j" if i % 2 == 0 else "k"
             row = groups.cursor_row

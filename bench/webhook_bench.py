@@ -80,9 +80,11 @@ def update_body(update_id: int) -> bytes:
                 "user_chat_id": update_id,
                 "date": 1760000000,
                 "invite_link": {
-                    "invite_link": "https://t.me/+AbCdEf", "creator": {"id": 1, "is_bot": False,
-                                                                       "first_name": "Owner"},
-                    "creates_join_request": True, "is_primary": False, "is_revoked": False,
+                    "invite_link": "https://t.me/+AbCdEf",
+                    "creator": {"id": 1, "is_bot": False, "first_name": "Owner"},
+                    "creates_join_request": True,
+                    "is_primary": False,
+                    "is_revoked": False,
                 },
             },
         }
@@ -91,13 +93,14 @@ def update_body(update_id: int) -> bytes:
             "update_id": update_id,
             "message": {
                 "message_id": update_id,
-                "from": {"id": 777001, "is_bot": False, "first_name": "Bob", "username": "bob",
-                         "language_code": "en"},
+                "from": {"id": 777001, "is_bot": False, "first_name": "Bob", "username": "bob", "language_code": "en"},
                 "chat": {"id": -1001234567890, "title": "Bench group", "type": "supergroup"},
                 "date": 1760000000,
                 "text": "hello everyone, this is a benchmark message with a #tag and a link https://example.org",
-                "entities": [{"offset": 46, "length": 4, "type": "hashtag"},
-                             {"offset": 67, "length": 19, "type": "url"}],
+                "entities": [
+                    {"offset": 46, "length": 4, "type": "hashtag"},
+                    {"offset": 67, "length": 19, "type": "url"},
+                ],
             },
         }
     return json.dumps(update, separators=(",", ":")).encode()
@@ -280,9 +283,25 @@ def free_port() -> int:
 @contextlib.contextmanager
 def uvicorn_process(factory: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [
-        sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
-        "--app-dir", str(ROOT / "bench"),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--log-level",
+        "warning",
+        "--app-dir",
+        str(ROOT / "bench"),
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
     try:
@@ -360,14 +379,17 @@ def batch_summary(port: int) -> str:
         text = response.read().decode()
     values = {}
     for line in text.splitlines():
-        if line.startswith(("tgms_webhook_batch_size_sum", "tgms_webhook_batch_size_count",
-                            "tgms_webhook_batch_failures_total")):
+        if line.startswith(
+            ("tgms_webhook_batch_size_sum", "tgms_webhook_batch_size_count", "tgms_webhook_batch_failures_total")
+        ):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
     commits = values.get("tgms_webhook_batch_size_count", 0.0)
     mean = values.get("tgms_webhook_batch_size_sum", 0.0) / commits if commits else 0.0
-    return (f"group commit: {commits:.0f} transactions, {mean:.1f} updates per transaction on average, "
-            f"{values.get('tgms_webhook_batch_failures_total', 0.0):.0f} failed")
+    return (
+        f"group commit: {commits:.0f} transactions, {mean:.1f} updates per transaction on average, "
+        f"{values.get('tgms_webhook_batch_failures_total', 0.0):.0f} failed"
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -417,23 +439,28 @@ def main(argv: list[str] | None = None) -> int:
 
     with bench_database() as (url, postgres_pid):
         bare_port, ours_port = free_port(), free_port()
-        env = {"DATABASE_URL": url, "TGMS_WEBHOOK_SECRET": SECRET, "TGMS_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT)}
-        with uvicorn_process("webhook_bench:bare_app", bare_port, {}) as bare_proc, \
-                uvicorn_process("webhook_server.app:app_from_env", ours_port, env) as ours_proc:
+        env = {"DATABASE_URL": url, "TGMS_WEBHOOK_SECRET": SECRET, "TGMS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        with (
+            uvicorn_process("webhook_bench:bare_app", bare_port, {}) as bare_proc,
+            uvicorn_process("webhook_server.app:app_from_env", ours_port, env) as ours_proc,
+        ):
             meters = {"bare": CpuMeter(bare_proc.pid, None), "tgms": CpuMeter(ours_proc.pid, postgres_pid)}
             results = uvloop.run(measure({"bare": bare_port, "tgms": ours_port}, meters, args))
             batch_line = batch_summary(ours_port)
         jobs, updates = count_jobs(url)
 
     accepted = sum(r.ok for r in results if r.server == "tgms")
-    print(f"{'server':<6} {'load':<16} {'200s':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'CPU us/request: server':>23} {'postgres':>8} {'loadgen':>8}")
+    print(
+        f"{'server':<6} {'load':<16} {'200s':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU us/request: server':>23} {'postgres':>8} {'loadgen':>8}"
+    )
     for r in results:
         if r.mode != "warm-up":
             pg = f"{r.cpu_us('postgres'):>8.0f}" if "postgres" in r.cpu else f"{'-':>8}"
-            print(f"{r.server:<6} {r.mode:<16} {r.ok:>7} {r.errors:>6} {r.rate:>7.0f} {r.pct(0.50):>7.2f} "
-                  f"{r.pct(0.99):>7.2f} {r.cpu_us('server'):>23.0f} {pg} {r.cpu_us('generator'):>8.0f}")
+            print(
+                f"{r.server:<6} {r.mode:<16} {r.ok:>7} {r.errors:>6} {r.rate:>7.0f} {r.pct(0.50):>7.2f} "
+                f"{r.pct(0.99):>7.2f} {r.cpu_us('server'):>23.0f} {pg} {r.cpu_us('generator'):>8.0f}"
+            )
 
     def runs(server: str, kind: str) -> list[Result]:
         return [r for r in results if r.server == server and r.mode.startswith(kind)]
@@ -451,21 +478,28 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [t.rate / b.rate for b, t in zip(peaks["bare"], peaks["tgms"], strict=True) if b.rate]
     steady = runs("tgms", f"{args.rate:g}/s")
     merged = Result("tgms", "steady", latencies=[x for r in steady for x in r.latencies])
-    print(f"durable check: {jobs} jobs and {updates} webhook_updates rows for {accepted} updates answered 200 "
-          f"(warm-up included): {'OK' if jobs == updates == accepted else 'MISMATCH'}")
+    print(
+        f"durable check: {jobs} jobs and {updates} webhook_updates rows for {accepted} updates answered 200 "
+        f"(warm-up included): {'OK' if jobs == updates == accepted else 'MISMATCH'}"
+    )
     print(batch_line)
     bare_rate = statistics.median(r.rate for r in peaks["bare"])
     ours_rate = statistics.median(r.rate for r in peaks["tgms"])
     best = {name: ", ".join(r.mode.split()[1] for r in peaks[name]) for name in peaks}
-    print(f"max throughput (each round's best of {', '.join(f'{c}c' for c in args.connections)}), median of "
-          f"{args.rounds} rounds: bare {bare_rate:.0f}/s, tgms durable {ours_rate:.0f}/s; "
-          f"per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; best levels: bare {best['bare']}, "
-          f"tgms {best['tgms']}")
+    print(
+        f"max throughput (each round's best of {', '.join(f'{c}c' for c in args.connections)}), median of "
+        f"{args.rounds} rounds: bare {bare_rate:.0f}/s, tgms durable {ours_rate:.0f}/s; "
+        f"per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; best levels: bare {best['bare']}, "
+        f"tgms {best['tgms']}"
+    )
     for connections in args.connections:
         level = {name: runs(name, f"max {connections}c ") for name in ("bare", "tgms")}
         at_level = [t.rate / b.rate for b, t in zip(level["bare"], level["tgms"], strict=True) if b.rate]
-        print(f"  at {connections} connections only: ratios {', '.join(f'{x:.2f}' for x in at_level)} "
-              f"(median {statistics.median(at_level):.2f})")
+        print(
+            f"  at {connections} connections only: ratios {', '.join(f'{x:.2f}' for x in at_level)} "
+            f"(median {statistics.median(at_level):.2f})"
+        )
+
     def cpu_per_request(server: str) -> float:
         """Server + PostgreSQL + load generator CPU per request: on this machine all three share the cores."""
         return statistics.median(
@@ -474,11 +508,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     bare_cpu, ours_cpu = cpu_per_request("bare"), cpu_per_request("tgms")
-    print(f"CPU per request at max load (server + postgres + load generator): bare {bare_cpu:.0f} us, "
-          f"tgms {ours_cpu:.0f} us; "
-          f"on an otherwise idle machine where CPU is the limit, that predicts a ratio near {bare_cpu / ours_cpu:.2f}")
-    print(f"latency at {args.rate:g}/s offered, all rounds: tgms p50 {merged.pct(0.5):.2f} ms, "
-          f"p99 {merged.pct(0.99):.2f} ms (target <= 25 ms)")
+    print(
+        f"CPU per request at max load (server + postgres + load generator): bare {bare_cpu:.0f} us, "
+        f"tgms {ours_cpu:.0f} us; "
+        f"on an otherwise idle machine where CPU is the limit, that predicts a ratio near {bare_cpu / ours_cpu:.2f}"
+    )
+    print(
+        f"latency at {args.rate:g}/s offered, all rounds: tgms p50 {merged.pct(0.5):.2f} ms, "
+        f"p99 {merged.pct(0.99):.2f} ms (target <= 25 ms)"
+    )
     print(f"ratio durable/bare max throughput: {statistics.median(ratios):.2f} (target >= 0.50)")
     return 0
 

@@ -34,7 +34,7 @@ class DedicatedPostgres:
         return self
 
     def stop(self, mode: str = "fast") -> None:
-        """"fast": connected clients are cut off, as in a restart. "immediate": a crash — no
+        """ "fast": connected clients are cut off, as in a restart. "immediate": a crash — no
         checkpoint, and commits that did not wait for their WAL flush may be lost (recovery on start)."""
         from pgserver import _commands
 

@@ -147,8 +147,7 @@ class TGMSApp(App[int]):
         if connected and previous.error != "connecting…":
             self.notify("Database reachable again: live updates resumed.", title="Database", timeout=4)
         elif not connected and previous.connected:
-            self.notify(f"Database unreachable: {error}. Retrying…", title="Database", severity="error",
-                        timeout=6)
+            self.notify(f"Database unreachable: {error}. Retrying…", title="Database", severity="error", timeout=6)
 
     @staticmethod
     def _describe(exc: BaseException) -> str:

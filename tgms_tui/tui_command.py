@@ -11,8 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-only",
         action="store_true",
-        help="watch only: every action that changes data (broadcasts, group and job actions) is hidden "
-        "and refused",
+        help="watch only: every action that changes data (broadcasts, group and job actions) is hidden and refused",
     )
     parser.add_argument(
         "--refresh",

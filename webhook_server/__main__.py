@@ -11,8 +11,9 @@ from .cli import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webhook_server",
-                                     description="Serve the Telegram webhook and admin API (uvicorn).")
+    parser = argparse.ArgumentParser(
+        prog="python -m webhook_server", description="Serve the Telegram webhook and admin API (uvicorn)."
+    )
     add_arguments(parser)
     try:
         return run(parser.parse_args(argv))

@@ -143,4 +143,3 @@ def app_from_env() -> Starlette:
     """uvicorn factory (`webhook_server.app:app_from_env`, used with --workers > 1): settings from the
     environment; the parent `tgms webhook` already migrated and exported the database URL."""
     return create_app(load_settings(), allow_insecure=os.environ.get(INSECURE_ENV) == "1")
-

@@ -14,15 +14,21 @@ from .app import INSECURE_ENV, create_app
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="server processes (default 1); metrics are per process")
-    parser.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
-                        help="trust X-Forwarded-For from these proxy addresses (comma-separated, or '*'); "
-                             "needed behind a reverse proxy for the TGMS_ADMIN_ALLOW_NETWORKS allow-list. "
-                             "Default: proxy headers are ignored")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (default 1); metrics are per process")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="trust X-Forwarded-For from these proxy addresses (comma-separated, or '*'); "
+        "needed behind a reverse proxy for the TGMS_ADMIN_ALLOW_NETWORKS allow-list. "
+        "Default: proxy headers are ignored",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (costly at high rates)")
-    parser.add_argument("--insecure-no-secret", action="store_true",
-                        help="run without TGMS_WEBHOOK_SECRET (anyone could post fake updates): local tests only")
+    parser.add_argument(
+        "--insecure-no-secret",
+        action="store_true",
+        help="run without TGMS_WEBHOOK_SECRET (anyone could post fake updates): local tests only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

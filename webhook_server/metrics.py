@@ -51,20 +51,45 @@ class WebhookMetrics:
 
     def render(self) -> str:
         out: list[str] = []
-        _counter(out, "tgms_webhook_updates_received_total", "Updates accepted and stored, by bot and type.",
-                 (({"bot": b, "type": t}, v) for (b, t), v in sorted(self.updates_received.items())))
-        _counter(out, "tgms_webhook_duplicates_total", "Redelivered updates dropped (already stored).",
-                 (({"bot": b}, v) for b, v in sorted(self.duplicates.items())))
-        _counter(out, "tgms_webhook_rejected_total", "Requests refused, by route and reason.",
-                 (({"route": r, "reason": why}, v) for (r, why), v in sorted(self.rejected.items())))
-        _counter(out, "tgms_webhook_jobs_enqueued_total", "Jobs enqueued, by job type.",
-                 (({"job_type": t}, v) for t, v in sorted(self.jobs_enqueued.items())))
-        _counter(out, "tgms_webhook_broadcasts_created_total", "Broadcasts created through the admin API.",
-                 [({}, self.broadcasts_created)])
-        _counter(out, "tgms_webhook_batch_commits_total", "Group-commit transactions committed.",
-                 [({}, self.batch_commits)])
-        _counter(out, "tgms_webhook_batch_failures_total", "Group-commit transactions that failed (503s).",
-                 [({}, self.batch_failures)])
+        _counter(
+            out,
+            "tgms_webhook_updates_received_total",
+            "Updates accepted and stored, by bot and type.",
+            (({"bot": b, "type": t}, v) for (b, t), v in sorted(self.updates_received.items())),
+        )
+        _counter(
+            out,
+            "tgms_webhook_duplicates_total",
+            "Redelivered updates dropped (already stored).",
+            (({"bot": b}, v) for b, v in sorted(self.duplicates.items())),
+        )
+        _counter(
+            out,
+            "tgms_webhook_rejected_total",
+            "Requests refused, by route and reason.",
+            (({"route": r, "reason": why}, v) for (r, why), v in sorted(self.rejected.items())),
+        )
+        _counter(
+            out,
+            "tgms_webhook_jobs_enqueued_total",
+            "Jobs enqueued, by job type.",
+            (({"job_type": t}, v) for t, v in sorted(self.jobs_enqueued.items())),
+        )
+        _counter(
+            out,
+            "tgms_webhook_broadcasts_created_total",
+            "Broadcasts created through the admin API.",
+            [({}, self.broadcasts_created)],
+        )
+        _counter(
+            out, "tgms_webhook_batch_commits_total", "Group-commit transactions committed.", [({}, self.batch_commits)]
+        )
+        _counter(
+            out,
+            "tgms_webhook_batch_failures_total",
+            "Group-commit transactions that failed (503s).",
+            [({}, self.batch_failures)],
+        )
         out.append("# HELP tgms_webhook_request_duration_seconds Request latency, by route.")
         out.append("# TYPE tgms_webhook_request_duration_seconds histogram")
         for route, hist in sorted(self.latency.items()):

@@ -42,12 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action.add_argument("--url", help="public base URL of `tgms webhook` (https://host[:port][/prefix])")
     action.add_argument("--delete", action="store_true", help="remove the webhook of each configured bot")
     action.add_argument("--info", action="store_true", help="show each bot's webhook (getWebhookInfo)")
-    parser.add_argument("--bot", choices=["main", "tgms", "all"], default="all",
-                        help="which configured bot (default: all)")
-    parser.add_argument("--drop-pending-updates", action="store_true",
-                        help="with --url or --delete: discard updates Telegram has queued")
-    parser.add_argument("--max-connections", type=int, default=None,
-                        help="with --url: parallel connections Telegram may open (1-100, Telegram's default 40)")
+    parser.add_argument(
+        "--bot", choices=["main", "tgms", "all"], default="all", help="which configured bot (default: all)"
+    )
+    parser.add_argument(
+        "--drop-pending-updates",
+        action="store_true",
+        help="with --url or --delete: discard updates Telegram has queued",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="with --url: parallel connections Telegram may open (1-100, Telegram's default 40)",
+    )
 
 
 def webhook_url(base: str, bot: str) -> str:
@@ -110,8 +118,10 @@ async def _one_bot(bot: str, client: TelegramClient, args: argparse.Namespace, s
         await _with_flood_retry(lambda: client.delete_webhook(drop_pending_updates=args.drop_pending_updates or None))
         return [f"{label}: webhook deleted"]
     info = await client.get_webhook_info()
-    lines = [f"{label}: url {info.get('url') or '(none: webhook not set)'}",
-             f"  pending updates: {info.get('pending_update_count', 0)}"]
+    lines = [
+        f"{label}: url {info.get('url') or '(none: webhook not set)'}",
+        f"  pending updates: {info.get('pending_update_count', 0)}",
+    ]
     if info.get("allowed_updates"):
         lines.append(f"  allowed updates: {', '.join(info.get('allowed_updates', []))}")
     if info.get("max_connections"):

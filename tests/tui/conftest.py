@@ -28,8 +28,9 @@ def make_app(url: str, *, read_only: bool = False, **kwargs: object) -> TGMSApp:
     return TGMSApp(url=url, settings=settings, read_only=read_only, **kwargs)  # type: ignore[arg-type]
 
 
-async def wait_until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 8.0,
-                     what: str = "condition") -> None:
+async def wait_until(
+    pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 8.0, what: str = "condition"
+) -> None:
     """Let the app run until `condition()` is truthy (the app refreshes by itself)."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -75,8 +75,14 @@ async def test_phase_final_and_member_refresh(seeded_url: str) -> None:
         await pilot.press("r")
         await wait_until(
             pilot,
-            lambda: fetch(seeded_url, "SELECT count(*) FROM jobs WHERE job_type = 'tgms_update_member_counts' "
-                          "AND payload = %s::jsonb", f'{{"group_ids": [{GROUPS["delta"]}]}}')[0] == 1,
+            lambda: (
+                fetch(
+                    seeded_url,
+                    "SELECT count(*) FROM jobs WHERE job_type = 'tgms_update_member_counts' AND payload = %s::jsonb",
+                    f'{{"group_ids": [{GROUPS["delta"]}]}}',
+                )[0]
+                == 1
+            ),
             what="member count job",
         )
 
@@ -98,8 +104,9 @@ async def test_group_detail_shows_history_joins_and_kicks(seeded_url: str) -> No
         assert screen.query_one(KicksTable).row_count == 1
         # A kick recorded elsewhere shows up live.
         with psycopg.connect(seeded_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO kick_audit (chat_id, user_id, action) VALUES (%s, 5, 'kicked')",
-                         (GROUPS["alpha"],))
+            conn.execute(
+                "INSERT INTO kick_audit (chat_id, user_id, action) VALUES (%s, 5, 'kicked')", (GROUPS["alpha"],)
+            )
         await wait_until(pilot, lambda: screen.query_one(KicksTable).row_count == 2, what="live kick")
         await pilot.press("escape")
         assert app.screen.query_one(GroupsTable) is groups
@@ -126,15 +133,21 @@ async def test_job_retry_cancel_and_detail(seeded_url: str) -> None:
         await pilot.press("escape")
 
         await pilot.press("R")
-        await wait_until(pilot, lambda: fetch(seeded_url, "SELECT status, retries FROM jobs WHERE job_id = %s",
-                                              failed) == ("pending", 0), what="retry")
+        await wait_until(
+            pilot,
+            lambda: fetch(seeded_url, "SELECT status, retries FROM jobs WHERE job_id = %s", failed) == ("pending", 0),
+            what="retry",
+        )
 
         jobs.move_to_key(str(pending))
         await pilot.press("x")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: fetch(seeded_url, "SELECT status FROM jobs WHERE job_id = %s",
-                                              pending) == ("cancelled",), what="cancel")
+        await wait_until(
+            pilot,
+            lambda: fetch(seeded_url, "SELECT status FROM jobs WHERE job_id = %s", pending) == ("cancelled",),
+            what="cancel",
+        )
 
 
 async def test_command_palette_offers_and_runs_pane_actions(seeded_url: str) -> None:

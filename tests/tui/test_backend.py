@@ -87,8 +87,9 @@ async def test_group_actions_and_detail(db_url: str, pool: AsyncConnectionPool) 
 async def test_change_listener_reports_tables_and_group_ids(db_url: str) -> None:
     seen: list[tuple[str, str]] = []
     states: list[bool] = []
-    listener = ChangeListener(db_url, lambda channel, payload: seen.append((channel, payload)),
-                              lambda ok, err: states.append(ok))
+    listener = ChangeListener(
+        db_url, lambda channel, payload: seen.append((channel, payload)), lambda ok, err: states.append(ok)
+    )
     task = asyncio.create_task(listener.run())
     try:
         for _ in range(100):

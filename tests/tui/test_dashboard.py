@@ -72,8 +72,12 @@ async def test_row_inserted_elsewhere_appears_without_key_press(seeded_url: str)
             ).fetchone()
             conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1009, 'Zeta new')")
         assert row is not None
-        await wait_until(pilot, lambda: str(row[0]) in joins.items and groups.row_count == 6, timeout=5.0,
-                         what="rows from another connection")
+        await wait_until(
+            pilot,
+            lambda: str(row[0]) in joins.items and groups.row_count == 6,
+            timeout=5.0,
+            what="rows from another connection",
+        )
         assert time.monotonic() - started < 5.0
         assert cell_text(groups, "-1009", "title") == "Zeta new"
 

@@ -87,18 +87,36 @@ async def test_help_lists_every_binding(seeded_url: str) -> None:
     from tgms_tui.widgets import detail_tables, live_table, panes
 
     documented = {spec.action.split("(")[0] for spec in ACTIONS}
-    classes: list[Any] = [TGMSApp, dashboard.DashboardScreen, composer.ComposerScreen, confirm.ConfirmScreen,
-               group_detail.GroupDetailScreen, job_detail.JobDetailScreen, phase.PhaseScreen,
-               progress.BroadcastProgressScreen, live_table.LiveTable, panes.GroupsTable, panes.JobsTable,
-               detail_tables.KicksTable]
+    classes: list[Any] = [
+        TGMSApp,
+        dashboard.DashboardScreen,
+        composer.ComposerScreen,
+        confirm.ConfirmScreen,
+        group_detail.GroupDetailScreen,
+        job_detail.JobDetailScreen,
+        phase.PhaseScreen,
+        progress.BroadcastProgressScreen,
+        live_table.LiveTable,
+        panes.GroupsTable,
+        panes.JobsTable,
+        detail_tables.KicksTable,
+    ]
     undocumented = set()
     for cls in classes:
         for binding in cls.BINDINGS:
             assert isinstance(binding, Binding)
             action = binding.action.split("(")[0]
-            if action not in documented and action not in {"back", "cancel", "close", "scroll_top",
-                                                          "scroll_bottom", "cursor_up", "page_up", "last",
-                                                          "reverse_sort"}:
+            if action not in documented and action not in {
+                "back",
+                "cancel",
+                "close",
+                "scroll_top",
+                "scroll_bottom",
+                "cursor_up",
+                "page_up",
+                "last",
+                "reverse_sort",
+            }:
                 undocumented.add((cls.__name__, binding.key, action))
     assert undocumented == set()
 

@@ -96,7 +96,13 @@ async def test_progress_counts_messages_by_status(seeded: AsyncConnectionPool) -
         progress = await broadcast_progress(conn, broadcast_id)
         assert progress["status"] == "running"
         assert {k: progress[k] for k in ("pending", "sending", "sent", "failed", "ambiguous", "skipped", "total")} == {
-            "pending": 1, "sending": 0, "sent": 2, "failed": 1, "ambiguous": 1, "skipped": 0, "total": 5,
+            "pending": 1,
+            "sending": 0,
+            "sent": 2,
+            "failed": 1,
+            "ambiguous": 1,
+            "skipped": 0,
+            "total": 5,
         }
         with pytest.raises(LookupError):
             await broadcast_progress(conn, broadcast_id + 100)

@@ -62,7 +62,7 @@ HTML_ERRORS = [
 HTML_OK = [
     ("&ge;&lt;&gt;&amp;&quot;&laquo;", '&ge;<>&"&laquo;'),
     (STADIUM + "<i>🏟 &lt🏟</i>", STADIUM + "🏟 <🏟"),
-    (STADIUM + "&lt;<i    aba  =  \"&lt;&gt;&quot;\">a</i>", STADIUM + "<a"),
+    (STADIUM + '&lt;<i    aba  =  "&lt;&gt;&quot;">a</i>', STADIUM + "<a"),
     (STADIUM + "&lt;<i>a</    >", STADIUM + "<a"),
     ('<span class = "tg-spoiler">x</span><b>y</b>', "xy"),
     ('<a href="https://example.com/?a=1&amp;b=2">link</a>', "link"),
@@ -129,9 +129,7 @@ def test_unknown_parse_mode_is_reported() -> None:
 
 def test_minimal_text_request_defaults() -> None:
     req = validate_broadcast({"text": "Hello"})
-    assert req == BroadcastRequest(
-        text="Hello", photo_url=None, caption=None, parse_mode=None, target={"kind": "all"}
-    )
+    assert req == BroadcastRequest(text="Hello", photo_url=None, caption=None, parse_mode=None, target={"kind": "all"})
 
 
 def test_parse_mode_is_normalised_to_telegram_spelling() -> None:

@@ -58,8 +58,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("enter", "detail", "Group detail: history, join requests, broadcasts, kicks", "Groups", "groups"),
     ActionSpec("space", "mark", "Mark / unmark for a broadcast to marked groups", "Groups", "groups"),
     ActionSpec("u", "clear_marks", "Unmark all groups", "Groups", "groups"),
-    ActionSpec("a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups",
-               mutating=True),
+    ActionSpec(
+        "a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups", mutating=True
+    ),
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
@@ -123,8 +124,9 @@ class TGMSCommands(Provider):
 
     async def discover(self) -> Hits:
         for spec in palette_actions(self.app, self.screen):
-            yield DiscoveryHit(self._label(spec), partial(run_spec, self.app, spec, self.screen),
-                               help=f"key: {spec.key}")
+            yield DiscoveryHit(
+                self._label(spec), partial(run_spec, self.app, spec, self.screen), help=f"key: {spec.key}"
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -132,5 +134,9 @@ class TGMSCommands(Provider):
             label = self._label(spec)
             score = matcher.match(f"{label} {spec.key}")
             if score > 0:
-                yield Hit(score, matcher.highlight(label), partial(run_spec, self.app, spec, self.screen),
-                          help=f"key: {spec.key}")
+                yield Hit(
+                    score,
+                    matcher.highlight(label),
+                    partial(run_spec, self.app, spec, self.screen),
+                    help=f"key: {spec.key}",
+                )

@@ -100,8 +100,7 @@ def parse_send_time(value: str, now: datetime | None = None) -> str | None:
     return when.isoformat(timespec="seconds")
 
 
-PARSE_MODE_OPTIONS = [("plain text", "none"), ("Markdown", "Markdown"), ("MarkdownV2", "MarkdownV2"),
-                      ("HTML", "HTML")]
+PARSE_MODE_OPTIONS = [("plain text", "none"), ("Markdown", "Markdown"), ("MarkdownV2", "MarkdownV2"), ("HTML", "HTML")]
 
 
 class ComposerScreen(Screen[None]):
@@ -134,8 +133,9 @@ class ComposerScreen(Screen[None]):
                 with Horizontal(classes="pair"):
                     with Vertical():
                         yield Label("Message", classes="field-label")
-                        yield Select([("text", "text"), ("photo + caption", "photo")], value="text",
-                                     allow_blank=False, id="kind")
+                        yield Select(
+                            [("text", "text"), ("photo + caption", "photo")], value="text", allow_blank=False, id="kind"
+                        )
                     with Vertical():
                         yield Label("Parse mode", classes="field-label")
                         yield Select(PARSE_MODE_OPTIONS, value="none", allow_blank=False, id="parse-mode")
@@ -147,15 +147,27 @@ class ComposerScreen(Screen[None]):
                 with Horizontal(classes="pair"):
                     with Vertical():
                         yield Label("Target", classes="field-label")
-                        yield Select([("all active groups", "all"), ("one phase", "phase"),
-                                      (marked_label, "groups")], value="all", allow_blank=False, id="target")
+                        yield Select(
+                            [("all active groups", "all"), ("one phase", "phase"), (marked_label, "groups")],
+                            value="all",
+                            allow_blank=False,
+                            id="target",
+                        )
                     with Vertical(id="phase-box"):
                         yield Label("Phase", classes="field-label")
-                        yield Select([("growth", "growth"), ("monitoring", "monitoring")], value="growth",
-                                     allow_blank=False, id="phase")
+                        yield Select(
+                            [("growth", "growth"), ("monitoring", "monitoring")],
+                            value="growth",
+                            allow_blank=False,
+                            id="phase",
+                        )
                 yield Label("Final message? (also inactive groups allowing one)", classes="field-label")
-                yield Select([("no: a regular broadcast", "no"), ("yes: a final message", "yes")], value="no",
-                             allow_blank=False, id="final")
+                yield Select(
+                    [("no: a regular broadcast", "no"), ("yes: a final message", "yes")],
+                    value="no",
+                    allow_blank=False,
+                    id="final",
+                )
                 yield Label("Send at (local): now, +30m, 18:00, 2026-05-01 09:00", classes="field-label")
                 yield Input(placeholder="now", id="send-at")
             with Vertical(id="composer-side"):
@@ -332,27 +344,34 @@ class ComposerScreen(Screen[None]):
         self._validate()
         if self.request is None:
             problem = self.problem
-            self.notify(f"Not sent: {problem.field}: {problem.message}" if problem else "Not sent.",
-                        severity="error", timeout=6)
+            self.notify(
+                f"Not sent: {problem.field}: {problem.message}" if problem else "Not sent.", severity="error", timeout=6
+            )
             return
         data = self.body()
         req = self.request
-        groups = await self.tgms.attempt(lambda conn: resolve_targets(conn, req.target, req.is_final),
-                                         "Counting groups")
+        groups = await self.tgms.attempt(
+            lambda conn: resolve_targets(conn, req.target, req.is_final), "Counting groups"
+        )
         if groups is None:
             return
         if not groups:
             self.notify("Not sent: no group matches this target.", severity="error", timeout=6)
             return
-        if not await self.app.push_screen_wait(ConfirmScreen(self._summary(req, len(groups)),
-                                                             yes=f"Send to {len(groups):,} groups",
-                                                             no="Back to editing",
-                                                             title="Send this broadcast?")):
+        if not await self.app.push_screen_wait(
+            ConfirmScreen(
+                self._summary(req, len(groups)),
+                yes=f"Send to {len(groups):,} groups",
+                no="Back to editing",
+                title="Send this broadcast?",
+            )
+        ):
             return
         final_req = validate_broadcast(data)  # a scheduled time may have passed while confirming
         who = f"tui:{_user()}"
-        created = await self.tgms.attempt(lambda conn: create_broadcast(conn, final_req, created_by=who),
-                                          "Creating the broadcast")
+        created = await self.tgms.attempt(
+            lambda conn: create_broadcast(conn, final_req, created_by=who), "Creating the broadcast"
+        )
         if created is None:
             return
         broadcast_id, count = created

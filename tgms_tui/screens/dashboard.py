@@ -327,27 +327,37 @@ class DashboardScreen(Screen[None]):
 
     async def _retry_job(self, j: data.JobRow) -> None:
         if j.status not in ("failed", "cancelled"):
-            self.notify(f"Job {j.job_id} is {j.status}: only failed or cancelled jobs can be retried.",
-                        severity="warning", timeout=4)
+            self.notify(
+                f"Job {j.job_id} is {j.status}: only failed or cancelled jobs can be retried.",
+                severity="warning",
+                timeout=4,
+            )
             return
         ok = await self.tgms.attempt(lambda conn: queue.retry(conn, j.job_id), "Retrying the job")
         if ok is not None:
-            self.notify(f"Job {j.job_id} queued again." if ok else f"Job {j.job_id} is no longer failed.",
-                        severity="information" if ok else "warning", timeout=4)
+            self.notify(
+                f"Job {j.job_id} queued again." if ok else f"Job {j.job_id} is no longer failed.",
+                severity="information" if ok else "warning",
+                timeout=4,
+            )
         self._mark("jobs")
 
     async def _cancel_job(self, j: data.JobRow) -> None:
         if j.status != "pending":
-            self.notify(f"Job {j.job_id} is {j.status}: only pending jobs can be cancelled.",
-                        severity="warning", timeout=4)
+            self.notify(
+                f"Job {j.job_id} is {j.status}: only pending jobs can be cancelled.", severity="warning", timeout=4
+            )
             return
         question = f"Cancel job {j.job_id} ({j.job_type})?\n\nIt will not run unless retried."
         if not await self.app.push_screen_wait(ConfirmScreen(question, yes="Cancel job", no="Keep")):
             return
         ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, j.job_id), "Cancelling the job")
         if ok is not None:
-            self.notify(f"Job {j.job_id} cancelled." if ok else f"Job {j.job_id} already started or finished.",
-                        severity="information" if ok else "warning", timeout=4)
+            self.notify(
+                f"Job {j.job_id} cancelled." if ok else f"Job {j.job_id} already started or finished.",
+                severity="information" if ok else "warning",
+                timeout=4,
+            )
         self._mark("jobs")
 
     def _mark(self, *panes: str) -> None:

@@ -65,8 +65,9 @@ class GroupDetailScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.scheduler = RefreshScheduler(self._refresh, {"detail"}, min_gap=self.tgms.min_refresh_gap,
-                                          period=self.tgms.refresh_period)
+        self.scheduler = RefreshScheduler(
+            self._refresh, {"detail"}, min_gap=self.tgms.min_refresh_gap, period=self.tgms.refresh_period
+        )
         self.tgms.db_changed.subscribe(self, self._on_change)
         self.tgms.db_state_signal.subscribe(self, self._on_db_state)
         self.query_one(StatusBar).set_db(self.tgms.db_state)
@@ -103,8 +104,10 @@ class GroupDetailScreen(Screen[None]):
         if g.is_active:
             facts.append("active", style="green")
         else:
-            facts.append(f"✗ INACTIVE ({g.deactivated_reason or 'no reason recorded'}, "
-                         f"since {fmt.timestamp(d.deactivated_at)})", style="bold red")
+            facts.append(
+                f"✗ INACTIVE ({g.deactivated_reason or 'no reason recorded'}, since {fmt.timestamp(d.deactivated_at)})",
+                style="bold red",
+            )
         facts.append("\n")
         facts.append(f"members {fmt.count(g.member_count)} ")
         facts.append_text(fmt.trend(g.member_trend))
@@ -112,16 +115,17 @@ class GroupDetailScreen(Screen[None]):
         facts.append(str(g.consecutive_failures), style="bold yellow" if g.consecutive_failures else "")
         facts.append(f" · final message {'allowed' if g.final_message_allowed else 'not allowed'}")
         facts.append(f" · last broadcast {fmt.timestamp(g.last_broadcast_at)}")
-        facts.append(" · inactive-member kicks "
-                     + (f"after {d.inactivity_days} days" if d.inactivity_days else "off"))
+        facts.append(" · inactive-member kicks " + (f"after {d.inactivity_days} days" if d.inactivity_days else "off"))
         if d.admin_user_id:
             facts.append(f" · admin {d.admin_user_id}")
         self.query_one("#facts", Static).update(facts)
         counts = [float(p.member_count) for p in d.history]
         self.query_one(Sparkline).data = counts
         if counts:
-            caption = (f"{len(counts)} counts since {fmt.timestamp(d.history[0].recorded_at)}: "
-                       f"min {min(counts):,.0f} · max {max(counts):,.0f} · now {counts[-1]:,.0f}")
+            caption = (
+                f"{len(counts)} counts since {fmt.timestamp(d.history[0].recorded_at)}: "
+                f"min {min(counts):,.0f} · max {max(counts):,.0f} · now {counts[-1]:,.0f}"
+            )
         else:
             caption = "no member counts recorded yet (r counts now)"
         self.query_one("#history-caption", Static).update(caption)

@@ -70,8 +70,10 @@ class JobDetailScreen(ModalScreen[None]):
         facts.append(f"  pool {job.pool} · ")
         facts.append_text(fmt.status(job.status))
         facts.append(f" · tries {job.retries}/{job.max_retries} · priority {job.priority}\n")
-        facts.append(f"created {fmt.timestamp(job.created_at)} · run at {fmt.timestamp(job.run_at)} · "
-                     f"updated {fmt.timestamp(job.updated_at)} · finished {fmt.timestamp(job.finished_at)}")
+        facts.append(
+            f"created {fmt.timestamp(job.created_at)} · run at {fmt.timestamp(job.run_at)} · "
+            f"updated {fmt.timestamp(job.updated_at)} · finished {fmt.timestamp(job.finished_at)}"
+        )
         if job.locked_by:
             facts.append(f"\nworker {job.locked_by}")
         if job.dedupe_key:
@@ -100,8 +102,13 @@ class JobDetailScreen(ModalScreen[None]):
             return
         ok = await self.tgms.attempt(lambda conn: queue.retry(conn, self.job_id), "Retrying the job")
         if ok is not None:
-            self.notify("Job queued again." if ok else f"Job is {self.job.status}: only failed or cancelled "
-                        "jobs can be retried.", severity="information" if ok else "warning", timeout=4)
+            self.notify(
+                "Job queued again."
+                if ok
+                else f"Job is {self.job.status}: only failed or cancelled jobs can be retried.",
+                severity="information" if ok else "warning",
+                timeout=4,
+            )
         self._reload()
 
     async def _cancel(self) -> None:
@@ -110,11 +117,15 @@ class JobDetailScreen(ModalScreen[None]):
         if self.job.status != "pending":
             self.notify(f"Job is {self.job.status}: only pending jobs can be cancelled.", severity="warning")
             return
-        if not await self.app.push_screen_wait(ConfirmScreen(f"Cancel job {self.job_id} ({self.job.job_type})?",
-                                                             yes="Cancel job", no="Keep")):
+        if not await self.app.push_screen_wait(
+            ConfirmScreen(f"Cancel job {self.job_id} ({self.job.job_type})?", yes="Cancel job", no="Keep")
+        ):
             return
         ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, self.job_id), "Cancelling the job")
         if ok is not None:
-            self.notify("Job cancelled." if ok else "Job already started or finished.",
-                        severity="information" if ok else "warning", timeout=4)
+            self.notify(
+                "Job cancelled." if ok else "Job already started or finished.",
+                severity="information" if ok else "warning",
+                timeout=4,
+            )
         self._reload()

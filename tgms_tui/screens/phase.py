@@ -28,9 +28,7 @@ class PhaseScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = "Set phase"
             yield Static(f"Phase of {self.group_label} (now: {self.current})")
-            yield OptionList(
-                *(Option(f"{'● ' if p == self.current else '  '}{p}", id=p) for p in PHASES), id="phases"
-            )
+            yield OptionList(*(Option(f"{'● ' if p == self.current else '  '}{p}", id=p) for p in PHASES), id="phases")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)

@@ -52,8 +52,9 @@ class BroadcastProgressScreen(Screen[None]):
 
     def on_mount(self) -> None:
         # A broadcast to 10,000 groups re-reads 10,000 rows per refresh: twice a second is live enough.
-        self.scheduler = RefreshScheduler(self._refresh, {"progress"}, min_gap=max(0.5, self.tgms.min_refresh_gap),
-                                          period=self.tgms.refresh_period)
+        self.scheduler = RefreshScheduler(
+            self._refresh, {"progress"}, min_gap=max(0.5, self.tgms.min_refresh_gap), period=self.tgms.refresh_period
+        )
         self.tgms.db_changed.subscribe(self, self._on_change)
         self.tgms.db_state_signal.subscribe(self, self.query_one(StatusBar).set_db)
         self.query_one(StatusBar).set_db(self.tgms.db_state)

@@ -468,7 +468,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         cache_key = (serial, self._generation, style)
         strip = self._strips.get(cache_key)
         if strip is None:
-            marker = (" " if not cursor else "▶" if self.has_focus else "▷")
+            marker = " " if not cursor else "▶" if self.has_focus else "▷"
             strip = self._strips[cache_key] = self._line(cells, style, marker)
         return strip.crop_extend(int(self.scroll_x), int(self.scroll_x) + width, style)
 

@@ -340,8 +340,12 @@ class PoolStatsView(Static):
         for _ in range(8):
             table.add_column(justify="right")
         table.columns[0].justify = "left"
-        table.add_row(*(Text(h, style="bold") for h in
-                        ("pool", "pending", "due", "running", "failed", "done/min", "fail/min", "lag")))
+        table.add_row(
+            *(
+                Text(h, style="bold")
+                for h in ("pool", "pending", "due", "running", "failed", "done/min", "fail/min", "lag")
+            )
+        )
         for s in stats:
             lag_style = "bold red" if (s.lag_seconds or 0) > 60 else ""
             table.add_row(

@@ -13,13 +13,20 @@ from html.parser import HTMLParser
 from rich.text import Text
 
 STYLES = {
-    "b": "bold", "strong": "bold",
-    "i": "italic", "em": "italic",
-    "u": "underline", "ins": "underline",
-    "s": "strike", "strike": "strike", "del": "strike",
-    "code": "bold cyan", "pre": "cyan",
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strike",
+    "strike": "strike",
+    "del": "strike",
+    "code": "bold cyan",
+    "pre": "cyan",
     "a": "underline blue",
-    "tg-spoiler": "reverse", "span": "reverse",
+    "tg-spoiler": "reverse",
+    "span": "reverse",
     "blockquote": "italic dim",
 }
 
@@ -60,8 +67,14 @@ _MD_V1 = re.compile(
     re.S,
 )
 _GROUP_STYLE = {
-    "pre": "cyan", "code": "bold cyan", "bold": "bold", "under": "underline", "italic": "italic",
-    "strike": "strike", "spoiler": "reverse", "link": "underline blue",
+    "pre": "cyan",
+    "code": "bold cyan",
+    "bold": "bold",
+    "under": "underline",
+    "italic": "italic",
+    "strike": "strike",
+    "spoiler": "reverse",
+    "link": "underline blue",
 }
 
 
