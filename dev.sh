@@ -2,7 +2,7 @@
 # One entry point for newcomers and CI: creates .venv with everything TGMS needs (only python3 >= 3.11
 # is required; PostgreSQL comes embedded), then runs what you asked for.
 #   ./dev.sh demo [args]   the live demo (simulator + webhook + workers + TUI)
-#   ./dev.sh test [args]   the whole test suite
+#   ./dev.sh test [args]   ruff, ruff format --check, mypy, then the whole test suite
 #   ./dev.sh tgms ARGS     any tgms subcommand
 #   ./dev.sh bench NAME    a benchmark from bench/
 set -euo pipefail
@@ -28,6 +28,10 @@ shift || true
 case "$cmd" in
   demo) exec .venv/bin/tgms demo "$@" ;;
   test)
+    # Lint, format and types first: a finding fails the run before any test starts.
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy tgms_tui webhook_server workers telegram_sim tests bench
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?

@@ -21,11 +21,18 @@ async def _status(pool: AsyncConnectionPool, job_id: int) -> tuple[str, int, str
     return row[0], row[1], row[2]
 
 
+async def _enqueue(conn: psycopg.AsyncConnection, job_type: str, *args: object, **kwargs: object) -> int:
+    """`queue.enqueue` for jobs without a dedupe key: always inserts, so always an id."""
+    job_id = await queue.enqueue(conn, job_type, *args, **kwargs)  # type: ignore[arg-type]
+    assert job_id is not None
+    return job_id
+
+
 async def test_pool_routing_uses_exact_prefix(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        tgms = await queue.enqueue(conn, "tgms_process_join_request")
-        lookalike = await queue.enqueue(conn, "tgmsXsomething")  # LIKE 'tgms_%' would match this
-        main = await queue.enqueue(conn, "process_telegram_update")
+        tgms = await _enqueue(conn, "tgms_process_join_request")
+        lookalike = await _enqueue(conn, "tgmsXsomething")  # LIKE 'tgms_%' would match this
+        main = await _enqueue(conn, "process_telegram_update")
     async with pool.connection() as conn:
         claimed_tgms = await queue.claim_batch(conn, "tgms", "w", 10, 30)
         claimed_main = await queue.claim_batch(conn, "main", "w", 10, 30)
@@ -50,10 +57,10 @@ async def test_enqueue_joins_the_callers_transaction(pool: AsyncConnectionPool) 
 async def test_claim_order_priority_then_run_at_and_future_jobs_wait(pool: AsyncConnectionPool) -> None:
     now = datetime.now(UTC)
     async with pool.connection() as conn:
-        late = await queue.enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=1))
-        early = await queue.enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=5))
-        urgent = await queue.enqueue(conn, "tgms_x", priority=-10)
-        future = await queue.enqueue(conn, "tgms_x", run_at=now + timedelta(hours=1))
+        late = await _enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=1))
+        early = await _enqueue(conn, "tgms_x", run_at=now - timedelta(seconds=5))
+        urgent = await _enqueue(conn, "tgms_x", priority=-10)
+        future = await _enqueue(conn, "tgms_x", run_at=now + timedelta(hours=1))
         claimed = await queue.claim_batch(conn, "tgms", "w", 10, 30)
         assert [j.job_id for j in claimed] == [urgent, early, late]
         assert future not in [j.job_id for j in claimed]
@@ -63,7 +70,7 @@ async def test_claim_order_priority_then_run_at_and_future_jobs_wait(pool: Async
 
 async def test_dedupe_key_makes_one_job_even_after_it_finished(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        first = await queue.enqueue(conn, "tgms_x", dedupe_key="k1")
+        first = await _enqueue(conn, "tgms_x", dedupe_key="k1")
         assert first is not None
         assert await queue.enqueue(conn, "tgms_x", dedupe_key="k1") is None
         (job,) = await queue.claim_batch(conn, "tgms", "w", 10, 30)
@@ -105,7 +112,7 @@ async def test_two_workers_never_claim_the_same_job(pool: AsyncConnectionPool) -
 
 async def test_only_the_lease_holder_settles_a_job(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x")
+        job_id = await _enqueue(conn, "tgms_x")
         assert job_id is not None
         await queue.claim_batch(conn, "tgms", "owner", 1, 30)
         assert await queue.complete_many(conn, [job_id], "intruder") == 0
@@ -119,13 +126,13 @@ async def test_expired_lease_is_reaped_with_a_retry_and_old_holder_cannot_comple
     pool: AsyncConnectionPool,
 ) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x")
+        job_id = await _enqueue(conn, "tgms_x")
         await queue.claim_batch(conn, "tgms", "dead", 1, 0.2)
         assert await queue.reap_expired_leases(conn) == 0  # lease still valid
     await asyncio.sleep(0.4)
     async with pool.connection() as conn:
         assert await queue.reap_expired_leases(conn) == 1
-    status, retries, error = await _status(pool, job_id)  # type: ignore[arg-type]
+    status, retries, error = await _status(pool, job_id)
     assert (status, retries) == ("pending", 1) and error and "lease expired" in error
     async with pool.connection() as conn:
         (again,) = await queue.claim_batch(conn, "tgms", "alive", 1, 30)
@@ -136,7 +143,7 @@ async def test_expired_lease_is_reaped_with_a_retry_and_old_holder_cannot_comple
 
 async def test_extending_a_lease_keeps_the_job_from_being_reaped(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x")
+        job_id = await _enqueue(conn, "tgms_x")
         await queue.claim_batch(conn, "tgms", "w", 1, 0.3)
         assert await queue.extend_leases(conn, [job_id], "w", 30) == {job_id}
         assert await queue.extend_leases(conn, [job_id], "other", 30) == set()
@@ -148,7 +155,7 @@ async def test_extending_a_lease_keeps_the_job_from_being_reaped(pool: AsyncConn
 
 async def test_failures_back_off_then_fail_after_max_retries(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x", max_retries=2)
+        job_id = await _enqueue(conn, "tgms_x", max_retries=2)
         assert job_id is not None
         for attempt in range(1, 4):
             await conn.execute("UPDATE jobs SET run_at = now() WHERE job_id = %s", (job_id,))
@@ -163,16 +170,16 @@ async def test_failures_back_off_then_fail_after_max_retries(pool: AsyncConnecti
 
 async def test_permanent_failure_fails_at_once(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x", max_retries=5)
+        job_id = await _enqueue(conn, "tgms_x", max_retries=5)
         await queue.claim_batch(conn, "tgms", "w", 1, 30)
-        assert await queue.fail(conn, job_id, "w", "no handler", permanent=True) == "failed"  # type: ignore[arg-type]
+        assert await queue.fail(conn, job_id, "w", "no handler", permanent=True) == "failed"
 
 
 async def test_snooze_does_not_count_a_retry(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        job_id = await queue.enqueue(conn, "tgms_x")
+        job_id = await _enqueue(conn, "tgms_x")
         await queue.claim_batch(conn, "tgms", "w", 1, 30)
-        assert await queue.snooze(conn, job_id, "w", 0.2, "429 retry after 1")  # type: ignore[arg-type]
+        assert await queue.snooze(conn, job_id, "w", 0.2, "429 retry after 1")
         assert await queue.claim_batch(conn, "tgms", "w", 1, 30) == []
     await asyncio.sleep(0.3)
     async with pool.connection() as conn:
@@ -182,8 +189,8 @@ async def test_snooze_does_not_count_a_retry(pool: AsyncConnectionPool) -> None:
 
 async def test_cancel_pending_and_retry_failed(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
-        a = await queue.enqueue(conn, "tgms_x")
-        b = await queue.enqueue(conn, "tgms_x", max_retries=0)
+        a = await _enqueue(conn, "tgms_x")
+        b = await _enqueue(conn, "tgms_x", max_retries=0)
         assert a is not None and b is not None
         assert await queue.cancel(conn, a)
         assert not await queue.cancel(conn, a)  # already cancelled
@@ -204,7 +211,7 @@ async def test_prune_removes_only_old_finished_jobs(pool: AsyncConnectionPool) -
         await queue.complete_many(conn, [claimed[0].job_id], "w")
         await queue.fail(conn, claimed[1].job_id, "w", "x", permanent=True)
         await conn.execute("UPDATE jobs SET finished_at = now() - interval '10 days' WHERE finished_at IS NOT NULL")
-        recent = await queue.enqueue(conn, "tgms_y")
+        recent = await _enqueue(conn, "tgms_y")
         assert await queue.prune(conn, 7 * 86400, batch=1) == 2
         cur = await conn.execute("SELECT count(*) FROM jobs")
         row = await cur.fetchone()
@@ -269,7 +276,7 @@ async def test_seed_monitoring_queries_run_unchanged(pool: AsyncConnectionPool) 
         )
         results = []
         for sql in SEED_MONITORING_QUERIES:
-            cur = await conn.execute(sql)  # type: ignore[arg-type]
+            cur = await conn.execute(sql)
             results.append(await cur.fetchall())
     assert [r[1] for r in results[0]] == ["tgms_process_join_request"]
     assert [r[0] for r in results[1]] == [-1001]
