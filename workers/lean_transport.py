@@ -20,7 +20,8 @@ unless an `ssl_context` is given.
 
 A response body is read into memory whole, so its size is bounded (`max_response_bytes`): a larger
 one fails with `ResponseTooLarge` as soon as its size is known (a Content-Length over the limit, or
-chunks / an unframed body reaching it), and the connection is dropped.
+chunks / an unframed body reaching it), and the connection is dropped. `TGMS_HTTP_TRANSPORT=httpx`
+swaps this transport for httpx's own (workers/bots.py).
 """
 
 from __future__ import annotations
