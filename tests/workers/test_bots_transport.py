@@ -27,6 +27,23 @@ async def test_the_setting_picks_the_transport() -> None:
         await http.aclose()
 
 
+def test_a_proxy_in_the_environment_gets_httpx_s_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx ignores HTTPS_PROXY for a client given its own transport: the lean one would bypass it."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    api = httpx.URL("https://api.telegram.org/")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    http = bot_api_http(load_settings({}, dotenv=None))
+    proxy = http._transport_for_url(api)
+    assert isinstance(proxy, httpx.AsyncHTTPTransport) and "Proxy" in type(proxy._pool).__name__
+    # Not for a base the proxy does not cover (plain HTTP here), nor one NO_PROXY exempts.
+    simulator_base = load_settings({"TELEGRAM_API_BASE": "http://127.0.0.1:8081"}, dotenv=None)
+    assert type(bot_api_http(simulator_base)._transport_for_url(httpx.URL("http://127.0.0.1:8081/"))) is LeanTransport
+    monkeypatch.setenv("NO_PROXY", "api.telegram.org")
+    assert type(bot_api_http(load_settings({}, dotenv=None))._transport_for_url(api)) is LeanTransport
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize("choice", ["lean", "httpx"])
 async def test_bot_api_calls_work_on_either_transport(
