@@ -17,10 +17,9 @@ it), failures after are ReadTimeout / ReadError / RemoteProtocolError (it may ha
 Scope: one request per connection at a time, Content-Length or chunked responses, `Connection: close`
 honoured, idle connections dropped when the server closed them or after `keepalive_expiry`. No HTTP/2
 and no compression (no Accept-Encoding is sent), and no proxies: an httpx client given a transport
-ignores HTTPS_PROXY and friends, so workers/bots.py uses httpx's own transport when one applies
-(a client built with explicit `mounts` for proxies keeps working too). TLS verifies the
-certificate and the host name with httpx's default context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR)
-unless an `ssl_context` is given.
+ignores HTTPS_PROXY and friends, so workers/bots.py uses httpx's own transport when one applies.
+TLS verifies the certificate and the host name with httpx's default context (certifi, or
+SSL_CERT_FILE/SSL_CERT_DIR) unless an `ssl_context` is given.
 
 A response body is read into memory whole, so its size is bounded (`max_response_bytes`): a larger
 one fails with `ResponseTooLarge` as soon as its size is known (a Content-Length over the limit, or
