@@ -36,6 +36,7 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ({"TGMS_WEBHOOK_SECRET": "has space"}, "TGMS_WEBHOOK_SECRET: must be 1-256 characters"),
         ({"TELEGRAM_API_BASE": "api.telegram.org"}, "TELEGRAM_API_BASE: must be an http(s) URL"),
         ({"TGMS_ADMIN_ALLOW_NETWORKS": "10.0.0.0/8,nope"}, "TGMS_ADMIN_ALLOW_NETWORKS: 'nope' is not an IP network"),
+        ({"TGMS_HTTP_TRANSPORT": "curl"}, "TGMS_HTTP_TRANSPORT: must be lean or httpx, got 'curl'"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -43,6 +44,11 @@ def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -
         load_settings(env, dotenv=None)
     assert str(info.value).startswith(message)
     assert "secretpw" not in str(info.value)
+
+
+def test_the_http_transport_defaults_to_lean() -> None:
+    assert load_settings({}, dotenv=None).http_transport == "lean"
+    assert load_settings({"TGMS_HTTP_TRANSPORT": " HTTPX "}, dotenv=None).http_transport == "httpx"
 
 
 def test_a_malformed_token_is_never_echoed() -> None:

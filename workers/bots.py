@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +37,8 @@ from .rate_limit import RateLimiter
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import DEFAULT_TIMEOUT, ChatMigrated, RetryAfter, TelegramClient, TelegramError
 
+# Bot API calls one worker process may have in flight at once, over both bots.
+MAX_CONNECTIONS = 100
 # Drop idle connections before common servers do (uvicorn closes them after 5 s): a request written
 # into a connection the server is closing fails with no answer, which for a send means "maybe
 # delivered" and an ambiguous group, though nothing reached the server.
@@ -48,6 +51,32 @@ ROLES: tuple[BotRole, ...] = ("main", "tgms")
 SERVICE_KEY = "bots"
 # Statements on it are short; a handful of connections serve hundreds of jobs per second.
 AUTOCOMMIT_POOL_SIZE = 6
+
+
+def bot_api_http(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client a worker process reaches the Bot API with: one keep-alive pool for both bots,
+    on the lean transport (workers/lean_transport.py) unless TGMS_HTTP_TRANSPORT=httpx asks for
+    httpx's own, a fallback should the lean one ever misbehave against a server.
+
+    httpx ignores the proxy variables (HTTPS_PROXY, ALL_PROXY, ...) for a client given its own
+    transport, so when one applies to the Bot API's host httpx's transport is used: it proxies."""
+    if settings.http_transport == "httpx" or _proxied(settings.telegram_api_base):
+        limits = httpx.Limits(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
+        return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
+    transport = LeanTransport(max_connections=MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS)
+    return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=transport)
+
+
+def _proxied(api_base: str) -> bool:
+    url = httpx.URL(api_base)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(url.host)  # NO_PROXY
 
 
 def bot_burst(settings: Settings) -> float:
@@ -138,11 +167,7 @@ class Bots:
         client = self._clients.get(key)
         if client is None:
             if self._http is None:
-                # One keep-alive pool for both bots, on the lean transport: see workers/lean_transport.py.
-                self._http = httpx.AsyncClient(
-                    timeout=DEFAULT_TIMEOUT,
-                    transport=LeanTransport(max_connections=100, keepalive_expiry=KEEPALIVE_SECONDS),
-                )
+                self._http = bot_api_http(self.settings)
             client = TelegramClient(
                 self._tokens[role],
                 api_base=self.settings.telegram_api_base,

@@ -1,9 +1,12 @@
 """A lean HTTP/1.1 keep-alive transport for httpx, for the Bot API's small JSON calls.
 
-Why: on a small machine httpx's default transport (httpcore + anyio) costs about 3 ms of CPU per Bot
-API call, against about 0.2 ms for httpx's own client layer and well under 1 ms for a plain asyncio
-exchange. A TGMS worker approving join requests or sending a broadcast spends most of its CPU there,
-so this transport is what lets one process keep up with 100 approvals a second.
+Why: httpx's default transport (httpcore + anyio) costs a worker several times the CPU the call
+needs. bench/transport_bench.py measures it, same simulator and calls side by side: on a 2-core
+machine, CPU per Bot API call through the workers' client was 0.8-0.9 ms with httpx's transport one
+call at a time and 1.4-1.6 ms with 16 in flight, against 0.3-0.4 ms with this one (2.4-5.6x less,
+plain HTTP or TLS alike; the client layers above any transport take 0.12 ms of it). A TGMS worker
+approving join requests or sending a broadcast spends most of its CPU there, so this transport is
+what lets one process keep up with 100 approvals a second.
 
 It plugs in under `httpx.AsyncClient(transport=...)`, so the Bot API client above it (and its error
 mapping) is unchanged. It keeps httpx's contract where the client relies on it: the same timeout
@@ -13,8 +16,15 @@ it), failures after are ReadTimeout / ReadError / RemoteProtocolError (it may ha
 
 Scope: one request per connection at a time, Content-Length or chunked responses, `Connection: close`
 honoured, idle connections dropped when the server closed them or after `keepalive_expiry`. No HTTP/2
-and no compression (no Accept-Encoding is sent). Proxies still work: httpx routes proxied URLs
-(HTTPS_PROXY and friends) to its own proxy transports and only direct ones here.
+and no compression (no Accept-Encoding is sent), and no proxies: an httpx client given a transport
+ignores HTTPS_PROXY and friends, so workers/bots.py uses httpx's own transport when one applies.
+TLS verifies the certificate and the host name with httpx's default context (certifi, or
+SSL_CERT_FILE/SSL_CERT_DIR) unless an `ssl_context` is given.
+
+A response body is read into memory whole, so its size is bounded (`max_response_bytes`): a larger
+one fails with `ResponseTooLarge` as soon as its size is known (a Content-Length over the limit, or
+chunks / an unframed body reaching it), and the connection is dropped. `TGMS_HTTP_TRANSPORT=httpx`
+swaps this transport for httpx's own (workers/bots.py).
 """
 
 from __future__ import annotations
@@ -29,6 +39,12 @@ import httpx
 
 Origin = tuple[str, str, int]
 _MAX_HEADER_BYTES = 64 * 1024
+# Bot API answers are small JSON: the calls TGMS makes return well under 100 KB, and the largest
+# any method can return (getUpdates at its 100-update maximum, each a long message quoting another)
+# stays around a few MB. 8 MiB leaves room for that while a broken or hostile server (or a captive
+# portal answering for api.telegram.org) cannot make a worker buffer an arbitrary amount.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_READ_PIECE = 64 * 1024
 # Request headers httpx adds that this transport handles itself or must not send.
 _DROPPED = frozenset({b"accept-encoding", b"connection", b"content-length", b"transfer-encoding", b"host"})
 
@@ -47,6 +63,11 @@ class _Connection:
             self.writer.close()
 
 
+class ResponseTooLarge(httpx.RemoteProtocolError):
+    """The response body exceeds the transport's `max_response_bytes`. The request was sent, so (like
+    any failure after that point) the server may have acted on it."""
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 over asyncio streams with a keep-alive pool per origin."""
 
@@ -56,10 +77,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
         self._max = max_connections
         self._expiry = keepalive_expiry
         self._ssl = ssl_context
+        self._max_body = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._closed = False
@@ -105,7 +130,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise httpx.WriteError(f"sending the request failed: {type(exc).__name__}", request=request) from None
             try:
                 async with asyncio.timeout(timeouts.get("read")):
-                    status, headers, content, keep = await _read_response(conn.reader, request.method)
+                    status, headers, content, keep = await _read_response(conn.reader, request.method, self._max_body)
             except TimeoutError:
                 raise httpx.ReadTimeout("timed out waiting for the response", request=request) from None
             except asyncio.IncompleteReadError as exc:
@@ -114,6 +139,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
                         "server closed the kept-alive connection without sending a response", request=request
                     ) from None
                 raise httpx.ReadError("connection closed in the middle of the response", request=request) from None
+            except _TooLarge as exc:
+                raise ResponseTooLarge(str(exc), request=request) from None
             except _Malformed as exc:
                 raise httpx.RemoteProtocolError(str(exc), request=request) from None
             except OSError as exc:
@@ -152,6 +179,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 reader, writer = await opening
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out connecting", request=request) from None
+        except ssl.SSLCertVerificationError as exc:
+            # Says which check failed (untrusted issuer, host name mismatch); names only the host.
+            raise httpx.ConnectError(f"TLS certificate rejected: {exc.verify_message}", request=request) from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"connecting failed: {type(exc).__name__}", request=request) from None
         return _Connection(reader, writer)
@@ -165,6 +195,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 
 class _Malformed(Exception):
+    pass
+
+
+class _TooLarge(Exception):
     pass
 
 
@@ -185,9 +219,9 @@ def _request_head(request: httpx.Request, origin: Origin, length: int) -> bytes:
 
 
 async def _read_response(
-    reader: asyncio.StreamReader, method: str
+    reader: asyncio.StreamReader, method: str, max_body: int
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
-    """(status, headers, body, keep-alive) of one response."""
+    """(status, headers, body, keep-alive) of one response; a body over `max_body` bytes is refused."""
     while True:
         try:
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -227,27 +261,50 @@ async def _read_response(
     if method == "HEAD" or status in (204, 304):
         return status, headers, b"", not close
     if chunked:
-        body = await _read_chunked(reader)
+        body = await _read_chunked(reader, max_body)
         headers = [(n, v) for n, v in headers if n.lower() != b"transfer-encoding"]
     elif length is not None:
+        if length > max_body:
+            raise _TooLarge(f"response body of {length} bytes (Content-Length) exceeds the {max_body}-byte limit")
         body = await reader.readexactly(length)
     else:
-        body, close = await reader.read(), True  # framed by the end of the connection
+        body, close = await _read_to_eof(reader, max_body), True  # framed by the end of the connection
     return status, headers, body, not close
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+def _too_large(max_body: int) -> _TooLarge:
+    return _TooLarge(f"response body exceeds the {max_body}-byte limit")
+
+
+async def _read_to_eof(reader: asyncio.StreamReader, max_body: int) -> bytes:
     out = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise _Malformed("bad chunk size") from None
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return bytes(out)
-        out += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise _Malformed("chunk not terminated by CRLF")
+    while piece := await reader.read(_READ_PIECE):
+        out += piece
+        if len(out) > max_body:
+            raise _too_large(max_body)
+    return bytes(out)
+
+
+async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
+    out = bytearray()
+    try:
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _Malformed("bad chunk size") from None
+            if size == 0:
+                trailers = 0  # discarded, but bounded like the body
+                while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                    trailers += len(line)
+                    if trailers > _MAX_HEADER_BYTES:
+                        raise _Malformed("response trailers too large")
+                return bytes(out)
+            if len(out) + size > max_body:
+                raise _too_large(max_body)
+            out += await reader.readexactly(size)
+            if await reader.readexactly(2) != b"\r\n":
+                raise _Malformed("chunk not terminated by CRLF")
+    except asyncio.LimitOverrunError:
+        raise _Malformed("chunk size line too long") from None

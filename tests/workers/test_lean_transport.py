@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from telegram_sim.server import SimServer
-from workers.lean_transport import LeanTransport
+from workers.lean_transport import DEFAULT_MAX_RESPONSE_BYTES, LeanTransport, ResponseTooLarge
 from workers.telegram_api import HideRequesterMissing, NetworkError, TelegramClient, TimedOut
 
 Reply = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
@@ -117,6 +117,57 @@ async def test_failures_map_to_httpx_exceptions_by_whether_the_request_left() ->
     async with httpx.AsyncClient(transport=LeanTransport()) as http:
         with pytest.raises(httpx.ConnectError):
             await http.post("http://127.0.0.1:9/", json={})  # nothing listens on the discard port
+
+
+async def test_responses_over_the_size_limit_are_refused_not_buffered() -> None:
+    """An endless or oversized body fails as soon as its size passes the limit, however it is framed."""
+    piece = b"x" * 65536
+
+    async def reply(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        if b"/announced" in head:  # says 1 GiB up front, then streams without end
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+        elif b"/chunked" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            piece_framed = b"10000\r\n" + piece + b"\r\n"
+            while True:
+                writer.write(piece_framed)
+                await writer.drain()
+        elif b"/unframed" in head:  # neither length nor chunks: the body ends with the connection
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        elif b"/exact" in head:
+            writer.write(ok(b"y" * 1000))
+            await writer.drain()
+            return True
+        else:
+            writer.write(ok())
+            await writer.drain()
+            return True
+        while True:
+            writer.write(piece)
+            await writer.drain()
+
+    # A generous read timeout: reaching it instead of the size error would mean the body was being read.
+    timeout = httpx.Timeout(30.0)
+    async with raw_server(reply) as (url, stats), httpx.AsyncClient(transport=LeanTransport(), timeout=timeout) as http:
+        for path in ("/announced", "/chunked", "/unframed"):
+            with pytest.raises(ResponseTooLarge, match=f"exceeds the {DEFAULT_MAX_RESPONSE_BYTES}-byte limit"):
+                await http.post(f"{url}{path}", json={})
+        assert (await http.post(url, json={})).json() == {"ok": True, "result": 1}
+        assert stats["connections"] == 4  # each refused response's connection was dropped, not reused
+
+    small = LeanTransport(max_response_bytes=1000)
+    async with raw_server(reply) as (url, _), httpx.AsyncClient(transport=small, timeout=timeout) as http:
+        assert len((await http.post(f"{url}/exact", json={})).content) == 1000  # the limit itself is allowed
+        with pytest.raises(ResponseTooLarge, match="exceeds the 1000-byte limit"):
+            await http.post(f"{url}/chunked", json={})
+        # Through the Bot API client: a network error that may have been delivered (the request was sent).
+        token = "7000000003:AAtest_lean_transport_size_token"
+        tg = TelegramClient(token, api_base=url, http_client=http)
+        with pytest.raises(NetworkError, match="ResponseTooLarge") as too_large:
+            await tg.call("announced")
+        assert too_large.value.maybe_delivered and token not in str(too_large.value)
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        LeanTransport(max_response_bytes=0)
 
 
 async def test_the_bot_api_client_on_it_against_the_simulator() -> None:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import platformdirs
 
@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
 SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+HttpTransport = Literal["lean", "httpx"]
 
 
 class ConfigError(ValueError):
@@ -51,6 +52,8 @@ class Settings:
     job_retention_days: float = 7.0
     admin_allow_networks: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # The workers' HTTP transport to the Bot API: TGMS's lean one, or httpx's own as a fallback.
+    http_transport: HttpTransport = "lean"
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -89,6 +92,7 @@ ENV_NAMES: dict[str, str] = {
     "job_retention_days": "TGMS_JOB_RETENTION_DAYS",
     "admin_allow_networks": "TGMS_ADMIN_ALLOW_NETWORKS",
     "log_level": "TGMS_LOG_LEVEL",
+    "http_transport": "TGMS_HTTP_TRANSPORT",
 }
 
 
@@ -175,6 +179,15 @@ def _log_level(var: str, raw: str) -> str:
     return level
 
 
+def _http_transport(var: str, raw: str) -> HttpTransport:
+    choice = raw.lower()
+    if choice == "lean":
+        return "lean"
+    if choice == "httpx":
+        return "httpx"
+    raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
+
+
 def _plain(var: str, raw: str) -> str:
     return raw
 
@@ -197,6 +210,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "job_retention_days": _number(float, minimum=0, allow_equal=False),
     "admin_allow_networks": _networks,
     "log_level": _log_level,
+    "http_transport": _http_transport,
 }
 
 
