@@ -27,9 +27,13 @@ from tgms_tui.backend.config import Settings
 from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.live import GROUPS_CHANNEL, ChangeListener
 from tgms_tui.backend.redaction import redact
+from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState
 
-from .screens.actions import ACTIONS, TGMSCommands, is_allowed
+from .screens.actions import ACTIONS, is_allowed
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen
+from .screens.palette import TGMSCommands
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,6 @@ READ_ONLY_KEYS = {spec.key: spec.description for spec in ACTIONS if spec.mutatin
 
 # A pooled connection that cannot be had within this many seconds counts as "database unreachable".
 ACQUIRE_TIMEOUT = 3.0
-
-
-class DatabaseUnavailable(Exception):
-    """The database could not be reached (or the statement failed); the message is safe to show."""
 
 
 class TGMSApp(App[int]):
@@ -84,8 +84,6 @@ class TGMSApp(App[int]):
 
     # ---------------------------------------------------------------- lifecycle
     async def on_mount(self) -> None:
-        from .screens.dashboard import DashboardScreen
-
         self.run_worker(self._listener.run(), name="change-listener", group="db", exit_on_error=False)
         self.run_worker(self._open_pool(), name="open-pool", group="db", exit_on_error=False)
         await self.push_screen(DashboardScreen())
@@ -212,7 +210,5 @@ class TGMSApp(App[int]):
 
     # ---------------------------------------------------------------- global actions
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
