@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -20,7 +21,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from textual.app import App
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.events import Key
+from textual.screen import Screen
 from textual.signal import Signal
 
 from tgms_tui.backend.config import Settings
@@ -30,10 +33,9 @@ from tgms_tui.backend.redaction import redact
 from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState
 
-from .screens.actions import ACTIONS, is_allowed
+from .screens.actions import ACTIONS, ActionSpec, is_allowed
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
-from .screens.palette import TGMSCommands
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,60 @@ READ_ONLY_KEYS = {spec.key: spec.description for spec in ACTIONS if spec.mutatin
 
 # A pooled connection that cannot be had within this many seconds counts as "database unreachable".
 ACQUIRE_TIMEOUT = 3.0
+
+
+def palette_actions(app: App[Any], screen: Screen[Any] | None = None) -> Iterator[ActionSpec]:
+    """What the palette offers on `screen` (the one under the palette; mutations left out when
+    read-only)."""
+    on_dashboard = isinstance(screen or app.screen, DashboardScreen)
+    for spec in ACTIONS:
+        if spec.target == "none" or not is_allowed(app, spec.action):
+            continue
+        if spec.target != "app" and not on_dashboard:
+            continue
+        yield spec
+
+
+async def run_spec(app: App[Any], spec: ActionSpec, screen: Screen[Any]) -> None:
+    """Run an action from the palette on the widget that owns it."""
+    if spec.target == "app":
+        await app.run_action(spec.action)
+        return
+    if not isinstance(screen, DashboardScreen):
+        return
+    if spec.target == "screen":
+        await app.run_action(spec.action, screen)
+        return
+    pane = screen.pane_for(spec.target)
+    pane.focus()
+    await app.run_action(spec.action, pane)
+
+
+class TGMSCommands(Provider):
+    """The command palette (ctrl+p): every action with its key."""
+
+    def _label(self, spec: ActionSpec) -> str:
+        scope = "" if spec.scope in ("Global", "Dashboard") else f"{spec.scope}: "
+        return f"{scope}{spec.description}"
+
+    async def discover(self) -> Hits:
+        for spec in palette_actions(self.app, self.screen):
+            yield DiscoveryHit(
+                self._label(spec), partial(run_spec, self.app, spec, self.screen), help=f"key: {spec.key}"
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for spec in palette_actions(self.app, self.screen):
+            label = self._label(spec)
+            score = matcher.match(f"{label} {spec.key}")
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(label),
+                    partial(run_spec, self.app, spec, self.screen),
+                    help=f"key: {spec.key}",
+                )
 
 
 class TGMSApp(App[int]):
