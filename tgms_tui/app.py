@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -104,7 +105,7 @@ class TGMSCommands(Provider):
 class TGMSApp(App[int]):
     """`TGMSApp(url=..., settings=..., read_only=False)`; `run()` or `run_test()` it."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses (the demo's) live elsewhere
     TITLE = "TGMS control center"
     COMMANDS: ClassVar[set[Any]] = {*App.COMMANDS, TGMSCommands}
     BINDINGS: ClassVar[list[Any]] = [
