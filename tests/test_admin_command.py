@@ -17,7 +17,12 @@ def tgms(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TGMS_", "BOT_TOKEN", "DATABASE_URL"))}
     env["DATABASE_URL"] = db_url
     return subprocess.run(
-        [sys.executable, "-m", "tgms_tui.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tgms_tui.commands.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -63,7 +68,7 @@ def test_config_error_is_one_line_naming_the_variable(db_url: str) -> None:
     env_bad = tgms(db_url, "groups", "list")
     assert env_bad.returncode == 0
     proc = subprocess.run(
-        [sys.executable, "-m", "tgms_tui.cli", "groups", "list"],
+        [sys.executable, "-m", "tgms_tui.commands.cli", "groups", "list"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -27,7 +27,7 @@ def test_processes_share_one_embedded_server_and_db_stop_stops_it() -> None:
     env = _env(TGMS_DATA_DIR=data)
     try:
         url = subprocess.run(
-            [sys.executable, "-m", "tgms_tui.cli", "db", "url"],
+            [sys.executable, "-m", "tgms_tui.commands.cli", "db", "url"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -39,7 +39,7 @@ def test_processes_share_one_embedded_server_and_db_stop_stops_it() -> None:
         # Several processes migrating at once: each file applied exactly once (advisory lock).
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tgms_tui.cli", "migrate"],
+                [sys.executable, "-m", "tgms_tui.commands.cli", "migrate"],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -56,7 +56,7 @@ def test_processes_share_one_embedded_server_and_db_stop_stops_it() -> None:
         assert versions == [p.stem for p in migration_files()]
     finally:
         stop = subprocess.run(
-            [sys.executable, "-m", "tgms_tui.cli", "db", "stop"],
+            [sys.executable, "-m", "tgms_tui.commands.cli", "db", "stop"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -76,7 +76,7 @@ def test_concurrent_migrations_on_a_server(pg_server_url: str) -> None:
     try:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tgms_tui.cli", "migrate"],
+                [sys.executable, "-m", "tgms_tui.commands.cli", "migrate"],
                 cwd=ROOT,
                 env=_env(DATABASE_URL=url),
                 stdout=subprocess.PIPE,

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
@@ -20,16 +22,21 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from textual.app import App
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.events import Key
+from textual.screen import Screen
 from textual.signal import Signal
 
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.live import GROUPS_CHANNEL, ChangeListener
 from tgms_tui.backend.redaction import redact
+from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState
 
-from .screens.actions import ACTIONS, TGMSCommands, is_allowed
+from .screens.actions import ACTIONS, ActionSpec, is_allowed
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +48,64 @@ READ_ONLY_KEYS = {spec.key: spec.description for spec in ACTIONS if spec.mutatin
 ACQUIRE_TIMEOUT = 3.0
 
 
-class DatabaseUnavailable(Exception):
-    """The database could not be reached (or the statement failed); the message is safe to show."""
+def palette_actions(app: App[Any], screen: Screen[Any] | None = None) -> Iterator[ActionSpec]:
+    """What the palette offers on `screen` (the one under the palette; mutations left out when
+    read-only)."""
+    on_dashboard = isinstance(screen or app.screen, DashboardScreen)
+    for spec in ACTIONS:
+        if spec.target == "none" or not is_allowed(app, spec.action):
+            continue
+        if spec.target != "app" and not on_dashboard:
+            continue
+        yield spec
+
+
+async def run_spec(app: App[Any], spec: ActionSpec, screen: Screen[Any]) -> None:
+    """Run an action from the palette on the widget that owns it."""
+    if spec.target == "app":
+        await app.run_action(spec.action)
+        return
+    if not isinstance(screen, DashboardScreen):
+        return
+    if spec.target == "screen":
+        await app.run_action(spec.action, screen)
+        return
+    pane = screen.pane_for(spec.target)
+    pane.focus()
+    await app.run_action(spec.action, pane)
+
+
+class TGMSCommands(Provider):
+    """The command palette (ctrl+p): every action with its key."""
+
+    def _label(self, spec: ActionSpec) -> str:
+        scope = "" if spec.scope in ("Global", "Dashboard") else f"{spec.scope}: "
+        return f"{scope}{spec.description}"
+
+    async def discover(self) -> Hits:
+        for spec in palette_actions(self.app, self.screen):
+            yield DiscoveryHit(
+                self._label(spec), partial(run_spec, self.app, spec, self.screen), help=f"key: {spec.key}"
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for spec in palette_actions(self.app, self.screen):
+            label = self._label(spec)
+            score = matcher.match(f"{label} {spec.key}")
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(label),
+                    partial(run_spec, self.app, spec, self.screen),
+                    help=f"key: {spec.key}",
+                )
 
 
 class TGMSApp(App[int]):
     """`TGMSApp(url=..., settings=..., read_only=False)`; `run()` or `run_test()` it."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses (the demo's) live elsewhere
     TITLE = "TGMS control center"
     COMMANDS: ClassVar[set[Any]] = {*App.COMMANDS, TGMSCommands}
     BINDINGS: ClassVar[list[Any]] = [
@@ -84,8 +141,6 @@ class TGMSApp(App[int]):
 
     # ---------------------------------------------------------------- lifecycle
     async def on_mount(self) -> None:
-        from .screens.dashboard import DashboardScreen
-
         self.run_worker(self._listener.run(), name="change-listener", group="db", exit_on_error=False)
         self.run_worker(self._open_pool(), name="open-pool", group="db", exit_on_error=False)
         await self.push_screen(DashboardScreen())
@@ -212,7 +267,5 @@ class TGMSApp(App[int]):
 
     # ---------------------------------------------------------------- global actions
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

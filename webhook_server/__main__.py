@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tgms_tui.backend.config import ConfigError
+from tgms_tui.backend.entrypoint import run_entry_point
 
 from .cli import add_arguments, run
 
@@ -15,13 +14,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m webhook_server", description="Serve the Telegram webhook and admin API (uvicorn)."
     )
     add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except ConfigError as exc:
-        print(f"webhook_server: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_entry_point(lambda: run(parser.parse_args(argv)), "webhook_server")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+import uvicorn
+
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.config import ConfigError
 
@@ -32,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     if args.workers < 1:
         raise ConfigError("--workers", "must be >= 1")
     settings, url = prepare()  # settings, logging with redaction, database, migrations

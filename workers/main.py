@@ -1,6 +1,7 @@
 """`python -m workers.main`: the main worker (job types not starting with 'tgms_')."""
 
-from tgms_tui.cli import main
+from tgms_tui.backend.entrypoint import run_entry_point
+from workers.cli import run_pool
 
 if __name__ == "__main__":
-    raise SystemExit(main(["worker", "main"]))
+    raise SystemExit(run_entry_point(lambda: run_pool("main"), what="worker"))

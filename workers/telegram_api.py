@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import httpx
 
+from tgms_tui.backend.config import load_settings
 from workers.telegram_errors import (
     BadRequest,
     CannotRestrictAdmin,
@@ -240,8 +241,6 @@ class TelegramClient:
         register_secret(token)
         self._token = _Secret(token)
         if api_base is None:
-            from tgms_tui.backend.config import load_settings
-
             api_base = load_settings().telegram_api_base
         self.api_base = api_base.rstrip("/")
         self.bot_id = bot_id_of(token)

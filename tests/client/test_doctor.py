@@ -17,7 +17,7 @@ import pytest
 from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 from tgms_tui.backend.config import Settings
-from workers.doctor import Finding, diagnose
+from tgms_tui.commands.doctor import Finding, diagnose
 from workers.telegram_api import TelegramClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,7 +180,7 @@ async def test_unreachable_database_and_unmigrated_schema(sim: SimServer, pg_ser
 def run_doctor(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "HOME": str(cwd)}
     return subprocess.run(
-        [sys.executable, "-m", "tgms_tui.cli", "doctor", "--timeout", "5"],
+        [sys.executable, "-m", "tgms_tui.commands.cli", "doctor", "--timeout", "5"],
         cwd=cwd,
         env={**base, **env},
         capture_output=True,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from tgms_tui.demo_processes import pid_alive, port_is_listening
+from tgms_tui.demo.processes import pid_alive, port_is_listening
 
 
 def demo_processes_of(demo_dir: Path) -> list[str]:

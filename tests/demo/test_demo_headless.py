@@ -30,8 +30,8 @@ def demo_run() -> Iterator[dict[str, Any]]:
 
 def _run(data_dir: Path) -> dict[str, Any]:
     process = subprocess.run(
-        [sys.executable, "-m", "tgms_tui.cli", "demo", "--headless", "--duration", str(DURATION), "--seed", "3",
-         "--json", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "tgms_tui.commands.cli", "demo", "--headless", "--duration", str(DURATION),
+         "--seed", "3", "--json", "--data-dir", str(data_dir)],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert process.returncode == 0, process.stderr[-3000:]

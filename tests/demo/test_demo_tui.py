@@ -90,14 +90,16 @@ def test_a_dead_child_is_shown_and_ctrl_c_stops_everything() -> None:
 
 def _dead_child_then_ctrl_c(data_dir: Path) -> None:
     demo_dir = (data_dir / "demo").resolve()
-    term = Terminal([sys.executable, "-m", "tgms_tui.cli", "demo", "--groups", "6", "--data-dir", str(data_dir)])
+    term = Terminal(
+        [sys.executable, "-m", "tgms_tui.commands.cli", "demo", "--groups", "6", "--data-dir", str(data_dir)]
+    )
     try:
         term.wait_for("groups registered", timeout=120)
         term.wait_for("TGMS control center", timeout=60)
         term.wait_for("Join requests", timeout=30)
 
         children = {c.pid: c for c in psutil.Process(term.process.pid).children(recursive=True)}
-        by_role = {" ".join(c.cmdline()[3:5]): c for c in children.values() if "tgms_tui.cli" in c.cmdline()}
+        by_role = {" ".join(c.cmdline()[3:5]): c for c in children.values() if "tgms_tui.commands.cli" in c.cmdline()}
         assert set(by_role) == {"sim --port", "webhook --port", "worker main", "worker tgms"}, by_role
         ports = [p for c in children.values() for p in _listening_ports(c)]
         assert len(ports) >= 2  # the simulator and the webhook server

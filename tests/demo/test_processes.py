@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.demo.helpers import assert_nothing_left
-from tgms_tui import demo_processes
-from tgms_tui.demo_processes import Child, Supervisor
-from tgms_tui.demo_traffic import plan_groups
+from tgms_tui.demo import processes as demo_processes
+from tgms_tui.demo.processes import Child, Supervisor
+from tgms_tui.demo.traffic import plan_groups
 
 
 def _sim_args(port: int) -> list[str]:

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from rich.console import Console
 
-from tgms_tui.screens.actions import MUTATING_ACTIONS, TGMSCommands, palette_actions
+from tgms_tui.app import TGMSCommands, palette_actions
+from tgms_tui.screens.actions import MUTATING_ACTIONS
 from tgms_tui.screens.composer import ComposerScreen
 from tgms_tui.screens.confirm import ConfirmScreen
 from tgms_tui.screens.dashboard import DashboardScreen

@@ -24,7 +24,7 @@ def env_for(db_url: str, **extra: str) -> dict[str, str]:
 
 def test_refuses_to_start_without_a_secret(db_url: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tgms_tui.cli", "webhook", "--port", str(free_port())],
+        [sys.executable, "-m", "tgms_tui.commands.cli", "webhook", "--port", str(free_port())],
         cwd=tmp_path, env=env_for(db_url, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2

@@ -14,8 +14,8 @@ import pytest
 from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 from tests.pg_control import DedicatedPostgres
+from tgms_tui.commands.set_webhook import ALLOWED_UPDATES
 from webhook_server.app import create_app
-from workers.set_webhook import ALLOWED_UPDATES
 
 from .conftest import SECRET, make_settings, served
 

@@ -7,7 +7,7 @@ import argparse
 from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 from tgms_tui.backend.config import Settings
-from workers.set_webhook import ALLOWED_UPDATES, add_arguments, configure_webhooks
+from tgms_tui.commands.set_webhook import ALLOWED_UPDATES, add_arguments, configure_webhooks
 
 from .conftest import SECRET
 

@@ -150,7 +150,7 @@ class Stack:
 
     def start_worker(self, pool: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """`tgms worker <pool> <args>` as a subprocess; returns once it heartbeats as running."""
-        proc = self._spawn(f"worker-{pool}", ["-m", "tgms_tui.cli", "worker", pool, *args], self.env(**env))
+        proc = self._spawn(f"worker-{pool}", ["-m", "tgms_tui.commands.cli", "worker", pool, *args], self.env(**env))
         self.wait_for(
             lambda: self.scalar("SELECT count(*) FROM bot_health WHERE pid = %s AND status = 'running'", (proc.pid,)),
             timeout=30,

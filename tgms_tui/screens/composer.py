@@ -40,6 +40,7 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
 from .confirm import ConfirmScreen
+from .progress import BroadcastProgressScreen
 
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
@@ -376,8 +377,6 @@ class ComposerScreen(Screen[None]):
             return
         broadcast_id, count = created
         self.notify(f"Broadcast {broadcast_id} enqueued for {count:,} groups.", timeout=5)
-        from .progress import BroadcastProgressScreen
-
         # Not awaited here: switching removes this screen, which waits for this very worker to end.
         self.app.call_later(self.app.switch_screen, BroadcastProgressScreen(broadcast_id, groups))
 

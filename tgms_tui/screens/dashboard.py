@@ -30,6 +30,7 @@ from textual.widgets import Input
 from tgms_tui.backend import dashboard as data
 from tgms_tui.backend import queue
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
+from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState, PaneAction, RefreshStats
 from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.live_table import LiveTable
@@ -38,7 +39,10 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
 from .actions import is_allowed
+from .composer import ComposerScreen
 from .confirm import ConfirmScreen
+from .group_detail import GroupDetailScreen
+from .job_detail import JobDetailScreen
 
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
@@ -170,8 +174,6 @@ class DashboardScreen(Screen[None]):
         self.query_one(StatusBar).set_db(state)
 
     async def _refresh(self, stale: frozenset[str]) -> bool:
-        from tgms_tui.app import DatabaseUnavailable
-
         started = time.perf_counter()
         ids: frozenset[int] = frozenset()
         if "groups" in stale or "group_rows" in stale:
@@ -266,8 +268,6 @@ class DashboardScreen(Screen[None]):
     def action_compose(self) -> None:
         if self.tgms.refuse_if_read_only("composing a broadcast"):
             return
-        from .composer import ComposerScreen
-
         self.app.push_screen(ComposerScreen(marked=self.groups.marked_groups()))
 
     # ---------------------------------------------------------------- row actions
@@ -296,8 +296,6 @@ class DashboardScreen(Screen[None]):
             self._spawn(handler(item), action)
 
     async def _group_detail(self, g: data.GroupRow) -> None:
-        from .group_detail import GroupDetailScreen
-
         await self.app.push_screen(GroupDetailScreen(g.group_id))
 
     async def _toggle_active(self, g: data.GroupRow) -> None:
@@ -321,8 +319,6 @@ class DashboardScreen(Screen[None]):
         await group_ops.refresh_members(self.tgms, g)
 
     async def _job_detail(self, j: data.JobRow) -> None:
-        from .job_detail import JobDetailScreen
-
         await self.app.push_screen(JobDetailScreen(j.job_id))
 
     async def _retry_job(self, j: data.JobRow) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Sparkline, Static
 
 from tgms_tui.backend.group_actions import GroupDetail, GroupNotFound, fetch_group_detail
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
+from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.detail_tables import GroupBroadcastsTable, GroupJoinsTable, KicksTable
@@ -82,8 +83,6 @@ class GroupDetailScreen(Screen[None]):
         self.query_one(StatusBar).set_db(state)
 
     async def _refresh(self, stale: frozenset[str]) -> bool:
-        from tgms_tui.app import DatabaseUnavailable
-
         try:
             detail = await self.tgms.run_db(lambda conn: fetch_group_detail(conn, self.group_id))
         except DatabaseUnavailable:

@@ -14,6 +14,7 @@ from textual.widgets import ProgressBar, Static
 from tgms_tui.backend.broadcasts import broadcast_progress
 from tgms_tui.backend.dashboard import fetch_deliveries
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
+from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.deliveries import DeliveriesTable
 from tgms_tui.widgets.key_bar import KeyBar
@@ -66,8 +67,6 @@ class BroadcastProgressScreen(Screen[None]):
             self.scheduler.mark("progress")
 
     async def _refresh(self, stale: frozenset[str]) -> bool:
-        from tgms_tui.app import DatabaseUnavailable
-
         try:
             progress, deliveries = await self.tgms.run_db(
                 lambda conn: load_progress(conn, self.broadcast_id, self.targeted)

@@ -37,10 +37,9 @@ class ActionTable(LiveTable[Any]):
         self.post_message(PaneAction(action, item))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Mutating keys disappear from the key bar in --read-only (the screen refuses them as well).
-        from tgms_tui.screens.actions import is_allowed
-
-        return is_allowed(self.app, action)
+        # Mutating keys disappear from the key bar in --read-only (the screen refuses them as well): the
+        # app knows which actions that mode refuses.
+        return self.app.check_action(action, parameters)
 
 
 class GroupsTable(ActionTable):

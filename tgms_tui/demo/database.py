@@ -20,7 +20,7 @@ import psycopg
 from tgms_tui.backend.db import migrate
 from tgms_tui.backend.embedded import embedded_url, stop_embedded
 
-from .demo_processes import pid_alive
+from .processes import pid_alive
 
 log = logging.getLogger(__name__)
 

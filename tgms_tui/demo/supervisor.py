@@ -34,13 +34,13 @@ import psycopg
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, load_settings
 from tgms_tui.backend.redaction import install_log_redaction, redact
 
-from .demo_database import DemoDatabase
-from .demo_processes import Child, ChildFailed, Supervisor, pid_alive, port_is_listening
-from .demo_summary import collect_database, collect_simulator, database_busy, format_text, progress_line, sim_busy
-from .demo_traffic import DemoWorld, Traffic, build_world, plan_groups
+from .database import DemoDatabase
+from .processes import Child, ChildFailed, Supervisor, pid_alive, port_is_listening
+from .summary import collect_database, collect_simulator, database_busy, format_text, progress_line, sim_busy
+from .traffic import DemoWorld, Traffic, build_world, plan_groups
 
 if TYPE_CHECKING:
-    from .demo_app import DemoApp
+    from .app import DemoApp
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class Demo:
 
     def _set_webhooks(self) -> None:
         """What `tgms set-webhook --url ...` does: main bot → /api/webhook, tgms bot → /api/webhook/tgms."""
-        from workers.set_webhook import configure_webhooks
+        from tgms_tui.commands.set_webhook import configure_webhooks
 
         assert self.settings is not None and self.webhook is not None
         options = argparse.Namespace(
@@ -302,7 +302,7 @@ class Demo:
 
     # ------------------------------------------------------------------ modes
     def _run_tui(self) -> int:
-        from .demo_app import DemoApp
+        from .app import DemoApp
 
         assert self.url is not None and self.traffic is not None and self.sim and self.webhook
         banner = (

@@ -1,6 +1,6 @@
 """The child processes of `tgms demo`: started, watched, and all stopped when the demo ends.
 
-Each child is a real `tgms` subcommand (`python -m tgms_tui.cli sim|webhook|worker ...`) with its
+Each child is a real `tgms` subcommand (`python -m tgms_tui.commands.cli sim|webhook|worker ...`) with its
 output in a log file. Children run in their own session, so a Ctrl-C typed at a headless demo reaches
 the demo only and it stops them in order (webhook first, so nothing new arrives, then the workers,
 which finish their jobs); on Linux they also get SIGTERM from the kernel if the demo itself dies
@@ -116,10 +116,10 @@ class Supervisor:
     def start(
         self, name: str, args: Sequence[str], *, env: Mapping[str, str] | None = None, port: int | None = None
     ) -> Child:
-        """Run `python -m tgms_tui.cli <args>` with the demo's environment (plus `env`)."""
+        """Run `python -m tgms_tui.commands.cli <args>` with the demo's environment (plus `env`)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        argv = [sys.executable, "-m", "tgms_tui.cli", *args]
+        argv = [sys.executable, "-m", "tgms_tui.commands.cli", *args]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 argv,

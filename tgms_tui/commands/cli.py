@@ -1,4 +1,4 @@
-"""The `tgms` command: the one place that knows every role (DESIGN.md §1-2).
+"""The `tgms` command: the one place that knows every role.
 
 Each subcommand lives in its role's module, which provides `add_arguments(parser)` and
 `run(args) -> int`; only the chosen subcommand's module is imported, so `tgms worker` never loads
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from tgms_tui.backend.config import ConfigError
+from tgms_tui.backend.entrypoint import run_entry_point
 
 
 class Subcommand(Protocol):
@@ -25,17 +24,20 @@ class Subcommand(Protocol):
 
 # name -> (module providing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("tgms_tui.demo", "the whole system live: simulator, webhook, workers and the TUI"),
-    "tui": ("tgms_tui.tui_command", "the live control center (Textual)"),
+    "demo": ("tgms_tui.demo.supervisor", "the whole system live: simulator, webhook, workers and the TUI"),
+    "tui": ("tgms_tui.commands.tui", "the live control center (Textual)"),
     "webhook": ("webhook_server.cli", "serve the Telegram webhook and admin API (uvicorn)"),
     "worker": ("workers.cli", "run a worker: 'main' (regular updates) or 'tgms' (group management)"),
     "sim": ("telegram_sim.cli", "run the Telegram Bot API simulator"),
-    "migrate": ("tgms_tui.db_command", "apply pending database migrations"),
-    "db": ("tgms_tui.db_command", "database helpers: 'url' prints the URL in use, 'stop' stops the embedded one"),
-    "set-webhook": ("workers.set_webhook", "point each bot's Telegram webhook at this server (--delete, --info)"),
-    "doctor": ("workers.doctor", "check configuration, database, tokens, webhooks and group rights"),
-    "groups": ("tgms_tui.admin_command", "list or add managed groups"),
-    "broadcast": ("tgms_tui.admin_command", "enqueue a broadcast from the command line"),
+    "migrate": ("tgms_tui.commands.db", "apply pending database migrations"),
+    "db": ("tgms_tui.commands.db", "database helpers: 'url' prints the URL in use, 'stop' stops the embedded one"),
+    "set-webhook": (
+        "tgms_tui.commands.set_webhook",
+        "point each bot's Telegram webhook at this server (--delete, --info)",
+    ),
+    "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
+    "groups": ("tgms_tui.commands.admin", "list or add managed groups"),
+    "broadcast": ("tgms_tui.commands.admin", "enqueue a broadcast from the command line"),
 }
 
 
@@ -62,28 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = next((a for a in argv if not a.startswith("-")), None)
     if selected not in SUBCOMMANDS:
         selected = None
-    try:
-        parser, command = build_parser(selected)
-        args = parser.parse_args(argv)
-        if command is None:
-            parser.print_help()
-            return 2
-        return int(command.run(args) or 0)
-    except ConfigError as exc:
-        print(f"tgms: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except ModuleNotFoundError as exc:
-        print(f"tgms: {selected}: not available ({exc})", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the promise: one clear line, never a traceback
-        from tgms_tui.backend.redaction import redact
+    return run_entry_point(lambda: _run(argv, selected), "tgms", selected)
 
-        print(f"tgms: {selected or 'error'}: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            raise
-        return 1
+
+def _run(argv: list[str], selected: str | None) -> int:
+    parser, command = build_parser(selected)
+    args = parser.parse_args(argv)
+    if command is None:
+        parser.print_help()
+        return 2
+    return int(command.run(args) or 0)
 
 
 if __name__ == "__main__":

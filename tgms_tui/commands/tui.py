@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from tgms_tui.backend.entrypoint import run_entry_point
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -55,12 +57,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tgms_tui", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from tgms_tui.backend.config import ConfigError
-
-    try:
-        return run(args)
-    except ConfigError as exc:
-        print(f"tgms tui: configuration error: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_entry_point(lambda: run(args), "tgms tui")
