@@ -34,8 +34,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_database
+
 from telegram_sim.config import SimConfig
-from tests.workers.harness import WEBHOOK_SECRET, Stack, bench_database, percentile
+from tests.support import percentile
+from tests.workers.harness import WEBHOOK_SECRET, Stack
 
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 50.0
 

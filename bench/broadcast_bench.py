@@ -25,8 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_database
+
 from telegram_sim.config import SimConfig
-from tests.workers.harness import Stack, bench_database
+from tests.workers.harness import Stack
 
 TARGET_RATIO = 1.05
 

@@ -17,37 +17,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_server, fresh_database
+
+from tests.support import percentile
 from tgms_tui.backend import queue
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.db import migrate
 from tgms_tui.backend.queue import Job, NewJob
 from workers.runner import JobContext, Worker, WorkerOptions
-
-
-def with_db(url: str, name: str) -> str:
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
-def fresh_db(server_url: str, name: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return with_db(server_url, name)
 
 
 # ----------------------------------------------------------------------------- TGMS
@@ -204,27 +192,22 @@ async def procrastinate_throughput(url: str, n: int) -> float:
 
 # ----------------------------------------------------------------------------- main
 def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))] * 1000
+    """A percentile in milliseconds."""
+    return percentile(values, q) * 1000
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--skip-procrastinate", action="store_true")
     args = parser.parse_args()
+    with bench_server() as server:
+        asyncio.run(compare(server.url, args))
 
-    server = os.environ.get("TGMS_BENCH_DATABASE_URL")
-    handle = None
-    if not server:
-        import pgserver
 
-        tmp = Path(tempfile.mkdtemp(prefix="tgms-bench-", dir="/tmp"))
-        handle = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-        server = str(handle.get_uri())
-
+async def compare(server: str, args: argparse.Namespace) -> None:
     rows: list[tuple[str, str, str]] = []
     results: dict[str, float] = {}
     runs: list[tuple[str, Callable[[str, int], Awaitable[float]]]] = [
@@ -234,14 +217,14 @@ async def main() -> None:
     if not args.skip_procrastinate:
         runs.append(("procrastinate", procrastinate_throughput))
     for name, fn in runs:
-        url = fresh_db(server, f"bench_{name}")
+        url = fresh_database(server, f"bench_{name}")
         rate = await fn(url, args.jobs)
         results[name] = rate
         rows.append((name, f"{args.jobs} no-op jobs drained", f"{rate:,.0f} jobs/s"))
         print(f"  {name}: {rate:,.0f} jobs/s", file=sys.stderr)
 
-    lat_ours = await tgms_latency(fresh_db(server, "bench_lat_tgms"), args.rate, args.seconds)
-    lat_pgq = await pgqueuer_latency(fresh_db(server, "bench_lat_pgq"), args.rate, args.seconds)
+    lat_ours = await tgms_latency(fresh_database(server, "bench_lat_tgms"), args.rate, args.seconds)
+    lat_pgq = await pgqueuer_latency(fresh_database(server, "bench_lat_pgq"), args.rate, args.seconds)
     for name, lat in (("tgms", lat_ours), ("pgqueuer", lat_pgq)):
         rows.append(
             (
@@ -262,9 +245,7 @@ async def main() -> None:
     ratios.append(f"latency p50 tgms {pct(lat_ours, 0.5):.1f} ms vs pgqueuer {pct(lat_pgq, 0.5):.1f} ms")
     ratios.append(f"p99 tgms {pct(lat_ours, 0.99):.1f} ms vs pgqueuer {pct(lat_pgq, 0.99):.1f} ms")
     print("\nratios: " + "; ".join(ratios))
-    if handle is not None:
-        handle.cleanup()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -25,30 +25,27 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_server, migrated_database
 from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input
 
+from tests.support import percentile
 from tgms_tui.app import TGMSApp
 from tgms_tui.backend import dashboard
 from tgms_tui.backend.config import Settings
-from tgms_tui.backend.db import migrate
 from tgms_tui.screens.dashboard import PANES, TICK_PANES, DashboardScreen, load_panes
 from tgms_tui.widgets.panes import GroupsTable, JoinRequestsTable
 
@@ -101,11 +98,6 @@ SELECT 100000 + n, -1001000000000 - (1 + mod(n, %(groups)s)), 'user' || n,
 """
 
 
-def with_db(url: str, name: str) -> str:
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
 def seed(url: str, groups: int, jobs: int) -> float:
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -133,11 +125,6 @@ class Sample(NamedTuple):
 
 def now() -> Tick:
     return Tick(time.perf_counter(), time.process_time())
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Frames:
@@ -199,7 +186,7 @@ async def run(url: str, repeat: int) -> list[Row]:
             (
                 name,
                 f"{median:.1f}",
-                f"{pct(walls, 0.95):.1f}" if len(samples) > 1 else "",
+                f"{percentile(walls, 0.95):.1f}" if len(samples) > 1 else "",
                 f"{statistics.median(v.cpu_ms for v in samples):.1f}",
                 "" if target is None else f"≤ {target:g}",
                 ok,
@@ -493,27 +480,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    server_url = os.environ.get("TGMS_BENCH_DATABASE_URL")
-    server = None
-    tmp: Path | None = None
-    if not server_url:
-        tmp = Path(tempfile.mkdtemp(prefix="tgms-tui-bench-"))
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp / "run"))
-        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-
-            server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-        server_url = str(server.get_uri())
-    try:
-        name = "tgms_tui_bench"
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+    with bench_server() as server, migrated_database(server.url, "tgms_tui_bench") as url:
+        with psycopg.connect(url) as conn:
             version = conn.execute("SHOW server_version").fetchone()
-        url = with_db(server_url, name)
-        migrate(url)
         seeded = seed(url, args.groups, args.jobs)
         import textual
 
@@ -524,13 +493,6 @@ def main() -> int:
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
         print_table(rows, header)
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        if server is not None:
-            server.cleanup()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

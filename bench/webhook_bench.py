@@ -31,24 +31,24 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from _common import bench_server, migrated_database
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.support import free_port, stop_processes
 
 SECRET = "bench-secret-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,12 +274,6 @@ async def open_loop(port: int, rate: float, duration: float, ids: IdSource, res:
 # ---------------------------------------------------------------- servers and database
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def uvicorn_process(factory: str, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [
@@ -316,50 +310,7 @@ def uvicorn_process(factory: str, port: int, env: dict[str, str]) -> Iterator[su
             raise TimeoutError(f"{factory} did not start")
         yield proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[tuple[str, int | None]]:
-    import psycopg
-
-    from tgms_tui.backend.db import migrate
-
-    tmp: Path | None = None
-    server = None
-    base = os.environ.get("TGMS_BENCH_DATABASE_URL")
-    if not base:
-        import pgserver
-
-        tmp = Path(tempfile.mkdtemp(prefix="tgms-bench-pg-"))
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp / "run"))
-        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-        base = str(server.get_uri())
-    name = f"tgms_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(base, name)
-    try:
-        migrate(url)
-        yield url, (server.get_pid() if server is not None else None)
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        stop_processes([proc], signal.SIGINT, grace=15)
 
 
 def count_jobs(url: str) -> tuple[int, int]:
@@ -437,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvloop
 
-    with bench_database() as (url, postgres_pid):
+    with bench_server() as server, migrated_database(server.url, f"tgms_bench_{uuid.uuid4().hex[:8]}") as url:
+        postgres_pid = server.pid
         bare_port, ours_port = free_port(), free_port()
         env = {"DATABASE_URL": url, "TGMS_WEBHOOK_SECRET": SECRET, "TGMS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         with (

@@ -9,27 +9,18 @@ a file copy, far faster than migrating again).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from tests.support import throwaway_postgres, with_database
 from tgms_tui.backend.db import migrate, open_pool
 
 # Fails any test whose captured output or log records contain a bot token or secret.
 pytest_plugins = ["tests.token_guard"]
-
-
-def with_database(url: str, dbname: str) -> str:
-    """The same server URL pointing at another database."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +30,8 @@ def pg_server_url() -> Iterator[str]:
     if given:
         yield given
         return
-    data = Path(tempfile.mkdtemp(prefix="tgms-test-pg-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    import pgserver
-
-    server = pgserver.get_server(data / "pgdata", cleanup_mode="delete")
-    try:
+    with throwaway_postgres("tgms-test-pg-") as server:
         yield str(server.get_uri())
-    finally:
-        server.cleanup()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

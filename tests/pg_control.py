@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support import start_postgres
 from tgms_tui.backend.db import migrate
 
 
@@ -24,11 +25,7 @@ class DedicatedPostgres:
         self.url = ""
 
     def __enter__(self) -> DedicatedPostgres:
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.dir / "run"))
-        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-        import pgserver
-
-        self.server = pgserver.get_server(self.pgdata, cleanup_mode="delete")
+        self.server = start_postgres(self.dir)
         self.url = str(self.server.get_uri())
         migrate(self.url)
         return self

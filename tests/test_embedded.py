@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import with_database
+from tests.support import with_database
 from tgms_tui.backend.db import migration_files
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from tests.support import wait_until
 from tgms_tui.backend import queue
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.queue import Backoff, Job, NewJob
@@ -46,15 +47,6 @@ def make_worker(db_url: str, handlers: dict[str, Handler], **opts: Any) -> Worke
         **opts,
     )
     return Worker(db_url, "tgms", handlers, Settings(database_url=db_url), options)
-
-
-async def wait_until(check: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def job_statuses(pool: AsyncConnectionPool) -> dict[int, tuple[str, int, str | None]]:

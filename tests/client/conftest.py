@@ -8,23 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 from tests.client.cases import World
+from tests.support import simulator_fixtures
 from tests.token_guard import find_leaks
 
-
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimServer]:
-    with SimServer(bots=1, seed=11) as server:
-        yield server
-
-
-@pytest.fixture
-def sim(sim_server: SimServer) -> SimServer:
-    sim_server.state.reset(clear_webhooks=True)
-    sim_server.state.config.update(SimConfig(enforce_flood_limits=False).as_dict())
-    return sim_server
+sim_server, sim = simulator_fixtures(bots=1, seed=11)
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
+from tests.support import simulator_fixtures
 from tgms_tui.backend.config import Settings
 from tgms_tui.commands.doctor import Finding, diagnose
 from workers.telegram_api import TelegramClient
@@ -25,19 +24,7 @@ UNKNOWN_TOKEN = "918273645:" + "AAE" + "d" * 32
 ALL_RIGHTS = {"can_invite_users": True, "can_restrict_members": True, "can_delete_messages": True}
 
 
-@pytest.fixture(scope="module")
-def sim2() -> Iterator[SimServer]:
-    with SimServer(bots=2, seed=3) as server:
-        yield server
-
-
-@pytest.fixture
-def sim(sim2: SimServer) -> SimServer:
-    sim2.state.reset(clear_webhooks=True)
-    sim2.state.config.update(
-        SimConfig(enforce_flood_limits=False, webhook_retry_base=0.05, webhook_retry_max=0.2).as_dict()
-    )
-    return sim2
+sim_server, sim = simulator_fixtures(bots=2, seed=3, webhook_retry_base=0.05, webhook_retry_max=0.2)
 
 
 def settings_for(sim: SimServer, db_url: str, **overrides: object) -> Settings:

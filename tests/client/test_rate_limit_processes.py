@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from telegram_sim.server import SimServer
+from tests.support import max_in_window
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,17 +52,6 @@ def run_processes(specs: list[dict[str, Any]], timeout: float = 120.0) -> list[d
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The largest number of calls in any half-open window [t, t + window)."""
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def all_competing(results: list[dict[str, Any]], calls: list[dict[str, Any]]) -> bool:

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from telegram_sim.server import SimServer
 from tests.client.cases import CASES, Case, World
+from tests.support import free_port
 from workers import telegram_errors as errors
 from workers.rate_limit import RateLimiter
 from workers.telegram_api import TelegramClient, bot_id_of, redact
@@ -94,9 +95,7 @@ async def test_real_flood_limit_gives_retry_after(sim: SimServer, world: World) 
 
 
 async def test_connection_refused_is_not_delivered() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     token = "1234567:" + "AAF" + "z" * 32
     async with TelegramClient(token, api_base=f"http://127.0.0.1:{port}") as tg:
         with pytest.raises(errors.NetworkError) as caught:

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tests.support import max_in_window as max_in_window  # the scenarios read it from here
+
 Call = dict[str, Any]
 
 
@@ -27,17 +29,6 @@ def per_request(calls: Iterable[Call], *, ok: bool | None = None) -> Counter[tup
         if ok is None or c["ok"] is ok:
             out[(int(c["chat_id"]), int(c["params"]["user_id"]))] += 1
     return out
-
-
-def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
-    """The most events in any sliding window of `window` seconds (not just aligned seconds)."""
-    ordered = sorted(times)
-    best = start = 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 class Sampler:

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
+from tests.support import simulator_fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,20 +47,9 @@ def _quiet_request_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[SimServer]:
-    with SimServer(bots=2, seed=7) as server:
-        yield server
-
-
-@pytest.fixture
-def sim(sim_server: SimServer) -> SimServer:
-    state = sim_server.state
-    state.reset(clear_webhooks=True)
-    state.config.update(SimConfig(enforce_flood_limits=False, webhook_retry_base=0.02,
-                                  webhook_retry_max=0.2, webhook_timeout=2.0).as_dict())  # fmt: skip
-    sim_server.dispatcher.reset_stats()
-    return sim_server
+sim_server, sim = simulator_fixtures(
+    bots=2, seed=7, webhook_retry_base=0.02, webhook_retry_max=0.2, webhook_timeout=2.0
+)
 
 
 @dataclass
@@ -242,9 +231,3 @@ def receiver(receiver_server: Receiver) -> Receiver:
         receiver_server.delay = 0.0
         receiver_server.max_in_flight = 0
     return receiver_server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

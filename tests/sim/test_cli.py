@@ -6,7 +6,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from telegram_sim import cli
 from telegram_sim.scenario import populate
 from telegram_sim.state import SimState
-from tests.sim.conftest import free_port
+from tests.support import free_port, http_ok, poll_until
 
 TOKEN_A = "111222333:AAFakeTokenForTheSimulatorTestsOnly01"
 TOKEN_B = "444555666:AAAnotherFakeTokenForSimulatorTests02"
@@ -33,15 +32,7 @@ def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
 
 
 def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{base}/_sim/health", trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "simulator did not start"
-        time.sleep(0.05)
+    poll_until(lambda: http_ok(f"{base}/_sim/health"), timeout=15, what="the simulator to start")
 
 
 def test_serves_env_and_flag_tokens_with_ready_groups() -> None:

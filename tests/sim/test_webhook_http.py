@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from telegram_sim.webhook_http import DeliveryError, WebhookPoster
-from tests.sim.conftest import free_port
+from tests.support import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from telegram_sim.server import SimServer
-from tests.sim.conftest import BotApiClient, Receiver, free_port
+from tests.sim.conftest import BotApiClient, Receiver
+from tests.support import free_port, poll_until
 
 SECRET = "s3cret_Token-42"
 
@@ -49,7 +49,7 @@ def test_update_ids_increase_and_order_is_kept(api: BotApiClient, sim: SimServer
     ids = [u["update_id"] for u in updates]
     assert ids == sorted(ids) and len(set(ids)) == 5 and ids[-1] - ids[0] == 4
     assert [u["message"]["text"] for u in updates] == [f"message {i}" for i in range(5)]
-    _wait(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)  # acknowledged after the 200
+    poll_until(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)  # acknowledged after the 200
 
 
 def test_redelivery_on_non_2xx(api: BotApiClient, sim: SimServer, hooked: Receiver) -> None:
@@ -58,7 +58,7 @@ def test_redelivery_on_non_2xx(api: BotApiClient, sim: SimServer, hooked: Receiv
     sim.control.join_request(chat)
     deliveries = hooked.wait_count(3)
     assert len({d.body["update_id"] for d in deliveries}) == 1
-    _wait(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)
+    poll_until(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)
     info = api.ok("getWebhookInfo")
     assert info["last_error_message"] == "Wrong response from the webhook: 502 Bad Gateway"
     assert isinstance(info["last_error_date"], int)
@@ -90,11 +90,11 @@ def test_unreachable_webhook_keeps_updates_pending(api: BotApiClient, sim: SimSe
     chat = sim.control.create_chat("supergroup", "G")["id"]
     sim.control.join_request(chat)
     sim.control.join_request(chat)
-    _wait(lambda: api.ok("getWebhookInfo").get("last_error_message") == "Connection refused")
+    poll_until(lambda: api.ok("getWebhookInfo").get("last_error_message") == "Connection refused")
     assert api.ok("getWebhookInfo")["pending_update_count"] == 2
     api.ok("setWebhook", url=receiver.url)
     assert [u["chat_join_request"]["chat"]["id"] for u in (d.body for d in receiver.wait_count(2))] == [chat, chat]
-    _wait(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)
+    poll_until(lambda: api.ok("getWebhookInfo")["pending_update_count"] == 0)
 
 
 def test_read_timeout(api: BotApiClient, sim: SimServer, hooked: Receiver) -> None:
@@ -211,7 +211,7 @@ def test_webhook_answer_can_carry_a_method(sim: SimServer, hooked: Receiver) -> 
     chat = sim.control.create_chat("supergroup", "G", members=[1801])["id"]
     hooked.reply_body = b'{"method":"sendMessage","chat_id":%d,"text":"welcome"}' % chat
     sim.control.post_message(chat, 1801, "hello bot")
-    _wait(lambda: bool(sim.control.messages(chat, sender="bots")))
+    poll_until(lambda: bool(sim.control.messages(chat, sender="bots")))
     assert sim.control.messages(chat, sender="bots")[0]["text"] == "welcome"
     call = sim.control.calls("sendMessage", chat_id=chat)[0]
     assert call["via"] == "webhook_reply" and call["ok"] is True
@@ -280,10 +280,3 @@ def test_drop_pending_updates(api: BotApiClient, sim: SimServer, receiver: Recei
     assert api.ok("getWebhookInfo")["pending_update_count"] == 0
     time.sleep(0.2)
     assert receiver.updates() == []
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)

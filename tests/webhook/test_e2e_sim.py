@@ -4,8 +4,7 @@ database outage in the middle: 503s, then Telegram's redelivery stores each upda
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -14,19 +13,11 @@ import pytest
 from telegram_sim.config import SimConfig
 from telegram_sim.server import SimServer
 from tests.pg_control import DedicatedPostgres
+from tests.support import wait_until
 from tgms_tui.commands.set_webhook import ALLOWED_UPDATES
 from webhook_server.app import create_app
 
 from .conftest import SECRET, make_settings, served
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -11,15 +11,12 @@ wait times out), never to the test's own streams.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +26,8 @@ import psycopg
 from telegram_sim.config import SimConfig
 from telegram_sim.control import SimControl
 from telegram_sim.server import SimServer
+from tests.support import free_port, http_ok, poll_until, stop_processes
+from tests.support import percentile as percentile  # tests/reliability reads it from here
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -40,12 +39,6 @@ ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "chat_member",
 
 def make_token(bot_id: int) -> str:
     return f"{bot_id}:AA{secrets.token_urlsafe(26)}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:
@@ -87,16 +80,7 @@ class Stack:
         self.close()
 
     def close(self) -> None:
-        for _name, proc, _log in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, proc, _log in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes((proc for _name, proc, _log in self.procs), signal.SIGTERM, grace=15)
         self.sim.stop()
 
     @property
@@ -138,7 +122,7 @@ class Stack:
         port = free_port()
         self._spawn("webhook", ["-m", "webhook_server", "--port", str(port)], self.env())
         url = f"http://127.0.0.1:{port}"
-        self.wait_for(lambda: _healthy(url), timeout=30, what="webhook server up")
+        self.wait_for(lambda: http_ok(f"{url}/healthz"), timeout=30, what="webhook server up")
         self.webhook_url = url
         self.sim.state.set_webhook(
             self.main_bot_id, f"{url}/api/webhook", secret_token=WEBHOOK_SECRET, allowed_updates=ALLOWED_UPDATES
@@ -222,17 +206,16 @@ class Stack:
 
     def wait_for(self, check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition",
                  interval: float = 0.05) -> T:  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
+        """`poll_until`, failing at once (with the processes' log tails) when one of them crashed."""
+
+        def check_or_crash() -> T:
             value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}")
-            for name, proc, _log in self.procs:
+            for name, proc, _log in [] if value else self.procs:
                 if proc.poll() is not None and proc.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM):
                     raise AssertionError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
-            time.sleep(interval)
+            return value
+
+        return poll_until(check_or_crash, timeout=timeout, what=what, interval=interval, detail=self.log_tails)
 
     def wait_jobs_idle(self, job_type: str | None = None, timeout: float = 30.0) -> None:
         """Until no job (of `job_type`) is pending and due, or running."""
@@ -252,47 +235,3 @@ class Stack:
                 continue
             parts.append(f"--- {name} ({path.name}) ---\n" + "\n".join(text))
         return "\n".join(parts)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@contextlib.contextmanager
-def bench_database(name: str) -> Iterator[str]:
-    """A fresh, migrated database for a benchmark: on TGMS_BENCH_DATABASE_URL's server when set,
-    else on a throwaway embedded PostgreSQL (removed afterwards)."""
-    import tempfile
-    from urllib.parse import urlsplit, urlunsplit
-
-    from tgms_tui.backend.db import migrate
-
-    server = os.environ.get("TGMS_BENCH_DATABASE_URL")
-    handle = None
-    if not server:
-        import pgserver
-
-        tmp = Path(tempfile.mkdtemp(prefix="tgms-bench-", dir="/tmp"))
-        handle = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-        server = str(handle.get_uri())
-    parts = urlsplit(server)
-    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if handle is not None:
-            handle.cleanup()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

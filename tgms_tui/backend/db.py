@@ -2,11 +2,13 @@
 
 `database_url()` is the one place that decides between DATABASE_URL and the embedded server.
 Migrations are plain numbered SQL files applied in order under an advisory lock, so several processes
-starting at once apply each file exactly once.
+starting at once apply each file exactly once. A landed migration never changes: each applied file's
+checksum is recorded, and a database whose recorded migration differs from the file refuses to migrate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,19 @@ def migration_files() -> list[Path]:
     return sorted(p for p in sql_dir().glob("[0-9][0-9][0-9]_*.sql"))
 
 
+class MigrationChanged(RuntimeError):
+    """A migration applied to this database differs from the file of the same name."""
+
+
+def migration_checksum(path: Path) -> str:
+    """SHA-256 of a migration file; line endings are normalised, so a CRLF checkout is the same file."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
 def migrate(url: str) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call (empty when up to date)."""
+    """Apply pending migrations; return the versions applied by this call (empty when up to date).
+
+    Raises MigrationChanged when an applied migration's recorded checksum differs from its file."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
@@ -53,21 +66,50 @@ def migrate(url: str) -> list[str]:
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
                        version    text PRIMARY KEY,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
+                       applied_at timestamptz NOT NULL DEFAULT now(),
+                       checksum   text)"""
             )
-            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            _add_checksum_column(conn)
+            done: dict[str, str | None] = dict(
+                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            )
             for path in migration_files():
-                version = path.stem
+                version, checksum = path.stem, migration_checksum(path)
                 if version in done:
+                    _check_unchanged(conn, path, done[version], checksum)
                     continue
                 with conn.transaction():
                     conn.execute(path.read_text(encoding="utf-8"))
-                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (version, checksum)
+                    )
                 log.info("applied migration %s", version)
                 applied_now.append(version)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied_now
+
+
+def _add_checksum_column(conn: psycopg.Connection[Any]) -> None:
+    """Databases migrated before checksums were recorded lack the column. Altered only when missing:
+    ALTER needs the table's owner, and a process may run as a role that merely uses the schema."""
+    missing = conn.execute(
+        """SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass
+                                  AND attname = 'checksum' AND NOT attisdropped)"""
+    ).fetchone()
+    if missing and missing[0]:
+        conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+
+
+def _check_unchanged(conn: psycopg.Connection[Any], path: Path, recorded: str | None, checksum: str) -> None:
+    if recorded is None:  # applied before checksums were recorded: the file as it is now is the record
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = %s", (checksum, path.stem))
+    elif recorded != checksum:
+        raise MigrationChanged(
+            f"{path.name} is not the migration this database applied (sha256 {recorded[:12]}..., the file has "
+            f"{checksum[:12]}...): a landed migration never changes; restore the file and put the change in a "
+            "new migration"
+        )
 
 
 def pending_migrations(url: str) -> list[str]:

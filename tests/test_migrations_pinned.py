@@ -1,0 +1,85 @@
+"""Landed migrations never change: in the repository (their bytes are pinned here) and in a database
+(each applied file's checksum is recorded, and a changed file stops `migrate`).
+
+Every database that ran a migration keeps the schema it made; editing the file afterwards changes
+nothing there, so fresh and old databases would silently differ. A schema change is a new file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tgms_tui.backend.db import MigrationChanged, migrate, migration_checksum, migration_files, sql_dir
+
+# Every landed migration and the SHA-256 of its bytes. Add a line for each new migration once it lands;
+# never change or remove one.
+PINNED = {
+    "001_core.sql": "2396f3fe636a3b510a382b18068cfd2d6db8c62423911167728b3de9b8ede9cc",
+    "005_tui_groups.sql": "d2c1684cdde8ae755e2e2c54eac3a8cbd29e5b699b4aa2db16e560846a2d4d45",
+    "006_notify_when_due.sql": "ffe550665a055d9721d2a274bf3889c728c98ec9fc5735659a0f45e8d0f4ee33",
+}
+
+
+def test_landed_migrations_are_unchanged() -> None:
+    on_disk = {path.name: path for path in migration_files()}
+    missing = sorted(set(PINNED) - set(on_disk))
+    assert not missing, (
+        f"landed migrations were renamed or removed: {missing}. A migration that ran somewhere can never "
+        "go away; restore it (a later migration can undo what it did)."
+    )
+    changed = [
+        name for name, digest in PINNED.items() if hashlib.sha256(on_disk[name].read_bytes()).hexdigest() != digest
+    ]
+    assert not changed, (
+        f"landed migrations were edited: {changed}. Databases that already applied them keep the old "
+        "version; restore the file and put the change in a new migration."
+    )
+
+
+def test_new_migrations_sort_after_the_landed_ones() -> None:
+    last = max(PINNED)
+    early = [path.name for path in migration_files() if path.name not in PINNED and path.name < last]
+    assert not early, f"new migrations {early} must sort after {last}: they run after it everywhere"
+
+
+def test_only_numbered_migrations_in_sql_dir() -> None:
+    """A file the glob skips (a typo in its name) would never run anywhere."""
+    stray = sorted(p.name for p in sql_dir().iterdir() if p.suffix == ".sql" and p not in migration_files())
+    assert not stray, f"{stray} would never be applied: migrations are named NNN_description.sql"
+
+
+def test_migrate_records_each_checksum(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        recorded: dict[str, str | None] = dict(
+            conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+        )
+    assert recorded == {path.stem: migration_checksum(path) for path in migration_files()}
+
+
+def test_a_changed_migration_stops_migrate_and_names_the_file(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = '001_core'")
+    with pytest.raises(MigrationChanged, match=r"001_core\.sql .*a landed migration never changes"):
+        migrate(db_url)
+
+
+def test_a_database_from_before_checksums_gets_them_recorded(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("ALTER TABLE schema_migrations DROP COLUMN checksum")
+    assert migrate(db_url) == []  # nothing is applied again
+    with psycopg.connect(db_url) as conn:
+        recorded: dict[str, str | None] = dict(
+            conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+        )
+    assert recorded == {path.stem: migration_checksum(path) for path in migration_files()}
+
+
+def test_line_endings_do_not_change_a_checksum(tmp_path: Path) -> None:
+    lf, crlf = tmp_path / "lf.sql", tmp_path / "crlf.sql"
+    lf.write_bytes(b"SELECT 1;\nSELECT 2;\n")
+    crlf.write_bytes(b"SELECT 1;\r\nSELECT 2;\r\n")
+    assert migration_checksum(lf) == migration_checksum(crlf)
