@@ -73,8 +73,6 @@ MAX_SENDERS = 8
 MAX_HOPS = 6
 PASS_ON_DELAY = 0.05
 
-# ---------------------------------------------------------------- the sender
-
 
 @dataclass(frozen=True)
 class Claimed:
@@ -192,7 +190,7 @@ class GroupSender:
         """Let other TGMS workers help: helper jobs with the same broadcast (one per dedupe key)."""
         async with self.ctx.db.connection() as conn:
             workers = max(1, await health.live_workers(conn, BOT_NAMES["tgms"], self.stale_seconds))
-            todo = await broadcasts.pending_count(conn, self.broadcast_id)
+            todo, _ = await broadcasts.remaining(conn, self.broadcast_id)
             senders = min(MAX_SENDERS, SENDERS_PER_WORKER * workers, todo)
             jobs = [
                 queue.NewJob(
@@ -299,7 +297,9 @@ class GroupSender:
                 self.inflight.discard(message_id)
                 await asyncio.shield(self._release(message_id))
         if marked is None:
-            return _STOPPED if await self._status() != "running" else _SKIPPED
+            async with self.db.connection() as conn:
+                now = await broadcasts.load(conn, self.broadcast_id)
+            return _STOPPED if now is None or now.status != "running" else _SKIPPED
         return Claimed(message_id, marked, str(row["debug_code"]))
 
     async def _release(self, message_id: int) -> None:
@@ -307,10 +307,6 @@ class GroupSender:
         with contextlib.suppress(psycopg.Error, OSError):
             async with self.db.connection() as conn:
                 await broadcasts.release(conn, message_id, self.ctx.worker_id)
-
-    async def _status(self) -> str | None:
-        async with self.db.connection() as conn:
-            return await broadcasts.status(conn, self.broadcast_id)
 
     async def _deliver(self, row: Claimed) -> bool:
         """One send and its record. Returns True when the row went back to pending after a temporary

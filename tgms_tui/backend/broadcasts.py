@@ -138,8 +138,6 @@ SQL_LONGEST_CODE = """
 SELECT debug_code FROM sent_messages WHERE broadcast_id = %(b)s ORDER BY length(debug_code) DESC LIMIT 1
 """
 
-SQL_PENDING = "SELECT count(*) FROM sent_messages WHERE broadcast_id = %(b)s AND status = 'pending'"
-
 # A worker's reservation or intent holds while the worker is alive (health's rule), and a
 # reservation no longer than a lease.
 _HOLDER_GONE = f"NOT EXISTS (SELECT 1 FROM bot_health h WHERE h.worker_id = s.locked_by AND {health.alive('h')})"
@@ -180,8 +178,6 @@ SQL_RELEASE = """
 UPDATE sent_messages SET locked_by = NULL
  WHERE message_id = %(id)s AND status = 'pending' AND locked_by = %(worker)s
 """
-
-SQL_STATUS = "SELECT status FROM broadcasts WHERE broadcast_id = %(b)s"
 
 SQL_ATTEMPTS = "SELECT attempts FROM sent_messages WHERE message_id = %(id)s"
 
@@ -296,14 +292,6 @@ async def _value(conn: AsyncConnection[Any], sql: str, params: dict[str, Any]) -
 
 async def longest_code(conn: AsyncConnection[Any], broadcast_id: int) -> str | None:
     return await _value(conn, SQL_LONGEST_CODE, {"b": broadcast_id})
-
-
-async def pending_count(conn: AsyncConnection[Any], broadcast_id: int) -> int:
-    return int(await _value(conn, SQL_PENDING, {"b": broadcast_id}) or 0)
-
-
-async def status(conn: AsyncConnection[Any], broadcast_id: int) -> str | None:
-    return await _value(conn, SQL_STATUS, {"b": broadcast_id})
 
 
 async def attempts(conn: AsyncConnection[Any], message_id: int) -> int | None:
