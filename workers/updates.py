@@ -4,7 +4,7 @@
   registered in `managed_groups` (phase growth; active when the bot may invite users, i.e. approve
   join requests; title, chat type, and the user who promoted it as admin_user_id). Demoted, removed
   or kicked → the group is deactivated with the reason. Promoted again → reactivated, unless an
-  operator deactivated it by hand.
+  operator deactivated it by hand (the activation rule of tgms_tui/backend/groups.py).
 - Service messages: `migrate_to_chat_id` / `migrate_from_chat_id` rewrite the group id everywhere;
   `new_chat_title` renames the group.
 - Messages, joins, leaves and `chat_member` updates in managed groups record member activity (the
