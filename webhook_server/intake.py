@@ -46,68 +46,17 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tgms_tui.backend.queue import DEFAULT_MAX_RETRIES
+from tgms_tui.backend.webhook_updates import STORE_BATCH_STATEMENT, job_type_for, prepare_store_batch
 
 from .metrics import WebhookMetrics
 from .prepared_call import run_prepared
-from .updates import JOIN_REQUEST, ParsedUpdate, UpdateRejected, metric_type, parse_update
+from .updates import ParsedUpdate, UpdateRejected, metric_type, parse_update
 
 log = logging.getLogger(__name__)
-
-JOIN_REQUEST_JOB = "tgms_process_join_request"
-UPDATE_JOB = "process_telegram_update"
-JOIN_REQUEST_PRIORITY = -10  # approvals are latency-critical (the user is waiting in the app)
-
-# The job payload is a contract with the workers:
-#   {"bot": "main"|"tgms", "update_id": N, "update_type": "<key>", "update": <the whole update>}
-# The batch arrives as ONE text parameter, a JSON array of those payloads built by joining strings:
-# psycopg dumps a list element by element in Python, which cost more per batch than the rest of the
-# statement's client side, and PostgreSQL takes each payload as it is (building it there with
-# jsonb_build_object cost ~12% of its CPU per update). The columns of webhook_updates are read from
-# the same payload. The constants are written into the text (they are ours, checked below), so the
-# statement has a single parameter; it is prepared once per connection and run through
-# prepared_call.py.
-SQL_STORE_BATCH = f"""
-WITH input AS (
-    SELECT e->>'bot' AS bot, e->>'update_type' AS update_type, (e->>'update_id')::bigint AS update_id,
-           e AS payload, n
-      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)
-),
-job_ids AS (
-    SELECT pg_get_serial_sequence('jobs', 'job_id')::regclass AS seq
-),
-fresh AS (
-    INSERT INTO webhook_updates (bot, update_id, update_type, job_id)
-    SELECT bot, update_id, update_type, nextval((SELECT seq FROM job_ids))
-      FROM input
-     ORDER BY n
-    ON CONFLICT (bot, update_id) DO NOTHING
-    RETURNING bot, update_id, job_id
-),
-queued AS (
-    INSERT INTO jobs (job_id, job_type, payload, priority, max_retries)
-    SELECT f.job_id,
-           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN '{JOIN_REQUEST_JOB}' ELSE '{UPDATE_JOB}' END,
-           i.payload,
-           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN {JOIN_REQUEST_PRIORITY:d} ELSE 0 END,
-           {DEFAULT_MAX_RETRIES:d}
-      FROM fresh AS f JOIN input AS i ON i.bot = f.bot AND i.update_id = f.update_id
-     ORDER BY f.job_id
-    RETURNING job_id
-)
-SELECT array_agg(i.n) FROM input AS i
- WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)
-"""  # the result: the positions (1-based) of the updates that were already stored, or NULL
-STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
-assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB))
 
 
 class IntakeUnavailable(Exception):
     """The update could not be stored now (database down, overloaded, stopping): answer 503."""
-
-
-def job_type_for(update_type: str) -> str:
-    return JOIN_REQUEST_JOB if update_type == JOIN_REQUEST else UPDATE_JOB
 
 
 @dataclass(slots=True)
@@ -302,7 +251,7 @@ class UpdateIntake:
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.set_autocommit(True)  # the batch statement is its own transaction
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (self._statement_timeout,))
-        await conn.execute(b"PREPARE " + STORE_BATCH_STATEMENT + b" (text) AS " + SQL_STORE_BATCH.encode())
+        await prepare_store_batch(conn)
         self._configured.add(conn)
 
     def _failed(self, batch: list[_Pending], exc: BaseException, *, database_down: bool = True) -> None:

@@ -26,7 +26,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # real updates nest < 10 deep; this only stops pathological bodies cheaply
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
-JOIN_REQUEST = "chat_join_request"
 # Update types Telegram documents (Bot API 10.x); anything else is still accepted and routed, but is
 # counted under "other" so a stream of made-up keys cannot blow up the metrics' label set.
 KNOWN_TYPES = frozenset(

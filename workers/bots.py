@@ -6,10 +6,9 @@ that bot is the one with rights in the chat, so it is the one that answers. Jobs
 (broadcasts, member counts, kicks) use the group-management bot. A deployment with only one token
 uses it for everything.
 
-`Bots` is created once per worker process (`build_services`) and put in `JobContext.services`; the
-httpx connection pool, the rate limiter and a small autocommit database pool are shared by every job
-of the process. They are made on first use (`await bots_for(ctx)`), once the worker's event loop and
-database exist.
+`Bots` is created once per worker process and kept in `JobContext.services`; the httpx connection
+pool, the rate limiter and a small autocommit database pool are shared by every job of the process.
+They are made on first use (`await bots_for(ctx)`), once the worker's event loop and database exist.
 
 Why a second, autocommit pool: a pooled connection in psycopg's default mode spends three round
 trips on a one-statement transaction (BEGIN, the statement, COMMIT). The hot paths (approving a join
@@ -28,13 +27,14 @@ from typing import Any, Literal, TypeVar
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
+from tgms_tui.backend import groups
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.queue import Job
 
-from .group_migration import rewrite_group_id
 from .lean_transport import LeanTransport
 from .rate_limit import RateLimiter
 from .runner import JobContext, PermanentFailure, Snooze
+from .services import Services
 from .telegram_api import DEFAULT_TIMEOUT, ChatMigrated, RetryAfter, TelegramClient, TelegramError
 
 # Bot API calls one worker process may have in flight at once, over both bots.
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 BotRole = Literal["main", "tgms"]
 ROLES: tuple[BotRole, ...] = ("main", "tgms")
-SERVICE_KEY = "bots"
 # Statements on it are short; a handful of connections serve hundreds of jobs per second.
 AUTOCOMMIT_POOL_SIZE = 6
 
@@ -187,24 +186,16 @@ class Bots:
             self._db = None
 
 
-def build_services(settings: Settings) -> dict[str, Any]:
+def build_services(settings: Settings) -> Services:
     """The `JobContext.services` of a worker process."""
-    return {SERVICE_KEY: Bots(settings)}
-
-
-async def close_services(services: dict[str, Any]) -> None:
-    bots = services.get(SERVICE_KEY)
-    if isinstance(bots, Bots):
-        await bots.aclose()
+    return Services(bots=Bots(settings))
 
 
 async def bots_for(ctx: JobContext) -> Bots:
     """This process's `Bots`, ready to use."""
-    bots = ctx.services.get(SERVICE_KEY)
-    if not isinstance(bots, Bots):
-        bots = Bots(ctx.settings)
-        ctx.services[SERVICE_KEY] = bots
-    return await bots.ready(ctx.db)
+    if ctx.services.bots is None:
+        ctx.services.bots = Bots(ctx.settings)
+    return await ctx.services.bots.ready(ctx.db)
 
 
 async def client_for(ctx: JobContext, job: Job | None = None, default: BotRole = "tgms") -> TelegramClient:
@@ -244,7 +235,7 @@ async def call_in_chat(
             continue
         except ChatMigrated as exc:
             async with ctx.db.connection() as conn:
-                await rewrite_group_id(conn, chat_id, exc.new_chat_id)
+                await groups.rewrite_id(conn, chat_id, exc.new_chat_id)
             chat_id = exc.new_chat_id
         except TelegramError as exc:
             failures += 1

@@ -8,7 +8,7 @@ import asyncio
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.queue import Pool
 
-from .bots import build_services, close_services
+from .bots import build_services
 from .registry import handlers_for, periodic_for
 from .runner import Worker, WorkerOptions
 
@@ -47,7 +47,7 @@ def run_pool(pool: Pool, *, concurrency: int | None = None, grace: float = 20.0)
         try:
             await worker.run_forever()
         finally:
-            await close_services(services)
+            await services.aclose()
 
     asyncio.run(serve())
     return 0

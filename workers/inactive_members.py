@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tgms_tui.backend import groups, members
 from tgms_tui.backend.queue import Job
 
 from .bots import call_in_chat, client_for
@@ -42,28 +43,6 @@ JOB_TYPE = "tgms_kick_inactive_members"
 DAILY = 86400.0
 # Seen as members by TGMS: candidates when inactive. 'left' and 'kicked' are gone already.
 PRESENT = ("member", "restricted")
-
-SQL_GROUPS = """
-SELECT group_id, chat_type, inactivity_days FROM managed_groups
- WHERE is_active AND inactivity_days IS NOT NULL
-   AND (%(ids)s::bigint[] IS NULL OR group_id = ANY(%(ids)s::bigint[]))
- ORDER BY group_id
-"""
-
-SQL_CANDIDATES = """
-SELECT user_id, is_bot, last_seen_at FROM member_activity
- WHERE chat_id = %(chat)s AND status = ANY(%(present)s)
-   AND last_seen_at < now() - make_interval(days => %(days)s)
- ORDER BY last_seen_at, user_id
-"""
-
-SQL_AUDIT = """
-INSERT INTO kick_audit (chat_id, user_id, action, reason, dry_run, job_id)
-VALUES (%(chat)s, %(user)s, %(action)s, %(reason)s, %(dry_run)s, %(job)s)
-"""
-
-# Only the status changes: being kicked or read is not activity.
-SQL_SET_STATUS = "UPDATE member_activity SET status = %(status)s WHERE chat_id = %(chat)s AND user_id = %(user)s"
 
 
 @dataclass
@@ -87,11 +66,10 @@ async def kick_inactive_members(ctx: JobContext, job: Job) -> None:
     except (TypeError, ValueError):
         raise PermanentFailure("group_ids must be a list of chat ids") from None
     async with ctx.db.connection() as conn:
-        cur = await conn.execute(SQL_GROUPS, {"ids": group_ids})
-        groups = [(int(g), str(t), int(d)) for g, t, d in await cur.fetchall()]
+        policies = await groups.kick_policies(conn, group_ids)
     client = await client_for(ctx, job, default="tgms")
     report = KickReport()
-    for group_id, chat_type, days in groups:
+    for group_id, chat_type, days in policies:
         report.groups += 1
         await _kick_in_group(ctx, job, client, group_id, chat_type, days, dry_run, report)
     log.info(
@@ -116,24 +94,13 @@ async def _kick_in_group(
     report: KickReport,
 ) -> None:
     async with ctx.db.connection() as conn:
-        cur = await conn.execute(SQL_CANDIDATES, {"chat": chat_id, "present": list(PRESENT), "days": days})
-        candidates = [(int(u), bool(b)) for u, b, _ in await cur.fetchall()]
+        candidates = await members.inactive(conn, chat_id, PRESENT, days)
 
     async def audit(user_id: int, action: str, reason: str, status: str | None = None) -> None:
         async with ctx.db.connection() as conn:
-            await conn.execute(
-                SQL_AUDIT,
-                {
-                    "chat": chat_id,
-                    "user": user_id,
-                    "action": action,
-                    "reason": reason,
-                    "dry_run": dry_run,
-                    "job": job.job_id,
-                },
+            await members.audit_kick(
+                conn, chat_id, user_id, action, reason, dry_run=dry_run, job_id=job.job_id, status=status
             )
-            if status is not None and not dry_run:
-                await conn.execute(SQL_SET_STATUS, {"chat": chat_id, "user": user_id, "status": status})
         if action == "kicked":
             report.kicked += 1
         elif action == "would_kick":
@@ -144,7 +111,7 @@ async def _kick_in_group(
             report.skipped += 1
 
     threshold = f"not seen for {days} day(s)"
-    for user_id, is_bot in candidates:
+    for user_id, is_bot, _ in candidates:
         if user_id == client.bot_id:
             await audit(user_id, "skipped_bot", "this is the TGMS bot itself")
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tgms_tui.backend import groups, members
 from tgms_tui.backend.queue import Job
 
 from .bots import call_in_chat, client_for
@@ -21,19 +22,6 @@ from .telegram_api import TelegramError
 log = logging.getLogger(__name__)
 
 JOB_TYPE = "tgms_update_member_counts"
-
-SQL_ACTIVE_GROUPS = "SELECT group_id FROM managed_groups WHERE is_active ORDER BY group_id"
-SQL_LISTED_GROUPS = "SELECT group_id FROM managed_groups WHERE group_id = ANY(%s) ORDER BY group_id"
-
-SQL_RECORD = """
-WITH g AS (
-    UPDATE managed_groups SET member_count = %(count)s, member_count_at = now(), updated_at = now()
-     WHERE group_id = %(group)s
-    RETURNING group_id
-)
-INSERT INTO member_count_history (group_id, member_count, recorded_at)
-SELECT group_id, %(count)s, now() FROM g
-"""
 
 
 def _group_ids(payload: dict[str, Any]) -> list[int] | None:
@@ -52,11 +40,7 @@ async def update_member_counts(ctx: JobContext, job: Job) -> None:
     """getChatMemberCount for each group; one member_count_history row per reading."""
     wanted = _group_ids(job.payload)
     async with ctx.db.connection() as conn:
-        if wanted is None:
-            cur = await conn.execute(SQL_ACTIVE_GROUPS)
-        else:
-            cur = await conn.execute(SQL_LISTED_GROUPS, (wanted,))
-        group_ids = [int(r[0]) for r in await cur.fetchall()]
+        group_ids = await groups.ids(conn, wanted)
     client = await client_for(ctx, job, default="tgms")
     read = failed = 0
     for group_id in group_ids:
@@ -67,7 +51,7 @@ async def update_member_counts(ctx: JobContext, job: Job) -> None:
             log.warning("member count of group %s not read: %s", group_id, exc.description)
             continue
         async with ctx.db.connection() as conn:
-            await conn.execute(SQL_RECORD, {"group": answered_by, "count": count})
+            await members.record_count(conn, answered_by, count)
         read += 1
     log.info("member counts: %d group(s) read, %d failed", read, failed)
 

@@ -1,7 +1,7 @@
 """Telegram send rate limits shared by every worker process through PostgreSQL.
 
-Each limit is a token bucket row in `rate_buckets` (sql/001_core.sql), refilled lazily from the
-database clock, so any number of processes on any number of hosts share one budget:
+Each limit is a token bucket row in `rate_buckets` (tgms_tui/backend/rate_buckets.py), refilled lazily
+from the database clock, so any number of processes on any number of hosts share one budget:
 
 - `bot:<bot>`               the bot's overall rate (TGMS_RATE_PER_SECOND, seed default 5/s)
 - `group:<bot>:<chat>`      Telegram's 20 messages per minute in a group (chat ids < 0)
@@ -27,77 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from tgms_tui.backend import rate_buckets
+
 if TYPE_CHECKING:
     from tgms_tui.backend.config import Settings
 
 log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------------ SQL
-
-# Create missing buckets full; adopt a changed configuration without touching the level otherwise.
-# Keys arrive sorted so concurrent upserts lock rows in the same order.
-ENSURE_BUCKETS = """
-INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at)
-SELECT k, c, c, r, clock_timestamp()
-  FROM unnest(%(keys)s::text[], %(capacities)s::float8[], %(rates)s::float8[]) AS w(k, c, r)
- ORDER BY k
-ON CONFLICT (key) DO UPDATE
-   SET capacity = EXCLUDED.capacity,
-       refill_per_sec = EXCLUDED.refill_per_sec,
-       tokens = LEAST(b.tokens, EXCLUDED.capacity)
- WHERE b.capacity <> EXCLUDED.capacity OR b.refill_per_sec <> EXCLUDED.refill_per_sec
-"""
-
-# The all-or-nothing take. `cur` locks the rows (newest versions, in key order) and computes each
-# refilled level; `verdict` grants only if every wanted row exists, has >= 1 token and is not paused;
-# `take` is the conditional UPDATE. The SELECT reports the verdict and, when refused, how long until
-# the slowest bucket can pay.
-TAKE_TOKENS = """
-WITH cur AS (
-    SELECT key,
-           LEAST(capacity, tokens + refill_per_sec
-                 * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))) AS level,
-           refill_per_sec,
-           paused_until
-      FROM rate_buckets
-     WHERE key = ANY(%(keys)s::text[])
-     ORDER BY key
-       FOR UPDATE
-), verdict AS (
-    SELECT count(*) AS found,
-           coalesce(bool_and(level >= 1 AND (paused_until IS NULL OR paused_until <= clock_timestamp())),
-                    false) AS granted,
-           coalesce(max(GREATEST(
-               CASE WHEN level >= 1 THEN 0 ELSE (1 - level) / refill_per_sec END,
-               coalesce(EXTRACT(EPOCH FROM paused_until - clock_timestamp()), 0))), 0) AS wait
-      FROM cur
-), take AS (
-    UPDATE rate_buckets AS b
-       SET tokens = cur.level - 1,
-           updated_at = clock_timestamp()
-      FROM cur, verdict
-     WHERE b.key = cur.key
-       AND verdict.granted
-       AND verdict.found = %(n)s
-    RETURNING b.key
-)
-SELECT verdict.found, verdict.granted AND verdict.found = %(n)s, verdict.wait, (SELECT count(*) FROM take)
-  FROM verdict
-"""
-
-# A 429: pause a bucket (created if missing); an earlier, longer pause is kept.
-PAUSE_BUCKET = """
-INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at, paused_until)
-VALUES (%(key)s, 0, %(capacity)s, %(rate)s, clock_timestamp(),
-        clock_timestamp() + make_interval(secs => %(seconds)s))
-ON CONFLICT (key) DO UPDATE
-   SET paused_until = GREATEST(coalesce(b.paused_until, '-infinity'), EXCLUDED.paused_until)
-"""
-
-PAUSED_FOR = """
-SELECT coalesce(max(GREATEST(0, EXTRACT(EPOCH FROM paused_until - clock_timestamp()))), 0)
-  FROM rate_buckets WHERE key = ANY(%(keys)s::text[])
-"""
 
 
 @dataclass(frozen=True)
@@ -220,15 +155,7 @@ class RateLimiter:
         """After a 429: no sends for this bot (or only to this chat) for `seconds`, in every process."""
         bucket = self._pause_bucket(bot_key, chat_id)
         async with self.pool.connection() as conn:
-            await conn.execute(
-                PAUSE_BUCKET,
-                {
-                    "key": bucket.key,
-                    "capacity": float(bucket.capacity),
-                    "rate": float(bucket.refill_per_sec),
-                    "seconds": float(seconds),
-                },
-            )
+            await rate_buckets.pause(conn, bucket.key, bucket.capacity, bucket.refill_per_sec, seconds)
         self._ensured.add(bucket)
         log.info(
             "rate limit: paused %s for %.1f s",
@@ -238,31 +165,17 @@ class RateLimiter:
 
     async def paused_for(self, bot_key: str, chat_id: int | None = None) -> float:
         """Seconds left on the longest pause that would block such a send (0 when none)."""
-        keys = [b.key for b in self.buckets(bot_key, chat_id)]
         async with self.pool.connection() as conn:
-            cur = await conn.execute(PAUSED_FOR, {"keys": keys})
-            row = await cur.fetchone()
-        return float(row[0]) if row else 0.0
+            return await rate_buckets.paused_for(conn, [b.key for b in self.buckets(bot_key, chat_id)])
 
     # -------------------------------------------------------------- internals
 
     async def _ensure(self, buckets: list[Bucket]) -> None:
         ordered = sorted(buckets, key=lambda b: b.key)
         async with self.pool.connection() as conn:
-            await conn.execute(
-                ENSURE_BUCKETS,
-                {
-                    "keys": [b.key for b in ordered],
-                    "capacities": [float(b.capacity) for b in ordered],
-                    "rates": [float(b.refill_per_sec) for b in ordered],
-                },
-            )
+            await rate_buckets.ensure(conn, [(b.key, float(b.capacity), float(b.refill_per_sec)) for b in ordered])
         self._ensured.update(ordered)
 
     async def _take(self, buckets: list[Bucket]) -> tuple[bool, float, int]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(TAKE_TOKENS, {"keys": [b.key for b in buckets], "n": len(buckets)})
-            row = await cur.fetchone()
-        assert row is not None  # the aggregate always yields one row
-        found, granted, wait, _taken = row
-        return bool(granted), float(wait), int(found)
+            return await rate_buckets.take(conn, [b.key for b in buckets])

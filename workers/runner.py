@@ -28,11 +28,13 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tgms_tui.backend import queue
+from tgms_tui.backend import health, queue
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.queue import Backoff, Job, Pool
 from tgms_tui.backend.redaction import redact
+
+from .services import Services
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class JobContext:
     settings: Settings
     worker_id: str
     pool: Pool
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
 
 
 Handler = Callable[[JobContext, Job], Awaitable[None]]
@@ -101,7 +103,7 @@ class Worker:
         options: WorkerOptions | None = None,
         *,
         bot_name: str | None = None,
-        services: dict[str, Any] | None = None,
+        services: Services | None = None,
     ) -> None:
         self.url = url
         self.pool: Pool = pool
@@ -112,7 +114,7 @@ class Worker:
         )
         self.bot_name = bot_name or BOT_NAMES[pool]
         self.worker_id = f"{self.bot_name}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.services = services or {}
+        self.services = services or Services()
         self.jobs_done = 0
         self.jobs_failed = 0
         self.last_error: str | None = None
@@ -415,19 +417,17 @@ class Worker:
             await self._upsert_health(conn)
 
     async def _upsert_health(self, conn: Conn) -> None:
-        await conn.execute(
-            SQL_UPSERT_HEALTH,
-            {
-                "worker_id": self.worker_id,
-                "bot_name": self.bot_name,
-                "status": self._status,
-                "last_activity": self.last_activity,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "done": self.jobs_done,
-                "failed": self.jobs_failed,
-                "last_error": self.last_error,
-            },
+        await health.upsert(
+            conn,
+            worker_id=self.worker_id,
+            bot_name=self.bot_name,
+            status=self._status,
+            last_activity=self.last_activity,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            done=self.jobs_done,
+            failed=self.jobs_failed,
+            last_error=self.last_error,
         )
 
     # ------------------------------------------------------------------ shutdown
@@ -446,14 +446,3 @@ class Worker:
             await self._write(lambda c: queue.release(c, ids, self.worker_id), within=2.5, what="released jobs")
             log.info("released %d unfinished job(s) back to the queue", len(ids))
         await self._flush_completions()
-
-
-SQL_UPSERT_HEALTH = """
-INSERT INTO bot_health (worker_id, bot_name, status, last_activity, updated_at, pid, host, jobs_done,
-                        jobs_failed, last_error)
-VALUES (%(worker_id)s, %(bot_name)s, %(status)s, to_timestamp(%(last_activity)s), now(), %(pid)s, %(host)s,
-        %(done)s, %(failed)s, %(last_error)s)
-ON CONFLICT (worker_id) DO UPDATE
-   SET status = EXCLUDED.status, last_activity = EXCLUDED.last_activity, updated_at = now(),
-       jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed, last_error = EXCLUDED.last_error
-"""

@@ -4,7 +4,7 @@
   registered in `managed_groups` (phase growth; active when the bot may invite users, i.e. approve
   join requests; title, chat type, and the user who promoted it as admin_user_id). Demoted, removed
   or kicked → the group is deactivated with the reason. Promoted again → reactivated, unless an
-  operator deactivated it by hand.
+  operator deactivated it by hand (the activation rule of tgms_tui/backend/groups.py).
 - Service messages: `migrate_to_chat_id` / `migrate_from_chat_id` rewrite the group id everywhere;
   `new_chat_title` renames the group.
 - Messages, joins, leaves and `chat_member` updates in managed groups record member activity (the
@@ -23,10 +23,11 @@ from typing import Any
 
 import psycopg
 
+from tgms_tui.backend import groups, members
+from tgms_tui.backend.groups import REASON_KICKED, REASON_NOT_ADMIN, REASON_REMOVED
 from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for, client_for
-from .group_migration import rewrite_group_id
 from .runner import JobContext, Snooze
 from .telegram_api import Forbidden, RetryAfter, TelegramError
 
@@ -35,13 +36,6 @@ log = logging.getLogger(__name__)
 JOB_TYPE = "process_telegram_update"
 GROUP_TYPES = ("group", "supergroup", "channel")
 MESSAGE_KEYS = ("message", "edited_message")
-
-# Reasons written here start with "bot ": a later promotion of the bot may undo those, not an
-# operator's decision.
-REASON_REMOVED = "bot was removed from the group by user {actor}"
-REASON_KICKED = "bot was kicked from the group by user {actor}"
-REASON_NOT_ADMIN = "bot is no longer an administrator (demoted by user {actor})"
-REASON_NO_INVITE = "bot cannot invite users, so it cannot approve join requests"
 
 HELP_TEXT = (
     "I am the group management bot of TGMS.\n\n"
@@ -52,91 +46,6 @@ HELP_TEXT = (
     "To start, add me to your group as an administrator with the right to invite users. "
     "Commands: /start, /help."
 )
-
-SQL_REGISTER = """
-INSERT INTO managed_groups AS g
-       (group_id, admin_user_id, title, chat_type, phase, is_active, bot_can_invite,
-        deactivated_reason, deactivated_at)
-VALUES (%(chat)s, %(actor)s, %(title)s, %(type)s, 'growth', %(can_invite)s, %(can_invite)s,
-        CASE WHEN %(can_invite)s THEN NULL ELSE %(no_invite)s END,
-        CASE WHEN %(can_invite)s THEN NULL ELSE now() END)
-ON CONFLICT (group_id) DO UPDATE
-   SET admin_user_id = COALESCE(g.admin_user_id, EXCLUDED.admin_user_id),
-       title = COALESCE(NULLIF(EXCLUDED.title, ''), g.title),
-       chat_type = EXCLUDED.chat_type,
-       bot_can_invite = EXCLUDED.bot_can_invite,
-       is_active = CASE WHEN NOT EXCLUDED.bot_can_invite THEN false
-                        WHEN g.is_active THEN true
-                        ELSE g.deactivated_reason IS NULL OR g.deactivated_reason LIKE 'bot %%'
-                             OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%' END,
-       consecutive_failures = CASE WHEN EXCLUDED.bot_can_invite THEN 0 ELSE g.consecutive_failures END,
-       deactivated_reason = CASE WHEN NOT EXCLUDED.bot_can_invite
-                                 THEN COALESCE(CASE WHEN g.is_active THEN NULL ELSE g.deactivated_reason END,
-                                               EXCLUDED.deactivated_reason)
-                                 WHEN g.is_active OR g.deactivated_reason IS NULL
-                                      OR g.deactivated_reason LIKE 'bot %%'
-                                      OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%'
-                                 THEN NULL ELSE g.deactivated_reason END,
-       deactivated_at = CASE WHEN NOT EXCLUDED.bot_can_invite THEN COALESCE(g.deactivated_at, now())
-                             WHEN g.is_active OR g.deactivated_reason IS NULL
-                                  OR g.deactivated_reason LIKE 'bot %%'
-                                  OR g.deactivated_reason LIKE '%%consecutive broadcast failures%%'
-                             THEN NULL ELSE g.deactivated_at END,
-       updated_at = now()
-RETURNING is_active, (xmax = 0) AS inserted
-"""
-
-SQL_DEACTIVATE = """
-UPDATE managed_groups
-   SET is_active = false, bot_can_invite = %(can_invite)s, deactivated_reason = %(reason)s,
-       deactivated_at = CASE WHEN is_active THEN now() ELSE COALESCE(deactivated_at, now()) END,
-       title = COALESCE(NULLIF(%(title)s, ''), title), updated_at = now()
- WHERE group_id = %(chat)s
-RETURNING group_id
-"""
-
-SQL_TITLE = "UPDATE managed_groups SET title = %(title)s, updated_at = now() WHERE group_id = %(chat)s"
-
-# `soft`: seen in a message — present, but a known status (admin, restricted) is kept. Otherwise the
-# status is what Telegram just told us (join, leave, chat_member).
-# A row that would not change (same status, username and bot flag, last seen less than a minute ago)
-# is not touched at all: not rewritten, not even locked, so the statement writes nothing and its
-# commit waits for no disk. A chatty group, or the three updates one approval brings (the approval
-# itself, its chat_member update and the join message), then cost reads only. Inactivity is counted
-# in days, so a minute's precision in last_seen_at loses nothing. (An UPDATE whose WHERE does not
-# match locks nothing; INSERT .. ON CONFLICT DO UPDATE .. WHERE would lock the row even when its WHERE
-# is false.) The ON CONFLICT clause covers a member first seen by two updates at the same moment.
-_NEW_STATUS = "CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE {new}.status END"
-_CHANGED = f"""(to_timestamp(%(date)s) >= m.last_seen_at + interval '1 minute'
-            OR m.is_bot <> {{new}}.is_bot
-            OR ({{new}}.username IS NOT NULL AND m.username IS DISTINCT FROM {{new}}.username)
-            OR m.status <> {_NEW_STATUS})"""
-_SET = f"""username = COALESCE({{new}}.username, m.username),
-           is_bot = {{new}}.is_bot,
-           status = {_NEW_STATUS},
-           last_seen_at = GREATEST(m.last_seen_at, to_timestamp(%(date)s))"""
-SQL_ACTIVITY = f"""
-WITH input AS (
-    SELECT u.id, u.username, u.status, u.is_bot
-      FROM unnest(%(ids)s::bigint[], %(usernames)s::text[], %(statuses)s::text[], %(bots)s::bool[])
-           AS u(id, username, status, is_bot)
-     WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = %(chat)s)
-), changed AS (
-    UPDATE member_activity AS m
-       SET {_SET.format(new="i")}
-      FROM input AS i
-     WHERE m.chat_id = %(chat)s AND m.user_id = i.id
-       AND {_CHANGED.format(new="i")}
-    RETURNING m.user_id
-)
-INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
-SELECT %(chat)s, i.id, i.username, i.status, i.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
-  FROM input AS i
- WHERE NOT EXISTS (SELECT 1 FROM member_activity AS e WHERE e.chat_id = %(chat)s AND e.user_id = i.id)
-ON CONFLICT (chat_id, user_id) DO UPDATE
-   SET {_SET.format(new="EXCLUDED")}
- WHERE {_CHANGED.format(new="EXCLUDED")}
-"""
 
 
 class MalformedUpdate(ValueError):
@@ -208,36 +117,17 @@ class UpdateHandler:
         async with self.ctx.db.connection() as conn:
             if status in ("administrator", "creator"):
                 can_invite = status == "creator" or bool(new.get("can_invite_users"))
-                cur = await conn.execute(
-                    SQL_REGISTER,
-                    {
-                        "chat": chat_id,
-                        "actor": actor,
-                        "title": title,
-                        "type": chat_type,
-                        "can_invite": can_invite,
-                        "no_invite": REASON_NO_INVITE,
-                    },
+                active, inserted = await groups.bot_promoted(
+                    conn, chat_id, actor=actor, title=title, chat_type=chat_type, can_invite=can_invite
                 )
-                row = await cur.fetchone()
-                assert row is not None
-                log.info(
-                    "group %s (%s) %s by user %s: %s",
-                    chat_id,
-                    title,
-                    "registered" if row[1] else "updated",
-                    actor,
-                    "active" if row[0] else "inactive",
-                )
+                done, state = "registered" if inserted else "updated", "active" if active else "inactive"
+                log.info("group %s (%s) %s by user %s: %s", chat_id, title, done, actor, state)
                 return
             if status in ("left", "kicked"):
                 reason = (REASON_KICKED if status == "kicked" else REASON_REMOVED).format(actor=actor)
             else:  # member, restricted: still in the group but without admin rights
                 reason = REASON_NOT_ADMIN.format(actor=actor)
-            cur = await conn.execute(
-                SQL_DEACTIVATE, {"chat": chat_id, "reason": reason, "can_invite": False, "title": title}
-            )
-            if await cur.fetchone() is not None:
+            if await groups.deactivate(conn, chat_id, reason, bot_can_invite=False, title=title):
                 log.info("group %s deactivated: %s", chat_id, reason)
 
     # ------------------------------------------------------------ other members
@@ -276,7 +166,7 @@ class UpdateHandler:
             return
         if isinstance(message.get("new_chat_title"), str):
             async with self.ctx.db.connection() as conn:
-                await conn.execute(SQL_TITLE, {"chat": chat_id, "title": message["new_chat_title"]})
+                await groups.set_title(conn, chat_id, message["new_chat_title"])
         joined = message.get("new_chat_members")
         told = [(_user(u), "member") for u in joined] if isinstance(joined, list) else []
         left = message.get("left_chat_member")
@@ -303,7 +193,7 @@ class UpdateHandler:
 
     async def _migrate(self, old_id: int, new_id: int) -> None:
         async with self.ctx.db.connection() as conn:
-            await rewrite_group_id(conn, old_id, new_id)
+            await groups.rewrite_id(conn, old_id, new_id)
 
     async def _record(
         self,
@@ -315,21 +205,11 @@ class UpdateHandler:
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> None:
         """Upsert the users' activity, on `conn` or else alone in autocommit (one round trip)."""
-        people = list(users)
-        params = {
-            "chat": chat_id,
-            "ids": [int(u["id"]) for u in people],
-            "usernames": [u.get("username") for u in people],
-            "statuses": [status] * len(people),
-            "bots": [bool(u.get("is_bot", False)) for u in people],
-            "date": date,
-            "soft": soft,
-        }
         if conn is not None:
-            await conn.execute(SQL_ACTIVITY, params)
+            await members.record_activity(conn, chat_id, users, status, date, soft)
             return
         async with self.bots.db.connection() as own:
-            await own.execute(SQL_ACTIVITY, params)
+            await members.record_activity(own, chat_id, users, status, date, soft)
 
     # ------------------------------------------------------------ private chats
 

@@ -5,38 +5,72 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tgms_tui.backend import dashboard, group_actions
+from tgms_tui.backend import broadcasts, dashboard, group_actions
 from tgms_tui.backend.live import ChangeListener, RefreshScheduler
 
+from ..test_sql_placement import tables
 from .seed import GROUPS, seed
 
 
 def test_backend_modules_do_not_import_textual() -> None:
+    """Nor any role: the repositories serve every process."""
     code = (
-        "import sys, tgms_tui.backend.dashboard, tgms_tui.backend.group_actions, tgms_tui.backend.live; "
-        "sys.exit('textual' in sys.modules)"
+        "import sys, pkgutil, importlib, tgms_tui.backend as b; "
+        "[importlib.import_module(f'tgms_tui.backend.{m.name}') for m in pkgutil.iter_modules(b.__path__)]; "
+        "sys.exit(any(r in sys.modules for r in ('textual', 'starlette', 'workers', 'webhook_server', 'telegram_sim')))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-async def test_job_queries_never_need_a_full_scan(pool: AsyncConnectionPool) -> None:
-    """With sequential scans priced out, every dashboard query over jobs still has an index path:
-    the dashboard never reads the whole (possibly 100k-row) table on a refresh."""
+# Every named query the control center runs (the dashboard, the group detail and the broadcast
+# progress views poll theirs), with sample parameters.
+POLLED: dict[str, tuple[str, Any]] = {
+    "dashboard.SQL_GROUPS": (dashboard.SQL_GROUPS, None),
+    "dashboard.SQL_GROUPS_BY_ID": (dashboard.SQL_GROUPS_BY_ID, ([-1, -2],)),
+    "dashboard.SQL_POOL_STATS": (dashboard.SQL_POOL_STATS, {"window": 60}),
+    "dashboard.SQL_RECENT_JOBS": (dashboard.SQL_RECENT_JOBS, {"n": 40}),
+    "dashboard.SQL_JOB_DETAIL": (dashboard.SQL_JOB_DETAIL, (1,)),
+    "dashboard.SQL_WORKERS": (dashboard.SQL_WORKERS, None),
+    "dashboard.SQL_JOIN_REQUESTS": (dashboard.SQL_JOIN_REQUESTS, (100,)),
+    "dashboard.SQL_DELIVERIES": (dashboard.SQL_DELIVERIES, {"groups": [-1, -2], "bid": 1}),
+    "group_actions.SQL_GROUP": (group_actions.SQL_GROUP, (-1,)),
+    "group_actions.SQL_HISTORY": (group_actions.SQL_HISTORY, (-1, 120)),
+    "group_actions.SQL_GROUP_JOIN_REQUESTS": (group_actions.SQL_GROUP_JOIN_REQUESTS, (-1, 50)),
+    "group_actions.SQL_GROUP_BROADCASTS": (group_actions.SQL_GROUP_BROADCASTS, (-1, 50)),
+    "group_actions.SQL_GROUP_KICKS": (group_actions.SQL_GROUP_KICKS, (-1, 50)),
+    "broadcasts.SQL_PROGRESS": (broadcasts.SQL_PROGRESS, (1,)),
+}
+# Read whole by design (every group is listed; one row per worker process).
+READ_WHOLE = {"managed_groups", "bot_health"}
+
+
+def test_every_read_model_query_is_explained() -> None:
+    named = {
+        f"{m.__name__.rsplit('.', 1)[1]}.{n}"
+        for m in (dashboard, group_actions)
+        for n in vars(m)
+        if n.startswith("SQL_")
+    }
+    assert named <= set(POLLED), named - set(POLLED)
+
+
+async def test_polled_queries_never_need_a_full_scan(pool: AsyncConnectionPool) -> None:
+    """With sequential scans priced out, every query the control center polls still has an index path
+    on every table that grows (jobs, join requests, messages, history...): a refresh never reads a
+    whole (possibly 100k-row) table."""
+    growing = tables() - READ_WHOLE
     async with pool.connection() as conn:
         await conn.execute("SET enable_seqscan = off")
-        for sql, params in (
-            (dashboard.SQL_POOL_STATS, {"window": 60}),
-            (dashboard.SQL_RECENT_JOBS, {"n": 40}),
-            (dashboard.SQL_JOIN_REQUESTS, (100,)),
-        ):
+        for name, (sql, params) in POLLED.items():
             cur = await conn.execute("EXPLAIN " + sql, params)
             plan = "\n".join(str(r[0]) for r in await cur.fetchall())
-            assert "Seq Scan on jobs" not in plan, plan
-            assert "Seq Scan on join_requests" not in plan, plan
+            scanned = {t for t in growing if f"Seq Scan on {t} " in plan}
+            assert not scanned, f"{name} scans {scanned}:\n{plan}"
 
 
 async def test_queries_return_typed_bounded_rows(db_url: str, pool: AsyncConnectionPool) -> None:

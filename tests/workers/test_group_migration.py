@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from workers.group_migration import rewrite_group_id
+from tgms_tui.backend.groups import rewrite_id as rewrite_group_id
 
 OLD, NEW = -4_000_000_001, -1_000_000_000_001
 

@@ -1,4 +1,4 @@
-"""The activity upsert (workers/updates.py) on a real database: it records what Telegram told us, and
+"""The activity upsert (tgms_tui/backend/members.py) on a real database: it records what Telegram told us, and
 a repeat that changes nothing within a minute writes nothing at all, not even a row lock (what keeps
 chatty groups and the three updates of every approval cheap)."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from workers.updates import SQL_ACTIVITY
+from tgms_tui.backend.members import SQL_ACTIVITY
 
 CHAT, USER, T0 = -100777, 4242, 1_760_000_000
 

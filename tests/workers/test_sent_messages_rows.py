@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from workers.group_sender import SQL_INSERT_TARGETS
+from tgms_tui.backend.broadcasts import insert_targets
 
 
 async def test_thousands_of_targets_get_distinct_codes_and_a_rerun_adds_nothing(pool: AsyncConnectionPool) -> None:
     ids = [-1_000_000_000_000 - n for n in range(12_345)]
     async with pool.connection() as conn:
         await conn.execute("INSERT INTO broadcasts (broadcast_id, text) VALUES (7, 'x')")
-        await conn.execute(SQL_INSERT_TARGETS, {"b": 7, "ids": ids})
-        await conn.execute(SQL_INSERT_TARGETS, {"b": 7, "ids": ids})  # a second starter agrees
+        await insert_targets(conn, 7, ids)
+        await insert_targets(conn, 7, ids)  # a second starter agrees
         cur = await conn.execute(
             "SELECT count(*), count(DISTINCT debug_code), count(DISTINCT chat_id), "
             "bool_and(debug_code ~ '^[A-Za-z0-9]+$') FROM sent_messages"

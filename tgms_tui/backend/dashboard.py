@@ -1,10 +1,14 @@
-"""Read queries behind the control center's live panes, returning typed rows.
+"""The control center's read model: the queries behind its live panes, returning typed rows.
+
+The repositories (groups, broadcasts, members, health, ...) own the writes and the rules; the
+screens' polled reads stay here (and in group_actions' detail view) because they join across table
+families and are shaped and bounded for one refresh, not for a process's work. A test EXPLAINs each.
 
 Rows are NamedTuples: a refresh builds and compares 10,000 of them, and tuple construction and
 equality run in C. Every query here runs every couple of seconds against tables that may hold 10,000 groups and
 100,000 jobs, so each one is bounded or served by an index: job counts come from the partial
 indexes on pending / running / failed rows and from the finished_at index for throughput; done rows
-are never counted. No Textual import here (DESIGN.md §10): the TUI renders these rows, tests read them.
+are never counted. No Textual import here: the TUI renders these rows, tests read them.
 """
 
 from __future__ import annotations

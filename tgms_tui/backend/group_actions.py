@@ -1,7 +1,9 @@
 """What an operator can do to one managed group, and everything the detail view shows about it.
 
-Each write is one statement that touches `updated_at`, so the statement trigger on managed_groups
-NOTIFYs every open control center and they all show the change at once.
+The writes are the `groups` repository's (its activation rule included), each one statement that
+touches `updated_at`, so the statement trigger on managed_groups NOTIFYs every open control center
+and they all show the change at once. The detail view's reads are part of the control center's read
+model (see dashboard.py): polled while the view is open, each bounded and served by an index.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from . import queue
+from . import groups, queue
 from .dashboard import GroupRow
+from .groups import PHASES as PHASES
 
-PHASES = ("growth", "monitoring")
 MEMBER_COUNT_JOB = "tgms_update_member_counts"
 DETAIL_LIMIT = 50
 HISTORY_POINTS = 120
@@ -77,26 +79,6 @@ class GroupDetail:
     kicks: list[KickRecord]
 
 
-SQL_SET_ACTIVE = """
-UPDATE managed_groups
-   SET is_active = %(active)s,
-       -- Reactivating starts the failure count afresh, or the next error would deactivate it again.
-       consecutive_failures = CASE WHEN %(active)s THEN 0 ELSE consecutive_failures END,
-       deactivated_reason = CASE WHEN %(active)s THEN NULL ELSE %(reason)s END,
-       deactivated_at = CASE WHEN %(active)s THEN NULL ELSE now() END,
-       updated_at = now()
- WHERE group_id = %(group_id)s
-RETURNING group_id
-"""
-
-SQL_SET_PHASE = """
-UPDATE managed_groups SET phase = %s, updated_at = now() WHERE group_id = %s RETURNING group_id
-"""
-
-SQL_SET_FINAL_ALLOWED = """
-UPDATE managed_groups SET final_message_allowed = %s, updated_at = now() WHERE group_id = %s RETURNING group_id
-"""
-
 SQL_GROUP = """
 SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
        consecutive_failures, last_broadcast_at, deactivated_reason,
@@ -128,27 +110,27 @@ SELECT id, user_id, action, reason, dry_run, at FROM kick_audit WHERE chat_id = 
 """
 
 
-async def _one(conn: AsyncConnection[Any], sql: str, params: Any, group_id: int) -> None:
-    cur = await conn.execute(sql, params)
-    if await cur.fetchone() is None:
+def _found(found: bool, group_id: int) -> None:
+    if not found:
         raise GroupNotFound(group_id)
 
 
 async def set_active(
-    conn: AsyncConnection[Any], group_id: int, active: bool, reason: str = "deactivated by an operator"
+    conn: AsyncConnection[Any], group_id: int, active: bool, reason: str = groups.OPERATOR_REASON
 ) -> None:
-    """Activate or deactivate a group; reactivation clears the failure count and the reason."""
-    await _one(conn, SQL_SET_ACTIVE, {"active": active, "reason": reason, "group_id": group_id}, group_id)
+    """Activate or deactivate a group by the activation rule (groups.py)."""
+    if active:
+        _found(await groups.reactivate(conn, group_id), group_id)
+    else:
+        _found(await groups.deactivate(conn, group_id, reason), group_id)
 
 
 async def set_phase(conn: AsyncConnection[Any], group_id: int, phase: str) -> None:
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
-    await _one(conn, SQL_SET_PHASE, (phase, group_id), group_id)
+    _found(await groups.set_phase(conn, group_id, phase), group_id)
 
 
 async def set_final_message_allowed(conn: AsyncConnection[Any], group_id: int, allowed: bool) -> None:
-    await _one(conn, SQL_SET_FINAL_ALLOWED, (allowed, group_id), group_id)
+    _found(await groups.set_final_message_allowed(conn, group_id, allowed), group_id)
 
 
 async def request_member_count_refresh(conn: AsyncConnection[Any], group_id: int) -> int:

@@ -16,11 +16,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import psycopg
 
+from tgms_tui.backend import groups
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from workers.telegram_api import TelegramClient, bot_id_of
 from workers.telegram_errors import (
@@ -36,12 +37,6 @@ from workers.telegram_errors import (
 )
 
 Level = Literal["OK", "WARN", "FAIL"]
-
-MANAGED_GROUPS = """
-SELECT group_id, title, chat_type, is_active, inactivity_days
-  FROM managed_groups
- ORDER BY is_active DESC, group_id
-"""
 
 BOT_ROLES = {"main": "BOT_TOKEN", "tgms": "TGMS_BOT_TOKEN"}
 # A webhook error older than this is history, not a current problem.
@@ -393,18 +388,19 @@ PROMOTE_FIX = (
 
 async def check_groups_rights(url: str, client: TelegramClient, note: Note) -> None:
     async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
-        cur = await conn.execute(MANAGED_GROUPS)
-        rows = await cur.fetchall()
-    active = [r for r in rows if r[3]]
+        rows = await groups.list_all(conn)
+    active = [r for r in rows if r.is_active]
     inactive = len(rows) - len(active)
     if not rows:
         note("WARN", "groups", "no managed groups yet", "add one with `tgms groups add` or from the TUI")
         return
     semaphore = asyncio.Semaphore(GROUP_CHECK_CONCURRENCY)
 
-    async def one(row: tuple[Any, ...]) -> list[tuple[Level, str, str, str | None]]:
+    async def one(row: groups.GroupListing) -> list[tuple[Level, str, str, str | None]]:
         async with semaphore:
-            return await _check_group(client, *row[:3], inactivity_days=row[4])
+            return await _check_group(
+                client, row.group_id, row.title, row.chat_type, inactivity_days=row.inactivity_days
+            )
 
     # Checked concurrently, reported in table order so the output is stable.
     results: list[Awaitable[list[tuple[Level, str, str, str | None]]]] = [one(r) for r in active]

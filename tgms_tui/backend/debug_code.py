@@ -1,0 +1,56 @@
+"""Debug codes: the short text every broadcast copy ends with, so a message seen in a group can be
+traced to its `sent_messages` row (the code is unique there).
+
+Everything that composes or checks a broadcast (the sender, the admin API, the CLI, the TUI composer)
+uses these rules, so "too long with the debug code appended" means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+
+from .message_validation import CAPTION_LIMIT, TEXT_LIMIT, check_markup, visible_length
+from .message_validation import _parsed_text as shown_text  # what Telegram shows for valid markup
+
+
+def make(broadcast_id: int, n: int) -> str:
+    """The code of the `n`th group (1-based) of a broadcast: [A-Za-z0-9] only, unique per row."""
+    return f"B{broadcast_id}G{n}"
+
+
+def suffix(code: str, parse_mode: str | None) -> str:
+    """The debug code as plain text in `parse_mode`. Codes are [A-Za-z0-9] (see `make`), which no
+    parse mode treats as markup; escaping anyway keeps this safe if the format ever changes."""
+    if parse_mode == "MarkdownV2":
+        return "".join("\\" + c if c in "_*[]()~`>#+-=|{}.!\\" else c for c in code)
+    if parse_mode == "HTML":
+        return html.escape(code, quote=False)
+    if parse_mode == "Markdown":
+        return "".join(c for c in code if c not in "_*`[]()\\")
+    return code
+
+
+def appended(body: str | None, code: str, parse_mode: str | None) -> str:
+    """`body` with the debug code on its own paragraph after it: outside every entity of a valid text."""
+    if not body:
+        return suffix(code, parse_mode)
+    return f"{body}\n\n{suffix(code, parse_mode)}"
+
+
+def problem(body: str | None, code: str, parse_mode: str | None, *, caption: bool) -> str | None:
+    """Why Telegram would reject `body` + `code` (markup, length), or None. Checked once per broadcast
+    with its longest code, before anything is sent."""
+    text = appended(body, code, parse_mode)
+    what = "caption" if caption else "text"
+    error = check_markup(text, parse_mode)
+    if error is not None:
+        return f"{what}: {error}"
+    if not shown_text(text, parse_mode).rstrip().endswith(code):
+        # e.g. legacy Markdown ending in "[link](" reads the rest of the text, the code too, as a URL.
+        return f"{what}: the debug code would not be visible at its end (unfinished markup at the end?)"
+    limit = CAPTION_LIMIT if caption else TEXT_LIMIT
+    length = visible_length(text, parse_mode)
+    if length > limit:
+        kind = "message caption" if caption else "message"
+        return f"{what}: {kind} is too long with the debug code appended ({length} characters, limit {limit})"
+    return None

@@ -1,0 +1,107 @@
+"""The `rate_buckets` repository: token buckets shared by every worker process (workers/rate_limit.py
+says which buckets a send needs and how long to wait). Levels refill lazily from the database clock,
+so processes on any number of hosts share one budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+
+# Create missing buckets full; adopt a changed configuration without touching the level otherwise.
+# Keys arrive sorted so concurrent upserts lock rows in the same order.
+ENSURE_BUCKETS = """
+INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at)
+SELECT k, c, c, r, clock_timestamp()
+  FROM unnest(%(keys)s::text[], %(capacities)s::float8[], %(rates)s::float8[]) AS w(k, c, r)
+ ORDER BY k
+ON CONFLICT (key) DO UPDATE
+   SET capacity = EXCLUDED.capacity,
+       refill_per_sec = EXCLUDED.refill_per_sec,
+       tokens = LEAST(b.tokens, EXCLUDED.capacity)
+ WHERE b.capacity <> EXCLUDED.capacity OR b.refill_per_sec <> EXCLUDED.refill_per_sec
+"""
+
+# The all-or-nothing take. `cur` locks the rows (newest versions, in key order) and computes each
+# refilled level; `verdict` grants only if every wanted row exists, has >= 1 token and is not paused;
+# `take` is the conditional UPDATE. The SELECT reports the verdict and, when refused, how long until
+# the slowest bucket can pay.
+TAKE_TOKENS = """
+WITH cur AS (
+    SELECT key,
+           LEAST(capacity, tokens + refill_per_sec
+                 * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))) AS level,
+           refill_per_sec,
+           paused_until
+      FROM rate_buckets
+     WHERE key = ANY(%(keys)s::text[])
+     ORDER BY key
+       FOR UPDATE
+), verdict AS (
+    SELECT count(*) AS found,
+           coalesce(bool_and(level >= 1 AND (paused_until IS NULL OR paused_until <= clock_timestamp())),
+                    false) AS granted,
+           coalesce(max(GREATEST(
+               CASE WHEN level >= 1 THEN 0 ELSE (1 - level) / refill_per_sec END,
+               coalesce(EXTRACT(EPOCH FROM paused_until - clock_timestamp()), 0))), 0) AS wait
+      FROM cur
+), take AS (
+    UPDATE rate_buckets AS b
+       SET tokens = cur.level - 1,
+           updated_at = clock_timestamp()
+      FROM cur, verdict
+     WHERE b.key = cur.key
+       AND verdict.granted
+       AND verdict.found = %(n)s
+    RETURNING b.key
+)
+SELECT verdict.found, verdict.granted AND verdict.found = %(n)s, verdict.wait, (SELECT count(*) FROM take)
+  FROM verdict
+"""
+
+# A 429: pause a bucket (created if missing); an earlier, longer pause is kept.
+PAUSE_BUCKET = """
+INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at, paused_until)
+VALUES (%(key)s, 0, %(capacity)s, %(rate)s, clock_timestamp(),
+        clock_timestamp() + make_interval(secs => %(seconds)s))
+ON CONFLICT (key) DO UPDATE
+   SET paused_until = GREATEST(coalesce(b.paused_until, '-infinity'), EXCLUDED.paused_until)
+"""
+
+PAUSED_FOR = """
+SELECT coalesce(max(GREATEST(0, EXTRACT(EPOCH FROM paused_until - clock_timestamp()))), 0)
+  FROM rate_buckets WHERE key = ANY(%(keys)s::text[])
+"""
+
+
+async def ensure(conn: AsyncConnection[Any], buckets: Sequence[tuple[str, float, float]]) -> None:
+    """Create the (key, capacity, refill per second) buckets that are missing; `buckets` sorted by key."""
+    params = {
+        "keys": [k for k, _, _ in buckets],
+        "capacities": [c for _, c, _ in buckets],
+        "rates": [r for *_, r in buckets],
+    }
+    await conn.execute(ENSURE_BUCKETS, params)
+
+
+async def take(conn: AsyncConnection[Any], keys: Sequence[str]) -> tuple[bool, float, int]:
+    """One token from every bucket of `keys`, or none: (granted, seconds until it could be, buckets found)."""
+    cur = await conn.execute(TAKE_TOKENS, {"keys": list(keys), "n": len(keys)})
+    row = await cur.fetchone()
+    assert row is not None  # the aggregate always yields one row
+    found, granted, wait, _taken = row
+    return bool(granted), float(wait), int(found)
+
+
+async def pause(conn: AsyncConnection[Any], key: str, capacity: float, rate: float, seconds: float) -> None:
+    params = {"key": key, "capacity": float(capacity), "rate": float(rate), "seconds": float(seconds)}
+    await conn.execute(PAUSE_BUCKET, params)
+
+
+async def paused_for(conn: AsyncConnection[Any], keys: Sequence[str]) -> float:
+    """Seconds left on the longest pause of `keys` (0 when none)."""
+    cur = await conn.execute(PAUSED_FOR, {"keys": list(keys)})
+    row = await cur.fetchone()
+    return float(row[0]) if row else 0.0

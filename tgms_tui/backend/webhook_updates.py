@@ -1,0 +1,80 @@
+"""The `webhook_updates` repository: update ids already stored (the dedupe, kept >= 48 h because
+Telegram drops undelivered updates after 24 h) and the statement that stores a batch of updates with
+their jobs, which the webhook's group-commit intake (webhook_server/intake.py) prepares on each of its
+connections and runs once per batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from .queue import DEFAULT_MAX_RETRIES
+
+JOIN_REQUEST = "chat_join_request"
+JOIN_REQUEST_JOB = "tgms_process_join_request"
+UPDATE_JOB = "process_telegram_update"
+JOIN_REQUEST_PRIORITY = -10  # approvals are latency-critical (the user is waiting in the app)
+# Telegram drops undelivered updates after 24 h, so an update id older than 48 h cannot come back.
+KEPT_SECONDS = 48 * 3600
+
+# The job payload is a contract with the workers:
+#   {"bot": "main"|"tgms", "update_id": N, "update_type": "<key>", "update": <the whole update>}
+# The batch arrives as ONE text parameter, a JSON array of those payloads built by joining strings:
+# psycopg dumps a list element by element in Python, which cost more per batch than the rest of the
+# statement's client side, and PostgreSQL takes each payload as it is (building it there with
+# jsonb_build_object cost ~12% of its CPU per update). The columns of webhook_updates are read from
+# the same payload. The constants are written into the text (they are ours, checked below), so the
+# statement has a single parameter; it is prepared once per connection and run through
+# prepared_call.py.
+SQL_STORE_BATCH = f"""
+WITH input AS (
+    SELECT e->>'bot' AS bot, e->>'update_type' AS update_type, (e->>'update_id')::bigint AS update_id,
+           e AS payload, n
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)
+),
+job_ids AS (
+    SELECT pg_get_serial_sequence('jobs', 'job_id')::regclass AS seq
+),
+fresh AS (
+    INSERT INTO webhook_updates (bot, update_id, update_type, job_id)
+    SELECT bot, update_id, update_type, nextval((SELECT seq FROM job_ids))
+      FROM input
+     ORDER BY n
+    ON CONFLICT (bot, update_id) DO NOTHING
+    RETURNING bot, update_id, job_id
+),
+queued AS (
+    INSERT INTO jobs (job_id, job_type, payload, priority, max_retries)
+    SELECT f.job_id,
+           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN '{JOIN_REQUEST_JOB}' ELSE '{UPDATE_JOB}' END,
+           i.payload,
+           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN {JOIN_REQUEST_PRIORITY:d} ELSE 0 END,
+           {DEFAULT_MAX_RETRIES:d}
+      FROM fresh AS f JOIN input AS i ON i.bot = f.bot AND i.update_id = f.update_id
+     ORDER BY f.job_id
+    RETURNING job_id
+)
+SELECT array_agg(i.n) FROM input AS i
+ WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)
+"""  # the result: the positions (1-based) of the updates that were already stored, or NULL
+STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
+assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB))
+
+
+def job_type_for(update_type: str) -> str:
+    return JOIN_REQUEST_JOB if update_type == JOIN_REQUEST else UPDATE_JOB
+
+
+async def prepare_store_batch(conn: AsyncConnection[Any]) -> None:
+    """PREPARE the batch statement on `conn` as STORE_BATCH_STATEMENT (one text parameter)."""
+    await conn.execute(b"PREPARE " + STORE_BATCH_STATEMENT + b" (text) AS " + SQL_STORE_BATCH.encode())
+
+
+async def prune(conn: AsyncConnection[Any], older_than_seconds: float = KEPT_SECONDS) -> int:
+    """Forget update ids older than `older_than_seconds`; how many."""
+    cur = await conn.execute(
+        "DELETE FROM webhook_updates WHERE received_at < now() - make_interval(secs => %s)", (older_than_seconds,)
+    )
+    return cur.rowcount

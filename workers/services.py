@@ -1,0 +1,26 @@
+"""What the handlers of one worker process share, typed: `JobContext.services`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bots import Bots
+
+
+@dataclass
+class Services:
+    """One per worker process. `bots` (Telegram clients, the shared rate limiter, the autocommit
+    pool) is made on first use by `bots_for`, once the event loop and the database exist."""
+
+    bots: Bots | None = None
+    # The broadcast sender's bookkeeping in this process: rows with a send in flight (a sweep must
+    # not take them for a crashed sender's), and how many senders run per broadcast.
+    sending: set[int] = field(default_factory=set)
+    senders: Counter[int] = field(default_factory=Counter)
+
+    async def aclose(self) -> None:
+        if self.bots is not None:
+            await self.bots.aclose()
