@@ -13,14 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tgms_tui", "webhook_server", "workers", "telegram_sim")
 BACKEND = ROOT / "tgms_tui" / "backend"
 
-# TEMPORARY: modules being moved by a parallel change; their SQL is routed through the repositories
-# (groups.register/list_all, fleet.*) right after. Empty this list then; never add to it.
-ALLOWED = {
-    "tgms_tui/admin_command.py",
-    "tgms_tui/demo.py",
-    "tgms_tui/demo_summary.py",
-}
-
 
 def tables() -> set[str]:
     """Every table the migrations create."""
@@ -72,10 +64,7 @@ def test_the_migrations_name_the_tables() -> None:
 
 def test_sql_on_tgms_tables_lives_in_the_backend() -> None:
     found = offenders()
-    outside = {path: hits for path, hits in found.items() if path not in ALLOWED}
-    assert not outside, f"SQL on TGMS's tables outside tgms_tui/backend/ (use or add a repository there): {outside}"
-    stale = ALLOWED - set(found)
-    assert not stale, f"no longer holding SQL (or moved): remove from ALLOWED: {sorted(stale)}"
+    assert not found, f"SQL on TGMS's tables outside tgms_tui/backend/ (use or add a repository there): {found}"
 
 
 def test_the_check_sees_sql() -> None:

@@ -10,24 +10,9 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts, group_actions
+from tgms_tui.backend import broadcasts, group_actions, groups
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
-
-SQL_LIST_GROUPS = """
-SELECT group_id, title, chat_type, phase, is_active, final_message_allowed, member_count, consecutive_failures,
-       COALESCE(deactivated_reason, '')
-  FROM managed_groups ORDER BY is_active DESC, title, group_id
-"""
-
-SQL_ADD_GROUP = """
-INSERT INTO managed_groups (group_id, title, chat_type, phase, admin_user_id, inactivity_days)
-VALUES (%(group_id)s, %(title)s, %(chat_type)s, %(phase)s, %(admin_user_id)s, %(inactivity_days)s)
-ON CONFLICT (group_id) DO UPDATE
-   SET title = EXCLUDED.title, chat_type = EXCLUDED.chat_type, phase = EXCLUDED.phase,
-       admin_user_id = COALESCE(EXCLUDED.admin_user_id, managed_groups.admin_user_id),
-       inactivity_days = EXCLUDED.inactivity_days, updated_at = now()
-"""
 
 
 class _Groups:
@@ -57,8 +42,7 @@ class _Groups:
 async def _groups(url: str, args: argparse.Namespace) -> int:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         if args.action == "list":
-            cur = await conn.execute(SQL_LIST_GROUPS)
-            rows = await cur.fetchall()
+            rows = await groups.list_all(conn)
             print(
                 f"{'group_id':>16}  {'title':<28} {'type':<10} {'phase':<10} {'active':<6} {'final':<5} "
                 f"{'members':>7} {'fails':>5}  reason"
@@ -66,12 +50,20 @@ async def _groups(url: str, args: argparse.Namespace) -> int:
             for r in rows:
                 print(
                     f"{r[0]:>16}  {r[1][:28]:<28} {r[2]:<10} {r[3]:<10} {'yes' if r[4] else 'NO':<6} "
-                    f"{'yes' if r[5] else 'no':<5} {'' if r[6] is None else r[6]:>7} {r[7]:>5}  {r[8]}"
+                    f"{'yes' if r[5] else 'no':<5} {'' if r[6] is None else r[6]:>7} {r[7]:>5}  {r[8] or ''}"
                 )
             print(f"{len(rows)} group(s), {sum(1 for r in rows if r[4])} active")
             return 0
         if args.action == "add":
-            await conn.execute(SQL_ADD_GROUP, vars(args))
+            await groups.register(
+                conn,
+                args.group_id,
+                title=args.title,
+                chat_type=args.chat_type,
+                phase=args.phase,
+                admin_user_id=args.admin_user_id,
+                inactivity_days=args.inactivity_days,
+            )
             await conn.commit()
             print(f"group {args.group_id} registered")
             return 0

@@ -15,25 +15,18 @@ from typing import Any
 import psycopg
 
 from telegram_sim.control import SimControl
+from tgms_tui.backend import fleet
 
 # Job types whose work the summary counts; periodic jobs (member counts, pruning) are left out of
 # "is the fleet quiet": one is always scheduled.
 UPDATE_JOB_TYPES = ("tgms_process_join_request", "tgms_send_to_groups", "process_telegram_update")
 SEND_METHODS = ("sendMessage", "sendPhoto")
 
-SQL_BUSY = """
-SELECT (SELECT count(*) FROM jobs
-         WHERE job_type = ANY(%(types)s)
-           AND (status = 'running' OR (status = 'pending' AND run_at < now() + interval '5 seconds')))
-     + (SELECT count(*) FROM broadcasts WHERE status IN ('pending', 'running'))
-"""
-
 
 def database_busy(url: str) -> int:
     """Jobs and broadcasts still under way or due within seconds (0 = quiet)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(SQL_BUSY, {"types": list(UPDATE_JOB_TYPES)}).fetchone()
-    return int(row[0]) if row else 0
+        return fleet.busy(conn, UPDATE_JOB_TYPES)
 
 
 def sim_busy(ctl: SimControl) -> int:
@@ -45,76 +38,16 @@ def sim_busy(ctl: SimControl) -> int:
 def progress_line(url: str) -> str:
     """One line for headless progress: approvals, deliveries, deactivations, queue."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(
-            """SELECT (SELECT count(*) FROM join_requests WHERE status = 'approved'),
-                      (SELECT count(*) FROM broadcasts),
-                      (SELECT count(*) FROM sent_messages WHERE status = 'sent'),
-                      (SELECT count(*) FROM managed_groups WHERE NOT is_active),
-                      (SELECT count(*) FROM jobs WHERE status = 'pending'),
-                      (SELECT count(*) FROM jobs WHERE status = 'done'),
-                      (SELECT coalesce(sum(member_count), 0) FROM managed_groups WHERE is_active)"""
-        ).fetchone()
-    assert row is not None
+        approved, casts, sent, inactive, pending, done, members = fleet.progress(conn)
     return (
-        f"{row[0]} join requests approved · {row[1]} broadcasts, {row[2]} messages delivered · "
-        f"{row[3]} groups deactivated · jobs {row[5]} done, {row[4]} pending · {row[6]} members"
+        f"{approved} join requests approved · {casts} broadcasts, {sent} messages delivered · "
+        f"{inactive} groups deactivated · jobs {done} done, {pending} pending · {members} members"
     )
-
-
-def _counts(conn: psycopg.Connection[Any], sql: str) -> dict[str, int]:
-    return {str(k): int(v) for k, v in conn.execute(sql).fetchall()}
 
 
 def collect_database(url: str) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        jobs: dict[str, dict[str, int]] = {}
-        for job_type, status, n in conn.execute("SELECT job_type, status, count(*) FROM jobs GROUP BY 1, 2"):
-            jobs.setdefault(job_type, {})[status] = int(n)
-        groups = conn.execute(
-            """SELECT count(*), count(*) FILTER (WHERE is_active), coalesce(sum(member_count), 0),
-                      (SELECT count(*) FROM member_count_history)
-                 FROM managed_groups"""
-        ).fetchone()
-        assert groups is not None
-        deactivated = [
-            {"group_id": r[0], "title": r[1], "reason": r[2], "consecutive_failures": r[3]}
-            for r in conn.execute(
-                """SELECT group_id, title, deactivated_reason, consecutive_failures FROM managed_groups
-                    WHERE NOT is_active ORDER BY deactivated_at NULLS LAST, group_id"""
-            )
-        ]
-        workers = [
-            {
-                "bot_name": r[0],
-                "status": r[1],
-                "pid": r[2],
-                "jobs_done": int(r[3]),
-                "jobs_failed": int(r[4]),
-                "last_error": r[5],
-            }
-            for r in conn.execute(
-                "SELECT bot_name, status, pid, jobs_done, jobs_failed, last_error FROM bot_health ORDER BY bot_name"
-            )
-        ]
-        return {
-            "join_requests": _counts(conn, "SELECT status, count(*) FROM join_requests GROUP BY 1"),
-            "broadcasts": _counts(conn, "SELECT status, count(*) FROM broadcasts GROUP BY 1"),
-            "sent_messages": _counts(conn, "SELECT status, count(*) FROM sent_messages GROUP BY 1"),
-            "failed_sends_by_group": _counts(
-                conn, "SELECT chat_id, count(*) FROM sent_messages WHERE status = 'failed' GROUP BY 1"
-            ),
-            "jobs_by_status": _counts(conn, "SELECT status, count(*) FROM jobs GROUP BY 1"),
-            "jobs": jobs,
-            "groups": {
-                "total": int(groups[0]),
-                "active": int(groups[1]),
-                "members": int(groups[2]),
-                "member_count_records": int(groups[3]),
-            },
-            "group_ids": [int(r[0]) for r in conn.execute("SELECT group_id FROM managed_groups ORDER BY 1")],
-            "deactivated": deactivated,
-            "workers": workers,
-        }
+        return fleet.snapshot(conn)
 
 
 def collect_simulator(ctl: SimControl, tgms_bot_id: int, fault_kicked: int) -> dict[str, Any]:

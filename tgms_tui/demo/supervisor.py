@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from tgms_tui.backend import fleet
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, load_settings
 from tgms_tui.backend.redaction import install_log_redaction, redact
 
@@ -274,10 +275,7 @@ class Demo:
         count = 0
         with psycopg.connect(self.url, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT count(*) FROM managed_groups WHERE group_id = ANY(%s) AND is_active", (ids,)
-                ).fetchone()
-                count = int(row[0]) if row else 0
+                count = fleet.active_among(conn, ids)
                 if count >= len(ids) or self.supervisor.dead():
                     break
                 time.sleep(0.2)
