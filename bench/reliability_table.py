@@ -1,4 +1,4 @@
-"""Run the reliability suite (tests/reliability, issue #8) and put its results table into
+"""Run the reliability suite (tests/reliability) and put its results table into
 docs/reliability.md.
 
     ./dev.sh bench reliability_table              # run, print the table, rewrite it in docs/reliability.md

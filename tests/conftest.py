@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL for every test (DESIGN.md §9).
+"""Shared fixtures: a real PostgreSQL for every test.
 
 `TGMS_TEST_DATABASE_URL` names a server to use; otherwise a throwaway embedded cluster (pgserver) is
 started for the session, so the suite passes on a machine with no PostgreSQL installed. The schema is

@@ -1,4 +1,4 @@
-"""Queue rules (DESIGN.md §5) against a real PostgreSQL."""
+"""Queue rules (docs/architecture.md, the job queue) against a real PostgreSQL."""
 
 from __future__ import annotations
 

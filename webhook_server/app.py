@@ -1,4 +1,4 @@
-"""The webhook server's Starlette app: Telegram's only door into TGMS (DESIGN.md §7).
+"""The webhook server's Starlette app: Telegram's only door into TGMS.
 
 Routes:
 - POST /api/webhook         updates of the main bot (BOT_TOKEN)

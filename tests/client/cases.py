@@ -2,8 +2,8 @@
 client and python-telegram-bot must both see. Used by tests/client/test_telegram_api.py (our classes
 and attributes) and tests/sim/test_third_party_parity.py (ours vs PTB on identical worlds).
 
-The expectations come from shared/reference/telegram.md (Telegram's behaviour and how PTB classifies
-it), not from the simulator's code.
+The expectations come from Telegram's documented behaviour (the Bot API server's error texts and how
+python-telegram-bot classifies them), not from the simulator's code.
 """
 
 from __future__ import annotations

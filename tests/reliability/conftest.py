@@ -1,4 +1,4 @@
-"""Fixtures and the results table of the reliability suite (issue #8).
+"""Fixtures and the results table of the reliability suite.
 
 - `make_stack(...)`: the real pipeline of tests/workers/harness.py (simulator in this process, webhook
   and workers as subprocesses) on a given database, secrets registered with the token guard.

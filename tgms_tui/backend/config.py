@@ -1,6 +1,6 @@
 """Settings from the environment and an optional `.env` file.
 
-Every process reads the same variables (DESIGN.md §3). A missing or malformed value raises
+Every process reads the same variables. A missing or malformed value raises
 `ConfigError` naming the variable, which the `tgms` command prints as one line, never a traceback.
 Secrets are kept out of `repr` so a Settings object can be logged safely.
 """

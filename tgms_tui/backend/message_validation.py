@@ -1,7 +1,7 @@
 """Broadcast validation with Telegram's own rules, before anything is stored or sent.
 
 A broadcast that Telegram would reject (bad markup, too long, bad URL) would fail in every group at
-once, and content errors must never count against a group (DESIGN.md §6). So the admin API, the CLI and
+once, and content errors must never count against a group. So the admin API, the CLI and
 the TUI composer all validate here first, with messages worded like Telegram's.
 
 The markup parsers follow TDLib's `parse_markdown`, `parse_markdown_v2` and `parse_html`

@@ -1,7 +1,7 @@
 """The durable job queue on the `jobs` table.
 
 Every function takes a psycopg AsyncConnection so that enqueueing can join the caller's transaction
-(a webhook update and its job commit together). Rules (DESIGN.md §5):
+(a webhook update and its job commit together). Rules:
 
 - Pools route by exact prefix: `pool` is a generated column, 'tgms' for job types starting with
   'tgms_', 'main' otherwise.
