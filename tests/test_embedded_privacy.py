@@ -29,7 +29,7 @@ from tgms_tui.backend.embedded import SOCKET_NAME, ServerAccount, socket_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="connecting as another uid (nobody) needs root; the suite's CI runs as root",
 )
@@ -123,6 +123,7 @@ def base() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@needs_root
 @pytest.mark.parametrize("length", ["short", "long"])
 def test_root_started_server_lets_no_other_user_in_and_widens_no_folder(base: Path, length: str) -> None:
     middle = base / "middle"
@@ -166,6 +167,7 @@ def test_root_started_server_lets_no_other_user_in_and_widens_no_folder(base: Pa
         assert "postgres" not in intruder.stdout
 
 
+@needs_root
 def test_user_started_server_lets_no_other_user_in(base: Path) -> None:
     _user("daemon")
     owner = _user("nobody")
@@ -182,6 +184,7 @@ def test_user_started_server_lets_no_other_user_in(base: Path) -> None:
         assert intruder.returncode != 0 and "Permission denied" in intruder.stderr, intruder
 
 
+@needs_root
 def test_a_parent_closed_to_the_server_user_is_refused_not_opened(base: Path) -> None:
     base.chmod(0o700)
     done = _tgms(["db", "url"], base / "data")
@@ -193,6 +196,7 @@ def test_a_parent_closed_to_the_server_user_is_refused_not_opened(base: Path) ->
     assert not (base / "data" / "pgdata" / "PG_VERSION").exists()
 
 
+@needs_root
 def test_a_socket_folder_planted_by_another_user_is_refused(base: Path) -> None:
     from pgserver.utils import ensure_user_exists
 
@@ -213,3 +217,17 @@ def test_a_socket_folder_planted_by_another_user_is_refused(base: Path) -> None:
     finally:
         _tgms(["db", "stop"], data)
         shutil.rmtree(planted, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o755])
+def test_a_folder_that_is_not_tgmss_is_refused_never_chmodded(base: Path, mode: int) -> None:
+    folder = base / "shared"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not TGMS's\n")
+    folder.chmod(mode)  # /tmp-like, or a home folder given as TGMS_DATA_DIR
+    done = _tgms(["db", "url"], folder)
+    assert done.returncode == 2, done
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("tgms: configuration error: TGMS_DATA_DIR: embedded PostgreSQL refused:"), line
+    assert ("shared folder" if mode & 0o1000 else "holds files that are not TGMS's") in line
+    assert _mode(folder) == mode and sorted(os.listdir(folder)) == ["notes.txt"]

@@ -48,6 +48,9 @@ SOCKET_NAME = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 103
 SOCKET_PARENT = Path("/tmp")
 
+# What TGMS keeps in a data directory: one holding nothing else is TGMS's to make private.
+_OUR_NAMES = {"pgdata", "run", "keep-running", "tui.log", "demo"}
+
 _servers: dict[Path, Any] = {}
 
 
@@ -83,10 +86,14 @@ def embedded_url(data_dir: Path, *, cleanup: CleanupMode = "stop") -> str:
     pin = _pin_file(data_dir)
     server = _servers.get(pgdata)
     if server is None:
-        created = _make_dirs(data_dir)
+        _secure_data_dir(data_dir, _make_dirs(data_dir), separate=os.geteuid() == 0)
         _import_pgserver(data_dir)
         account = _server_account()
-        _secure_data_dir(data_dir, account, created)
+        if account.separate:
+            from pgserver._commands import POSTGRES_BIN_PATH
+
+            _require_reachable(data_dir, account, "the data directory")
+            _require_reachable(POSTGRES_BIN_PATH, account, "the PostgreSQL programs")
     if cleanup is None:
         pin.touch(mode=0o600)
     elif cleanup == "stop" and pin.exists():
@@ -163,29 +170,41 @@ def _make_dirs(path: Path) -> list[Path]:
     return created
 
 
-def _secure_data_dir(data_dir: Path, account: ServerAccount, created: list[Path]) -> None:
-    """Make the data directory private (it is ours) and check, without widening any folder TGMS did not
-    just create, that a separate server user can reach it and the PostgreSQL programs."""
+def _secure_data_dir(data_dir: Path, created: list[Path], *, separate: bool) -> None:
+    """Make the data directory private: 0700, or 0710 when PostgreSQL runs as a separate user.
+
+    Only TGMS's own folders are changed: those just created, and a data directory holding a cluster or
+    nothing but TGMS's files (an earlier version made it 0755). Any other folder with the wrong mode
+    (`/`, `/tmp`, a home folder given as TGMS_DATA_DIR) is refused, never chmodded.
+    """
     st = data_dir.stat()
+    mode = stat.S_IMODE(st.st_mode)
     if st.st_uid != os.geteuid():
         raise _refuse(f"{data_dir} belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
-    if account.separate:
-        # The data directory, and the parents TGMS just made for it: root's group, which PostgreSQL
-        # runs with, may enter (0710) to reach pgdata; it can list nothing, and the files are 0600.
-        for folder in {data_dir, *created}:
-            os.chown(folder, -1, os.getegid())
-            folder.chmod(0o710)
-        _require_reachable(data_dir, account, "the data directory")
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        _require_reachable(POSTGRES_BIN_PATH, account, "the PostgreSQL programs")
-    elif stat.S_IMODE(st.st_mode) != 0o700:
-        log.info("data directory %s was mode %o: made private (0700)", data_dir, stat.S_IMODE(st.st_mode))
-        data_dir.chmod(0o700)
+    if mode & (stat.S_ISVTX | stat.S_IWOTH):
+        raise _refuse(f"{data_dir} is a shared folder (mode {mode:04o}); give TGMS_DATA_DIR a folder of its own")
+    # Under root: root's group, which PostgreSQL keeps, may enter (not list) to reach pgdata.
+    wanted, group = (0o710, os.getegid()) if separate else (0o700, st.st_gid)
+    if (mode, st.st_gid) != (wanted, group):
+        ours = data_dir in created or (data_dir / "pgdata").is_dir() or set(os.listdir(data_dir)) <= _OUR_NAMES
+        if not ours:
+            raise _refuse(
+                f"{data_dir} (mode {mode:04o}) holds files that are not TGMS's, and TGMS changes no such "
+                f"folder: chmod {wanted:o} it, or set TGMS_DATA_DIR to a new folder"
+            )
+        if data_dir not in created:
+            log.info("data directory %s was mode %04o: made %04o", data_dir, mode, wanted)
+        os.chown(data_dir, -1, group)
+        data_dir.chmod(wanted)
+    for folder in created:
+        os.chown(folder, -1, group)
+        folder.chmod(wanted)
     # Earlier versions made these readable by everyone.
-    for name, mode in (("keep-running", 0o600), ("tui.log", 0o600), ("run", 0o700)):
+    for name, private in (("keep-running", 0o600), ("tui.log", 0o600), ("run", 0o700)):
+        path = data_dir / name
         with contextlib.suppress(FileNotFoundError):
-            (data_dir / name).chmod(mode)
+            if not path.is_symlink() and path.stat().st_uid == os.geteuid():
+                path.chmod(private)
 
 
 def _can_enter(st: os.stat_result, account: ServerAccount) -> bool:
@@ -197,6 +216,7 @@ def _can_enter(st: os.stat_result, account: ServerAccount) -> bool:
 
 
 def _require_reachable(path: Path, account: ServerAccount, what: str) -> None:
+    """Refuse unless the server's user can pass every folder down to `path` (TGMS opens none for it)."""
     for folder in reversed([path, *path.parents]):
         st = folder.stat()
         if not _can_enter(st, account):
