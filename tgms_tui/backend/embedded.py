@@ -48,8 +48,9 @@ SOCKET_NAME = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 103
 SOCKET_PARENT = Path("/tmp")
 
-# What TGMS keeps in a data directory: one holding nothing else is TGMS's to make private.
-_OUR_NAMES = {"pgdata", "run", "keep-running", "tui.log", "demo"}
+# What TGMS keeps in a data directory (`tgms demo` adds logs/ to its own): one holding nothing else is
+# TGMS's to make private.
+_OUR_NAMES = {"pgdata", "run", "keep-running", "tui.log", "demo", "logs"}
 
 _servers: dict[Path, Any] = {}
 
