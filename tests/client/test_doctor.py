@@ -21,6 +21,7 @@ from workers.telegram_api import TelegramClient
 
 REPO = Path(__file__).resolve().parents[2]
 UNKNOWN_TOKEN = "918273645:" + "AAE" + "d" * 32
+ADMIN_KEY = "doctor-admin-key-Q8m2xT5vR7wZ"
 ALL_RIGHTS = {"can_invite_users": True, "can_restrict_members": True, "can_delete_messages": True}
 
 
@@ -32,7 +33,7 @@ def settings_for(sim: SimServer, db_url: str, **overrides: object) -> Settings:
         "database_url": db_url,
         "bot_token": sim.bots[0].token,
         "tgms_bot_token": sim.bots[1].token,
-        "admin_api_key": "k" * 40,
+        "admin_api_key": ADMIN_KEY,
         "webhook_secret": "hook-secret-value",
         "telegram_api_base": sim.base_url,
     }
@@ -137,7 +138,7 @@ async def test_configuration_database_tokens_and_webhooks(sim: SimServer, db_url
     assert "WARN main bot webhook: no webhook set" in text
     assert f"OK   tgms bot webhook: set to {hook}" in text
     assert "WARN tgms bot webhook: last delivery error" in text
-    for secret in (main.token, tgms.token, "hook-secret-value", "k" * 40):
+    for secret in (main.token, tgms.token, "hook-secret-value", ADMIN_KEY):
         assert secret not in text
 
 
@@ -150,6 +151,21 @@ async def test_rejected_token_and_missing_settings(sim: SimServer, db_url: str) 
     assert "WARN config: ADMIN_API_KEY not set" in text
     assert "WARN config: TGMS_WEBHOOK_SECRET not set" in text
     assert UNKNOWN_TOKEN.split(":")[1] not in text
+
+
+async def test_weak_secrets_are_warned_about_never_shown(sim: SimServer, db_url: str) -> None:
+    findings: list[Finding] = []
+    settings = settings_for(sim, db_url, admin_api_key="k" * 40, webhook_secret="ab")
+    await diagnose(settings, emit=findings.append, db_url=db_url, check_groups=False)
+    text = "\n".join(f.line() for f in findings)
+    assert "WARN config: ADMIN_API_KEY uses only 1 different characters" in text
+    assert "WARN config: TGMS_WEBHOOK_SECRET is short (2 characters, at least 16 are needed)" in text
+    assert "k" * 40 not in text and "OK   config: TGMS_WEBHOOK_SECRET" not in text
+
+    findings.clear()
+    settings = settings_for(sim, db_url, admin_api_key=ADMIN_KEY, webhook_secret=ADMIN_KEY)
+    await diagnose(settings, emit=findings.append, db_url=db_url, check_groups=False)
+    assert "WARN config: TGMS_WEBHOOK_SECRET is the same as ADMIN_API_KEY" in "\n".join(f.line() for f in findings)
 
 
 async def test_unreachable_database_and_unmigrated_schema(sim: SimServer, pg_server_url: str) -> None:
@@ -186,7 +202,7 @@ def test_command_exit_status_and_output(sim: SimServer, db_url: str, tmp_path: P
         "BOT_TOKEN": main.token,
         "TGMS_BOT_TOKEN": tgms.token,
         "TELEGRAM_API_BASE": sim.base_url,
-        "ADMIN_API_KEY": "a" * 40,
+        "ADMIN_API_KEY": ADMIN_KEY,
         "TGMS_WEBHOOK_SECRET": "hook-secret-value",
     }
     healthy = run_doctor(env, tmp_path)

@@ -48,6 +48,7 @@ def demo_data_dir() -> Iterator[Path]:
     'pgserver' user, and a pytest session starting elsewhere resets /tmp/pytest-of-root to mode 700,
     which would lock the server out of its own data mid-run (tests/conftest.py does the same)."""
     path = Path(tempfile.mkdtemp(prefix="tgms-demo-test-"))
+    path.chmod(0o711)  # as root, 'pgserver' must pass through to <path>/demo; TGMS opens no parent for it
     try:
         yield path
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from .config import Settings, load_settings
 from .db import database_url, migrate
@@ -34,8 +35,10 @@ def prepare(
 ) -> tuple[Settings, str]:
     """Load settings (unless given), set up logging, resolve the database and migrate it.
 
-    Returns the settings and the database URL every role then connects to.
+    Returns the settings and the database URL every role then connects to. The process's umask
+    becomes 077 first: what TGMS writes (logs, state in TGMS_DATA_DIR) is for its own user only.
     """
+    os.umask(0o077)
     settings = settings or load_settings()
     if logging_on:
         configure_logging(settings.log_level, settings.secrets())

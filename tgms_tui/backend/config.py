@@ -19,7 +19,12 @@ import platformdirs
 T = TypeVar("T")
 
 TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
-SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# Telegram's alphabet for setWebhook's secret_token (which it allows from 1 to 256 characters).
+SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# ADMIN_API_KEY and TGMS_WEBHOOK_SECRET: guessable below this (Telegram itself accepts 1 character).
+MIN_SECRET_LENGTH = 16
+MAX_SECRET_LENGTH = 256
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 HttpTransport = Literal["lean", "httpx"]
 
 
@@ -45,7 +50,7 @@ class Settings:
     group_delay_seconds: float = 3.0
     group_per_minute: int = 20
     max_consecutive_failures: int = 3
-    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("tgms")))
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
     worker_concurrency: int = 16
     lease_seconds: float = 60.0
     member_count_interval: float = 3600.0
@@ -71,6 +76,23 @@ class Settings:
         """Every secret value in use, for redaction and for the test-suite leak check."""
         values = [self.bot_token, self.tgms_bot_token, self.admin_api_key, self.webhook_secret]
         return [v for v in values if v]
+
+
+def default_data_dir() -> Path:
+    """~/.local/share/tgms; /var/lib/tgms for root, whose embedded PostgreSQL runs as another user that
+    must be able to reach it (TGMS will not open /root for it)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/tgms")
+    return Path(platformdirs.user_data_dir("tgms"))
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why `value` is a weak ADMIN_API_KEY / TGMS_WEBHOOK_SECRET, or None (doctor warns on it)."""
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is short ({len(value)} characters, at least {MIN_SECRET_LENGTH} are needed)"
+    if len(set(value)) < 8:
+        return f"uses only {len(set(value))} different characters"
+    return None
 
 
 # Settings field -> environment variable. Seed names are kept verbatim.
@@ -140,9 +162,29 @@ def _token(var: str, raw: str) -> str:
     return raw
 
 
+def _long_enough(var: str, raw: str) -> None:
+    if not MIN_SECRET_LENGTH <= len(raw) <= MAX_SECRET_LENGTH:
+        # The length only, never the value.
+        raise ConfigError(
+            var,
+            f"must be {MIN_SECRET_LENGTH}-{MAX_SECRET_LENGTH} characters, got {len(raw)} "
+            f"(value not shown); generate one with {GENERATE_SECRET}",
+        )
+
+
+def _api_key(var: str, raw: str) -> str:
+    _long_enough(var, raw)
+    if not raw.isprintable():
+        raise ConfigError(var, "must be printable characters only (it travels in an HTTP header; value not shown)")
+    return raw
+
+
 def _secret_token(var: str, raw: str) -> str:
     if not SECRET_TOKEN_RE.match(raw):
-        raise ConfigError(var, "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        raise ConfigError(
+            var, "must be characters of A-Z, a-z, 0-9, _ and - only (Telegram's rule for secret_token; value not shown)"
+        )
+    _long_enough(var, raw)
     return raw
 
 
@@ -188,15 +230,11 @@ def _http_transport(var: str, raw: str) -> HttpTransport:
     raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
 
 
-def _plain(var: str, raw: str) -> str:
-    return raw
-
-
 PARSERS: dict[str, Callable[[str, str], object]] = {
     "database_url": _database_url,
     "bot_token": _token,
     "tgms_bot_token": _token,
-    "admin_api_key": _plain,
+    "admin_api_key": _api_key,
     "webhook_secret": _secret_token,
     "telegram_api_base": _api_base,
     "rate_per_second": _number(float, minimum=0, allow_equal=False),

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from tgms_tui.backend import groups
-from tgms_tui.backend.config import ConfigError, Settings, load_settings
+from tgms_tui.backend.config import GENERATE_SECRET, ConfigError, Settings, load_settings, secret_weakness
 from workers.telegram_api import TelegramClient, bot_id_of
 from workers.telegram_errors import (
     ChatMigrated,
@@ -183,13 +183,8 @@ def check_configuration(settings: Settings, note: Note) -> None:
             "set ADMIN_API_KEY to a long random value, e.g. `python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`",
         )
-    elif len(settings.admin_api_key) < 16:
-        note(
-            "WARN",
-            "config",
-            f"ADMIN_API_KEY is short ({len(settings.admin_api_key)} characters)",
-            "use at least 32 random characters",
-        )
+    elif weakness := secret_weakness(settings.admin_api_key):
+        note("WARN", "config", f"ADMIN_API_KEY {weakness}", f"use a random one: {GENERATE_SECRET}")
     else:
         note("OK", "config", "ADMIN_API_KEY set")
     if not settings.webhook_secret:
@@ -199,6 +194,12 @@ def check_configuration(settings: Settings, note: Note) -> None:
             "TGMS_WEBHOOK_SECRET not set: forged updates cannot be told from Telegram's",
             "set TGMS_WEBHOOK_SECRET (A-Z a-z 0-9 _ -) and run `tgms set-webhook --url ...` again",
         )
+    elif weakness := secret_weakness(settings.webhook_secret):
+        fix = f"use a random one ({GENERATE_SECRET}) and run `tgms set-webhook --url ...` again"
+        note("WARN", "config", f"TGMS_WEBHOOK_SECRET {weakness}", fix)
+    elif settings.webhook_secret == settings.admin_api_key:
+        fix = "give each its own random value; Telegram (and its logs) must never hold the admin key"
+        note("WARN", "config", "TGMS_WEBHOOK_SECRET is the same as ADMIN_API_KEY", fix)
     else:
         note("OK", "config", "TGMS_WEBHOOK_SECRET set")
     note(
