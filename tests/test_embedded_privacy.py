@@ -61,7 +61,7 @@ def _env(data_dir: Path, home: Path | None = None) -> dict[str, str]:
 
 
 def _tgms(args: list[str], data_dir: Path, *, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "tgms_tui.cli", *args]
+    command = [sys.executable, "-m", "tgms_tui.commands.cli", *args]
     return subprocess.run(
         _as(user, command) if user else command,
         cwd=ROOT,
