@@ -45,10 +45,10 @@ from psycopg.rows import dict_row
 
 from tgms_tui.backend import queue
 from tgms_tui.backend.broadcasts import SENDER_MAX_RETRIES, resolve_targets
+from tgms_tui.backend.markup import parsed_text as _parsed_text
 from tgms_tui.backend.message_validation import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
-    _parsed_text,
     check_markup,
     visible_length,
 )

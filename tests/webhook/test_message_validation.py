@@ -7,13 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tgms_tui.backend.message_validation import (
-    BroadcastRequest,
-    ValidationError,
-    check_markup,
-    validate_broadcast,
-    visible_length,
-)
+from tgms_tui.backend.markup import check_markup, visible_length
+from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
 
 STADIUM = "🏟 🏟"  # 9 bytes of UTF-8: offsets below are in bytes, as Telegram reports them
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tgms_tui.backend.message_validation import _parsed_text, check_markup
+from tgms_tui.backend.markup import check_markup, parsed_text
 from workers.group_sender import content_problem, debug_suffix, with_debug_code
 
 MODES = [None, "Markdown", "MarkdownV2", "HTML"]
@@ -20,7 +20,7 @@ def test_a_valid_text_stays_valid_and_ends_with_the_code(text: str, mode: str | 
     final = with_debug_code(text, CODE, mode)
     assert check_markup(final, mode) is None, (text, mode)
     if content_problem(text, CODE, mode, caption=False) is None:
-        assert _parsed_text(final, mode).rstrip().endswith(CODE)
+        assert parsed_text(final, mode).rstrip().endswith(CODE)
     else:  # only text that ends inside a link's URL (legacy Markdown) swallows what follows
         assert mode == "Markdown" and "](" in text, text
 
