@@ -5,7 +5,7 @@ A port of `parse_html()` and `decode_html_entity()` in tdlib/td td/telegram/Mess
 
 from __future__ import annotations
 
-from ._common import MarkupError, is_space
+from ._common import MarkupError, check_date_format, is_exact_integer, is_space
 
 _HTML_TAGS = frozenset(
     {"a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins", "tg-spoiler", "tg-emoji", "tg-time"}
@@ -55,7 +55,8 @@ def parse_html(text: bytes) -> str:
 
     out: list[str] = []
     plain = bytearray()
-    open_tags: list[str] = []
+    open_tags: list[tuple[str, bytes, int]] = []  # name, the argument checked at its end, shown so far
+    shown = 0  # characters of visible text so far (an empty element is not checked at its end)
     bad_surrogate = False
 
     def flush() -> None:
@@ -74,10 +75,12 @@ def parse_html(text: bytes) -> str:
                 else:
                     flush()
                     out.append(chr(code))
+                shown += 1
                 i = end
                 continue
         if c != ord("<"):
             plain.append(c)
+            shown += 1
             i += 1
             continue
         begin = i
@@ -91,6 +94,7 @@ def parse_html(text: bytes) -> str:
             if tag not in _HTML_TAGS:
                 raise MarkupError(f'Unsupported start tag "{tag}" at byte offset {begin}')
             argument = ""
+            checked = b""
             while at(i) != ord(">"):
                 while at(i) != 0 and is_space(at(i)):
                     i += 1
@@ -121,7 +125,7 @@ def parse_html(text: bytes) -> str:
                         i += 1
                     if not is_space(at(i)) and at(i) != ord(">"):
                         raise MarkupError(f"Unexpected end of name token at byte offset {token_begin}")
-                    value = text[token_begin:i].decode("ascii").lower()
+                    value_bytes = bytearray(text[token_begin:i].lower())
                 else:
                     quote = at(i)
                     i += 1
@@ -137,14 +141,15 @@ def parse_html(text: bytes) -> str:
                         i += 1
                     if at(i) == quote:
                         i += 1
-                    value = value_bytes.decode("utf-8", "replace")
                 if at(i) == 0:
                     raise MarkupError(f"Unclosed start tag at byte offset {begin}")
-                if tag == "span" and attribute == "class" and value.startswith("tg-"):
-                    argument = value[3:]
+                if tag == "span" and attribute == "class" and value_bytes.startswith(b"tg-"):
+                    argument = value_bytes[3:].decode("utf-8", "replace")
+                elif (tag, attribute) in (("tg-emoji", "emoji-id"), ("tg-time", "format")):
+                    checked = bytes(value_bytes)
             if tag == "span" and argument != "spoiler":
                 raise MarkupError(f'Tag "span" must have class "tg-spoiler" at byte offset {begin}')
-            open_tags.append(tag)
+            open_tags.append((tag, checked, shown))
             i += 1
             continue
         # an end tag
@@ -157,14 +162,16 @@ def parse_html(text: bytes) -> str:
             i += 1
         if at(i) != ord(">"):
             raise MarkupError(f"Unclosed end tag at byte offset {begin}")
-        expected = open_tags.pop()
+        expected, checked, shown_at_start = open_tags.pop()
         if end_tag and end_tag != expected:
             raise MarkupError(
                 f'Unmatched end tag at byte offset {begin}, expected "</{expected}>", found "</{end_tag}>"'
             )
+        if shown > shown_at_start:
+            _check_element(expected, checked)
         i += 1
     if open_tags:
-        raise MarkupError(f'Can\'t find end tag corresponding to start tag "{open_tags[-1]}"')
+        raise MarkupError(f'Can\'t find end tag corresponding to start tag "{open_tags[-1][0]}"')
     if bad_surrogate:
         raise MarkupError(
             "Text contains invalid Unicode characters after decoding HTML entities, "
@@ -172,3 +179,11 @@ def parse_html(text: bytes) -> str:
         )
     flush()
     return "".join(out)
+
+
+def _check_element(tag: str, checked: bytes) -> None:
+    """What parse_html() checks when a non-empty element ends: a custom emoji's id, a date's format."""
+    if tag == "tg-emoji" and (not is_exact_integer(checked, 64) or checked == b"0"):
+        raise MarkupError("Invalid custom emoji identifier specified")
+    if tag == "tg-time":
+        check_date_format(checked)

@@ -1,15 +1,15 @@
 """MarkdownV2 as Telegram parses it: nesting, block quotes, and every reserved character escaped.
 
 A port of `parse_markdown_v2()` in tdlib/td td/telegram/MessageEntity.cpp: same reserved characters,
-same error texts, same UTF-8 byte offsets in them.
+same error texts, same UTF-8 byte offsets in them. `![text](url)` takes a custom emoji or a date
+(tg://emoji?id=N, tg://time?unix=N&format=F), as in the TDLib version the Bot API server builds with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from ._common import MarkupError, is_space, utf16_units
+from ._common import MarkupError, check_date_format, is_exact_integer, is_space, tg_link_parameters, utf16_units
 
 
 def _reserved(c: int) -> str:
@@ -178,9 +178,9 @@ def parse_markdown_v2(text: bytes) -> bytes:
                 if at(i) != ord(")"):
                     raise MarkupError(f"Can't find end of a URL at byte offset {url_begin}")
                 if kind == "CustomEmoji":
-                    _check_custom_emoji_url(bytes(url))
+                    _check_emoji_or_time_url(bytes(url))
             elif kind == "CustomEmoji":
-                raise MarkupError("Custom emoji entity must contain a tg://emoji URL")
+                raise MarkupError("The entity must contain a tg://emoji or tg://time URL")
         elif kind == "BlockQuote":
             have_blockquote = False
             out.append(text[i])
@@ -199,9 +199,26 @@ def parse_markdown_v2(text: bytes) -> bytes:
     return bytes(out)
 
 
-def _check_custom_emoji_url(url: bytes) -> None:
-    parts = urlsplit(url.decode("utf-8", "replace"))
-    query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
-    ident = query.get("id", "")
-    if parts.scheme.lower() != "tg" or parts.netloc.lower() != "emoji" or not ident.isdigit() or ident.startswith("0"):
-        raise MarkupError("Invalid tg://emoji URL specified")
+def _check_emoji_or_time_url(url: bytes) -> None:
+    """A `![text](url)` entity needs a tg://emoji?id=N or a tg://time?unix=N[&format=F] URL."""
+    emoji = tg_link_parameters(url, b"emoji")
+    for key, value in emoji or []:
+        if key == b"id":
+            if is_exact_integer(value, 64) and value != b"0":
+                return
+            break
+    time = tg_link_parameters(url, b"time")
+    if time is not None:
+        unix = b""
+        date_format = b""
+        for key, value in time:
+            if key == b"unix":
+                if not is_exact_integer(value, 32) or value.startswith((b"-", b"0")):
+                    raise MarkupError("Invalid tg://emoji or tg://time URL specified")
+                unix = value
+            if key == b"format":
+                date_format = value
+        if unix:
+            check_date_format(date_format)
+            return
+    raise MarkupError("Invalid tg://emoji or tg://time URL specified")
