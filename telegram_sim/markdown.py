@@ -55,17 +55,32 @@ class UnsupportedParseMode(Exception):
 
 
 def strip_text(formatted: FormattedText) -> FormattedText:
-    """Trim surrounding whitespace as Telegram does, moving and clipping entities to match."""
-    text = formatted.text
-    stripped = text.strip(" \t\r\n")
-    if stripped == text:
+    """The text as Telegram stores it, entities moved and clipped to match.
+
+    As `fix_formatted_text()` in tdlib/td td/telegram/MessageEntity.cpp (with `clean_input_string()`
+    in td/telegram/misc.cpp): control characters become spaces, carriage returns, U+2028..U+202E and
+    the combining vertical lines U+030A, U+0333, U+033F are dropped, then spaces and line breaks are
+    trimmed at both ends. (TDLib keeps leading spaces that an entity starts before; this trims them.)
+    """
+    kept: list[str] = []
+    new_offset = [0]  # UTF-16 offset in the result of every UTF-16 offset of the input
+    for ch in formatted.text:
+        units = 2 if ord(ch) > 0xFFFF else 1
+        if ch == "\r" or 0x2028 <= ord(ch) <= 0x202E or ch in "\u030a\u0333\u033f":
+            new_offset += [new_offset[-1]] * units
+            continue
+        kept.append(" " if ord(ch) < 0x20 and ch != "\n" else ch)
+        new_offset += [new_offset[-1] + k for k in range(1, units + 1)]
+    cleaned = "".join(kept)
+    stripped = cleaned.strip(" \n")
+    if stripped == formatted.text:
         return formatted
-    lead = utf16_len(text[: len(text) - len(text.lstrip(" \t\r\n"))])
+    lead = len(cleaned) - len(cleaned.lstrip(" \n"))  # spaces and line breaks: one UTF-16 unit each
     new_len = utf16_len(stripped)
     entities: list[Entity] = []
     for entity in formatted.entities:
-        start = max(entity["offset"] - lead, 0)
-        end = min(entity["offset"] + entity["length"] - lead, new_len)
+        start = max(new_offset[entity["offset"]] - lead, 0)
+        end = min(new_offset[entity["offset"] + entity["length"]] - lead, new_len)
         if end > start:
             entities.append({**entity, "offset": start, "length": end - start})
     return FormattedText(stripped, entities)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from telegram_sim.markdown import EntityParseError, parse, strip_text, utf16_len
 from tgms_tui.backend.markup import check_markup, parsed_text, visible_length
 
-EXAMPLES = int(os.environ.get("TGMS_DIFFERENTIAL_EXAMPLES", "2500"))
+EXAMPLES = int(os.environ.get("TGMS_DIFFERENTIAL_EXAMPLES", "2000"))
 PROFILE = settings(
     max_examples=EXAMPLES,
     derandomize=True,

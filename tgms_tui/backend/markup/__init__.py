@@ -77,11 +77,22 @@ def check_markup(text: str, parse_mode: str | None) -> str | None:
     return None
 
 
+# What Telegram's server drops or blanks in a message before storing it: `clean_input_string()` in
+# tdlib/td td/telegram/misc.cpp turns control characters into spaces and drops carriage returns,
+# U+2028..U+202E and the combining vertical lines U+030A, U+0333 and U+033F.
+_CLEANED = str.maketrans(
+    {code: " " for code in range(0x20) if code not in (0x0A, 0x0D)}
+    | {code: None for code in (0x0D, *range(0x2028, 0x202F), 0x030A, 0x0333, 0x033F)}
+)
+
+
 def visible_length(text: str, parse_mode: str | None) -> int:
-    """UTF-16 length of what Telegram would show (markup removed, surrounding whitespace trimmed).
-    For markup that does not parse, the raw length (the TUI shows the markup error separately)."""
+    """UTF-16 length of what Telegram would store: markup removed, cleaned, spaces and line breaks
+    trimmed at both ends (`fix_formatted_text()` in tdlib/td td/telegram/MessageEntity.cpp; it keeps
+    leading spaces inside an entity, which this does not know of). For markup that does not parse, the
+    length of the raw text (the TUI shows the markup error separately)."""
     try:
         shown = parsed_text(text, parse_mode)
     except (MarkupError, ValueError, UnicodeEncodeError):
         shown = text
-    return utf16_length(shown.strip())
+    return utf16_length(shown.translate(_CLEANED).strip(" \n"))
