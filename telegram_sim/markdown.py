@@ -302,7 +302,7 @@ def _parse_markdown_v2(text: str) -> FormattedText:
         in_code = bool(stack) and stack[-1].kind in ("code", "pre", "pre_code")
         reserved = c == ord("`") if in_code else c in _MD_V2_RESERVED
         if not reserved:
-            if c & 0xC0 != 0x80:
+            if (c & 0xC0) != 0x80:
                 u16 += _u16_step(c)
                 if c != 0x0D:
                     can_start_blockquote = False
