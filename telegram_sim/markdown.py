@@ -55,17 +55,32 @@ class UnsupportedParseMode(Exception):
 
 
 def strip_text(formatted: FormattedText) -> FormattedText:
-    """Trim surrounding whitespace as Telegram does, moving and clipping entities to match."""
-    text = formatted.text
-    stripped = text.strip(" \t\r\n")
-    if stripped == text:
+    """The text as Telegram stores it, entities moved and clipped to match.
+
+    As `fix_formatted_text()` in tdlib/td td/telegram/MessageEntity.cpp (with `clean_input_string()`
+    in td/telegram/misc.cpp): control characters become spaces, carriage returns, U+2028..U+202E and
+    the combining vertical lines U+030A, U+0333, U+033F are dropped, then spaces and line breaks are
+    trimmed at both ends. (TDLib keeps leading spaces that an entity starts before; this trims them.)
+    """
+    kept: list[str] = []
+    new_offset = [0]  # UTF-16 offset in the result of every UTF-16 offset of the input
+    for ch in formatted.text:
+        units = 2 if ord(ch) > 0xFFFF else 1
+        if ch == "\r" or 0x2028 <= ord(ch) <= 0x202E or ch in "\u030a\u0333\u033f":
+            new_offset += [new_offset[-1]] * units
+            continue
+        kept.append(" " if ord(ch) < 0x20 and ch != "\n" else ch)
+        new_offset += [new_offset[-1] + k for k in range(1, units + 1)]
+    cleaned = "".join(kept)
+    stripped = cleaned.strip(" \n")
+    if stripped == formatted.text:
         return formatted
-    lead = utf16_len(text[: len(text) - len(text.lstrip(" \t\r\n"))])
+    lead = len(cleaned) - len(cleaned.lstrip(" \n"))  # spaces and line breaks: one UTF-16 unit each
     new_len = utf16_len(stripped)
     entities: list[Entity] = []
     for entity in formatted.entities:
-        start = max(entity["offset"] - lead, 0)
-        end = min(entity["offset"] + entity["length"] - lead, new_len)
+        start = max(new_offset[entity["offset"]] - lead, 0)
+        end = min(new_offset[entity["offset"] + entity["length"]] - lead, new_len)
         if end > start:
             entities.append({**entity, "offset": start, "length": end - start})
     return FormattedText(stripped, entities)
@@ -244,6 +259,7 @@ _V2_NAMES = {
     "text_link": "TextUrl",
     "custom_emoji": "CustomEmoji",
     "blockquote": "BlockQuote",
+    "expandable_blockquote": "ExpandableBlockQuote",
 }
 
 
@@ -261,12 +277,16 @@ def _reserved_error(ch: int) -> EntityParseError:
 
 
 def _parse_markdown_v2(text: str) -> FormattedText:
+    """Port of `parse_markdown_v2()` (tdlib/td td/telegram/MessageEntity.cpp), block quotes included:
+    '>' opens one only where a line may start one, a '**>' quote closed by '||' at a line end (or at
+    the end of the text) is expandable."""
     src = _Bytes(text)
     out = bytearray()
     entities: list[Entity] = []
     stack: list[_Open] = []
     u16 = 0
     have_blockquote = False
+    can_start_blockquote = True
     i = 0
     while i < src.size:
         c = src[i]
@@ -274,13 +294,18 @@ def _parse_markdown_v2(text: str) -> FormattedText:
             i += 1
             u16 += 1
             out.append(src[i])
+            if src[i] != 0x0D:
+                can_start_blockquote = src[i] == 0x0A
             i += 1
             continue
 
         in_code = bool(stack) and stack[-1].kind in ("code", "pre", "pre_code")
         reserved = c == ord("`") if in_code else c in _MD_V2_RESERVED
         if not reserved:
-            u16 += _u16_step(c)
+            if (c & 0xC0) != 0x80:
+                u16 += _u16_step(c)
+                if c != 0x0D:
+                    can_start_blockquote = False
             out.append(c)
             i += 1
             continue
@@ -350,16 +375,12 @@ def _parse_markdown_v2(text: str) -> FormattedText:
             elif c == 0x0A:
                 u16 += 1
                 out.append(0x0A)
+                can_start_blockquote = True
                 kind = None
-                if i + 1 < src.size and src[i + 1] == ord(">"):
-                    i += 1
-                    if not have_blockquote:
-                        kind = "blockquote"
-                        have_blockquote = True
             elif c == ord(">"):
-                if i != 0:
+                if not can_start_blockquote:
                     raise _reserved_error(c)
-                kind = "blockquote"
+                kind = None if have_blockquote else "blockquote"
                 have_blockquote = True
             else:
                 raise _reserved_error(c)
@@ -372,17 +393,33 @@ def _parse_markdown_v2(text: str) -> FormattedText:
         top_open = stack[-1]
         kind = top_open.kind
         if c == 0x0A and kind != "blockquote":
-            raise EntityParseError(f"Can't find end of {_V2_NAMES[kind]} entity at byte offset {top_open.byte_offset}")
+            # "||" right before the line break of a quote: the quote is expandable
+            closes_quote = kind == "spoiler" and (
+                top_open.byte_offset == i - 2 or (top_open.byte_offset == i - 3 and len(out) != 0 and out[-1] == 0x0D)
+            )
+            if not closes_quote:
+                raise EntityParseError(
+                    f"Can't find end of {_V2_NAMES[kind]} entity at byte offset {top_open.byte_offset}"
+                )
+            stack.pop()
+            top_open = stack[-1]
+            if top_open.kind != "blockquote":
+                raise EntityParseError(
+                    f"Can't find end of {_V2_NAMES[top_open.kind]} entity at byte offset {top_open.byte_offset}"
+                )
+            kind = "expandable_blockquote"
         argument = top_open.argument
         skip = u16 == top_open.u16_offset
         link: Entity | None = None
-        emoji_id: str | None = None
+        extra: dict[str, Any] = {}
         if kind in ("underline", "spoiler"):
             i += 1
         elif kind in ("pre", "pre_code"):
             i += 2
-        elif kind == "text_link":
+        elif kind in ("text_link", "custom_emoji"):
             if src[i + 1] != ord("("):
+                if kind == "custom_emoji":
+                    raise EntityParseError("The entity must contain a tg://emoji or tg://time URL")
                 url = out[top_open.out_pos :].decode("utf-8", "replace")
             else:
                 i += 2
@@ -398,48 +435,48 @@ def _parse_markdown_v2(text: str) -> FormattedText:
                 if src[i] != ord(")"):
                     raise EntityParseError(f"Can't find end of a URL at byte offset {url_begin}")
                 url = raw.decode("utf-8", "replace")
-            link = _link_entity(top_open.u16_offset, u16 - top_open.u16_offset, url)
-            if link is None:
-                skip = True
-        elif kind == "custom_emoji":
-            if src[i + 1] != ord("("):
-                raise EntityParseError("Custom emoji entity must contain a tg://emoji URL")
-            i += 2
-            url_begin = i
-            raw = bytearray()
-            while i < src.size and src[i] != ord(")"):
-                if src[i] == 0x5C and 0 < src[i + 1] <= 126:
-                    raw.append(src[i + 1])
-                    i += 2
-                    continue
-                raw.append(src[i])
-                i += 1
-            if src[i] != ord(")"):
-                raise EntityParseError(f"Can't find end of a custom emoji URL at byte offset {url_begin}")
-            emoji_id = _emoji_id(raw.decode("utf-8", "replace"))
-        elif kind == "blockquote":
+            if kind == "text_link":
+                link = _link_entity(top_open.u16_offset, u16 - top_open.u16_offset, url)
+                if link is None:
+                    skip = True
+            else:
+                emoji_id = _emoji_id(url)
+                if emoji_id is not None:
+                    extra = {"custom_emoji_id": emoji_id}
+                else:
+                    date = _time_link(url)
+                    if date is None:
+                        raise EntityParseError("Invalid tg://emoji or tg://time URL specified")
+                    kind = "date_time"
+                    extra = date
+        elif kind in ("blockquote", "expandable_blockquote"):
             have_blockquote = False
             out.append(src[i])
+            can_start_blockquote = True
             u16 += 1
+            skip = False
 
         if not skip:
             offset = top_open.u16_offset
             length = u16 - offset
             if link is not None:
                 entities.append(link)
-            elif kind == "custom_emoji":
-                entities.append(_entity("custom_emoji", offset, length, custom_emoji_id=emoji_id))
             elif kind == "pre_code":
                 entities.append(_entity("pre", offset, length, language=argument))
             else:
-                entities.append(_entity(kind, offset, length))
+                entities.append(_entity(kind, offset, length, **extra))
         stack.pop()
         i += 1
 
-    if have_blockquote and stack and stack[-1].kind == "blockquote":
-        top_open = stack.pop()
-        if u16 != top_open.u16_offset:
-            entities.append(_entity("blockquote", top_open.u16_offset, u16 - top_open.u16_offset))
+    if have_blockquote:
+        kind = "blockquote"
+        if stack and stack[-1].kind == "spoiler" and stack[-1].byte_offset == src.size - 2:
+            stack.pop()
+            kind = "expandable_blockquote"
+        if stack and stack[-1].kind == "blockquote":
+            top_open = stack.pop()
+            if u16 != top_open.u16_offset:
+                entities.append(_entity(kind, top_open.u16_offset, u16 - top_open.u16_offset))
     if stack:
         top_open = stack[-1]
         raise EntityParseError(
@@ -448,14 +485,82 @@ def _parse_markdown_v2(text: str) -> FormattedText:
     return FormattedText(out.decode("utf-8", "replace"), _sort(entities))
 
 
-def _emoji_id(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "tg" or parts.netloc.lower() != "emoji":
-        raise EntityParseError("Custom emoji URL must have scheme tg")
-    values = parse_qs(parts.query).get("id")
-    if not values or not values[0].isdigit() or int(values[0]) == 0:
-        raise EntityParseError("Invalid custom emoji identifier specified")
-    return values[0]
+def _tg_link_query(url: str, host: str) -> list[tuple[str, str]] | None:
+    """The query of a tg://<host>?... link as (key, value) pairs, or None when it is not one
+    (LinkManager::check_tg_url_host in tdlib/td td/telegram/LinkManager.cpp)."""
+    lowered = url.lower()
+    if not lowered.startswith("tg:"):
+        return None
+    rest = url[3:]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    if not rest.lower().startswith(host) or (len(rest) > len(host) and rest[len(host)] not in "/?#"):
+        return None
+    rest = rest[len(host) :]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    if not rest.startswith("?"):
+        return None
+    query = rest[1:].partition("#")[0]
+    return [(p.partition("=")[0], p.partition("=")[2]) for p in query.split("&") if p]
+
+
+def _exact_int(value: str, bits: int) -> int | None:
+    """TDLib's to_integer_safe: the value only if it is written exactly as the integer prints."""
+    if not re.fullmatch(r"-?(0|[1-9][0-9]*)", value) or value == "-0":
+        return None
+    number = int(value)
+    return number if -(2 ** (bits - 1)) <= number < 2 ** (bits - 1) else None
+
+
+def _emoji_id(url: str) -> str | None:
+    """The custom emoji id of a tg://emoji?id=N link (LinkManager::get_link_custom_emoji_id), else None."""
+    query = _tg_link_query(url, "emoji")
+    for key, value in query or []:
+        if key == "id":
+            number = _exact_int(value, 64)
+            return None if not number else str(number)
+    return None
+
+
+def _time_link(url: str) -> dict[str, Any] | None:
+    """unix_time and date_time_format of a tg://time?unix=N&format=F link (LinkManager::
+    get_link_date_format), None when it is not one; a bad format is an error of its own."""
+    query = _tg_link_query(url, "time")
+    if query is None:
+        return None
+    date = 0
+    date_format = ""
+    for key, value in query:
+        if key == "unix":
+            number = _exact_int(value, 32)
+            if number is None or number <= 0:
+                return None
+            date = number
+        if key == "format":
+            date_format = value
+    if date == 0:
+        return None
+    return {"unix_time": date, "date_time_format": _date_time_format(date_format)}
+
+
+def _date_time_format(date_format: str) -> str:
+    """The Bot API's spelling of a date format ("r", or w, d|D, t|T in that order), as
+    get_date_flags() in td/telegram/MessageEntity.cpp and the Bot API's entity JSON make it."""
+    if date_format in ("r", "R"):
+        return "r"
+    if any(ch not in "tTdDwW" for ch in date_format):
+        raise EntityParseError("Invalid date format used")
+    spelled = "w" if any(ch in "wW" for ch in date_format) else ""
+    if "d" in date_format:
+        spelled += "d"
+    elif "D" in date_format:
+        spelled += "D"
+    if "t" in date_format:
+        spelled += "t"
+    elif "T" in date_format:
+        spelled += "T"
+    return spelled
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -474,6 +579,7 @@ _HTML_TAGS = frozenset(
         "ins",
         "tg-spoiler",
         "tg-emoji",
+        "tg-time",
         "span",
         "pre",
         "code",
@@ -483,7 +589,7 @@ _HTML_TAGS = frozenset(
 _HTML_KIND = {
     "i": "italic", "em": "italic", "b": "bold", "strong": "bold", "s": "strikethrough",
     "strike": "strikethrough", "del": "strikethrough", "u": "underline", "ins": "underline",
-    "tg-spoiler": "spoiler", "span": "spoiler", "blockquote": "blockquote",
+    "tg-spoiler": "spoiler", "span": "spoiler",
 }  # fmt: skip
 
 
@@ -531,14 +637,19 @@ class _Tag:
     argument: str
     u16_offset: int
     out_pos: int
+    unix_time: int = 0
 
 
 def _parse_html(text: str) -> FormattedText:
+    """Port of `parse_html()` (tdlib/td td/telegram/MessageEntity.cpp): attributes may lack a value,
+    `<blockquote expandable>` and `<tg-time unix=... format=...>` are understood, and character
+    references that decode to half of a surrogate pair make the whole text invalid."""
     src = _Bytes(text)
     out = bytearray()
     entities: list[Entity] = []
     stack: list[_Tag] = []
     u16 = 0
+    bad_surrogate = False
     i = 0
     while i < src.size:
         c = src[i]
@@ -546,6 +657,7 @@ def _parse_html(text: str) -> FormattedText:
             code, after = _decode_html_entity(src, i)
             if code:
                 u16 += 2 if code > 0xFFFF else 1
+                bad_surrogate = bad_surrogate or 0xD800 <= code <= 0xDFFF
                 out += chr(code).encode("utf-8", "surrogatepass")
                 i = after
                 continue
@@ -566,13 +678,14 @@ def _parse_html(text: str) -> FormattedText:
             if tag not in _HTML_TAGS:
                 raise EntityParseError(f'Unsupported start tag "{tag}" at byte offset {begin_pos}')
             argument = ""
+            unix_time = 0
             while src[i] != ord(">"):
                 while src[i] != 0 and src[i] in _SPACES:
                     i += 1
                 if src[i] == ord(">"):
                     break
                 attr_begin = i
-                while src[i] not in _SPACES and src[i] != ord("="):
+                while src[i] not in _SPACES and src[i] not in b"=>/\"'":
                     i += 1
                 attr_name = src.data[attr_begin:i].decode("utf-8", "replace")
                 if not attr_name:
@@ -580,10 +693,11 @@ def _parse_html(text: str) -> FormattedText:
                 while src[i] != 0 and src[i] in _SPACES:
                     i += 1
                 if src[i] != ord("="):
-                    raise EntityParseError(
-                        f'Expected equal sign in declaration of an attribute of the tag "{tag}" '
-                        f"at byte offset {begin_pos}"
-                    )
+                    if src[i] == 0:
+                        raise EntityParseError(f'Unclosed start tag "{tag}" at byte offset {begin_pos}')
+                    if tag == "blockquote" and attr_name == "expandable":
+                        argument = "1"
+                    continue
                 i += 1
                 while src[i] != 0 and src[i] in _SPACES:
                     i += 1
@@ -622,9 +736,15 @@ def _parse_html(text: str) -> FormattedText:
                     argument = value[3:]
                 elif tag == "tg-emoji" and attr_name == "emoji-id":
                     argument = value
+                elif tag == "blockquote" and attr_name == "expandable":
+                    argument = "1"
+                elif tag == "tg-time" and attr_name == "unix":
+                    unix_time = _leading_int32(value)
+                elif tag == "tg-time" and attr_name == "format":
+                    argument = value
             if tag == "span" and argument != "spoiler":
                 raise EntityParseError(f'Tag "span" must have class "tg-spoiler" at byte offset {begin_pos}')
-            stack.append(_Tag(tag, argument, u16, len(out)))
+            stack.append(_Tag(tag, argument, u16, len(out), unix_time))
             i += 1
             continue
 
@@ -647,11 +767,26 @@ def _parse_html(text: str) -> FormattedText:
         stack.pop()
         i += 1
     if stack:
-        raise EntityParseError(f"Can't find end tag corresponding to start tag {stack[-1].name}")
+        raise EntityParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1].name}"')
     for entity in entities:
         if entity["type"] == "code":
             entity.pop("language", None)
+    if bad_surrogate:  # each half is encoded on its own, so even a matched pair is invalid UTF-8
+        raise EntityParseError(
+            "Text contains invalid Unicode characters after decoding HTML entities, "
+            "check for unmatched surrogate code units"
+        )
     return FormattedText(out.decode("utf-8", "replace"), _sort(entities))
+
+
+def _leading_int32(value: str) -> int:
+    """TDLib's to_integer<int32>: an optional '-' and the leading digits, wrapping like a C++ int32."""
+    match = re.match(r"-?[0-9]*", value)
+    digits = match.group(0) if match else ""
+    number = int(digits.lstrip("-") or "0") % 2**32
+    if digits.startswith("-"):
+        number = -number % 2**32
+    return number - 2**32 if number >= 2**31 else number
 
 
 def _close_html_entity(entities: list[Entity], tag: _Tag, u16: int, out: bytearray) -> None:
@@ -660,10 +795,17 @@ def _close_html_entity(entities: list[Entity], tag: _Tag, u16: int, out: bytearr
     name = tag.name
     if name in _HTML_KIND:
         entities.append(_entity(_HTML_KIND[name], offset, length))
+    elif name == "blockquote":
+        entities.append(_entity("expandable_blockquote" if tag.argument else "blockquote", offset, length))
     elif name == "tg-emoji":
-        if not tag.argument.isdigit() or int(tag.argument) == 0:
+        emoji_id = _exact_int(tag.argument, 64)
+        if not emoji_id:
             raise EntityParseError("Invalid custom emoji identifier specified")
-        entities.append(_entity("custom_emoji", offset, length, custom_emoji_id=tag.argument))
+        entities.append(_entity("custom_emoji", offset, length, custom_emoji_id=str(emoji_id)))
+    elif name == "tg-time":
+        date_format = _date_time_format(tag.argument)
+        if tag.unix_time > 0:
+            entities.append(_entity("date_time", offset, length, unix_time=tag.unix_time, date_time_format=date_format))
     elif name == "a":
         url = tag.argument or out[tag.out_pos :].decode("utf-8", "replace")
         link = _link_entity(offset, length, url)

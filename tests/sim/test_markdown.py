@@ -107,3 +107,46 @@ def test_auto_entities() -> None:
         ("bot_command", 0, 13), ("mention", 17, 4), ("hashtag", 26, 5), ("url", 35, 11)]  # fmt: skip
     code = [{"type": "code", "offset": 0, "length": 4}]
     assert auto_entities("@ann", code) == code
+
+
+def test_markdown_v2_block_quotes() -> None:
+    # parse_markdown_v2() in TDLib: '>' opens a quote where a line may start one; a second one is dropped
+    assert entities(">>a\nb", "MarkdownV2") == ("a\nb", [("blockquote", 0, 2)])
+    assert entities("**>a\n>b||\nc", "MarkdownV2") == ("a\nb\nc", [("expandable_blockquote", 0, 4)])
+    assert entities("**>a\n>b||", "MarkdownV2") == ("a\nb", [("expandable_blockquote", 0, 3)])
+    with pytest.raises(EntityParseError, match="Character '>' is reserved"):
+        parse("a>b", "MarkdownV2")
+
+
+def test_markdown_v2_custom_emoji_and_time_links() -> None:
+    emoji = parse("![👍](tg://emoji?id=5368324170671202286)", "MarkdownV2").entities[0]
+    assert emoji == {"type": "custom_emoji", "offset": 0, "length": 2, "custom_emoji_id": "5368324170671202286"}
+    date = parse("![now](tg://time?unix=1700000000&format=Tdw)", "MarkdownV2").entities[0]
+    assert date == {"type": "date_time", "offset": 0, "length": 3, "unix_time": 1700000000, "date_time_format": "wdT"}
+    for markup, message in [
+        ("![x]", "The entity must contain a tg://emoji or tg://time URL"),
+        ("![x](tg://emoji?id=0)", "Invalid tg://emoji or tg://time URL specified"),
+        ("![x](http://x.org)", "Invalid tg://emoji or tg://time URL specified"),
+        ("![x](tg://time?unix=1&format=q)", "Invalid date format used"),
+        ("![x](tg://emoji?id=5", "Can't find end of a URL at byte offset 5"),
+    ]:
+        with pytest.raises(EntityParseError) as err:
+            parse(markup, "MarkdownV2")
+        assert str(err.value) == message
+
+
+def test_html_as_the_bot_api_server_parses_it() -> None:
+    with pytest.raises(EntityParseError) as err:
+        parse("<u>x", "HTML")
+    assert str(err.value) == 'Can\'t find end tag corresponding to start tag "u"'
+    assert entities("<a href>x.org</a> <i a b>i</i>", "HTML") == ("x.org i", [("text_link", 0, 5), ("italic", 6, 1)])
+    assert entities("<blockquote expandable>q</blockquote>", "HTML") == ("q", [("expandable_blockquote", 0, 1)])
+    date = parse('<tg-time unix="1700000000" format="r">now</tg-time>', "HTML").entities[0]
+    assert date == {"type": "date_time", "offset": 0, "length": 3, "unix_time": 1700000000, "date_time_format": "r"}
+    with pytest.raises(EntityParseError, match="Text contains invalid Unicode characters"):
+        parse("&#55357;&#56832;", "HTML")  # each half encoded on its own: not a valid pair
+
+
+def test_strip_text_cleans_like_telegram() -> None:
+    cleaned = strip_text(FormattedText("\r\n a\r\tb\u2028c ", [{"type": "bold", "offset": 3, "length": 5}]))
+    assert cleaned.text == "a bc" and cleaned.entities == [{"type": "bold", "offset": 0, "length": 3}]

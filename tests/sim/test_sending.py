@@ -124,7 +124,7 @@ def test_caption_length(api: BotApiClient, group: int) -> None:
         ("1.5", "MarkdownV2", "Character '.' is reserved and must be escaped with the preceding '\\'"),
         ("*bold", "MarkdownV2", "Can't find end of Bold entity at byte offset 0"),
         ("ok _it", "MarkdownV2", "Can't find end of Italic entity at byte offset 3"),
-        ("<b>x", "HTML", "Can't find end tag corresponding to start tag b"),
+        ("<b>x", "HTML", 'Can\'t find end tag corresponding to start tag "b"'),
         ("<blink>x</blink>", "HTML", 'Unsupported start tag "blink" at byte offset 0'),
         ("<b>x</i>", "HTML", 'Unmatched end tag at byte offset 4, expected "</b>", found "</i>"'),
     ],

@@ -7,13 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tgms_tui.backend.message_validation import (
-    BroadcastRequest,
-    ValidationError,
-    check_markup,
-    validate_broadcast,
-    visible_length,
-)
+from tgms_tui.backend.markup import check_markup, parsed_text, visible_length
+from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
 
 STADIUM = "🏟 🏟"  # 9 bytes of UTF-8: offsets below are in bytes, as Telegram reports them
 
@@ -31,6 +26,11 @@ MARKDOWN_V2_ERRORS = [
     ("Price: 5.00", "Character '.' is reserved and must be escaped with the preceding '\\'"),
     (">*b\n>ld \n>bo\nld*\nasd\ndef", "Can't find end of Bold entity at byte offset 1"),
     (">asd\n>q||ew\n||asdad", "Can't find end of Spoiler entity at byte offset 7"),
+    ("![x]", "The entity must contain a tg://emoji or tg://time URL"),
+    ("![x](tg://emoji?id=007)", "Invalid tg://emoji or tg://time URL specified"),
+    ("![x](tg://emoji?id=5", "Can't find end of a URL at byte offset 5"),
+    ("![x](tg://time?unix=1&format=q)", "Invalid date format used"),
+    ("a>b", "Character '>' is reserved and must be escaped with the preceding '\\'"),
 ]
 
 MARKDOWN_V2_OK = [
@@ -43,6 +43,9 @@ MARKDOWN_V2_OK = [
     ("> \n> \n>", " \n \n"),
     (">asd\n>q||e||w||\nasdad", "asd\nqew\nasdad"),
     (STADIUM + "```🏟\n🏟```", STADIUM + "🏟"),
+    (">>a", "a"),  # a second '>' where a quote may start is dropped
+    ("**>a\n>b||", "a\nb"),  # an expandable quote
+    ("![x](tg://emoji?id=-7)![y](TG://TIME/?unix=1&format=wdT)", "xy"),
 ]
 
 HTML_ERRORS = [
@@ -57,6 +60,14 @@ HTML_ERRORS = [
     (STADIUM + "&lt;<i>a</em   >", 'Unmatched end tag at byte offset 17, expected "</i>", found "</em>"'),
     ("<span>x</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
     ("1 < 2", 'Unsupported start tag "" at byte offset 2'),
+    ('<tg-emoji emoji-id="007">x</tg-emoji>', "Invalid custom emoji identifier specified"),
+    ('<tg-time unix="1" format="q">x</tg-time>', "Invalid date format used"),
+    ("<i a=b/>x</i>", "Unexpected end of name token at byte offset 5"),
+    (
+        "&#55357;&#56832;",
+        "Text contains invalid Unicode characters after decoding HTML entities, "
+        "check for unmatched surrogate code units",
+    ),
 ]
 
 HTML_OK = [
@@ -67,6 +78,8 @@ HTML_OK = [
     ('<span class = "tg-spoiler">x</span><b>y</b>', "xy"),
     ('<a href="https://example.com/?a=1&amp;b=2">link</a>', "link"),
     ("<blockquote expandable>a&lt;<pre  >b;</></>", "a<b;"),
+    ('<tg-emoji emoji-id="0"></tg-emoji>x', "x"),  # only a non-empty element is checked at its end
+    ('<tg-time unix="1" format="wDt">x</tg-time><a href>y</a>', "xy"),
 ]
 
 MARKDOWN_ERRORS = [
@@ -231,3 +244,15 @@ def test_send_at_needs_timezone_and_is_normalised_to_utc() -> None:
     req = validate_broadcast({"text": "a", "send_at": "2030-01-01T11:59:30Z"}, now=now)  # within a minute
     assert req.send_at == now - timedelta(seconds=30)
     assert _field_of({"text": "a", "send_at": "2030-01-01T11:58:00Z"}, now=now) == "send_at"
+
+
+def test_form_feed_is_not_a_space_for_telegram() -> None:
+    # TDLib's is_space() (tdutils/td/utils/misc.h) leaves out form feed: it belongs to a pre's language
+    assert parsed_text("```\x0c\x0bz```", "Markdown") == "\x0bz"
+    assert parsed_text("```\x0c\x0bz```", "MarkdownV2") == "\x0bz"
+
+
+def test_visible_length_counts_what_telegram_stores() -> None:
+    # control characters become spaces, carriage returns go, spaces and line breaks are trimmed
+    assert visible_length("\t a\r\nb\x00\x0c\n", None) == 3
+    assert visible_length("\u00a0x\u2028", None) == 2  # no-break space stays, U+2028 is dropped

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 
+from .markup import parsed_text as shown_text  # what Telegram shows for valid markup
 from .message_validation import CAPTION_LIMIT, TEXT_LIMIT, check_markup, visible_length
-from .message_validation import _parsed_text as shown_text  # what Telegram shows for valid markup
 
 
 def make(broadcast_id: int, n: int) -> str:

@@ -23,15 +23,14 @@ from textual.widgets import Input, Label, Select, Static, TextArea
 
 from tgms_tui.backend.broadcasts import create_broadcast, resolve_targets
 from tgms_tui.backend.config import Settings
+from tgms_tui.backend.markup import check_markup, visible_length
 from tgms_tui.backend.message_validation import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
     BroadcastRequest,
     ValidationError,
-    check_markup,
     normalise_target,
     validate_broadcast,
-    visible_length,
 )
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
