@@ -127,10 +127,16 @@ class ComposerScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         marked_label = f"marked groups ({len(self.marked)})"
+        # Groups marked on the dashboard (space) are what `b` was pressed for: they are the target.
+        target = "groups" if self.marked else "all"
         yield StatusBar(read_only=self.tgms.read_only, id="status")
         with Horizontal(id="composer"):
             with VerticalScroll(id="composer-form") as form:
-                form.border_title = "New broadcast"
+                form.border_title = Text(
+                    f"New broadcast to the {len(self.marked)} marked group{'s' if len(self.marked) != 1 else ''}"
+                    if self.marked
+                    else "New broadcast"
+                )
                 with Horizontal(classes="pair"):
                     with Vertical():
                         yield Label("Message", classes="field-label")
@@ -150,7 +156,7 @@ class ComposerScreen(Screen[None]):
                         yield Label("Target", classes="field-label")
                         yield Select(
                             [("all active groups", "all"), ("one phase", "phase"), (marked_label, "groups")],
-                            value="all",
+                            value=target,
                             allow_blank=False,
                             id="target",
                         )
@@ -298,7 +304,7 @@ class ComposerScreen(Screen[None]):
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
         shown.append("\n\n+ debug code, e.g. B123G001", style="dim")
-        preview.update(shown)
+        preview.update(fmt.made_safe(shown))  # the message's control and bidi characters shown
         self._show_estimate()
 
     def _count_targets(self) -> None:
