@@ -132,11 +132,7 @@ class ComposerScreen(Screen[None]):
         yield StatusBar(read_only=self.tgms.read_only, id="status")
         with Horizontal(id="composer"):
             with VerticalScroll(id="composer-form") as form:
-                form.border_title = Text(
-                    f"New broadcast to the {len(self.marked)} marked group{'s' if len(self.marked) != 1 else ''}"
-                    if self.marked
-                    else "New broadcast"
-                )
+                form.border_title = "New broadcast"
                 with Horizontal(classes="pair"):
                     with Vertical():
                         yield Label("Message", classes="field-label")
@@ -153,7 +149,13 @@ class ComposerScreen(Screen[None]):
                 yield Static("", id="counter")
                 with Horizontal(classes="pair"):
                     with Vertical():
-                        yield Label("Target", classes="field-label")
+                        yield Label(
+                            f"Target: the {len(self.marked)} group(s) marked on the dashboard"
+                            if self.marked
+                            else "Target",
+                            classes="field-label",
+                            id="target-label",
+                        )
                         yield Select(
                             [("all active groups", "all"), ("one phase", "phase"), (marked_label, "groups")],
                             value=target,

@@ -26,6 +26,15 @@ from .live_table import Cell, Column, LiveTable
 MARK = "●"
 
 
+def short_host(host: str | None) -> str:
+    """A host name without its domain (`hostname -s`), an address as it is: what tells workers apart."""
+    if not host:
+        return "?"
+    if host.replace(".", "").isdigit() or ":" in host:
+        return host
+    return host.split(".", 1)[0]
+
+
 class ActionTable(LiveTable[Any]):
     """A LiveTable whose row actions are forwarded to the screen as `PaneAction` messages."""
 
@@ -250,7 +259,7 @@ class WorkersTable(ActionTable):
     FLEX_COLUMN = "error"
     FLEX_MIN = 4
     COLUMNS = (
-        Column("worker", "Worker", 20, min_width=13, clip_middle=True),
+        Column("worker", "Worker", 22, min_width=13, clip_middle=True),
         Column("status", "Status", 9),
         Column("beat", "Beat", 5),
         Column("done", "Done", 6, right=True),
@@ -269,7 +278,7 @@ class WorkersTable(ActionTable):
             status = Text("– stopped", style="dim")
         else:
             status = Text(f"● {w.status}", style="green" if w.status == "running" else "yellow")
-        name = w.bot_name.replace("_worker", "") + (f" {w.host}:{w.pid}" if w.pid else "")
+        name = w.bot_name.replace("_worker", "") + (f" {short_host(w.host)}:{w.pid}" if w.pid else "")
         return (
             fmt.text(name, limit=80),
             status,
