@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.events import Key
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.signal import Signal
 
@@ -37,6 +38,7 @@ from tgms_tui.messages import DatabaseState
 from .screens.actions import ACTIONS, ActionSpec, is_allowed
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
+from .widgets import format as fmt
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ READ_ONLY_KEYS = {spec.key: spec.description for spec in ACTIONS if spec.mutatin
 
 # A pooled connection that cannot be had within this many seconds counts as "database unreachable".
 ACQUIRE_TIMEOUT = 3.0
+# A notice names a group or quotes an error: a few lines at most, never a wall of text.
+NOTICE_LIMIT = 400
 
 
 def palette_actions(app: App[Any], screen: Screen[Any] | None = None) -> Iterator[ActionSpec]:
@@ -247,6 +251,29 @@ class TGMSApp(App[int]):
             self.notify(f"{what} failed: {exc}", severity="error", timeout=6)
             return False
         return True
+
+    # ---------------------------------------------------------------- notices
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notice (the app's, a screen's, a widget's: they all end here) is plain text.
+
+        Notices quote titles, names and errors that come from Telegram or users; as markup, a title
+        `[/]` would end the app and `[@click=app.quit]` would become a clickable action. So `markup`
+        is ignored and control and bidi characters are made visible."""
+        super().notify(
+            fmt.plain(message, NOTICE_LIMIT, multiline=True),
+            title=fmt.plain(title, 80),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # ---------------------------------------------------------------- read-only
     def refuse_if_read_only(self, what: str) -> bool:

@@ -32,7 +32,7 @@ VALUES ('tgms_update_member_counts', '{"group_ids": [-1001000000001]}', 'pending
         now() - interval '30 seconds', now() - interval '30 seconds', NULL, NULL, NULL),
        ('tgms_send_to_groups', '{"broadcast_id": 7}', 'running', 0, 5, NULL,
         now() - interval '10 seconds', now(), NULL, 'tgms_worker@test:1', now() + interval '1 minute'),
-       ('tgms_process_join_request', '{"chat_id": -1001000000002, "user_id": 42}', 'failed', 5, 5,
+       ('tgms_process_join_request', '{"chat_id": -1001000000002, "user_id": 42}', 'failed', 6, 5,
         'Forbidden: bot was kicked from the supergroup chat', now() - interval '5 minutes',
         now() - interval '1 minute', now() - interval '1 minute', NULL, NULL),
        ('process_telegram_update', '{"update_id": 1}', 'done', 0, 5, NULL,

@@ -34,6 +34,14 @@ POLLED: dict[str, tuple[str, Any]] = {
     "dashboard.SQL_GROUPS_BY_ID": (dashboard.SQL_GROUPS_BY_ID, ([-1, -2],)),
     "dashboard.SQL_POOL_STATS": (dashboard.SQL_POOL_STATS, {"window": 60}),
     "dashboard.SQL_RECENT_JOBS": (dashboard.SQL_RECENT_JOBS, {"n": 40}),
+    "dashboard.SQL_SEARCH_JOBS": (
+        dashboard.SQL_SEARCH_JOBS,
+        {"n": 40, "scan": dashboard.SEARCH_SCAN, "pattern": "%x%", "id": 7},
+    ),
+    "dashboard.SQL_SEARCH_JOIN_REQUESTS": (
+        dashboard.SQL_SEARCH_JOIN_REQUESTS,
+        {"n": 100, "scan": dashboard.SEARCH_SCAN, "pattern": "%x%", "id": 7},
+    ),
     "dashboard.SQL_JOB_DETAIL": (dashboard.SQL_JOB_DETAIL, (1,)),
     "dashboard.SQL_WORKERS": (dashboard.SQL_WORKERS, None),
     "dashboard.SQL_JOIN_REQUESTS": (dashboard.SQL_JOIN_REQUESTS, (100,)),

@@ -13,6 +13,7 @@ are never counted. No Textual import here: the TUI renders these rows, tests rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -26,6 +27,10 @@ STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 RECENT_JOBS_PER_STATUS = 40
 RECENT_JOIN_REQUESTS = 100
 THROUGHPUT_WINDOW_SECONDS = 60
+# A filter searches by id in the whole table (the primary key) and by text in at most this many of the
+# newest rows of each job status / of join requests: there is no trigram index (pg_trgm is not part of
+# the embedded PostgreSQL), so a text match reads rows one by one, and it runs on every refresh.
+SEARCH_SCAN = 10_000
 
 
 class GroupRow(NamedTuple):
@@ -61,6 +66,16 @@ class PoolStats(NamedTuple):
     lag_seconds: float | None = None
 
 
+def tries_made(status: str, retries: int) -> int:
+    """How many times a job has run (or is running now), from the queue's counters.
+
+    `retries` counts failed tries (a failure, a reaped lease); the first run is not a retry, so a job
+    may run `max_retries + 1` times and one that failed them all has `retries = max_retries + 1`. A
+    running job is on try `retries + 1`, a done one succeeded on it; pending, failed and cancelled
+    jobs have made exactly `retries` tries."""
+    return retries + 1 if status in ("running", "done") else retries
+
+
 class JobRow(NamedTuple):
     job_id: int
     pool: str
@@ -70,6 +85,14 @@ class JobRow(NamedTuple):
     max_retries: int
     age_seconds: float
     last_error: str | None
+
+    @property
+    def tries(self) -> int:
+        return tries_made(self.status, self.retries)
+
+    @property
+    def max_tries(self) -> int:
+        return self.max_retries + 1
 
 
 class JobDetail(NamedTuple):
@@ -88,6 +111,14 @@ class JobDetail(NamedTuple):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+    @property
+    def tries(self) -> int:
+        return tries_made(self.status, self.retries)
+
+    @property
+    def max_tries(self) -> int:
+        return self.max_retries + 1
 
 
 class WorkerRow(NamedTuple):
@@ -172,6 +203,29 @@ UNION ALL
   ORDER BY finished_at DESC LIMIT %(n)s)
 """
 
+# The filter: an exact id anywhere, or the text in type, status, pool or error among the newest
+# SEARCH_SCAN rows of each status (each branch bounded first, then matched, then cut to the window).
+# One ILIKE over the joined fields costs a third of one per field.
+_JOB_MATCH = "concat_ws(' ', job_type, status, pool, last_error) ILIKE %(pattern)s"
+
+SQL_SEARCH_JOBS = f"""
+(SELECT {_JOB_LIST_COLUMNS} FROM jobs WHERE job_id = %(id)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM (SELECT * FROM jobs WHERE status = 'running'
+  ORDER BY locked_until DESC LIMIT %(scan)s) AS j WHERE {_JOB_MATCH} ORDER BY locked_until DESC LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM (SELECT * FROM jobs WHERE status = 'pending'
+  ORDER BY pool, priority, run_at, job_id LIMIT %(scan)s) AS j WHERE {_JOB_MATCH}
+  ORDER BY pool, priority, run_at, job_id LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM (SELECT * FROM jobs WHERE status = 'failed'
+  ORDER BY updated_at DESC LIMIT %(scan)s) AS j WHERE {_JOB_MATCH} ORDER BY updated_at DESC LIMIT %(n)s)
+UNION ALL
+(SELECT {_JOB_LIST_COLUMNS} FROM (SELECT * FROM jobs
+  WHERE finished_at IS NOT NULL AND status IN ('done', 'cancelled') ORDER BY finished_at DESC LIMIT %(scan)s) AS j
+  WHERE {_JOB_MATCH} ORDER BY finished_at DESC LIMIT %(n)s)
+"""
+
 SQL_JOB_DETAIL = """
 SELECT job_id, pool, job_type, status, payload, retries, max_retries, priority, run_at, locked_by,
        last_error, dedupe_key, created_at, updated_at, finished_at
@@ -193,6 +247,17 @@ SELECT jr.request_id, jr.chat_id, g.title, jr.user_id, jr.username, jr.status, l
   FROM (SELECT * FROM join_requests ORDER BY request_id DESC LIMIT %s) AS jr
   LEFT JOIN managed_groups AS g ON g.group_id = jr.chat_id
  ORDER BY jr.request_id DESC
+"""
+
+SQL_SEARCH_JOIN_REQUESTS = """
+SELECT jr.request_id, jr.chat_id, g.title, jr.user_id, jr.username, jr.status, left(jr.error, 300),
+       jr.requested_at, EXTRACT(EPOCH FROM now() - COALESCE(jr.processed_at, jr.requested_at))
+  FROM (SELECT * FROM join_requests ORDER BY request_id DESC LIMIT %(scan)s) AS jr
+  LEFT JOIN managed_groups AS g ON g.group_id = jr.chat_id
+ WHERE jr.request_id = %(id)s OR jr.chat_id = %(id)s OR jr.user_id = %(id)s
+       OR concat_ws(' ', jr.username, jr.status, jr.error, g.title) ILIKE %(pattern)s
+ ORDER BY jr.request_id DESC
+ LIMIT %(n)s
 """
 
 SQL_DELIVERIES = """
@@ -237,13 +302,38 @@ async def fetch_pool_stats(conn: AsyncConnection[Any]) -> list[PoolStats]:
     return [PoolStats(pool=pool, **fields) for pool, fields in acc.items()]
 
 
-async def fetch_recent_jobs(conn: AsyncConnection[Any], per_status: int = RECENT_JOBS_PER_STATUS) -> list[JobRow]:
-    """Running, next pending, latest failed and latest finished jobs: a bounded window, never the table."""
-    cur = await conn.execute(SQL_RECENT_JOBS, {"n": per_status})
-    return [
-        JobRow(job_id, pool, job_type, status, retries, max_retries, float(age or 0), err)
+class Search(NamedTuple):
+    """A filter as query parameters: ILIKE `pattern` (wildcards in the text escaped), and `id` when
+    the text is a whole number (matched exactly, through the primary key)."""
+
+    pattern: str
+    id: int | None
+
+    @classmethod
+    def of(cls, text: str) -> Search:
+        needle = text.strip()
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        number = needle.lstrip("#")
+        is_id = re.fullmatch(r"-?[0-9]{1,18}", number) is not None  # fits a bigint
+        return cls(f"%{escaped}%", int(number) if is_id else None)
+
+
+async def fetch_recent_jobs(
+    conn: AsyncConnection[Any], per_status: int = RECENT_JOBS_PER_STATUS, search: str = ""
+) -> list[JobRow]:
+    """Running, next pending, latest failed and latest finished jobs: a bounded window, never the table.
+    With `search`, the same window over the jobs that match it (see SQL_SEARCH_JOBS)."""
+    if search.strip():
+        s = Search.of(search)
+        params = {"n": per_status, "scan": SEARCH_SCAN, "pattern": s.pattern, "id": s.id}
+        cur = await conn.execute(SQL_SEARCH_JOBS, params)
+    else:
+        cur = await conn.execute(SQL_RECENT_JOBS, {"n": per_status})
+    rows = {
+        job_id: JobRow(job_id, pool, job_type, status, retries, max_retries, float(age or 0), err)
         for job_id, pool, job_type, status, retries, max_retries, age, err in await cur.fetchall()
-    ]
+    }  # by id: the id match may also be in its status's branch
+    return list(rows.values())
 
 
 async def fetch_job(conn: AsyncConnection[Any], job_id: int) -> JobDetail | None:
@@ -260,8 +350,17 @@ async def fetch_workers(conn: AsyncConnection[Any]) -> list[WorkerRow]:
     ]
 
 
-async def fetch_join_requests(conn: AsyncConnection[Any], limit: int = RECENT_JOIN_REQUESTS) -> list[JoinRequestRow]:
-    cur = await conn.execute(SQL_JOIN_REQUESTS, (limit,))
+async def fetch_join_requests(
+    conn: AsyncConnection[Any], limit: int = RECENT_JOIN_REQUESTS, search: str = ""
+) -> list[JoinRequestRow]:
+    """The latest join requests; with `search`, the latest that match it by request, chat or user id,
+    username, status, error or group title (among the newest SEARCH_SCAN)."""
+    if search.strip():
+        s = Search.of(search)
+        params = {"n": limit, "scan": SEARCH_SCAN, "pattern": s.pattern, "id": s.id}
+        cur = await conn.execute(SQL_SEARCH_JOIN_REQUESTS, params)
+    else:
+        cur = await conn.execute(SQL_JOIN_REQUESTS, (limit,))
     return [
         JoinRequestRow(rid, chat, title, uid, uname, status, err, req_at, float(age))
         for rid, chat, title, uid, uname, status, err, req_at, age in await cur.fetchall()

@@ -126,6 +126,8 @@ class ComposerScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         marked_label = f"marked groups ({len(self.marked)})"
+        # Groups marked on the dashboard (space) are what `b` was pressed for: they are the target.
+        target = "groups" if self.marked else "all"
         yield StatusBar(read_only=self.tgms.read_only, id="status")
         with Horizontal(id="composer"):
             with VerticalScroll(id="composer-form") as form:
@@ -146,10 +148,16 @@ class ComposerScreen(Screen[None]):
                 yield Static("", id="counter")
                 with Horizontal(classes="pair"):
                     with Vertical():
-                        yield Label("Target", classes="field-label")
+                        yield Label(
+                            f"Target: the {len(self.marked)} group(s) marked on the dashboard"
+                            if self.marked
+                            else "Target",
+                            classes="field-label",
+                            id="target-label",
+                        )
                         yield Select(
                             [("all active groups", "all"), ("one phase", "phase"), (marked_label, "groups")],
-                            value="all",
+                            value=target,
                             allow_blank=False,
                             id="target",
                         )
@@ -297,7 +305,7 @@ class ComposerScreen(Screen[None]):
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
         shown.append("\n\n+ debug code, e.g. B123G001", style="dim")
-        preview.update(shown)
+        preview.update(fmt.made_safe(shown))  # the message's control and bidi characters shown
         self._show_estimate()
 
     def _count_targets(self) -> None:

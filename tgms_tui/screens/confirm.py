@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tgms_tui.widgets import format as fmt
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True only on an explicit yes; escape and n say no."""
@@ -30,12 +32,13 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog") as dialog:
-            dialog.border_title = self.title_text
-            yield Static(Text(self.question), id="question")
+            dialog.border_title = Text(fmt.plain(self.title_text, 80))
+            # The question quotes titles, job types, message text: literal, never markup.
+            yield Static(fmt.literal(self.question), id="question")
             with Horizontal(classes="buttons"):
                 # Text, not str: "[y]" would be read as markup and vanish.
-                yield Button(Text(f"[y] {self.yes_label}"), id="yes", variant="error")
-                yield Button(Text(f"[n] {self.no_label}"), id="no", variant="primary")
+                yield Button(Text(f"[y] {fmt.plain(self.yes_label)}"), id="yes", variant="error")
+                yield Button(Text(f"[n] {fmt.plain(self.no_label)}"), id="no", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()  # the safe answer has focus: enter does nothing harmful

@@ -61,21 +61,26 @@ TABLE_PANES: dict[str, tuple[str, ...]] = {
 
 
 async def load_panes(
-    conn: AsyncConnection[Any], stale: frozenset[str], group_ids: frozenset[int] = frozenset()
+    conn: AsyncConnection[Any],
+    stale: frozenset[str],
+    group_ids: frozenset[int] = frozenset(),
+    searches: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the stale panes show, read in one transaction (one consistent picture)."""
-    loaded: dict[str, Any] = {}
+    """Everything the stale panes show, read in one transaction (one consistent picture). `searches`:
+    the filter of each pane that filters in the database (jobs, joins)."""
+    searches = searches or {}
+    loaded: dict[str, Any] = {"searches": searches}
     if "groups" in stale:
         loaded["groups"] = await data.fetch_groups(conn)
     elif "group_rows" in stale and group_ids:
         loaded["group_rows"] = await data.fetch_groups_by_id(conn, group_ids)
     if "jobs" in stale:
         loaded["pool_stats"] = await data.fetch_pool_stats(conn)
-        loaded["jobs"] = await data.fetch_recent_jobs(conn)
+        loaded["jobs"] = await data.fetch_recent_jobs(conn, search=searches.get("jobs", ""))
     if "workers" in stale:
         loaded["workers"] = await data.fetch_workers(conn)
     if "joins" in stale:
-        loaded["joins"] = await data.fetch_join_requests(conn)
+        loaded["joins"] = await data.fetch_join_requests(conn, search=searches.get("joins", ""))
     return loaded
 
 
@@ -178,8 +183,9 @@ class DashboardScreen(Screen[None]):
         ids: frozenset[int] = frozenset()
         if "groups" in stale or "group_rows" in stale:
             ids, self._changed_groups = frozenset(self._changed_groups), set()
+        searches = self._searches()
         try:
-            loaded = await self.tgms.run_db(lambda conn: load_panes(conn, stale, ids))
+            loaded = await self.tgms.run_db(lambda conn: load_panes(conn, stale, ids, searches))
         except DatabaseUnavailable:
             self._changed_groups.update(ids)
             return False
@@ -194,14 +200,30 @@ class DashboardScreen(Screen[None]):
                 self.groups.apply_changes(found, gone)
             if "jobs" in loaded:
                 self.query_one(PoolStatsView).show(loaded["pool_stats"])
-                self.query_one(JobsTable).show(loaded["jobs"])
+                self._show_searched("jobs", loaded)
             if "workers" in loaded:
                 self.query_one(WorkersTable).show(loaded["workers"])
             if "joins" in loaded:
-                self.query_one(JoinRequestsTable).show(loaded["joins"])
+                self._show_searched("joins", loaded)
         self.last_refresh = RefreshStats(time.time(), (time.perf_counter() - started) * 1000, stale)
         self.query_one(StatusBar).set_refresh(self.last_refresh)
         return True
+
+    def _searches(self) -> dict[str, str]:
+        """The filters the database applies: one per pane whose table filters there."""
+        return {name: self.pane_for(name).filter_text for name in ("jobs", "joins")}
+
+    def _show_searched(self, pane: str, loaded: dict[str, Any]) -> None:
+        table = self.pane_for(pane)
+        if loaded["searches"].get(pane, "") != table.filter_text:
+            self._mark(pane)  # the filter changed while these rows were read: read them again
+            return
+        table.show(loaded[pane])
+
+    def _set_filter(self, table: LiveTable[Any], text: str) -> None:
+        table.set_filter(text)
+        if table.SERVER_FILTER:
+            self._mark(next(name for name in PANES if self.pane_for(name) is table))
 
     # Hidden behind another screen: keep marking, stop refreshing (Dolphie does the same).
     def on_screen_suspend(self, event: ScreenSuspend) -> None:
@@ -242,12 +264,12 @@ class DashboardScreen(Screen[None]):
     def action_clear_filter(self) -> None:
         focused = self.focused
         if isinstance(focused, LiveTable) and focused.filter_text:
-            focused.set_filter("")
+            self._set_filter(focused, "")
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         if self._filter_target is not None:
-            self._filter_target.set_filter(event.value)
+            self._set_filter(self._filter_target, event.value)
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:

@@ -88,7 +88,7 @@ class GroupDetailScreen(Screen[None]):
         except DatabaseUnavailable:
             return False
         except GroupNotFound:
-            self.query_one("#facts", Static).update(f"Group {self.group_id} no longer exists.")
+            self.query_one("#facts", Static).update(Text(f"Group {self.group_id} no longer exists."))
             return True
         if self.is_attached:
             self._show(detail)
@@ -98,13 +98,15 @@ class GroupDetailScreen(Screen[None]):
         self.detail = d
         g = d.group
         facts = Text(no_wrap=False)
-        facts.append(f"{g.title or '(no title)'}", style="bold")
-        facts.append(f"  id {g.group_id} · {d.chat_type} · phase {g.phase} · ")
+        # Title, type, phase and reason come from Telegram or the database: literal, made safe.
+        facts.append(fmt.plain(g.title or "(no title)", 200), style="bold")
+        facts.append(f"  id {g.group_id} · {fmt.plain(d.chat_type, 20)} · phase {fmt.plain(g.phase, 20)} · ")
         if g.is_active:
             facts.append("active", style="green")
         else:
             facts.append(
-                f"✗ INACTIVE ({g.deactivated_reason or 'no reason recorded'}, since {fmt.timestamp(d.deactivated_at)})",
+                f"✗ INACTIVE ({fmt.plain(g.deactivated_reason or 'no reason recorded', 200)}, "
+                f"since {fmt.timestamp(d.deactivated_at)})",
                 style="bold red",
             )
         facts.append("\n")
@@ -127,7 +129,7 @@ class GroupDetailScreen(Screen[None]):
             )
         else:
             caption = "no member counts recorded yet (r counts now)"
-        self.query_one("#history-caption", Static).update(caption)
+        self.query_one("#history-caption", Static).update(Text(caption))
         self.query_one(GroupJoinsTable).show(d.join_requests)
         self.query_one(GroupBroadcastsTable).show(d.broadcasts)
         self.query_one(KicksTable).show(d.kicks)

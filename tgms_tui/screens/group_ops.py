@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tgms_tui.backend import group_actions
 from tgms_tui.backend.dashboard import GroupRow
+from tgms_tui.widgets import format as fmt
 
 from .confirm import ConfirmScreen
 from .phase import PhaseScreen
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def _label(g: GroupRow) -> str:
-    return f"{g.title} ({g.group_id})" if g.title else str(g.group_id)
+    """How dialogs and notices name a group: its title (made safe and cut short) and its id."""
+    return f"{fmt.plain(g.title, 60)} ({g.group_id})" if g.title else str(g.group_id)
 
 
 async def toggle_active(app: TGMSApp, g: GroupRow) -> bool:

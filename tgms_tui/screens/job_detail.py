@@ -26,6 +26,29 @@ if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
 
 
+def describe_error(job: JobDetail) -> Text:
+    """The job's error as its state, or as history. `last_error` keeps the latest failed try's error
+    (or why a try was postponed) after a later try succeeded or while a retry waits: only a failed
+    job's error is why it is where it is."""
+    if not job.last_error:
+        return Text.assemble(("Error: ", "bold"), ("none", "dim"))
+    error = fmt.plain(redact(job.last_error), multiline=True)
+    if job.status == "failed":
+        return Text.assemble(("Error (why it failed): ", "bold"), (error, "red"))
+    r = job.retries
+    if job.status == "done":
+        head = f"Error: none (succeeded on try {job.tries}/{job.max_tries}). History, from an earlier try: "
+    elif not r:
+        head = "Previous note (a postponed try, not counted): "
+    elif job.status == "pending":
+        head = f"Previous error (try {r} failed; try {r + 1} waits): "
+    elif job.status == "running":
+        head = f"Previous error (try {r} failed; try {r + 1} is running): "
+    else:
+        head = f"Previous error (try {r}, before the job was {job.status}): "
+    return Text.assemble((head, "bold"), (error, "dim"))
+
+
 class JobDetailScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape", "back", "Back"),
@@ -62,28 +85,30 @@ class JobDetailScreen(ModalScreen[None]):
         if not self.is_attached:
             return
         if job is None:
-            self.query_one("#job-facts", Static).update(f"Job {self.job_id} not found (pruned?).")
+            self.query_one("#job-facts", Static).update(Text(f"Job {self.job_id} not found (pruned?)."))
             return
         self.job = job
         facts = Text()
-        facts.append(f"{job.job_type}", style="bold")
-        facts.append(f"  pool {job.pool} · ")
+        facts.append(fmt.plain(job.job_type, 80), style="bold")
+        facts.append(f"  pool {fmt.plain(job.pool)} · ")
         facts.append_text(fmt.status(job.status))
-        facts.append(f" · tries {job.retries}/{job.max_retries} · priority {job.priority}\n")
+        facts.append(
+            f" · tries {job.tries}/{job.max_tries} (the first run and up to {job.max_retries} retries)"
+            f" · priority {job.priority}\n"
+        )
         facts.append(
             f"created {fmt.timestamp(job.created_at)} · run at {fmt.timestamp(job.run_at)} · "
             f"updated {fmt.timestamp(job.updated_at)} · finished {fmt.timestamp(job.finished_at)}"
         )
         if job.locked_by:
-            facts.append(f"\nworker {job.locked_by}")
+            facts.append(f"\nworker {fmt.plain(job.locked_by, 200)}")
         if job.dedupe_key:
-            facts.append(f"\ndedupe key {job.dedupe_key}")
+            facts.append(f"\ndedupe key {fmt.plain(job.dedupe_key, 200)}")
         self.query_one("#job-facts", Static).update(facts)
-        payload = redact(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str))
+        # The payload quotes Telegram (titles, names, message text): control and bidi characters shown.
+        payload = fmt.plain(redact(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str)), multiline=True)
         self.query_one("#job-payload", Static).update(Syntax(payload, "json", word_wrap=True, theme="ansi_dark"))
-        error = Text("Last error: ", style="bold")
-        error.append(redact(job.last_error) if job.last_error else "none", style="red" if job.last_error else "dim")
-        self.query_one("#job-error", Static).update(error)
+        self.query_one("#job-error", Static).update(describe_error(job))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return is_allowed(self.app, action)

@@ -12,6 +12,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tgms_tui.backend.group_actions import PHASES
+from tgms_tui.widgets import format as fmt
 
 
 class PhaseScreen(ModalScreen[str | None]):
@@ -27,7 +28,8 @@ class PhaseScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = "Set phase"
-            yield Static(f"Phase of {self.group_label} (now: {self.current})")
+            # The label holds a group title (from Telegram): literal text, never markup.
+            yield Static(fmt.literal(f"Phase of {self.group_label} (now: {self.current})"), id="phase-question")
             yield OptionList(*(Option(f"{'● ' if p == self.current else '  '}{p}", id=p) for p in PHASES), id="phases")
 
     def on_mount(self) -> None:

@@ -74,7 +74,7 @@ class BroadcastProgressScreen(Screen[None]):
         except DatabaseUnavailable:
             return False
         except LookupError:
-            self.query_one("#progress-summary", Static).update(f"Broadcast {self.broadcast_id} not found.")
+            self.query_one("#progress-summary", Static).update(Text(f"Broadcast {self.broadcast_id} not found."))
             return True
         if not self.is_attached:
             return True
@@ -102,7 +102,7 @@ class BroadcastProgressScreen(Screen[None]):
         if counts["skipped"]:
             summary.append(f" · – skipped {counts['skipped']:,}")
         if progress.get("error"):
-            summary.append(f"\n✗ {progress['error']}", style="bold red")
+            summary.append(f"\n✗ {fmt.plain(progress['error'], 500)}", style="bold red")
         self.query_one("#progress-summary", Static).update(summary)
         bar = self.query_one(ProgressBar)
         bar.update(total=max(1, total), progress=finished)

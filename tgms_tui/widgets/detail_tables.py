@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
-
 from tgms_tui.backend.group_actions import GroupJoinRequest, KickRecord, ReceivedBroadcast
 
 from . import format as fmt
@@ -14,6 +12,7 @@ from .live_table import Cell, Column, LiveTable
 
 class GroupJoinsTable(LiveTable[GroupJoinRequest]):
     PANE_TITLE = "Join requests"
+    FOLLOW = True
     FLEX_COLUMN = "outcome"
     COLUMNS = (
         Column("at", "Requested", 11),
@@ -29,7 +28,7 @@ class GroupJoinsTable(LiveTable[GroupJoinRequest]):
     def cells(self, r: GroupJoinRequest) -> tuple[Cell, ...]:
         outcome = fmt.status(r.status)
         if r.error:
-            outcome.append(f" {r.error}", style="dim")
+            outcome.append(f" {fmt.plain(r.error, 200)}", style="dim")
         return (
             fmt.timestamp(r.requested_at),
             fmt.text(f"@{r.username}" if r.username else r.user_id, limit=14),
@@ -47,6 +46,7 @@ class GroupJoinsTable(LiveTable[GroupJoinRequest]):
 
 class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
     PANE_TITLE = "Broadcasts received"
+    FOLLOW = True
     FLEX_COLUMN = "text"
     FLEX_MIN = 6
     COLUMNS = (
@@ -64,7 +64,7 @@ class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
     def cells(self, b: ReceivedBroadcast) -> tuple[Cell, ...]:
         detail = fmt.text(b.summary, limit=60)
         if b.error:
-            detail = Text(f"{b.error} — ", style="red", no_wrap=True, end="") + detail
+            detail = fmt.text(f"{fmt.plain(b.error, 200)} — ", "red") + detail
         return (
             b.debug_code,
             fmt.status(b.status),
@@ -82,6 +82,7 @@ class GroupBroadcastsTable(LiveTable[ReceivedBroadcast]):
 
 class KicksTable(LiveTable[KickRecord]):
     PANE_TITLE = "Kick audit"
+    FOLLOW = True
     FLEX_COLUMN = "reason"
     COLUMNS = (
         Column("at", "At", 11),
@@ -96,7 +97,7 @@ class KicksTable(LiveTable[KickRecord]):
         return str(item.kick_id)
 
     def cells(self, k: KickRecord) -> tuple[Cell, ...]:
-        action = Text(k.action + (" (dry run)" if k.dry_run else ""), style="red" if k.action == "failed" else "")
+        action = fmt.text(k.action + (" (dry run)" if k.dry_run else ""), "red" if k.action == "failed" else "")
         return (fmt.timestamp(k.at), str(k.user_id), action, fmt.text(k.reason or "", limit=200))
 
     def sort_value(self, k: KickRecord, column: str) -> Any:

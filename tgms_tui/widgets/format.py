@@ -7,6 +7,7 @@ reader or a colour-blind operator must see a failing group just as well).
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 
 from rich.text import Text
 
@@ -46,16 +47,62 @@ STATUS_STYLES: dict[str, str] = {
 }
 
 
-def text(value: object, style: str = "", limit: int | None = None) -> Text:
-    """Literal text (never parsed as markup: titles and errors may contain '[')."""
-    s = "" if value is None else str(value).replace("\n", " ")
+# Text from Telegram and users (titles, names, errors, payloads) reaches the screen only through
+# `plain` / `text` / `literal`: never parsed as markup (a title `[/]` would end the app, `[@click=...]`
+# would become an action), control characters made visible (an ESC sequence would reach the terminal)
+# and bidi overrides and isolates made visible (an RTL override would reorder what the operator reads).
+_BIDI = (*range(0x202A, 0x202F), *range(0x2066, 0x206A))  # embeddings, overrides, isolates
+BIDI_CONTROLS = frozenset(map(chr, _BIDI))
+_VISIBLE: dict[int, str] = {
+    **{code: chr(0x2400 + code) for code in range(0x20)},  # C0 as control pictures: ␀ … ␛ … ␟
+    0x7F: "\u2421",  # ␡
+    **{code: f"\\x{code:02x}" for code in range(0x80, 0xA0)},  # C1, e.g. CSI (0x9b)
+    **{code: f"<U+{code:04X}>" for code in _BIDI},
+}
+_ONE_LINE = str.maketrans({**_VISIBLE, 0x0A: " ", 0x09: " ", 0x2028: " ", 0x2029: " "})
+_LINES = str.maketrans({**_VISIBLE, 0x0A: "\n", 0x09: "    ", 0x2028: "\n", 0x2029: "\n"})
+SAFE_MAX = 4000  # no single value needs more on screen (a detail view wraps it; a cell cuts it)
+
+
+def plain(value: object, limit: int | None = None, *, multiline: bool = False) -> str:
+    """`value` as a string safe to show literally: control and bidi characters made visible, newlines
+    folded to spaces unless `multiline`, cut to `limit` (… marks the cut). Still a *string*: give it
+    to `Text(...)` or `literal(...)`, never to something that parses markup."""
+    s = "" if value is None else str(value)
+    if len(s) > SAFE_MAX:
+        s = s[:SAFE_MAX]
+    s = s.translate(_LINES if multiline else _ONE_LINE)
     if limit is not None and len(s) > limit:
         s = s[: max(0, limit - 1)] + "…"
-    return Text(s, style=style, no_wrap=True, end="")
+    return s
+
+
+def literal(value: object, style: str = "", limit: int | None = None, *, multiline: bool = True) -> Text:
+    """A `Text` that shows `value` as it is (see `plain`): for detail views, dialogs and notices."""
+    return Text(plain(value, limit, multiline=multiline), style=style)
+
+
+def made_safe(styled: Text) -> Text:
+    """`styled` with its control and bidi characters made visible (see `plain`), styles kept: for
+    text styled from user input, such as the composer's preview of a message."""
+    cuts = sorted({0, len(styled), *(s.start for s in styled.spans), *(s.end for s in styled.spans)})
+    out = Text(style=styled.style, justify=styled.justify, no_wrap=styled.no_wrap, end=styled.end)
+    for start, end in pairwise(cuts):
+        piece = styled[start:end]
+        at = len(out)
+        out.append(plain(piece.plain, multiline=True))
+        for span in piece.spans:
+            out.stylize(span.style, at, len(out))
+    return out
+
+
+def text(value: object, style: str = "", limit: int | None = None) -> Text:
+    """One line of literal text for a table cell (see `plain`)."""
+    return Text(plain(value, limit), style=style, no_wrap=True, end="")
 
 
 def status(value: str) -> Text:
-    label = STATUS_GLYPHS.get(value, value)
+    label = STATUS_GLYPHS.get(value) or plain(value, 40)
     style = STATUS_STYLES.get(value, "bold red" if "fail" in value or "error" in value else "")
     return Text(label, style=style, no_wrap=True, end="")
 

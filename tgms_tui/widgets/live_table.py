@@ -30,6 +30,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .format import plain
+
 T = TypeVar("T")
 Cell = Text | str
 
@@ -45,6 +47,8 @@ class Column:
     width: int | None = None
     sortable: bool = True
     right: bool = False  # numbers: right-aligned
+    min_width: int | None = None  # may shrink to this when the flexible column would get too little
+    clip_middle: bool = False  # too long: cut the middle, keep the end (`host:pid` keeps its pid)
 
 
 class LiveTable(ScrollView, Generic[T], can_focus=True):
@@ -57,6 +61,12 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     KEY_FIELD: ClassVar[str] = ""  # the item attribute whose str() is the row key (else key_of)
     FLEX_COLUMN: ClassVar[str | None] = None  # takes whatever width the other columns leave
     FLEX_MIN: ClassVar[int] = 12
+    # A feed (jobs, join requests): with the cursor on the first (or last) row, the cursor stays on
+    # the first (last) row as rows come and go, like `tail -f`; anywhere else it stays on its row.
+    FOLLOW: ClassVar[bool] = False
+    # The filter runs in the database (the screen reloads the rows with `filter_text`): the table
+    # holds a window of a large table, and matching only the window would miss the rest.
+    SERVER_FILTER: ClassVar[bool] = False
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "live-table--header",
@@ -108,6 +118,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         self._widths: tuple[int, ...] = tuple(c.width or 10 for c in self.COLUMNS)
         self._generation = 0  # bumped when every cached strip is stale (widths, styles)
         self._loaded = False
+        self.pane_title = ""  # the border title as plain text
 
     # ---------------------------------------------------------------- subclass hooks
     def key_of(self, item: T) -> str:
@@ -279,7 +290,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
 
     def _visible_keys(self) -> list[str]:
         needle = self.filter_text
-        if not needle:
+        if not needle or self.SERVER_FILTER:
             return list(self.items)
         search = self._search
         keys = []
@@ -292,14 +303,17 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         return keys
 
     def _apply(self, *, reorder: bool) -> None:
-        """Re-derive the visible order if needed, keep the cursor on its row, repaint."""
+        """Re-derive the visible order if needed, keep the cursor on its row (or edge), repaint."""
         cursor_key = self.cursor_key
+        edge = self.following
         if reorder:
             keys = self._sorted(self._visible_keys())
             self._order = keys
             self._index = {k: i for i, k in enumerate(keys)}
             self.virtual_size = Size(self.virtual_size.width, len(keys) + HEADER_HEIGHT)
-        if cursor_key is not None and cursor_key in self._index:
+        if edge and self._order:
+            self.set_reactive(LiveTable.cursor_row, 0 if edge == "top" else len(self._order) - 1)
+        elif cursor_key is not None and cursor_key in self._index:
             self.set_reactive(LiveTable.cursor_row, self._index[cursor_key])
         elif self._order:
             self.set_reactive(LiveTable.cursor_row, min(self.cursor_row, len(self._order) - 1))
@@ -310,24 +324,40 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
     def _update_title(self) -> None:
         arrow = "▼" if self.sort_reverse else "▲"
         label = next((c.label for c in self.COLUMNS if c.key == self.sort_column), self.sort_column)
-        count = f"{len(self._order):,}" + (f"/{len(self.items):,}" if self.filter_text else "")
+        shown_of_all = self.filter_text and not self.SERVER_FILTER
+        count = f"{len(self._order):,}" + (f"/{len(self.items):,}" if shown_of_all else "")
         parts = [f"{self.PANE_TITLE} {count}"]
         extra = self.summary()
         if extra:
             parts.append(extra)
         parts.append(f"sort {label.strip()}{arrow}")
         if self.filter_text:
-            parts.append(f"filter “{self.filter_text}”")
+            parts.append(f"filter “{plain(self.filter_text, 40)}”" + (" in db" if self.SERVER_FILTER else ""))
+        edge = self.following
+        if edge:
+            parts.append("following ↑" if edge == "top" else "following ↓")
         title = " · ".join(parts)
-        if title != self.border_title:
-            self.border_title = title
+        if title != self.pane_title:
+            self.pane_title = title
+            self.border_title = Text(title)  # Text: what was typed in the filter is never markup
 
     # ---------------------------------------------------------------- cursor and keys
     @property
     def _page(self) -> int:
         return max(1, self.scrollable_content_region.height - HEADER_HEIGHT)
 
+    @property
+    def following(self) -> str | None:
+        """'top' or 'bottom' when this feed keeps its cursor on that edge (see FOLLOW), else None."""
+        if not self.FOLLOW or len(self._order) < 1:
+            return None
+        if self.cursor_row == 0:
+            return "top"
+        return "bottom" if self.cursor_row >= len(self._order) - 1 else None
+
     def watch_cursor_row(self, old: int, new: int) -> None:
+        if self.FOLLOW:
+            self._update_title()
         self._scroll_to_cursor()
         self.refresh()
 
@@ -399,6 +429,13 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         if self.FLEX_COLUMN is not None:
             flex = next(i for i, c in enumerate(self.COLUMNS) if c.key == self.FLEX_COLUMN)
             others = sum(w + GAP for i, w in enumerate(widths) if i != flex)
+            short = self.FLEX_MIN - (inner - GUTTER - others - GAP)
+            for i, column in enumerate(self.COLUMNS):
+                if short > 0 and column.min_width is not None and i != flex:
+                    give = min(short, widths[i] - column.min_width)
+                    widths[i] -= give
+                    short -= give
+            others = sum(w + GAP for i, w in enumerate(widths) if i != flex)
             widths[flex] = max(self.FLEX_MIN, inner - GUTTER - others - GAP)
         new = tuple(widths)
         total = GUTTER + sum(w + GAP for w in new)
@@ -416,7 +453,7 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
         if cached is not None and before is not None and (before is item or before == item):
             return cached
         self._serial += 1
-        made = (self._serial, tuple(c if isinstance(c, Text) else Text(c) for c in self.cells(item)))
+        made = (self._serial, tuple(c if isinstance(c, Text) else Text(plain(c)) for c in self.cells(item)))
         self._cells[key] = made
         self._rendered[key] = item
         return made
@@ -427,7 +464,12 @@ class LiveTable(ScrollView, Generic[T], can_focus=True):
             text = cell.copy()
             text.no_wrap = True
             if text.cell_len > width:
-                text.truncate(width, overflow="ellipsis")
+                if column.clip_middle and width > 4:
+                    tail = (width - 1) * 2 // 3
+                    text = text[: width - 1 - tail] + Text("…") + text[len(text) - tail :]
+                    text.truncate(width)  # wide characters
+                else:
+                    text.truncate(width, overflow="ellipsis")
             pad = width - text.cell_len
             if column.right:
                 line.append(" " * pad)

@@ -26,6 +26,15 @@ from .live_table import Cell, Column, LiveTable
 MARK = "●"
 
 
+def short_host(host: str | None) -> str:
+    """A host name without its domain (`hostname -s`), an address as it is: what tells workers apart."""
+    if not host:
+        return "?"
+    if host.replace(".", "").isdigit() or ":" in host:
+        return host
+    return host.split(".", 1)[0]
+
+
 class ActionTable(LiveTable[Any]):
     """A LiveTable whose row actions are forwarded to the screen as `PaneAction` messages."""
 
@@ -163,6 +172,8 @@ class JobsTable(ActionTable):
 
     PANE_TITLE = "Jobs"
     KEY_FIELD = "job_id"
+    FOLLOW = True
+    SERVER_FILTER = True  # the window holds 40 jobs per status of maybe 100,000
     FLEX_COLUMN = "error"
     COLUMNS = (
         Column("id", "ID", 8, right=True),
@@ -190,10 +201,21 @@ class JobsTable(ActionTable):
             j.pool,
             fmt.text(j.job_type, limit=26),
             fmt.status(j.status),
-            Text(f"{j.retries}/{j.max_retries}", style="bold" if j.retries else ""),
+            # Tries made / tries allowed: the first run and max_retries retries (a job exhausted at
+            # max_retries 5 reads 6/6, never 6/5).
+            Text(f"{j.tries}/{j.max_tries}", style="bold" if j.retries else ""),
             fmt.age(j.age_seconds),
-            fmt.text(j.last_error or "", "red" if j.status == "failed" else "dim", limit=200),
+            self._error(j),
         )
+
+    @staticmethod
+    def _error(j: JobRow) -> Text:
+        """A failed job's error is its state; any other job's error is history (an earlier try)."""
+        if not j.last_error:
+            return fmt.text("")
+        if j.status == "failed":
+            return fmt.text(j.last_error, "red", limit=200)
+        return fmt.text(f"previous: {fmt.plain(j.last_error, 200)}", "dim")
 
     def sort_value(self, j: JobRow, column: str) -> Any:
         order = {"failed": 0, "running": 1, "pending": 2, "done": 3, "cancelled": 4}
@@ -202,7 +224,7 @@ class JobsTable(ActionTable):
             "pool": (j.pool, j.job_id),
             "type": (j.job_type, j.job_id),
             "status": (order.get(j.status, 9), j.age_seconds),
-            "retries": j.retries,
+            "retries": (j.tries, j.job_id),
             "age": j.age_seconds,
             "error": j.last_error or "",
         }.get(column, j.job_id)
@@ -218,7 +240,7 @@ class JobsTable(ActionTable):
         super()._update_title()
         box = self.parent
         if isinstance(box, Widget) and box.id == "jobs-box":  # the box draws the border
-            box.border_title = self.border_title
+            box.border_title = Text(self.pane_title)
 
     def action_job_detail(self) -> None:
         self.request("job_detail")
@@ -237,7 +259,7 @@ class WorkersTable(ActionTable):
     FLEX_COLUMN = "error"
     FLEX_MIN = 4
     COLUMNS = (
-        Column("worker", "Worker", 12),
+        Column("worker", "Worker", 22, min_width=13, clip_middle=True),
         Column("status", "Status", 9),
         Column("beat", "Beat", 5),
         Column("done", "Done", 6, right=True),
@@ -256,9 +278,9 @@ class WorkersTable(ActionTable):
             status = Text("– stopped", style="dim")
         else:
             status = Text(f"● {w.status}", style="green" if w.status == "running" else "yellow")
-        name = w.bot_name.replace("_worker", "") + (f" {w.host}:{w.pid}" if w.pid else "")
+        name = w.bot_name.replace("_worker", "") + (f" {short_host(w.host)}:{w.pid}" if w.pid else "")
         return (
-            fmt.text(name, limit=12),
+            fmt.text(name, limit=80),
             status,
             fmt.age(w.heartbeat_age_seconds),
             fmt.count(w.jobs_done),
@@ -291,6 +313,8 @@ class JoinRequestsTable(ActionTable):
     PANE_TITLE = "Join requests"
     FLEX_COLUMN = "outcome"
     FLEX_MIN = 8
+    FOLLOW = True
+    SERVER_FILTER = True  # the window holds the latest 100
     COLUMNS = (
         Column("age", "Age", 5),
         Column("group", "Group", 13),
@@ -306,7 +330,7 @@ class JoinRequestsTable(ActionTable):
         user = f"@{r.username}" if r.username else str(r.user_id)
         outcome = fmt.status(r.status)
         if r.error:
-            outcome.append(f" {r.error}", style="dim")
+            outcome.append(f" {fmt.plain(r.error, 200)}", style="dim")
         return (
             fmt.age(r.age_seconds),
             fmt.text(r.chat_title or r.chat_id, limit=13),
@@ -348,7 +372,7 @@ class PoolStatsView(Static):
         for s in stats:
             lag_style = "bold red" if (s.lag_seconds or 0) > 60 else ""
             table.add_row(
-                s.pool,
+                fmt.text(s.pool),  # a str in a Rich table would be read as markup
                 fmt.count(s.pending),
                 fmt.count(s.due),
                 fmt.count(s.running),

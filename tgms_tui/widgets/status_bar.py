@@ -57,7 +57,8 @@ class StatusBar(Static):
             bar.append("db connecting…", style="yellow")
         else:
             lost_for = fmt.age(time.time() - self.db.since) if self.db.since else "?"
-            bar.append(f"✗ DATABASE UNREACHABLE {lost_for}, retrying: {self.db.error}", style="bold reverse red")
+            error = fmt.plain(self.db.error, 200)
+            bar.append(f"✗ DATABASE UNREACHABLE {lost_for}, retrying: {error}", style="bold reverse red")
         if self.last is not None:
             ago = time.time() - self.last.at
             stamp = time.strftime("%H:%M:%S", time.localtime(self.last.at))
