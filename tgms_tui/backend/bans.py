@@ -314,17 +314,21 @@ async def latest_ban_id(conn: AsyncConnection[Any], user_id: int) -> int | None:
 SQL_LOAD = "SELECT user_id, until, lifted_at FROM fleet_bans WHERE ban_id = %(ban)s"
 
 # The next row to apply: pending, or a claim older than a lease (its worker died; the call is
-# idempotent, so taking it again is safe).
+# idempotent, so taking it again is safe). MATERIALIZED: the row is chosen once, never re-chosen
+# (and another one locked) for each row the join visits.
 SQL_CLAIM = """
+WITH next AS MATERIALIZED (
+    SELECT x.group_id FROM fleet_ban_groups x
+     WHERE x.ban_id = %(ban)s AND x.action = %(action)s
+       AND (x.status = 'pending'
+            OR (x.status = 'applying' AND x.updated_at < now() - make_interval(secs => %(stale)s)))
+     ORDER BY x.group_id
+     LIMIT 1
+     FOR UPDATE SKIP LOCKED
+)
 UPDATE fleet_ban_groups r
    SET status = 'applying', attempts = r.attempts + 1, updated_at = now()
-  FROM (SELECT x.group_id FROM fleet_ban_groups x
-         WHERE x.ban_id = %(ban)s AND x.action = %(action)s
-           AND (x.status = 'pending'
-                OR (x.status = 'applying' AND x.updated_at < now() - make_interval(secs => %(stale)s)))
-         ORDER BY x.group_id
-         LIMIT 1
-         FOR UPDATE SKIP LOCKED) AS next
+  FROM next
  WHERE r.ban_id = %(ban)s AND r.action = %(action)s AND r.group_id = next.group_id
 RETURNING r.group_id, (SELECT chat_type FROM managed_groups WHERE group_id = r.group_id)
 """
