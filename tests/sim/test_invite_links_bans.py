@@ -13,7 +13,7 @@ import telegram.error as ptb
 from telegram_sim.control import SimControlError
 from telegram_sim.server import SimServer
 from tests.client.cases import Call, Case, World
-from tests.sim.test_third_party_parity import _redact_ptb_logs as _redact_ptb_logs  # noqa: F401 (autouse)
+from tests.sim.test_third_party_parity import _redact_ptb_logs as _redact_ptb_logs  # autouse fixture
 from tests.sim.test_third_party_parity import contained, ptb_message, run_ours, run_ptb, shape
 from workers import telegram_errors as ours
 
