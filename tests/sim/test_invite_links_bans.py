@@ -113,6 +113,7 @@ async def test_invite_links_same_outcome_as_python_telegram_bot(sim: SimServer, 
             case.check(theirs, world_ptb)
         return
     assert type(mine) is case.ours and type(theirs) is case.ptb, (mine, theirs)
+    assert isinstance(mine, ours.TelegramError) and isinstance(theirs, ptb.TelegramError)
     assert theirs.message == ptb_message(mine.description)
 
 
