@@ -119,6 +119,17 @@ class _ControlMethods:
     def join_requests(self, chat_id: int) -> Any:
         return self._request("GET", f"/_sim/chats/{chat_id}/join_requests")
 
+    def invite_links(self, chat_id: int) -> Any:
+        return self._request("GET", f"/_sim/chats/{chat_id}/invite_links")
+
+    def bans(self, chat_id: int) -> Any:
+        return self._request("GET", f"/_sim/chats/{chat_id}/bans")
+
+    def join_via_link(self, chat_id: int, user: Any, invite_link: str) -> Any:
+        """A user joins at once through a link that does not create join requests."""
+        body = _clean({"user": user, "invite_link": invite_link})
+        return self._request("POST", f"/_sim/chats/{chat_id}/members", json=body)
+
     def post_message(self, chat_id: int, user: Any, text: str, *, bot: int | str | None = None,
                      reply_to_message_id: int | None = None) -> Any:  # fmt: skip
         body = _clean({"user": user, "text": text, "bot": bot, "reply_to_message_id": reply_to_message_id})

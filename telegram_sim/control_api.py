@@ -69,6 +69,8 @@ class ControlApi:
             r("/_sim/chats/{chat_id:chatid}/members/{user_id:chatid}", self.remove_member, ["DELETE"]),
             r("/_sim/chats/{chat_id:chatid}/join_requests", self.list_join_requests),
             r("/_sim/chats/{chat_id:chatid}/join_requests", self.create_join_request, ["POST"]),
+            r("/_sim/chats/{chat_id:chatid}/invite_links", self.list_invite_links),
+            r("/_sim/chats/{chat_id:chatid}/bans", self.list_bans),
             r("/_sim/chats/{chat_id:chatid}/messages", self.chat_messages),
             r("/_sim/chats/{chat_id:chatid}/messages", self.post_message, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}/messages/{message_id:chatid}/edit", self.edit_message, ["POST"]),
@@ -210,6 +212,7 @@ class ControlApi:
             rights=body.get("rights"),
             actor=body.get("actor"),
             via_join_request=_as_bool(body.get("via_join_request", False)),
+            invite_link=body.get("invite_link"),
         )
         return JSONResponse(self._member(chat_id, member.user_id), status_code=201)
 
@@ -250,6 +253,23 @@ class ControlApi:
              "invite_link": join.invite_link},
             status_code=201,
         )  # fmt: skip
+
+    async def list_invite_links(self, request: Request) -> Response:
+        """Every link bots created in the chat (whole, as their creator sees them), oldest first."""
+        with self.state.lock:
+            chat = self.state.chat(request.path_params["chat_id"])
+            return JSONResponse(
+                [self.state.invite_link_json(chat, link, link.creator_id) for link in chat.invite_links.values()]
+            )
+
+    async def list_bans(self, request: Request) -> Response:
+        """Users banned from the chat now (status kicked; a ban past its until_date has ended)."""
+        with self.state.lock:
+            chat = self.state.chat(request.path_params["chat_id"])
+            banned = [self.state.member_of(chat, user_id) for user_id in list(chat.members)]
+            return JSONResponse(
+                [{"user_id": m.user_id, "until_date": m.until_date} for m in banned if m.status == "kicked"]
+            )
 
     async def chat_messages(self, request: Request) -> Response:
         return JSONResponse(self._messages([request.path_params["chat_id"]], request))

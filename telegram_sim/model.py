@@ -108,6 +108,19 @@ class JoinRequest:
 
 
 @dataclass
+class InviteLink:
+    """An additional invite link a bot created (createChatInviteLink); the URL is its identity."""
+
+    invite_link: str
+    creator_id: int
+    name: str | None = None
+    expire_date: int = 0
+    member_limit: int = 0
+    creates_join_request: bool = False
+    is_revoked: bool = False
+
+
+@dataclass
 class Chat:
     id: int
     type: str
@@ -117,6 +130,7 @@ class Chat:
     members: dict[int, Member] = field(default_factory=dict)
     permissions: dict[str, bool] = field(default_factory=full_permissions)
     join_requests: dict[int, JoinRequest] = field(default_factory=dict)
+    invite_links: dict[str, InviteLink] = field(default_factory=dict)
     deleted: bool = False
     upgraded_to: int | None = None
     upgraded_from: int | None = None

@@ -15,6 +15,7 @@ from telegram_sim.model import (
     PERMISSIONS,
     Bot,
     Chat,
+    InviteLink,
     Member,
     User,
 )
@@ -153,3 +154,34 @@ def webhook_info_json(bot: Bot) -> JSON:
     if bot.allowed_updates is not None:
         data["allowed_updates"] = list(bot.allowed_updates)
     return data
+
+
+def invite_link_json(link: InviteLink, creator: User, *, viewer_id: int, pending: int = 0) -> JSON:
+    """ChatInviteLink as `viewer_id` sees it: the Bot API shows other administrators' links with the
+    second half of their hash replaced by "..." (only the creator sees the whole link)."""
+    url = link.invite_link
+    if viewer_id != link.creator_id:
+        url = truncated_link(url)
+    data: JSON = {
+        "invite_link": url,
+        "creator": user_json(creator),
+        "creates_join_request": link.creates_join_request,
+        "is_primary": False,
+        "is_revoked": link.is_revoked,
+    }
+    if link.name:
+        data["name"] = link.name
+    if link.expire_date:
+        data["expire_date"] = link.expire_date
+    if link.member_limit:
+        data["member_limit"] = link.member_limit
+    if pending and link.creates_join_request:
+        data["pending_join_request_count"] = pending
+    return data
+
+
+def truncated_link(url: str) -> str:
+    prefix, _, code = url.rpartition("+")
+    if not prefix or not code:
+        return url
+    return f"{prefix}+{code[: len(code) // 2]}..."

@@ -275,7 +275,14 @@ class Registry:
             return data
 
     def member_of(self, chat: Chat, user_id: int) -> Member:
-        return chat.members.get(user_id) or objects.left_member(user_id)
+        """The member record, as of now: a ban whose `until_date` has passed has ended (Telegram
+        lifts it by itself; the user is then simply not in the chat)."""
+        member = chat.members.get(user_id)
+        if member is None:
+            return objects.left_member(user_id)
+        if member.status == "kicked" and member.until_date and member.until_date <= self.now():
+            chat.members[user_id] = member = objects.left_member(user_id)
+        return member
 
     def _owner_id(self, chat: Chat) -> int | None:
         for member in chat.members.values():

@@ -22,6 +22,7 @@ from telegram_sim.model import (
     PERMISSIONS,
     Bot,
     Chat,
+    InviteLink,
     JoinRequest,
     Member,
     PendingUpdate,
@@ -138,16 +139,32 @@ class SimState(Registry):
             return new
 
     def add_member(self, chat_id: int, user: Any, *, status: str = "member", rights: dict[str, bool] | None = None,
-                   actor: Any = None, via_join_request: bool = False) -> Member:  # fmt: skip
+                   actor: Any = None, via_join_request: bool = False,
+                   invite_link: str | None = None) -> Member:  # fmt: skip
+        """Add or change a member. `invite_link`: the user joins by themselves through that link
+        (a bot-created link that does not create join requests; a banned user cannot)."""
         with self.lock:
             chat = self.chat(chat_id)
             member_user = self.ensure_user(user)
             if status not in MEMBER_STATUSES:
                 raise SimError(f"status must be one of {', '.join(MEMBER_STATUSES)}")
             actor_id = self.ensure_user(actor).id if actor is not None else None
+            link: JSON | None = None
+            if invite_link is not None:
+                created = chat.invite_links.get(invite_link)
+                if created is None:
+                    raise SimError("unknown invite link", 404)
+                if created.is_revoked or (created.expire_date and created.expire_date <= self.now()):
+                    raise SimError("the invite link is revoked or expired (INVITE_HASH_EXPIRED)", 409)
+                if created.creates_join_request:
+                    raise SimError("this link creates join requests: use POST /join_requests", 409)
+                if self.member_of(chat, member_user.id).status == "kicked":
+                    raise SimError("user is banned from this chat", 409)
+                link = self.invite_link_json(chat, created, created.creator_id)
             new = _make_member(member_user.id, status, rights, self.now())
             chat.join_requests.pop(member_user.id, None)
-            return self.change_member(chat, member_user.id, new, actor_id=actor_id, via_join_request=via_join_request)
+            return self.change_member(chat, member_user.id, new, actor_id=actor_id,
+                                      via_join_request=via_join_request, invite_link=link)  # fmt: skip
 
     def remove_member(self, chat_id: int, user_id: int, *, kicked: bool = False, actor: Any = None,
                       until_date: int = 0) -> Member:  # fmt: skip
@@ -180,14 +197,20 @@ class SimState(Registry):
 
     def create_join_request(self, chat_id: int, user: Any, *, bio: str | None = None,
                             invite_link: Any = None) -> JoinRequest:  # fmt: skip
-        """A user asks to join: queue chat_join_request for the admin bots allowed to invite users."""
+        """A user asks to join: queue chat_join_request for the admin bots allowed to invite users.
+
+        `invite_link`: the URL of a link a bot created (it must create join requests and not be
+        revoked or expired), a name (a made-up link of the owner's), a ChatInviteLink object, or true."""
         with self.lock:
             chat = self.chat(chat_id)
             if not chat.active:
                 raise SimError("chat is deleted or upgraded", 409)
             requester = self.ensure_user(user)
-            if self.member_of(chat, requester.id).present:
+            standing = self.member_of(chat, requester.id)
+            if standing.present:
                 raise SimError("user is already a member", 409)
+            if standing.status == "kicked":
+                raise SimError("user is banned from this chat", 409)
             link = self._invite_link(chat, invite_link)
             request = JoinRequest(chat.id, requester.id, self.now(), bio=bio, invite_link=link)
             chat.join_requests[requester.id] = request
@@ -199,17 +222,43 @@ class SimState(Registry):
             }
             if bio:
                 payload["bio"] = bio
-            if link:
-                payload["invite_link"] = link
             recipients = [bot for bot in self._bots_present(chat) if self._can(chat, bot.id, "can_invite_users")]
-            self._emit("chat_join_request", payload, recipients, f"user:{requester.id}")
+            if not link:
+                self._emit("chat_join_request", payload, recipients, f"user:{requester.id}")
+                return request
+            for bot in recipients:
+                view = {**payload, "invite_link": self.link_view(chat, link, bot.id)}
+                self._emit("chat_join_request", view, [bot], f"user:{requester.id}")
             return request
+
+    def link_view(self, chat: Chat, link: JSON, viewer_id: int) -> JSON:
+        """A ChatInviteLink carried by an update, as the receiving bot sees it (a link created by a
+        bot is whole only for that bot, with its current pending request count)."""
+        created = chat.invite_links.get(str(link.get("invite_link")))
+        if created is None:
+            return link
+        return self.invite_link_json(chat, created, viewer_id)
+
+    def invite_link_json(self, chat: Chat, link: InviteLink, viewer_id: int) -> JSON:
+        pending = sum(
+            1 for r in chat.join_requests.values()
+            if r.invite_link and r.invite_link.get("invite_link") == link.invite_link
+        )  # fmt: skip
+        creator = self.users[link.creator_id]
+        return objects.invite_link_json(link, creator, viewer_id=viewer_id, pending=pending)
 
     def _invite_link(self, chat: Chat, spec: Any) -> JSON | None:
         if not spec:
             return None
         if isinstance(spec, dict) and "invite_link" in spec:
             return spec
+        if isinstance(spec, str) and spec in chat.invite_links:
+            created = chat.invite_links[spec]
+            if created.is_revoked or (created.expire_date and created.expire_date <= self.now()):
+                raise SimError("the invite link is revoked or expired (INVITE_HASH_EXPIRED)", 409)
+            if not created.creates_join_request:
+                raise SimError("this link does not create join requests: add the member with invite_link", 409)
+            return self.invite_link_json(chat, created, created.creator_id)
         owner = self.users.get(self._owner_id(chat) or 0)
         link: JSON = {
             "invite_link": f"https://t.me/+{secrets.token_urlsafe(12)[:16]}",
@@ -221,6 +270,17 @@ class SimState(Registry):
         if isinstance(spec, str):
             link["name"] = spec
         return link
+
+    def create_invite_link(self, chat: Chat, creator_id: int, *, name: str | None, expire_date: int,
+                           member_limit: int, creates_join_request: bool) -> InviteLink:  # fmt: skip
+        with self.lock:
+            while True:
+                url = f"https://t.me/+{secrets.token_urlsafe(12)[:16]}"
+                if all(url not in c.invite_links for c in self.chats.values()):
+                    break
+            link = InviteLink(url, creator_id, name or None, expire_date, member_limit, creates_join_request)
+            chat.invite_links[url] = link
+            return link
 
     def post_message(self, chat_id: int | None, user: Any, text: str, *, bot: Any = None,
                      reply_to_message_id: int | None = None) -> JSON:  # fmt: skip
@@ -404,11 +464,16 @@ class SimState(Registry):
         if not recipients:
             return
         payload = self._member_update_payload(chat, user_id, old, new, actor_id)
-        if invite_link:
-            payload["invite_link"] = invite_link
         if via_join_request:
             payload["via_join_request"] = True
-        self._emit("chat_member", payload, recipients, f"user:{user_id}")
+        if not invite_link:
+            self._emit("chat_member", payload, recipients, f"user:{user_id}")
+            return
+        for bot in recipients:
+            view = {**payload, "invite_link": self.link_view(chat, invite_link, bot.id)}
+            if via_join_request:  # Telegram's field order: invite_link before via_join_request
+                view["via_join_request"] = view.pop("via_join_request")
+            self._emit("chat_member", view, [bot], f"user:{user_id}")
 
     def _member_update_payload(self, chat: Chat, user_id: int, old: Member, new: Member,
                                actor_id: int | None) -> JSON:  # fmt: skip

@@ -4,6 +4,7 @@ Routes:
 - POST /api/webhook         updates of the main bot (BOT_TOKEN)
 - POST /api/webhook/tgms    updates of the group-management bot (TGMS_BOT_TOKEN)
 - POST /api/tgms/send       admin broadcast (x-api-key)
+- /api/tgms/bans[/{user}]   the fleet's ban list (x-api-key; bans_api.py)
 - GET  /healthz /readyz /metrics
 
 Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
@@ -30,6 +31,7 @@ from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from tgms_tui.backend.db import database_url, open_pool
 
 from .admin import AdminSend
+from .bans_api import AdminBans
 from .intake import UpdateIntake
 from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
@@ -130,6 +132,7 @@ def create_app(
             AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks).handle,
             methods=["POST"],
         ),
+        *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

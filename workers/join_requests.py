@@ -12,6 +12,9 @@ call and one after:
 2. approveChatJoinRequest, with the bot that received the request (the one with rights in the chat).
 3. `join_requests.finish` writes the outcome and, on approval, the member's activity (for kicks).
 
+A requester on the fleet's ban list (a ban in force, checked inside `begin`: one lookup on an index)
+is declined instead (`declineChatJoinRequest`), status 'banned'.
+
 Idempotence: a request whose row already has a final status is never approved or logged again. A row
 left in 'processing' (crash, retryable error) is tried again; Telegram then says HIDE_REQUESTER_MISSING
 if the earlier attempt did approve, which `getChatMember` tells apart from a request that expired.
@@ -48,7 +51,10 @@ from .telegram_api import (
 log = logging.getLogger(__name__)
 
 JOB_TYPE = "tgms_process_join_request"
-FINAL_STATUSES = frozenset({"approved", "skipped_unmanaged", "skipped_inactive", "already_member", "expired", "failed"})
+FINAL_STATUSES = frozenset(
+    {"approved", "skipped_unmanaged", "skipped_inactive", "already_member", "expired", "failed", "banned"}
+)
+BANNED_NOTE = "declined: the user is on the fleet's ban list"
 RETRY = "retry"
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted"})
 
@@ -73,7 +79,10 @@ def parse(job: Job) -> Request:
         user = request["from"]
         chat_id, user_id, date = int(request["chat"]["id"]), int(user["id"]), int(request["date"])
         bot = job.payload.get("bot") or "tgms"
-        return Request(chat_id, user_id, user.get("username"), bool(user.get("is_bot", False)), date, bot, job.job_id)
+        link = request.get("invite_link")
+        url = link.get("invite_link") if isinstance(link, dict) else None
+        return Request(chat_id, user_id, user.get("username"), bool(user.get("is_bot", False)), date, bot, job.job_id,
+                       url if isinstance(url, str) else None)  # fmt: skip
     except (AssertionError, KeyError, TypeError, ValueError):
         raise PermanentFailure("payload has no valid chat_join_request (chat.id, from.id, date)") from None
 
@@ -89,7 +98,7 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
             conn, request, f"bot:{client.bot_key}"
         )
     status = inserted or existing
-    if status != "processing":
+    if status not in ("processing", "declining"):
         # Skipped now, finished by an earlier run, or (None) being inserted by a concurrent job.
         log.debug("join request %s/%s: %s", request.chat, request.user, status or "taken by another job")
         return
@@ -101,7 +110,10 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
         raise Snooze(float(paused_for), "bot paused by Telegram flood control")
 
     try:
-        outcome, error = await _approve(client, db, request, retried=inserted is None)
+        if status == "declining":
+            outcome, error = await _decline_banned(client, db, request, retried=inserted is None)
+        else:
+            outcome, error = await _approve(client, db, request, retried=inserted is None)
     except _Migrated as moved:
         # Our row moved with the group: finish it under the new id.
         request, outcome, error = request._replace(chat=moved.new_chat_id), "failed", moved.reason
@@ -149,6 +161,29 @@ async def _approve(
         if exc.retryable:
             return RETRY, exc.description  # 5xx / network: retried with backoff by the runner
         return "failed", exc.description
+
+
+async def _decline_banned(
+    client: TelegramClient, db: AsyncConnectionPool, request: Request, *, retried: bool
+) -> tuple[str, str | None]:
+    """The requester is on the fleet's ban list: declineChatJoinRequest, status 'banned'."""
+    try:
+        await client.decline_chat_join_request(request.chat, request.user)
+        return "banned", BANNED_NOTE
+    except HideRequesterMissing as exc:
+        # A re-run after a crash: our earlier call declined it. Otherwise the user withdrew it.
+        return ("banned", BANNED_NOTE) if retried else ("expired", exc.description)
+    except UserAlreadyParticipant as exc:
+        return "already_member", exc.description  # the ban's own job removes members
+    except RetryAfter as exc:
+        raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
+    except ChatMigrated as exc:
+        async with db.connection() as conn:
+            await groups.rewrite_id(conn, request.chat, exc.new_chat_id)
+        reason = f"group was upgraded to supergroup {exc.new_chat_id}: {exc.description}"
+        raise _Migrated(exc.new_chat_id, reason) from None
+    except TelegramError as exc:
+        return (RETRY if exc.retryable else "failed"), exc.description
 
 
 async def _is_member(client: TelegramClient, request: Request) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import groups, members
+from tgms_tui.backend import groups, invite_links, members
 from tgms_tui.backend.groups import REASON_KICKED, REASON_NOT_ADMIN, REASON_REMOVED
 from tgms_tui.backend.queue import Job
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 JOB_TYPE = "process_telegram_update"
 GROUP_TYPES = ("group", "supergroup", "channel")
 MESSAGE_KEYS = ("message", "edited_message")
+PRESENT = ("creator", "administrator", "member")
 
 HELP_TEXT = (
     "I am the group management bot of TGMS.\n\n"
@@ -146,6 +147,23 @@ class UpdateHandler:
         if status == "restricted" and new.get("is_member") is False:
             status = "left"
         await self._record(chat_id, [user], status, _date(change), False)
+        await self._link_membership(chat_id, user["id"], change, status)
+
+    async def _link_membership(self, chat_id: int, user_id: int, change: dict[str, Any], status: str) -> None:
+        """Joins through an invite link and the leaves that follow them (invite-link retention)."""
+        old = change.get("old_chat_member")
+        was_in = isinstance(old, dict) and (
+            old.get("status") in PRESENT or (old.get("status") == "restricted" and old.get("is_member") is True)
+        )
+        now_in = status in PRESENT or status == "restricted"
+        link = change.get("invite_link")
+        url = link.get("invite_link") if isinstance(link, dict) else None
+        if now_in and not was_in and isinstance(url, str):
+            async with self.bots.db.connection() as conn:
+                await invite_links.record_join(conn, chat_id, user_id, url, _date(change))
+        elif was_in and not now_in:
+            async with self.bots.db.connection() as conn:
+                await invite_links.record_leave(conn, chat_id, user_id, _date(change))
 
     async def _message(self, message: Any, *, edited: bool) -> None:
         if not isinstance(message, dict):

@@ -1,9 +1,10 @@
 """The `join_requests` repository: each request logged once, keyed by (chat_id, user_id, requested_at).
 
 `begin` is the one statement before the approval call: it reads the group and the bot's 429 pause and
-inserts the request's row, a final status straight away for an unmanaged or inactive group, else
-'processing' (the intent). `finish` is the one after: it writes the outcome of a row still
-'processing' (a finished request is never rewritten) and, on approval, the member's activity.
+inserts the request's row, a final status straight away for an unmanaged or inactive group,
+'declining' (the intent to decline) for a user on the fleet's ban list, else 'processing' (the
+intent). `finish` is the one after: it writes the outcome of a row still 'processing' or
+'declining' (a finished request is never rewritten) and, on approval, the member's activity.
 """
 
 from __future__ import annotations
@@ -12,17 +13,22 @@ from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 
-SQL_BEGIN = """
+from .bans import IN_FORCE
+
+SQL_BEGIN = f"""
 WITH grp AS (
     SELECT is_active FROM managed_groups WHERE group_id = %(chat)s
 ), verdict AS (
     SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM grp) THEN 'skipped_unmanaged'
                 WHEN NOT (SELECT is_active FROM grp) THEN 'skipped_inactive'
+                WHEN EXISTS (SELECT 1 FROM fleet_bans WHERE user_id = %(user)s AND {IN_FORCE})
+                     THEN 'declining'
                 ELSE 'processing' END AS status
 ), ins AS (
-    INSERT INTO join_requests (user_id, chat_id, username, status, bot, job_id, requested_at, processed_at)
+    INSERT INTO join_requests (user_id, chat_id, username, status, bot, job_id, requested_at, processed_at,
+                               invite_link)
     SELECT %(user)s, %(chat)s, %(username)s, v.status, %(bot)s, %(job)s, to_timestamp(%(date)s),
-           CASE WHEN v.status = 'processing' THEN NULL ELSE now() END
+           CASE WHEN v.status IN ('processing', 'declining') THEN NULL ELSE now() END, %(invite_link)s
       FROM verdict v
     ON CONFLICT (chat_id, user_id, requested_at) DO NOTHING
     RETURNING status
@@ -44,7 +50,7 @@ WITH upd AS (
     UPDATE join_requests
        SET status = %(status)s, error = %(error)s, processed_at = now(), job_id = %(job)s
      WHERE chat_id = %(chat)s AND user_id = %(user)s AND requested_at = to_timestamp(%(date)s)
-       AND status = 'processing'
+       AND status IN ('processing', 'declining')
     RETURNING 1
 )
 INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
@@ -58,7 +64,7 @@ ON CONFLICT (chat_id, user_id) DO UPDATE
 SQL_NOTE_ERROR = """
 UPDATE join_requests SET error = %(error)s
  WHERE chat_id = %(chat)s AND user_id = %(user)s AND requested_at = to_timestamp(%(date)s)
-   AND status = 'processing'
+   AND status IN ('processing', 'declining')
 """
 
 
@@ -72,6 +78,7 @@ class Request(NamedTuple):
     date: int  # Telegram's `date` of the request (epoch seconds): part of the key
     bot: str
     job: int
+    invite_link: str | None = None  # the link the request came through, as this bot received it
 
 
 class Begun(NamedTuple):

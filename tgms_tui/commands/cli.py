@@ -38,6 +38,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
     "groups": ("tgms_tui.commands.admin", "list or add managed groups"),
     "broadcast": ("tgms_tui.commands.admin", "enqueue a broadcast from the command line"),
+    "ban": ("tgms_tui.commands.bans", "ban a user in every managed group (the fleet's ban list)"),
+    "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
+    "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
+    "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
 }
 
 

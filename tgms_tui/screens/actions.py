@@ -33,6 +33,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("ctrl+p", "command_palette", "Command palette (every action)", "Global"),
     # Dashboard
     ActionSpec("b", "compose", "Compose a broadcast", "Dashboard", "screen", mutating=True),
+    ActionSpec("B", "bans", "The fleet's ban list (ban / unban)", "Dashboard", "screen"),
+    ActionSpec("L", "links", "Named invite links: requests, joins, retention", "Dashboard", "screen"),
     ActionSpec("/", "filter", "Filter the focused pane", "Dashboard", "screen"),
     ActionSpec("escape", "clear_filter", "Clear the focused pane's filter", "Dashboard", "screen"),
     ActionSpec("p", "toggle_pause", "Pause / resume live updates", "Dashboard", "screen"),
@@ -63,6 +65,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
     ActionSpec("x", "cancel_job", "Cancel a pending job (asks first)", "Jobs", "jobs", mutating=True),
+    # Bans and links
+    ActionSpec("n", "new_ban", "Bans: ban a user in every group (asks first)", "Bans", mutating=True),
+    ActionSpec("u", "unban", "Bans: lift the selected ban everywhere (asks first)", "Bans", mutating=True),
+    ActionSpec("A", "toggle_all", "Bans: open entries / every entry", "Bans"),
+    ActionSpec("c", "new_link", "Links: create a named link (asks first)", "Links", mutating=True),
+    ActionSpec("X", "revoke_links", "Links: revoke the selected source's links (asks first)", "Links", mutating=True),
+    ActionSpec("escape", "back", "Bans and links screens: back", "Bans"),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),

@@ -39,10 +39,12 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
 from .actions import is_allowed
+from .bans import BansScreen
 from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
 from .job_detail import JobDetailScreen
+from .links import LinksScreen
 
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
@@ -89,6 +91,8 @@ class DashboardScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("b", "compose", "Broadcast"),
+        Binding("B", "bans", "Bans"),
+        Binding("L", "links", "Links"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("p", "toggle_pause", "Pause"),
@@ -291,6 +295,12 @@ class DashboardScreen(Screen[None]):
         if self.tgms.refuse_if_read_only("composing a broadcast"):
             return
         self.app.push_screen(ComposerScreen(marked=self.groups.marked_groups()))
+
+    def action_bans(self) -> None:
+        self.app.push_screen(BansScreen())
+
+    def action_links(self) -> None:
+        self.app.push_screen(LinksScreen(marked=self.groups.marked_groups()))
 
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
