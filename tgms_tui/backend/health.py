@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 
@@ -27,6 +28,15 @@ ON CONFLICT (worker_id) DO UPDATE
        jobs_done = EXCLUDED.jobs_done, jobs_failed = EXCLUDED.jobs_failed, last_error = EXCLUDED.last_error
 """
 
+# Written by the watchdog thread while the worker's event loop is blocked (a plain connection of its
+# own). updated_at is left alone: the heartbeat's age keeps saying the worker is not doing its work.
+SQL_RECORD_STALL = """
+UPDATE bot_health
+   SET status = 'stalled', last_error = %(detail)s, loop_stall_seconds = %(seconds)s,
+       loop_stalled_at = now() - make_interval(secs => %(seconds)s)
+ WHERE worker_id = %(worker_id)s
+"""
+
 SQL_LIVE_WORKERS = f"SELECT count(*) FROM bot_health AS h WHERE h.bot_name = %(bot)s AND {alive('h')}"
 
 
@@ -40,3 +50,8 @@ async def live_workers(conn: AsyncConnection[Any], bot_name: str, stale_seconds:
     cur = await conn.execute(SQL_LIVE_WORKERS, {"bot": bot_name, "stale": stale_seconds})
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+def record_stall(conn: psycopg.Connection[Any], worker_id: str, seconds: float, detail: str) -> None:
+    """The worker's event loop has been blocked for `seconds` (synchronous: the loop cannot run)."""
+    conn.execute(SQL_RECORD_STALL, {"worker_id": worker_id, "seconds": seconds, "detail": detail[:1000]})
