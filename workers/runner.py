@@ -653,6 +653,14 @@ class Worker:
     def _record_stall(self, seconds: float, detail: str) -> None:
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                health.record_stall(conn, self.worker_id, seconds, redact(detail))
+                health.record_stall(
+                    conn,
+                    seconds,
+                    redact(detail),
+                    worker_id=self.worker_id,
+                    bot_name=self.bot_name,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                )
         except Exception as exc:  # the database may be what is slow; the log line stands
             log.debug("could not record the loop stall: %s", redact(str(exc)))
