@@ -62,7 +62,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
-    ActionSpec("x", "cancel_job", "Cancel a pending or running job (asks first)", "Jobs", "jobs", mutating=True),
+    ActionSpec("x", "cancel_job", "Cancel a pending job, or a running one (asks first)", "Jobs", "jobs", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),
