@@ -122,8 +122,8 @@ async def uninterruptible(step: Awaitable[T]) -> T:
     return result
 
 
-class _TimedOut(Exception):
-    """The handler ran out of its job type's time limit."""
+# The stop reason of a handler cancelled by its time limit (the other reasons are only logged).
+TIME_LIMIT = "time limit"
 
 
 @dataclass
@@ -134,7 +134,7 @@ class _Run:
     limit: float
     deadline: float  # time.monotonic() when the time limit runs out
     task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # set when the runner cancels the handler (lease lost, cancelled)
+    stop_reason: str | None = None  # why the runner cancelled the handler: TIME_LIMIT, lease lost, cancelled
     handler_done: bool = False  # the handler returned or raised: only its outcome is left to write
 
 
@@ -247,6 +247,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._completer(), name="completer"),
             asyncio.create_task(self._loop_beats(), name="loop-beat"),
+            asyncio.create_task(self._enforce_time_limits(), name="time-limits"),
         ]
         watchdog = self._start_watchdog()
         log.info("worker %s serving pool %r (concurrency %d)", self.worker_id, self.pool, opts.concurrency)
@@ -396,14 +397,8 @@ class Worker:
                     f"no handler for job_type {job.job_type!r} in pool {self.pool!r} "
                     f"(known: {', '.join(sorted(self.handlers)) or 'none'})"
                 )
-            scope = asyncio.timeout(max(0.0, run.deadline - time.monotonic()))
             try:
-                async with scope:
-                    await handler(ctx, job)
-            except TimeoutError:
-                if scope.expired():
-                    raise _TimedOut from None
-                raise
+                await handler(ctx, job)
             finally:
                 run.handler_done = True
         except Snooze as snoozed:
@@ -412,16 +407,22 @@ class Worker:
             self._plan(seconds)  # end the idle sleep when the job is due again
         except PermanentFailure as exc:
             await self._record_failure(job, str(exc), permanent=True)
-        except _TimedOut:
-            error = f"timed out after {run.limit:g} s (the time limit of {job.job_type})"
-            log.warning("job %d (%s) %s: cancelled", job.job_id, job.job_type, error)
-            await self._record_failure(job, error, permanent=False)
         except asyncio.CancelledError:
             if run.stop_reason is None:
                 raise  # shutdown: _drain releases the job
-            log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled: what follows must not look cancelled
+            if run.stop_reason == TIME_LIMIT:
+                error = f"timed out after {run.limit:g} s (the time limit of {job.job_type})"
+                log.warning("job %d (%s) %s: cancelled", job.job_id, job.job_type, error)
+                await self._record_failure(job, error, permanent=False)
+            else:  # nothing to write: the job is no longer ours
+                log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
         except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
+                detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
             await self._record_failure(job, detail, permanent=False)
         else:
@@ -587,6 +588,21 @@ class Worker:
             await self._write(lambda c: queue.release(c, ids, self.worker_id), within=2.5, what="released jobs")
             log.info("released %d unfinished job(s) back to the queue", len(ids))
         await self._flush_completions()
+
+    # ------------------------------------------------------------------ time limits
+    async def _enforce_time_limits(self) -> None:
+        """Cancel handlers past their deadline, within a second of it. One task for every job (not a
+        timer per job): the claim → complete path, which runs thousands of times a second, pays
+        nothing for time limits."""
+        while True:
+            now = time.monotonic()
+            wake = now + 1.0
+            for run in list(self._inflight.values()):
+                if run.deadline <= now:
+                    self._stop_run(run, TIME_LIMIT)
+                else:
+                    wake = min(wake, run.deadline)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     # ------------------------------------------------------------------ the event-loop watchdog
     async def _loop_beats(self) -> None:
