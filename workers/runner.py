@@ -628,13 +628,15 @@ class Worker:
         report, exit_after = self.options.stall_thresholds()
         tick = min(0.5, report / 4)
         reported_at: float | None = None  # the stall's length at its last write
+        longest = 0.0  # the current stall's length, as last seen
         while not self._watchdog_stop.wait(tick):
             silent = time.monotonic() - self._loop_beat
             if silent < report:
                 if reported_at is not None:
-                    log.warning("event loop of %s responsive again after a stall of %.1f s", self.worker_id, silent)
+                    log.warning("event loop of %s responsive again after a stall of %.0f s", self.worker_id, longest)
                     reported_at = None
                 continue
+            longest = silent
             if reported_at is not None and silent < exit_after and silent - reported_at < report:
                 continue
             detail = f"event loop blocked for {silent:.0f} s {self._blocker()}"
