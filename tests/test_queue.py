@@ -192,16 +192,63 @@ async def test_cancel_pending_and_retry_failed(pool: AsyncConnectionPool) -> Non
         a = await _enqueue(conn, "tgms_x")
         b = await _enqueue(conn, "tgms_x", max_retries=0)
         assert a is not None and b is not None
-        assert await queue.cancel(conn, a)
-        assert not await queue.cancel(conn, a)  # already cancelled
+        assert await queue.cancel(conn, a) == "pending"
+        assert await queue.cancel(conn, a) is None  # already cancelled
         (job,) = await queue.claim_batch(conn, "tgms", "w", 5, 30)
         assert job.job_id == b
-        assert not await queue.cancel(conn, b)  # running jobs are not cancelled
         assert await queue.fail(conn, b, "w", "boom") == "failed"
+        assert await queue.cancel(conn, b) is None  # finished jobs are not cancelled
         assert await queue.retry(conn, b)
         assert not await queue.retry(conn, b)  # pending now
     assert await _status(pool, a) == ("cancelled", 0, None)
     assert (await _status(pool, b))[:2] == ("pending", 0)
+
+
+async def test_cancel_a_running_job_takes_it_from_its_holder_and_tells_it(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    """The row is 'cancelled' at once: the holder can no longer extend, complete, fail or snooze it, no
+    reaper puts it back; a `cancel:<id>` notification tells the holder, after the commit only."""
+    listener = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+    try:
+        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        async with pool.connection() as conn:
+            job_id = await _enqueue(conn, "tgms_x")
+            (_claimed,) = await queue.claim_batch(conn, "tgms", "w", 1, 0.1)
+        notices: list[str] = []
+        async with pool.connection() as conn:
+            assert await queue.cancel(conn, job_id) == "running"
+            assert await queue.status_of(conn, job_id) == "cancelled"
+        async for note in listener.notifies(timeout=2.0):
+            notices.append(note.payload)
+            if note.payload.startswith(queue.CANCEL_NOTICE):
+                break
+        assert f"{queue.CANCEL_NOTICE}{job_id}" in notices
+        await asyncio.sleep(0.2)  # past the lease it had
+        async with pool.connection() as conn:
+            assert await queue.extend_leases(conn, [job_id], "w", 30) == set()
+            assert await queue.complete_many(conn, [job_id], "w") == 0
+            assert await queue.fail(conn, job_id, "w", "late") is None
+            assert not await queue.snooze(conn, job_id, "w", 1)
+            assert await queue.reap_expired_leases(conn) == 0
+            assert await queue.claim_batch(conn, "tgms", "w2", 5, 30) == []
+            assert await queue.cancel(conn, job_id) is None
+            assert await queue.status_of(conn, 10**9) is None
+    finally:
+        await listener.close()
+    status, retries, error = await _status(pool, job_id)
+    assert (status, retries) == ("cancelled", 0) and error == "cancelled while running on w"
+
+
+async def test_list_jobs_filters_by_status_and_type(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        ids = await queue.enqueue_many(conn, [NewJob("tgms_x"), NewJob("tgms_y"), NewJob("other")])
+        await queue.cancel(conn, ids[1])
+        assert [j.job_id for j in await queue.list_jobs(conn)] == ids[::-1]
+        assert [j.job_id for j in await queue.list_jobs(conn, status="pending")] == [ids[2], ids[0]]
+        assert [j.job_id for j in await queue.list_jobs(conn, job_type="tgms_y")] == [ids[1]]
+        assert await queue.list_jobs(conn, status="cancelled", job_type="tgms_x") == []
+        assert len(await queue.list_jobs(conn, limit=1)) == 1
 
 
 async def test_prune_removes_only_old_finished_jobs(pool: AsyncConnectionPool) -> None:

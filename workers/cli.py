@@ -6,10 +6,11 @@ import argparse
 import asyncio
 
 from tgms_tui.backend.bootstrap import prepare
+from tgms_tui.backend.config import load_settings
 from tgms_tui.backend.queue import Pool
 
 from .bots import build_services
-from .registry import handlers_for, periodic_for
+from .registry import TIME_LIMITS, check_time_limits, handlers_for, periodic_for
 from .runner import Worker, WorkerOptions
 
 
@@ -33,12 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pool(pool: Pool, *, concurrency: int | None = None, grace: float = 20.0) -> int:
     """Start the worker of `pool` on the configured database; returns the exit code."""
-    settings, url = prepare()
+    settings = load_settings()
+    check_time_limits(settings)  # before the database is touched: a typo is one line, at once
+    settings, url = prepare(settings)
     options = WorkerOptions(
         concurrency=concurrency or settings.worker_concurrency,
         lease_seconds=settings.lease_seconds,
         grace_seconds=grace,
         periodic=periodic_for(pool, settings),
+        time_limits=TIME_LIMITS,
     )
     services = build_services(settings)
     worker = Worker(url, pool, handlers_for(pool), settings, options, services=services)
@@ -50,4 +54,4 @@ def run_pool(pool: Pool, *, concurrency: int | None = None, grace: float = 20.0)
             await services.aclose()
 
     asyncio.run(serve())
-    return 0
+    return 0  # a worker whose event loop stays blocked exits with EXIT_LOOP_STALLED from its watchdog

@@ -18,6 +18,12 @@ How a broadcast runs:
   may not have been delivered: it becomes 'ambiguous' and is never resent. A graceful stop lets the
   call in flight finish and records it.
 - **Finish**: when no row is pending or sending, the broadcast becomes 'done' (one writer wins).
+- **Slices**: a sender job has a time limit like every job, but a broadcast may take hours. So a
+  sender stops claiming rows (and stops waiting for the rate limiter) a margin before its limit and
+  snoozes its job for 0 s: the same job carries on in a fresh run, with a fresh limit, and no retry
+  is counted. If the limit still cancels it (a call hanging for longer than the margin), the call in
+  flight is awaited and recorded first; only a cancel that cuts the call itself leaves the row
+  'ambiguous', never resent.
 
 Every statement is in tgms_tui/backend/broadcasts.py; the group's rules (failure count, deactivation)
 in tgms_tui/backend/groups.py. Per-group policy: success resets `consecutive_failures`; a delivery failure (bot kicked
@@ -46,7 +52,8 @@ from tgms_tui.backend.broadcasts import SENDER_MAX_RETRIES, Broadcast
 from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for
-from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze
+from .rate_limit import RateLimitTimeout
+from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze, time_left
 from .telegram_api import (
     ChatAdminRequired,
     ChatMigrated,
@@ -72,6 +79,9 @@ MAX_SENDERS = 8
 # A helper landing on a process that already runs its share is passed on this often, then stays.
 MAX_HOPS = 6
 PASS_ON_DELAY = 0.05
+# A slice ends this long before the job's time limit (half the limit if that is shorter): room for the
+# last call in flight (the client gives up after 30 s) and its record.
+SLICE_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,10 @@ class Claimed:
 
 class _Stop(Exception):
     """The broadcast is no longer running: stop this sender."""
+
+
+class _SliceOver(Exception):
+    """This run's time slice is used up: the job carries on in a fresh run."""
 
 
 class GroupSender:
@@ -101,6 +115,17 @@ class GroupSender:
         self.inflight = ctx.services.sending
         self.broadcast: Broadcast | None = None
         self.sent = 0
+        left = time_left()
+        self.slice_ends = None if left is None else time.monotonic() + left - min(left / 2, SLICE_MARGIN)
+
+    def _slice_left(self) -> float | None:
+        """Seconds left in this run's slice (None: no time limit, e.g. outside a worker)."""
+        return None if self.slice_ends is None else self.slice_ends - time.monotonic()
+
+    def _check_slice(self) -> None:
+        left = self._slice_left()
+        if left is not None and left <= 0:
+            raise _SliceOver
 
     # ------------------------------------------------------------ lifecycle
 
@@ -130,6 +155,10 @@ class GroupSender:
             with contextlib.suppress(_Stop):
                 await self._send_all()
             await self._finish()
+        except _SliceOver:
+            note = f"time slice used up after {self.sent} send(s): carrying on in a fresh run"
+            log.info("broadcast %d: %s", self.broadcast_id, note)
+            raise Snooze(0.0, note) from None
         finally:
             active[self.broadcast_id] -= 1
             if active[self.broadcast_id] <= 0:
@@ -220,6 +249,7 @@ class GroupSender:
                         continue
                 except _Stop:
                     pass
+            self._check_slice()
             await asyncio.sleep(0.5)
         async with self.db.connection() as conn:
             finished = await broadcasts.finish(conn, self.broadcast_id)
@@ -246,6 +276,7 @@ class GroupSender:
         backoff = 0.0
         handled = 0
         while True:
+            self._check_slice()
             claimed = await self._claim()
             if claimed is None:
                 return handled
@@ -284,9 +315,15 @@ class GroupSender:
             return _SKIPPED
         marked = None
         try:
-            await self.limiter.acquire(
-                self.client.bot_key, int(row["chat_id"]), pace_key=f"broadcast:{self.broadcast_id}"
-            )
+            try:
+                await self.limiter.acquire(
+                    self.client.bot_key,
+                    int(row["chat_id"]),
+                    pace_key=f"broadcast:{self.broadcast_id}",
+                    timeout=self._slice_left(),
+                )
+            except RateLimitTimeout:
+                raise _SliceOver from None  # the reservation is given back below
             # In flight from the moment 'sending' can be seen: a sweep by another sender of this
             # process must not take our own row for a crashed one.
             self.inflight.add(message_id)

@@ -25,7 +25,7 @@ from tgms_tui.backend import groups, members
 from tgms_tui.backend.queue import Job
 
 from .bots import call_in_chat, client_for
-from .runner import JobContext, PermanentFailure
+from .runner import JobContext, PermanentFailure, uninterruptible
 from .telegram_api import (
     CannotRestrictAdmin,
     ChatAdminRequired,
@@ -156,8 +156,11 @@ async def _member(client: TelegramClient, user_id: int, chat_id: int) -> ChatMem
 
 
 async def _kick(ctx: JobContext, client: TelegramClient, chat_id: int, chat_type: str, user_id: int) -> tuple[str, str]:
-    """Ban, then (supergroups) unban so the member may rejoin. (outcome, reason)."""
-    try:
+    """Ban, then (supergroups) unban so the member may rejoin. (outcome, reason). The pair is never cut
+    in two by a cancellation (time limit, operator): a member banned and not unbanned could not rejoin."""
+
+    async def ban_then_unban() -> None:
+        nonlocal chat_id, chat_type
         _, banned_in = await call_in_chat(ctx, client, chat_id, lambda c: client.ban_chat_member(c, user_id))
         if banned_in != chat_id:
             chat_id, chat_type = banned_in, "supergroup"  # upgraded under us: supergroups have unban
@@ -165,6 +168,9 @@ async def _kick(ctx: JobContext, client: TelegramClient, chat_id: int, chat_type
             _, chat_id = await call_in_chat(
                 ctx, client, chat_id, lambda c: client.unban_chat_member(c, user_id, only_if_banned=True)
             )
+
+    try:
+        await uninterruptible(ban_then_unban())
     except CannotRestrictAdmin as exc:
         return "skipped_admin", exc.description
     except ChatAdminRequired as exc:

@@ -1,8 +1,9 @@
-"""Which handlers and periodic jobs each pool runs. Unknown job types fail with a clear error."""
+"""Which handlers, time limits and periodic jobs each pool runs. Unknown job types fail with a clear
+error."""
 
 from __future__ import annotations
 
-from tgms_tui.backend.config import Settings
+from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings
 from tgms_tui.backend.queue import Pool
 
 from . import bans, group_sender, inactive_members, invite_links, join_requests, maintenance, member_counts, updates
@@ -32,3 +33,35 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
         PeriodicJob(member_counts.JOB_TYPE, settings.member_count_interval),
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
     )
+
+
+# Each job type's time limit in seconds (TGMS_JOB_TIMEOUTS overrides them). Chosen per type:
+TIME_LIMITS: dict[str, float] = {
+    # one approval: two statements and one or two Bot API calls (each capped at 30 s by the client)
+    join_requests.JOB_TYPE: 90.0,
+    # one update: a few statements, at most a reply
+    updates.JOB_TYPE: 60.0,
+    # resumable: a sender works in slices that end before this limit and carries on in a fresh run
+    # of the same job, so the limit bounds a slice, never a whole broadcast
+    group_sender.JOB_TYPE: 600.0,
+    # periodic: one paced call per group; a pass must end well within its period (1 h by default)
+    member_counts.JOB_TYPE: 1800.0,
+    # daily: a status read and a kick per inactive member, paced
+    inactive_members.JOB_TYPE: 3600.0,
+    maintenance.PRUNE_JOB: 600.0,
+    # one paced ban or unban per group (30/s shares the bot's bucket): 1 h covers ~100k groups; a cut
+    # run resumes from its per-group rows (ban/unban are idempotent), so a limit hit is a retry, not a loss
+    bans.JOB_TYPE: 3600.0,
+    # one createChatInviteLink / revokeChatInviteLink per chosen group, paced
+    invite_links.JOB_TYPE: 600.0,
+}
+
+
+def check_time_limits(settings: Settings) -> None:
+    """Refuse TGMS_JOB_TIMEOUTS entries naming no job type (a typo would silently change nothing)."""
+    known = set(handlers_for("main")) | set(handlers_for("tgms"))
+    unknown = sorted(set(settings.job_timeouts) - known)
+    if unknown:
+        raise ConfigError(
+            ENV_NAMES["job_timeouts"], f"unknown job type {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )

@@ -8,21 +8,41 @@ dedicated autocommit connection, with a slow poll and the next scheduled `run_at
 A heartbeat task keeps `bot_health` current, extends the leases of in-flight jobs (so a live worker
 never loses a job to another), reaps expired leases of dead workers, and enqueues periodic jobs.
 Database errors anywhere are logged and retried: PostgreSQL may restart under us.
+
+Stuck work never holds a job for ever:
+
+- Each job type has a time limit (`WorkerOptions.time_limits`, overridden by TGMS_JOB_TIMEOUTS). The
+  handler is cancelled when it runs out; that counts a retry (with backoff) and the job ends 'failed'
+  after max_retries with "timed out after N s". Inside a handler, `time_left()` says how long remains,
+  so a resumable handler (the broadcast sender) can end its slice of work first.
+- A job whose lease this worker no longer holds (re-queued by a reaper, cancelled by an operator)
+  has its handler cancelled at once: on the `cancel:<job_id>` notification, else at the next
+  heartbeat that fails to extend the lease. Nothing is written for it: the job is not ours any more.
+- A handler that blocks the event loop (a synchronous call) stops every timer, the heartbeat
+  included. A watchdog thread notices the loop's silence, records the stall in `bot_health` (status
+  'stalled', the job and the code that blocks) and, if the loop stays blocked for `stall_exit_seconds`,
+  exits the process (status 70) so a supervisor restarts it. Its leases run out meanwhile, so other
+  workers take its jobs, each such lapse counting a retry: a job that blocks every worker ends
+  'failed' after max_retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -39,6 +59,19 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
+# The time limit of a job type that declares none (every registered handler declares its own).
+DEFAULT_TIME_LIMIT = 300.0
+# The exit status of a worker whose event loop stayed blocked (EX_SOFTWARE): a supervisor restarts it.
+EXIT_LOOP_STALLED = 70
+
+# The running job's deadline (time.monotonic()), set in each job's own task: see time_left().
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("tgms_job_deadline", default=None)
+
+
+def time_left() -> float | None:
+    """Seconds until the running job's time limit cancels its handler; None outside a handler."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class Snooze(Exception):
@@ -70,6 +103,41 @@ Conn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
 
+async def uninterruptible(step: Awaitable[T]) -> T:
+    """Await `step` to its end even if our task is cancelled meanwhile (time limit, operator cancel,
+    stop), then re-raise the cancellation: for work that must not be cut in two (a ban and its
+    unban). Keep such steps short: the cancellation waits for them."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+# The stop reason of a handler cancelled by its time limit (the other reasons are only logged).
+TIME_LIMIT = "time limit"
+
+
+@dataclass
+class _Run:
+    """One claimed job in this worker: its task, its time limit, and why the runner stopped it."""
+
+    job: Job
+    limit: float
+    deadline: float  # time.monotonic() when the time limit runs out
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # why the runner cancelled the handler: TIME_LIMIT, lease lost, cancelled
+    handler_done: bool = False  # the handler returned or raised: only its outcome is left to write
+
+
 @dataclass(frozen=True)
 class PeriodicJob:
     """A job enqueued once per `every_seconds` across all workers (dedupe key per period)."""
@@ -89,6 +157,21 @@ class WorkerOptions:
     grace_seconds: float = 20.0
     backoff: Backoff = field(default_factory=Backoff)
     periodic: tuple[PeriodicJob, ...] = ()
+    # Seconds per job type (the handlers' defaults: workers/registry.py); TGMS_JOB_TIMEOUTS wins.
+    time_limits: Mapping[str, float] = field(default_factory=dict)
+    default_time_limit: float = DEFAULT_TIME_LIMIT
+    # The watchdog: a loop silent this long is reported (default: 10 s, or half a lease if shorter) ...
+    stall_report_seconds: float | None = None
+    # ... and this long ends the process with EXIT_LOOP_STALLED (default: three leases).
+    stall_exit_seconds: float | None = None
+
+    def time_limit(self, job_type: str, overrides: Mapping[str, float]) -> float:
+        return overrides.get(job_type) or self.time_limits.get(job_type) or self.default_time_limit
+
+    def stall_thresholds(self) -> tuple[float, float]:
+        report = self.stall_report_seconds or min(10.0, self.lease_seconds / 2)
+        exit_after = self.stall_exit_seconds or 3 * self.lease_seconds
+        return report, max(report, exit_after)
 
 
 class Worker:
@@ -120,7 +203,7 @@ class Worker:
         self.last_error: str | None = None
         self.last_activity: float | None = None
         self._db: AsyncConnectionPool | None = None
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, _Run] = {}
         self._to_complete: list[int] = []
         self._completion_wanted = asyncio.Event()
         self._completion_lock = asyncio.Lock()  # a batch taken for writing is never cancelled mid-write
@@ -131,6 +214,11 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._status = "starting"
+        # The watchdog: the loop's last sign of life (time.monotonic()), the loop's thread, its stop.
+        self._loop_beat = time.monotonic()
+        self._loop_thread_id: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchdog_stop = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -158,7 +246,10 @@ class Worker:
             asyncio.create_task(self._listen(), name="listen"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._completer(), name="completer"),
+            asyncio.create_task(self._loop_beats(), name="loop-beat"),
+            asyncio.create_task(self._enforce_time_limits(), name="time-limits"),
         ]
+        watchdog = self._start_watchdog()
         log.info("worker %s serving pool %r (concurrency %d)", self.worker_id, self.pool, opts.concurrency)
         self._status = "running"
         try:
@@ -170,6 +261,8 @@ class Worker:
                 for task in background:
                     task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            self._watchdog_stop.set()
+            watchdog.join(timeout=2.0)
             await self._flush_completions()
             self._status = "stopped"
             await self._write(self._upsert_health, within=1.0, what="final health status")
@@ -190,8 +283,9 @@ class Worker:
                 self.stop()
             else:
                 self.options.grace_seconds = 0
-                for task in list(self._inflight.values()):
-                    task.cancel()
+                for run in list(self._inflight.values()):
+                    if run.task is not None:
+                        run.task.cancel()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
@@ -223,7 +317,7 @@ class Worker:
                 await self._note_db_error("claim", exc, failures)
                 continue
             for job in jobs:
-                self._inflight[job.job_id] = asyncio.create_task(self._execute(ctx, job))
+                self._start_run(ctx, job)
             if len(jobs) < want:
                 await self._idle_wait()
 
@@ -277,7 +371,25 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), delay)
 
     # ------------------------------------------------------------------ running one job
-    async def _execute(self, ctx: JobContext, job: Job) -> None:
+    def _start_run(self, ctx: JobContext, job: Job) -> None:
+        stale = self._inflight.get(job.job_id)
+        if stale is not None:  # our own earlier run lost the lease (a blocked loop) and we got it back
+            self._stop_run(stale, "lease lost: the job was re-queued and claimed again")
+        limit = self.options.time_limit(job.job_type, self.settings.job_timeouts)
+        run = _Run(job, limit, time.monotonic() + limit)
+        run.task = asyncio.create_task(self._execute(ctx, run))
+        self._inflight[job.job_id] = run
+
+    def _stop_run(self, run: _Run, reason: str) -> None:
+        """Cancel a handler whose job is no longer ours (nothing will be written for it)."""
+        if run.handler_done or run.stop_reason is not None or run.task is None or run.task.done():
+            return
+        run.stop_reason = reason
+        run.task.cancel()
+
+    async def _execute(self, ctx: JobContext, run: _Run) -> None:
+        job = run.job
+        _deadline.set(run.deadline)  # this task's own context: time_left() in the handler
         try:
             handler = self.handlers.get(job.job_type)
             if handler is None:
@@ -285,7 +397,10 @@ class Worker:
                     f"no handler for job_type {job.job_type!r} in pool {self.pool!r} "
                     f"(known: {', '.join(sorted(self.handlers)) or 'none'})"
                 )
-            await handler(ctx, job)
+            try:
+                await handler(ctx, job)
+            finally:
+                run.handler_done = True
         except Snooze as snoozed:
             seconds, reason = snoozed.seconds, snoozed.reason
             await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, seconds, reason))
@@ -293,9 +408,21 @@ class Worker:
         except PermanentFailure as exc:
             await self._record_failure(job, str(exc), permanent=True)
         except asyncio.CancelledError:
-            raise  # shutdown: _drain releases the job
+            if run.stop_reason is None:
+                raise  # shutdown: _drain releases the job
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled: what follows must not look cancelled
+            if run.stop_reason == TIME_LIMIT:
+                error = f"timed out after {run.limit:g} s (the time limit of {job.job_type})"
+                log.warning("job %d (%s) %s: cancelled", job.job_id, job.job_type, error)
+                await self._record_failure(job, error, permanent=False)
+            else:  # nothing to write: the job is no longer ours
+                log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
         except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
+                detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
             await self._record_failure(job, detail, permanent=False)
         else:
@@ -304,7 +431,8 @@ class Worker:
             self.jobs_done += 1
         finally:
             self.last_activity = time.time()
-            self._inflight.pop(job.job_id, None)
+            if self._inflight.get(job.job_id) is run:
+                del self._inflight[job.job_id]
             self._slot_free.set()
 
     async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> None:
@@ -379,6 +507,11 @@ class Worker:
                     async for note in conn.notifies():
                         if note.payload == self.pool:
                             self._wakeup.set()
+                        elif note.payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
+                            with contextlib.suppress(ValueError):
+                                run = self._inflight.get(int(note.payload[len(queue.CANCEL_NOTICE) :]))
+                                if run is not None:
+                                    self._stop_run(run, "cancelled by an operator")
                         elif note.payload.startswith(later):  # scheduled: "pool+<seconds until due>"
                             with contextlib.suppress(ValueError):
                                 self._plan(float(note.payload[len(later) :]))
@@ -401,14 +534,23 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         assert self._db is not None
+        lease = self.options.lease_seconds
         async with self._db.connection() as conn:
-            snapshot = list(self._inflight)
-            held = await queue.extend_leases(conn, snapshot, self.worker_id, self.options.lease_seconds)
-            # Jobs that finished (and were completed) during the await are not lost, nor are jobs
-            # claimed meanwhile: only those still running here whose lease was not extended.
-            lost = {j for j in snapshot if j in self._inflight} - held
-            if lost:
-                log.warning("lost the lease of jobs %s (another worker may re-run them)", sorted(lost))
+            # A handler a lease past its time limit ignores its cancellation: its lease is left to run
+            # out, so the job is reaped (a retry counted) and no longer held here for ever.
+            now = time.monotonic()
+            snapshot = {j: run for j, run in self._inflight.items() if now < run.deadline + lease}
+            held = await queue.extend_leases(conn, snapshot, self.worker_id, lease)
+            # Jobs that finished during the await (their outcome written or being written) are not
+            # lost, nor are jobs claimed meanwhile: only handlers still running here whose lease was
+            # not extended. They are cancelled at once: the job is someone else's, or cancelled.
+            lost = [
+                run
+                for j, run in snapshot.items()
+                if j not in held and self._inflight.get(j) is run and not run.handler_done
+            ]
+            for run in lost:
+                self._stop_run(run, "lease lost (the job was cancelled, or re-queued for another worker)")
             reaped = await queue.reap_expired_leases(conn)
             if reaped:
                 log.warning("re-queued %d job(s) whose worker stopped heartbeating", reaped)
@@ -432,11 +574,11 @@ class Worker:
 
     # ------------------------------------------------------------------ shutdown
     async def _drain(self) -> None:
-        tasks = list(self._inflight.values())
+        tasks = [run.task for run in self._inflight.values() if run.task is not None]
         if tasks:
             log.info("waiting up to %.0fs for %d in-flight job(s)", self.options.grace_seconds, len(tasks))
             await asyncio.wait(tasks, timeout=self.options.grace_seconds)
-        leftover = dict(self._inflight)
+        leftover = {j: run.task for j, run in self._inflight.items() if run.task is not None}
         for task in leftover.values():
             task.cancel()
         if leftover:
@@ -446,3 +588,97 @@ class Worker:
             await self._write(lambda c: queue.release(c, ids, self.worker_id), within=2.5, what="released jobs")
             log.info("released %d unfinished job(s) back to the queue", len(ids))
         await self._flush_completions()
+
+    # ------------------------------------------------------------------ time limits
+    async def _enforce_time_limits(self) -> None:
+        """Cancel handlers past their deadline, within a second of it. One task for every job (not a
+        timer per job): the claim → complete path, which runs thousands of times a second, pays
+        nothing for time limits."""
+        while True:
+            now = time.monotonic()
+            wake = now + 1.0
+            for run in list(self._inflight.values()):
+                if run.deadline <= now:
+                    self._stop_run(run, TIME_LIMIT)
+                else:
+                    wake = min(wake, run.deadline)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+
+    # ------------------------------------------------------------------ the event-loop watchdog
+    async def _loop_beats(self) -> None:
+        """The loop's sign of life for the watchdog thread: a timestamp, refreshed while it runs."""
+        report, _ = self.options.stall_thresholds()
+        tick = min(0.5, report / 4)
+        while True:
+            self._loop_beat = time.monotonic()
+            await asyncio.sleep(tick)
+
+    def _start_watchdog(self) -> threading.Thread:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
+        self._loop_beat = time.monotonic()
+        self._watchdog_stop.clear()
+        thread = threading.Thread(target=self._watch_loop, name=f"{self.worker_id}:watchdog", daemon=True)
+        thread.start()
+        return thread
+
+    def _watch_loop(self) -> None:
+        """Runs in its own thread: report a blocked event loop once, update the report while it stays
+        blocked, exit the process when it stays blocked too long."""
+        report, exit_after = self.options.stall_thresholds()
+        tick = min(0.5, report / 4)
+        reported_at: float | None = None  # the stall's length at its last write
+        longest = 0.0  # the current stall's length, as last seen
+        while not self._watchdog_stop.wait(tick):
+            silent = time.monotonic() - self._loop_beat
+            if silent < report:
+                if reported_at is not None:
+                    log.warning("event loop of %s responsive again after a stall of %.0f s", self.worker_id, longest)
+                    reported_at = None
+                continue
+            longest = silent
+            if reported_at is not None and silent < exit_after and silent - reported_at < report:
+                continue
+            detail = f"event loop blocked for {silent:.0f} s {self._blocker()}"
+            self.last_error = detail[:500]
+            if reported_at is None:
+                log.error("%s; its heartbeat has stopped, so its leases will run out", detail)
+            reported_at = silent
+            self._record_stall(silent, detail)
+            if silent >= exit_after:
+                log.critical("%s: exiting (status %d) so that a supervisor restarts the worker", detail,
+                             EXIT_LOOP_STALLED)  # fmt: skip
+                for handler in logging.getLogger().handlers:
+                    with contextlib.suppress(Exception):
+                        handler.flush()
+                os._exit(EXIT_LOOP_STALLED)
+
+    def _blocker(self) -> str:
+        """Which job's handler holds the loop, and where (best effort, from the loop thread's stack)."""
+        parts = []
+        with contextlib.suppress(Exception):
+            assert self._loop is not None
+            task = asyncio.current_task(self._loop)  # a dict read in CPython: fine from another thread
+            for run in list(self._inflight.values()):
+                if run.task is not None and run.task is task:
+                    parts.append(f"by job {run.job.job_id} ({run.job.job_type})")
+        with contextlib.suppress(Exception):
+            frame = sys._current_frames().get(self._loop_thread_id or 0)
+            if frame is not None:
+                parts.append(f"at {Path(frame.f_code.co_filename).name}:{frame.f_lineno} in {frame.f_code.co_name}")
+        return " ".join(parts) or "(no job of this worker is running)"
+
+    def _record_stall(self, seconds: float, detail: str) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                health.record_stall(
+                    conn,
+                    seconds,
+                    redact(detail),
+                    worker_id=self.worker_id,
+                    bot_name=self.bot_name,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                )
+        except Exception as exc:  # the database may be what is slow; the log line stands
+            log.debug("could not record the loop stall: %s", redact(str(exc)))

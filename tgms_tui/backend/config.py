@@ -59,6 +59,8 @@ class Settings:
     log_level: str = "INFO"
     # The workers' HTTP transport to the Bot API: TGMS's lean one, or httpx's own as a fallback.
     http_transport: HttpTransport = "lean"
+    # Time limits of job types that override the handlers' own defaults (job type -> seconds).
+    job_timeouts: dict[str, float] = field(default_factory=dict)
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -115,6 +117,7 @@ ENV_NAMES: dict[str, str] = {
     "admin_allow_networks": "TGMS_ADMIN_ALLOW_NETWORKS",
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
+    "job_timeouts": "TGMS_JOB_TIMEOUTS",
 }
 
 
@@ -230,6 +233,27 @@ def _http_transport(var: str, raw: str) -> HttpTransport:
     raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
 
 
+def _job_timeouts(var: str, raw: str) -> dict[str, float]:
+    """`job_type=seconds,...`: each job type once, seconds a finite number >= 1."""
+    limits: dict[str, float] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        name, sep, seconds = (x.strip() for x in part.partition("="))
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ConfigError(var, f"expected job_type=seconds entries separated by commas, got {part!r}")
+        if name in limits:
+            raise ConfigError(var, f"{name} is given twice")
+        try:
+            value = float(seconds)
+        except ValueError:
+            raise ConfigError(var, f"{name}: expected seconds as a number, got {seconds!r}") from None
+        if not 1 <= value < float("inf"):
+            raise ConfigError(var, f"{name}: must be at least 1 second, got {seconds!r}")
+        limits[name] = value
+    return limits
+
+
 PARSERS: dict[str, Callable[[str, str], object]] = {
     "database_url": _database_url,
     "bot_token": _token,
@@ -249,6 +273,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "admin_allow_networks": _networks,
     "log_level": _log_level,
     "http_transport": _http_transport,
+    "job_timeouts": _job_timeouts,
 }
 
 

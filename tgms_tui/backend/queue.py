@@ -11,6 +11,10 @@ Every function takes a psycopg AsyncConnection so that enqueueing can join the c
 - A job whose lease ran out (its worker died) is put back by `reap_expired_leases`, counting a retry,
   so a job that kills its worker cannot loop for ever.
 - `priority`: lower runs first (join requests are urgent, maintenance is not).
+- Cancelling works on pending and running jobs alike: the row becomes 'cancelled' at once (so the
+  holder can no longer complete, fail, snooze or extend it) and `cancel:<job_id>` on the jobs channel
+  tells the worker running it to stop its handler; the heartbeat's failed lease extension is the
+  fallback when that notification is missed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from psycopg.types.json import Jsonb
 Pool = Literal["main", "tgms"]
 POOLS: tuple[Pool, ...] = ("main", "tgms")
 NOTIFY_CHANNEL = "tgms_jobs"
+# Payload prefix on NOTIFY_CHANNEL: "cancel:<job_id>" (pool names never contain a colon).
+CANCEL_NOTICE = "cancel:"
+STATUSES = ("pending", "running", "done", "failed", "cancelled")
 DEFAULT_MAX_RETRIES = 5
 
 
@@ -163,10 +170,30 @@ UPDATE jobs AS j
 RETURNING j.pool
 """
 
+# The CTE reads the status the job had (and locks the row, re-checked under concurrent updates).
 SQL_CANCEL = """
-UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
- WHERE job_id = %s AND status = 'pending'
-RETURNING job_id
+WITH target AS (
+    SELECT job_id, status FROM jobs WHERE job_id = %(job_id)s AND status IN ('pending', 'running') FOR UPDATE
+)
+UPDATE jobs AS j
+   SET status = 'cancelled', finished_at = now(), updated_at = now(), locked_until = NULL,
+       last_error = CASE WHEN target.status = 'running'
+                         THEN 'cancelled while running on ' || COALESCE(j.locked_by, '?')
+                         ELSE j.last_error END
+  FROM target
+ WHERE j.job_id = target.job_id
+RETURNING target.status
+"""
+
+SQL_STATUS = "SELECT status FROM jobs WHERE job_id = %s"
+
+SQL_LIST = """
+SELECT job_id, job_type, status, retries, max_retries, priority, run_at, updated_at, finished_at, locked_by,
+       last_error
+  FROM jobs
+ WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(type)s::text IS NULL OR job_type = %(type)s)
+ ORDER BY job_id DESC
+ LIMIT %(limit)s
 """
 
 SQL_RETRY = """
@@ -351,10 +378,48 @@ async def reap_expired_leases(conn: AsyncConnection[Any]) -> int:
     return cur.rowcount
 
 
-async def cancel(conn: AsyncConnection[Any], job_id: int) -> bool:
-    """Cancel a pending job; False when it is not pending (running or finished)."""
-    cur = await conn.execute(SQL_CANCEL, (job_id,))
-    return await cur.fetchone() is not None
+async def cancel(conn: AsyncConnection[Any], job_id: int) -> str | None:
+    """Cancel a pending or running job: the status it had ('pending' or 'running'), None when it has
+    neither (finished, or no such job). A running job's worker is told to stop its handler when the
+    caller's transaction commits; the job never runs again unless retried."""
+    cur = await conn.execute(SQL_CANCEL, {"job_id": job_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    if row[0] == "running":
+        await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{CANCEL_NOTICE}{job_id}"))
+    return str(row[0])
+
+
+async def status_of(conn: AsyncConnection[Any], job_id: int) -> str | None:
+    """The job's status; None when there is no such job (or it was pruned)."""
+    cur = await conn.execute(SQL_STATUS, (job_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: int
+    job_type: str
+    status: str
+    retries: int
+    max_retries: int
+    priority: int
+    run_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    locked_by: str | None
+    last_error: str | None
+
+
+async def list_jobs(
+    conn: AsyncConnection[Any], *, status: str | None = None, job_type: str | None = None, limit: int = 50
+) -> list[JobSummary]:
+    """The newest jobs first, optionally of one status and/or one job type."""
+    async with conn.cursor(row_factory=class_row(JobSummary)) as cur:
+        await cur.execute(SQL_LIST, {"status": status, "type": job_type, "limit": limit})
+        return await cur.fetchall()
 
 
 async def retry(conn: AsyncConnection[Any], job_id: int) -> bool:

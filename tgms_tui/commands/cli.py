@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
     "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
     "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
+    "jobs": ("tgms_tui.commands.jobs", "list, cancel (even while running) or retry jobs"),
 }
 
 

@@ -64,7 +64,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
-    ActionSpec("x", "cancel_job", "Cancel a pending job (asks first)", "Jobs", "jobs", mutating=True),
+    ActionSpec("x", "cancel_job", "Cancel a pending job, or a running one (asks first)", "Jobs", "jobs", mutating=True),
     # Bans and links
     ActionSpec("n", "new_ban", "Bans: ban a user in every group (asks first)", "Bans", mutating=True),
     ActionSpec("u", "unban", "Bans: lift the selected ban everywhere (asks first)", "Bans", mutating=True),

@@ -371,18 +371,21 @@ class DashboardScreen(Screen[None]):
         self._mark("jobs")
 
     async def _cancel_job(self, j: data.JobRow) -> None:
-        if j.status != "pending":
+        if j.status not in ("pending", "running"):
             self.notify(
-                f"Job {j.job_id} is {j.status}: only pending jobs can be cancelled.", severity="warning", timeout=4
+                f"Job {j.job_id} is {j.status}: only pending or running jobs can be cancelled.",
+                severity="warning",
+                timeout=4,
             )
             return
-        question = f"Cancel job {j.job_id} ({j.job_type})?\n\nIt will not run unless retried."
+        stop = " Its worker stops it at once." if j.status == "running" else ""
+        question = f"Cancel job {j.job_id} ({j.job_type})?\n\nIt will not run unless retried.{stop}"
         if not await self.app.push_screen_wait(ConfirmScreen(question, yes="Cancel job", no="Keep")):
             return
         ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, j.job_id), "Cancelling the job")
         if ok is not None:
             self.notify(
-                f"Job {j.job_id} cancelled." if ok else f"Job {j.job_id} already started or finished.",
+                f"Job {j.job_id} cancelled." if ok else f"Job {j.job_id} already finished.",
                 severity="information" if ok else "warning",
                 timeout=4,
             )

@@ -139,17 +139,18 @@ class JobDetailScreen(ModalScreen[None]):
     async def _cancel(self) -> None:
         if self.tgms.refuse_if_read_only("cancelling a job") or self.job is None:
             return
-        if self.job.status != "pending":
-            self.notify(f"Job is {self.job.status}: only pending jobs can be cancelled.", severity="warning")
+        if self.job.status not in ("pending", "running"):
+            self.notify(f"Job is {self.job.status}: only pending or running jobs can be cancelled.", severity="warning")
             return
+        stop = "\n\nIts worker stops it at once." if self.job.status == "running" else ""
         if not await self.app.push_screen_wait(
-            ConfirmScreen(f"Cancel job {self.job_id} ({self.job.job_type})?", yes="Cancel job", no="Keep")
+            ConfirmScreen(f"Cancel job {self.job_id} ({self.job.job_type})?{stop}", yes="Cancel job", no="Keep")
         ):
             return
         ok = await self.tgms.attempt(lambda conn: queue.cancel(conn, self.job_id), "Cancelling the job")
         if ok is not None:
             self.notify(
-                "Job cancelled." if ok else "Job already started or finished.",
+                "Job cancelled." if ok else "Job already finished.",
                 severity="information" if ok else "warning",
                 timeout=4,
             )
