@@ -169,6 +169,12 @@ UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
 RETURNING job_id
 """
 
+SQL_RESCHEDULE = """
+UPDATE jobs SET run_at = COALESCE(%(run_at)s, now()), updated_at = now()
+ WHERE job_id = %(job)s AND status = 'pending'
+RETURNING pool, EXTRACT(EPOCH FROM run_at - now())
+"""
+
 SQL_RETRY = """
 UPDATE jobs SET status = 'pending', retries = 0, run_at = now(), finished_at = NULL, locked_by = NULL,
        locked_until = NULL, updated_at = now()
@@ -355,6 +361,18 @@ async def cancel(conn: AsyncConnection[Any], job_id: int) -> bool:
     """Cancel a pending job; False when it is not pending (running or finished)."""
     cur = await conn.execute(SQL_CANCEL, (job_id,))
     return await cur.fetchone() is not None
+
+
+async def reschedule(conn: AsyncConnection[Any], job_id: int, run_at: datetime | None) -> bool:
+    """Move a pending job to `run_at` (None: now), telling idle workers when it is due (as the insert
+    trigger does for new jobs); False when it is not pending."""
+    cur = await conn.execute(SQL_RESCHEDULE, {"job": job_id, "run_at": run_at})
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    pool, seconds = str(row[0]), float(row[1])
+    await _notify(conn, {pool if seconds <= 0 else f"{pool}+{seconds}"})
+    return True
 
 
 async def retry(conn: AsyncConnection[Any], job_id: int) -> bool:
