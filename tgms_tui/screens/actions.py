@@ -33,6 +33,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("ctrl+p", "command_palette", "Command palette (every action)", "Global"),
     # Dashboard
     ActionSpec("b", "compose", "Compose a broadcast", "Dashboard", "screen", mutating=True),
+    ActionSpec("B", "broadcasts", "Broadcasts: every broadcast, its outcome and progress", "Dashboard", "screen"),
     ActionSpec("/", "filter", "Filter the focused pane", "Dashboard", "screen"),
     ActionSpec("escape", "clear_filter", "Clear the focused pane's filter", "Dashboard", "screen"),
     ActionSpec("p", "toggle_pause", "Pause / resume live updates", "Dashboard", "screen"),
@@ -63,6 +64,19 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
     ActionSpec("x", "cancel_job", "Cancel a pending job (asks first)", "Jobs", "jobs", mutating=True),
+    # Broadcasts screen
+    ActionSpec("enter", "open_broadcast", "Its live progress: each group, debug code, message id", "Broadcasts"),
+    ActionSpec(
+        "e", "edit_broadcast", "Edit one not started yet: text, caption, send time", "Broadcasts", mutating=True
+    ),
+    ActionSpec(
+        "x",
+        "cancel_broadcast",
+        "Cancel one not started, or stop a running one (asks first)",
+        "Broadcasts",
+        mutating=True,
+    ),
+    ActionSpec("ctrl+s", "save", "Edit: save (checked like a new broadcast)", "Broadcasts", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),
