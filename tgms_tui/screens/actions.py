@@ -60,10 +60,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
-    # Jobs pane
-    ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
-    ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
-    ActionSpec("x", "cancel_job", "Cancel a pending job (asks first)", "Jobs", "jobs", mutating=True),
     # Broadcasts screen
     ActionSpec("enter", "open_broadcast", "Its live progress: each group, debug code, message id", "Broadcasts"),
     ActionSpec(
@@ -77,6 +73,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
         mutating=True,
     ),
     ActionSpec("ctrl+s", "save", "Edit: save (checked like a new broadcast)", "Broadcasts", mutating=True),
+    # Jobs pane
+    ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
+    ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
+    ActionSpec("x", "cancel_job", "Cancel a pending job (asks first)", "Jobs", "jobs", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.events import Key
 from textual.screen import Screen
 
 from tgms_tui.backend import broadcasts
@@ -82,6 +83,14 @@ class BroadcastsScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return is_allowed(self.app, action)
+
+    def on_key(self, event: Key) -> None:
+        # Read-only hides these bindings, so the key falls through: say what was refused, in this
+        # screen's words (the app's generic message names the jobs pane's `x`).
+        refused = {"x": "cancelling a broadcast", "e": "editing a broadcast"}.get(event.key)
+        if refused is not None and self.tgms.read_only:
+            event.stop()
+            self.tgms.refuse_if_read_only(refused)
 
     def action_back(self) -> None:
         self.dismiss(None)
