@@ -30,7 +30,7 @@ from tgms_tui.backend.message_validation import ValidationError, validate_broadc
 from tgms_tui.backend.send_time import FORMS, parse_send_time
 
 ACTIONS = ("send", "list", "show", "cancel", "edit")
-_ID_LIST = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*,?\s*$")
+_ID_LIKE = re.compile(r"^\s*-?\d")  # a value that starts like a chat id; the type then checks the rest
 
 
 def prepare_argv(argv: Sequence[str]) -> list[str]:
@@ -48,7 +48,7 @@ def prepare_argv(argv: Sequence[str]) -> list[str]:
     i = 0
     while i < len(rest):
         token = rest[i]
-        if token in ("--groups", "--group") and i + 1 < len(rest) and _ID_LIST.match(rest[i + 1]):
+        if token in ("--groups", "--group") and i + 1 < len(rest) and _ID_LIKE.match(rest[i + 1]):
             joined.append(f"{token}={rest[i + 1]}")
             i += 2
             continue
