@@ -71,8 +71,10 @@ def test_send_at_takes_what_the_composer_takes(db_url: str) -> None:
         assert sent.returncode == 0, (when, sent.stderr)
     send_ats = [r[0] for r in rows(db_url, "SELECT send_at FROM broadcasts ORDER BY broadcast_id")]
     assert all(isinstance(t, datetime) and t > before for t in send_ats)
-    assert abs(send_ats[0] - before - timedelta(minutes=30)) < timedelta(minutes=1)
-    assert send_ats[-1] == datetime(2099, 5, 1, 9, tzinfo=UTC)
+    first, last = send_ats[0], send_ats[-1]
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    assert abs(first - before - timedelta(minutes=30)) < timedelta(minutes=1)
+    assert last == datetime(2099, 5, 1, 9, tzinfo=UTC)
 
 
 def test_list_show_edit_and_cancel(db_url: str) -> None:

@@ -7,6 +7,7 @@ key in `actions.py` and one backend function, the same function the CLI and the 
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -170,8 +171,6 @@ class BroadcastsScreen(Screen[None]):
 
 
 def _user() -> str:
-    import getpass
-
     try:
         return getpass.getuser()
     except Exception:  # no login name in some containers
