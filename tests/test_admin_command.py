@@ -56,9 +56,9 @@ def test_groups_add_set_list_and_broadcast(db_url: str) -> None:
 
 def test_bad_broadcast_names_the_field_and_writes_nothing(db_url: str) -> None:
     bad = tgms(db_url, "broadcast", "--photo-url", "ftp://example.com/x.png", "--caption", "hi")
-    assert bad.returncode == 2 and bad.stdout.startswith("tgms: broadcast: photo_url:")
+    assert bad.returncode == 2 and bad.stderr.startswith("tgms: broadcast: photo_url:")
     long_caption = tgms(db_url, "broadcast", "--photo-url", "https://example.com/x.png", "--caption", "x" * 1025)
-    assert long_caption.returncode == 2 and "caption" in long_caption.stdout
+    assert long_caption.returncode == 2 and "caption" in long_caption.stderr
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM broadcasts").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)

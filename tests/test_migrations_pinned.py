@@ -23,6 +23,7 @@ PINNED = {
     "006_notify_when_due.sql": "ffe550665a055d9721d2a274bf3889c728c98ec9fc5735659a0f45e8d0f4ee33",
     "014_bans_and_links.sql": "6a2defc1388c9a2d0fd9c8f0ff3fb86c1213f26f6a84fa26c46ebadc80f2e32d",
     "008_worker_watchdog.sql": "4f170f531996471fa0084b7690fecc4303f96cec491fc3e53cc9d29e1977572a",
+    "007_broadcast_actions.sql": "53ce4eb40a31a0f11edaa3beb1e24795d38d067c3c08edbfa0465455e95622f4",
 }
 
 

@@ -60,7 +60,8 @@ class AdminSend:
             address = address.ipv4_mapped
         return any(address in net for net in self._networks)
 
-    async def handle(self, request: Request) -> JSONResponse:
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """The admin API's gate, shared by every admin route: the 403 / 401 answer, or None to go on."""
         client = request.client.host if request.client else None
         if not self.allowed(client):
             return self._reject(403, "not_allowed", "source address not allowed")
@@ -68,6 +69,13 @@ class AdminSend:
         if self._key is None or not hmac.compare_digest(given, self._key):
             detail = "missing or wrong x-api-key" if self._key else "admin API disabled: ADMIN_API_KEY is not set"
             return self._reject(401, "unauthorized", detail)
+        return None
+
+    async def handle(self, request: Request) -> JSONResponse:
+        client = request.client.host if request.client else None
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return self._reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
@@ -89,6 +97,8 @@ class AdminSend:
         try:
             async with self._runtime.require_pool().connection(timeout=5.0) as conn:
                 broadcast_id, groups = await create_broadcast(conn, req, created_by=f"api:{client or '?'}")
+        except ValidationError as exc:  # what needs the database: the groups, the debug code's length
+            return self._reject(422, "invalid", exc.message, field=exc.field)
         except (psycopg.OperationalError, PoolTimeout, NotStarted) as exc:
             log.warning("broadcast not stored: %s", type(exc).__name__)
             return self._reject(503, "unavailable", "database unavailable, retry later")

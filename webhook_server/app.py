@@ -5,6 +5,7 @@ Routes:
 - POST /api/webhook/tgms    updates of the group-management bot (TGMS_BOT_TOKEN)
 - POST /api/tgms/send       admin broadcast (x-api-key)
 - /api/tgms/bans[/{user}]   the fleet's ban list (x-api-key; bans_api.py)
+- GET  /api/tgms/broadcasts[/{id}], POST /api/tgms/broadcasts/{id}/cancel|edit   (admin_broadcasts.py)
 - GET  /healthz /readyz /metrics
 
 Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
@@ -30,8 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from tgms_tui.backend.db import database_url, open_pool
 
+from . import admin_broadcasts
 from .admin import AdminSend
-from .bans_api import AdminBans
 from .intake import UpdateIntake
 from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
@@ -125,14 +126,11 @@ def create_app(
         "/api/webhook": TelegramWebhook("main", secret, runtime),
         "/api/webhook/tgms": TelegramWebhook("tgms", secret, runtime),
     }
+    admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
-        Route(
-            "/api/tgms/send",
-            AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks).handle,
-            methods=["POST"],
-        ),
-        *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
+        Route("/api/tgms/send", admin.handle, methods=["POST"]),
+        *admin_broadcasts.routes(runtime, admin),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -24,6 +24,11 @@ How a broadcast runs:
   is counted. If the limit still cancels it (a call hanging for longer than the margin), the call in
   flight is awaited and recorded first; only a cancel that cuts the call itself leaves the row
   'ambiguous', never resent.
+- **Cancel** (`broadcasts.cancel`, from the TUI, the CLI or the API): the broadcast's status leaves
+  'running' and its pending rows are skipped in one transaction. Every sender reads the status when it
+  reserves a row and again when it records the intent, so no group is started after the cancel
+  commits; a send already under way is recorded as it ends. A sender that finds the broadcast
+  cancelled returns without error (its job is done, the broadcast shows cancelled).
 
 Every statement is in tgms_tui/backend/broadcasts.py; the group's rules (failure count, deactivation)
 in tgms_tui/backend/groups.py. Per-group policy: success resets `consecutive_failures`; a delivery failure (bot kicked
@@ -136,7 +141,9 @@ class GroupSender:
             if broadcast.send_at is not None and broadcast.send_at > datetime.now(UTC):
                 wait = (broadcast.send_at - datetime.now(UTC)).total_seconds()
                 raise Snooze(max(1.0, wait), "scheduled broadcast: not due yet")
-            raise PermanentFailure(f"broadcast {self.broadcast_id} could not be started")
+            # Due now but not started: it became due (or was edited to an earlier time) between the
+            # start attempt and this read. Try again shortly.
+            raise Snooze(0.5, "broadcast became due while starting")
         if broadcast.status != "running":
             log.info("broadcast %d is %s: nothing to send", self.broadcast_id, broadcast.status)
             return
@@ -206,13 +213,12 @@ class GroupSender:
         assert b is not None
         async with self.ctx.db.connection() as conn:
             code = await broadcasts.longest_code(conn, self.broadcast_id) or debug_code.make(self.broadcast_id, 999)
-        if b.photo_url is not None:
-            problem = debug_code.problem(b.caption, code, b.parse_mode, caption=True)
-        else:
-            problem = debug_code.problem(b.text, code, b.parse_mode, caption=False)
-        if problem is None:
+        # The same check the broadcast passed when it was submitted (with a code at least this long),
+        # so this refuses only a broadcast stored by other means or under older rules.
+        refused = debug_code.refusal(b.text, b.photo_url, b.caption, b.parse_mode, code)
+        if refused is None:
             return True
-        await self._stop_broadcast("stopped", f"content error before sending: {problem}")
+        await self._stop_broadcast("stopped", f"content error before sending: {refused}")
         return False
 
     async def _fan_out(self) -> None:

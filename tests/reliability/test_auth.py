@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.token_guard import register_secret
@@ -60,6 +61,7 @@ def test_wrong_or_missing_secrets_are_refused(db_url: str, make_stack: StackFact
     )  # fmt: skip
     stack: Stack = make_stack(db_url)
     assert stack.webhook_url is not None
+    stack.sql("INSERT INTO managed_groups (group_id, title) VALUES (-1001, 'target')")  # a broadcast needs one
     refused = 0
     with httpx.Client(base_url=stack.webhook_url, timeout=10) as client:
         for n, route in enumerate(("/api/webhook", "/api/webhook/tgms")):
@@ -134,6 +136,8 @@ async def test_comparisons_are_compare_digest_only(
     monkeypatch.setattr(hmac, "compare_digest", spy)
     app = create_app(make_settings(db_url, webhook_secret=WEBHOOK_SECRET, admin_api_key=ADMIN_KEY), db_url)
     body = {"text": "hello", "target": {"group_ids": [-1001]}}
+    with psycopg.connect(db_url, autocommit=True) as conn:  # a broadcast is accepted only with a target group
+        conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1001, 'target')")
     cases = 0
     async with asgi_client(app) as client:
         for verdict, given, expect in ((None, b"wrong", 403), (None, secret, 200), (True, b"wrong-but-forced", 200),

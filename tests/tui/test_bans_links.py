@@ -22,7 +22,7 @@ def sql(url: str, query: str, *params: object) -> list[tuple]:
 async def test_ban_and_unban_from_the_bans_screen(seeded_url: str) -> None:
     app = make_app(seeded_url)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("B")
+        await pilot.press("K")
         await wait_until(pilot, lambda: isinstance(app.screen, BansScreen), what="bans screen")
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, BanDialog), what="ban dialog")

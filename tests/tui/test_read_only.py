@@ -83,8 +83,19 @@ async def test_help_lists_every_binding(seeded_url: str) -> None:
     from textual.binding import Binding
 
     from tgms_tui.app import TGMSApp
-    from tgms_tui.screens import composer, confirm, dashboard, group_detail, job_detail, phase, progress
+    from tgms_tui.screens import (
+        broadcast_edit,
+        broadcasts,
+        composer,
+        confirm,
+        dashboard,
+        group_detail,
+        job_detail,
+        phase,
+        progress,
+    )
     from tgms_tui.screens.actions import ACTIONS
+    from tgms_tui.widgets import broadcasts as broadcast_widgets
     from tgms_tui.widgets import detail_tables, live_table, panes
 
     documented = {spec.action.split("(")[0] for spec in ACTIONS}
@@ -101,6 +112,9 @@ async def test_help_lists_every_binding(seeded_url: str) -> None:
         panes.GroupsTable,
         panes.JobsTable,
         detail_tables.KicksTable,
+        broadcasts.BroadcastsScreen,
+        broadcast_edit.BroadcastEditScreen,
+        broadcast_widgets.BroadcastsTable,
     ]
     undocumented = set()
     for cls in classes:

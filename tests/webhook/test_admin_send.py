@@ -112,6 +112,7 @@ async def test_invalid_bodies_are_422_naming_the_field(client: httpx.AsyncClient
 
 
 async def test_scheduled_broadcast_job_runs_at_send_at(client: httpx.AsyncClient, pool: AsyncConnectionPool) -> None:
+    await add_groups(pool)
     response = await client.post(
         "/api/tgms/send", json={"text": "later", "send_at": "2099-01-01T09:00:00+00:00"}, headers=KEY
     )
@@ -130,6 +131,7 @@ async def test_scheduled_broadcast_job_runs_at_send_at(client: httpx.AsyncClient
 async def test_allow_list_of_source_networks(
     db_url: str, pool: AsyncConnectionPool, networks: tuple[str, ...], allowed: bool
 ) -> None:
+    await add_groups(pool)
     settings: Settings = make_settings(db_url, admin_allow_networks=networks)
     async with asgi_client(create_app(settings, db_url)) as client:  # requests come from 127.0.0.1
         response = await client.post("/api/tgms/send", json={"text": "x"}, headers=KEY)

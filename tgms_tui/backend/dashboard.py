@@ -261,7 +261,7 @@ SELECT jr.request_id, jr.chat_id, g.title, jr.user_id, jr.username, jr.status, l
 """
 
 SQL_DELIVERIES = """
-SELECT t.chat_id, g.title, COALESCE(sm.status, 'queued'), sm.debug_code, sm.telegram_message_id,
+SELECT COALESCE(sm.chat_id, t.chat_id), g.title, COALESCE(sm.status, 'queued'), sm.debug_code, sm.telegram_message_id,
        sm.error, COALESCE(sm.attempts, 0), sm.sent_at
   FROM unnest(%(groups)s::bigint[]) AS t(chat_id)
   FULL JOIN (SELECT * FROM sent_messages WHERE broadcast_id = %(bid)s) AS sm ON sm.chat_id = t.chat_id

@@ -2,7 +2,9 @@
 traced to its `sent_messages` row (the code is unique there).
 
 Everything that composes or checks a broadcast (the sender, the admin API, the CLI, the TUI composer)
-uses these rules, so "too long with the debug code appended" means the same everywhere.
+uses these rules, so "too long with the debug code appended" means the same everywhere: `refusal` is
+the one check, run at submit with the longest code the broadcast can get (`longest`) and by the sender
+with the longest code it actually gave.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import html
 
 from .markup import parsed_text as shown_text  # what Telegram shows for valid markup
-from .message_validation import CAPTION_LIMIT, TEXT_LIMIT, check_markup, visible_length
+from .message_validation import CAPTION_LIMIT, TEXT_LIMIT, ValidationError, check_markup, visible_length
 
 
 def make(broadcast_id: int, n: int) -> str:
@@ -37,20 +39,39 @@ def appended(body: str | None, code: str, parse_mode: str | None) -> str:
     return f"{body}\n\n{suffix(code, parse_mode)}"
 
 
+def longest(broadcast_id: int, groups: int) -> str:
+    """The longest code a broadcast to at most `groups` groups gets (the last group's)."""
+    return make(broadcast_id, max(1, groups))
+
+
+def refusal(
+    text: str | None, photo_url: str | None, caption: str | None, parse_mode: str | None, code: str
+) -> ValidationError | None:
+    """What Telegram would refuse once `code` is appended to this broadcast's text (or caption), as a
+    ValidationError naming the field; None when every copy up to this code goes through."""
+    field = "caption" if photo_url is not None else "text"
+    body = caption if photo_url is not None else text
+    message = _problem(body, code, parse_mode, caption=photo_url is not None)
+    return None if message is None else ValidationError(field, message)
+
+
 def problem(body: str | None, code: str, parse_mode: str | None, *, caption: bool) -> str | None:
-    """Why Telegram would reject `body` + `code` (markup, length), or None. Checked once per broadcast
-    with its longest code, before anything is sent."""
+    """Why Telegram would reject `body` + `code` (markup, length), prefixed with the field, or None."""
+    message = _problem(body, code, parse_mode, caption=caption)
+    return None if message is None else f"{'caption' if caption else 'text'}: {message}"
+
+
+def _problem(body: str | None, code: str, parse_mode: str | None, *, caption: bool) -> str | None:
     text = appended(body, code, parse_mode)
-    what = "caption" if caption else "text"
     error = check_markup(text, parse_mode)
     if error is not None:
-        return f"{what}: {error}"
+        return error
     if not shown_text(text, parse_mode).rstrip().endswith(code):
         # e.g. legacy Markdown ending in "[link](" reads the rest of the text, the code too, as a URL.
-        return f"{what}: the debug code would not be visible at its end (unfinished markup at the end?)"
+        return "the debug code would not be visible at its end (unfinished markup at the end?)"
     limit = CAPTION_LIMIT if caption else TEXT_LIMIT
     length = visible_length(text, parse_mode)
     if length > limit:
         kind = "message caption" if caption else "message"
-        return f"{what}: {kind} is too long with the debug code appended ({length} characters, limit {limit})"
+        return f"{kind} is too long with the debug code appended ({length} characters with {code}, limit {limit})"
     return None

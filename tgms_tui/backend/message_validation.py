@@ -1,9 +1,18 @@
 """Broadcast requests validated with Telegram's own rules, before anything is stored or sent.
 
 A broadcast that Telegram would reject (bad markup, too long, bad URL) would fail in every group at
-once, and content errors must never count against a group. So the admin API, the CLI and the TUI
-composer all validate here first, with messages worded like Telegram's. The markup itself is checked
-by `tgms_tui.backend.markup`; this module adds the fields, limits, target and schedule.
+once, and content errors must never count against a group. So the admin API, the CLI, the TUI
+composer and the sender all judge a broadcast by the same rules, with messages worded like Telegram's:
+
+1. `validate_broadcast` (here, no database): the fields, the markup (`tgms_tui.backend.markup`), the
+   limits of the text as written, the target's shape and the schedule;
+2. `broadcasts.check_submission` (in the transaction that stores the broadcast): the listed groups
+   exist and would be sent to, the target reaches at least one group, and the text still fits and
+   parses with the longest debug code the broadcast can get appended (`debug_code.refusal`);
+3. the sender runs the same `debug_code.refusal` with the codes it actually gave before its first send.
+
+So what the sender would refuse is refused at submit: a 422 naming the field, exit status 2 from the
+command line, a blocking ✗ in the composer.
 
 No Textual or Starlette imports: the webhook server, the workers and the TUI all use this module.
 """

@@ -196,6 +196,12 @@ SELECT job_id, job_type, status, retries, max_retries, priority, run_at, updated
  LIMIT %(limit)s
 """
 
+SQL_RESCHEDULE = """
+UPDATE jobs SET run_at = COALESCE(%(run_at)s, now()), updated_at = now()
+ WHERE job_id = %(job)s AND status = 'pending'
+RETURNING pool, EXTRACT(EPOCH FROM run_at - now())
+"""
+
 SQL_RETRY = """
 UPDATE jobs SET status = 'pending', retries = 0, run_at = now(), finished_at = NULL, locked_by = NULL,
        locked_until = NULL, updated_at = now()
@@ -420,6 +426,18 @@ async def list_jobs(
     async with conn.cursor(row_factory=class_row(JobSummary)) as cur:
         await cur.execute(SQL_LIST, {"status": status, "type": job_type, "limit": limit})
         return await cur.fetchall()
+
+
+async def reschedule(conn: AsyncConnection[Any], job_id: int, run_at: datetime | None) -> bool:
+    """Move a pending job to `run_at` (None: now), telling idle workers when it is due (as the insert
+    trigger does for new jobs); False when it is not pending."""
+    cur = await conn.execute(SQL_RESCHEDULE, {"job": job_id, "run_at": run_at})
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    pool, seconds = str(row[0]), float(row[1])
+    await _notify(conn, {pool if seconds <= 0 else f"{pool}+{seconds}"})
+    return True
 
 
 async def retry(conn: AsyncConnection[Any], job_id: int) -> bool:

@@ -37,7 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
     "groups": ("tgms_tui.commands.admin", "list or add managed groups"),
-    "broadcast": ("tgms_tui.commands.admin", "enqueue a broadcast from the command line"),
+    "broadcast": ("tgms_tui.commands.broadcast", "send, list, show, edit or cancel broadcasts"),
     "ban": ("tgms_tui.commands.bans", "ban a user in every managed group (the fleet's ban list)"),
     "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
     "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: list[str], selected: str | None) -> int:
     parser, command = build_parser(selected)
-    args = parser.parse_args(argv)
+    prepare_argv = getattr(command, "prepare_argv", None)  # a subcommand that reads argv its own way
+    args = parser.parse_args(prepare_argv(argv) if prepare_argv else argv)
     if command is None:
         parser.print_help()
         return 2

@@ -33,7 +33,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("ctrl+p", "command_palette", "Command palette (every action)", "Global"),
     # Dashboard
     ActionSpec("b", "compose", "Compose a broadcast", "Dashboard", "screen", mutating=True),
-    ActionSpec("B", "bans", "The fleet's ban list (ban / unban)", "Dashboard", "screen"),
+    ActionSpec("B", "broadcasts", "Broadcasts: every broadcast, its outcome and progress", "Dashboard", "screen"),
+    ActionSpec("K", "bans", "The fleet's ban list (ban / unban)", "Dashboard", "screen"),
     ActionSpec("L", "links", "Named invite links: requests, joins, retention", "Dashboard", "screen"),
     ActionSpec("/", "filter", "Filter the focused pane", "Dashboard", "screen"),
     ActionSpec("escape", "clear_filter", "Clear the focused pane's filter", "Dashboard", "screen"),
@@ -61,6 +62,19 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
+    # Broadcasts screen
+    ActionSpec("enter", "open_broadcast", "Its live progress: each group, debug code, message id", "Broadcasts"),
+    ActionSpec(
+        "e", "edit_broadcast", "Edit one not started yet: text, caption, send time", "Broadcasts", mutating=True
+    ),
+    ActionSpec(
+        "x",
+        "cancel_broadcast",
+        "Cancel one not started, or stop a running one (asks first)",
+        "Broadcasts",
+        mutating=True,
+    ),
+    ActionSpec("ctrl+s", "save", "Edit: save (checked like a new broadcast)", "Broadcasts", mutating=True),
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),

@@ -2,15 +2,16 @@
 
 The composer builds the same JSON body `POST /api/tgms/send` takes and runs it through the same
 `validate_broadcast` and `create_broadcast` (backend), so a broadcast from the TUI and one from the API
-are indistinguishable apart from `created_by`. The only thing added here is presentation: counters,
-a preview, the number of groups reached and how long the sending will take at the configured pace.
+are indistinguishable apart from `created_by`. As you type it also runs the submit checks that need
+the database (`broadcasts.check_targets`, and `debug_code.refusal` with the longest code the broadcast
+can get, for the id it will most likely get): whatever the sender would refuse is a blocking ✗ here,
+and `create_broadcast` checks again with the real id. The only thing added here is presentation:
+counters, a preview, the number of groups reached and how long the sending will take.
 """
 
 from __future__ import annotations
 
 import getpass
-import re
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -21,7 +22,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input, Label, Select, Static, TextArea
 
-from tgms_tui.backend.broadcasts import create_broadcast, resolve_targets
+from tgms_tui.backend import debug_code
+from tgms_tui.backend.broadcasts import check_targets, create_broadcast, next_id, ordinal_bound
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.markup import check_markup, visible_length
 from tgms_tui.backend.message_validation import (
@@ -32,6 +34,7 @@ from tgms_tui.backend.message_validation import (
     normalise_target,
     validate_broadcast,
 )
+from tgms_tui.backend.send_time import parse_send_time
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.preview import render_preview
@@ -44,8 +47,8 @@ from .progress import BroadcastProgressScreen
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
 
-# The sender appends "\n\n" + a debug code such as B123G045 to every message (workers.group_sender).
-DEBUG_CODE_RESERVE = 14
+__all__ = ["ComposerScreen", "describe_estimate", "estimate_seconds", "parse_send_time"]
+
 VALIDATE_DELAY = 0.12
 
 
@@ -65,41 +68,6 @@ def describe_estimate(groups: int, settings: Settings) -> str:
     )
 
 
-_RELATIVE = re.compile(r"^\+\s*(\d+(?:\.\d+)?)\s*([smhd])$", re.I)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_send_time(value: str, now: datetime | None = None) -> str | None:
-    """The composer's send time as the API's ISO-8601 string (local timezone), None for "now".
-
-    Accepts: empty / "now"; "+30m", "+2h", "+1d"; "18:00" (today, or tomorrow if already past);
-    "2026-05-01 09:00" (local); any ISO-8601 time with an offset. ValueError with a hint otherwise.
-    """
-    text = value.strip()
-    current = (now or datetime.now()).astimezone()
-    if not text or text.lower() == "now":
-        return None
-    if m := _RELATIVE.match(text):
-        amount, unit = float(m.group(1)), m.group(2).lower()
-        delta = timedelta(**{_UNITS[unit]: amount})
-        return (current + delta).isoformat(timespec="seconds")
-    if re.fullmatch(r"\d{1,2}:\d{2}", text):
-        hour, minute = (int(p) for p in text.split(":"))
-        if hour > 23 or minute > 59:
-            raise ValueError("not a time of day (HH:MM, 00:00-23:59)")
-        when = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if when < current:
-            when += timedelta(days=1)
-        return when.isoformat(timespec="seconds")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("use now, +30m, 18:00, 2026-05-01 09:00 or an ISO-8601 time") from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # a wall-clock time typed here means this machine's timezone
-    return when.isoformat(timespec="seconds")
-
-
 PARSE_MODE_OPTIONS = [("plain text", "none"), ("Markdown", "Markdown"), ("MarkdownV2", "MarkdownV2"), ("HTML", "HTML")]
 
 
@@ -110,6 +78,10 @@ class ComposerScreen(Screen[None]):
         Binding("ctrl+s", "review", "Review & send"),
         Binding("escape", "cancel", "Cancel"),
     ]
+    # The submit checks that need the database: the id the broadcast will most likely get (None until
+    # read: nothing is "ready" before) and what the target check said.
+    next_id: int | None = None
+    target_problem: ValidationError | None = None
 
     def __init__(self, marked: list[int] | None = None) -> None:
         super().__init__()
@@ -193,6 +165,13 @@ class ComposerScreen(Screen[None]):
         self.query_one("#body", TextArea).focus()
         self._validate()
         self._count_targets()
+        self.run_worker(self._load_next_id(), group="next-id", exit_on_error=False)
+
+    async def _load_next_id(self) -> None:
+        found = await self.tgms.attempt(next_id, "Reading the next broadcast id")
+        if found is not None and self.is_attached:
+            self.next_id = found
+            self._validate()
 
     # ---------------------------------------------------------------- building the request
     def _value(self, selector: str) -> str:
@@ -264,33 +243,33 @@ class ComposerScreen(Screen[None]):
         self._validate_timer = self.set_timer(VALIDATE_DELAY, self._validate)
 
     def _validate(self) -> None:
-        """Counters, preview and the first problem, exactly as the API would judge the body."""
+        """Counters, preview and the first problem, exactly as the API and the sender would judge it."""
         text = self.query_one("#body", TextArea).text
         mode = self.parse_mode
         limit = CAPTION_LIMIT if self.kind == "photo" else TEXT_LIMIT
         length = visible_length(text, mode)
+        problem = self._problem()
         counter = Text(f"{length:,} / {limit:,} characters", style="bold red" if length > limit else "")
+        code = self._longest_code()
         if length > limit:
             counter.append(f"  ✗ {length - limit:,} too many", style="bold red")
-        elif length + DEBUG_CODE_RESERVE > limit:
-            counter.append(f"  ! the debug code (~{DEBUG_CODE_RESERVE}) will not fit", style="bold yellow")
+        elif problem is not None and "debug code" in problem.message:
+            counter.append(f"  ✗ no room for the debug code ({code})", style="bold red")
         else:
-            counter.append("  (as Telegram counts, markup excluded)", style="dim")
+            counter.append(f"  (+ debug code such as {code}; as Telegram counts, markup excluded)", style="dim")
         self.query_one("#counter", Static).update(counter)
 
         problems = self.query_one("#problems", Static)
-        try:
-            self.request = validate_broadcast(self.body())
-            self.problem = None
+        self.problem = problem
+        if problem is None and (self.next_id is None or self.target_count is None):
+            problems.update(Text("… checking against the database", style="bold"))
+            problems.remove_class("-ok")
+        elif problem is None:
             problems.update(Text("✓ ready: ctrl+s to review and send", style="bold"))
             problems.add_class("-ok")
-        except ValidationError as exc:
-            self.request, self.problem = None, exc
-            problems.update(Text(f"✗ {exc.field}: {exc.message}"))
-            problems.remove_class("-ok")
-        except ValueError as exc:  # the send time box
-            self.request, self.problem = None, ValidationError("send_at", str(exc))
-            problems.update(Text(f"✗ send at: {exc}"))
+        else:
+            label = "send at" if problem.field == "send_at" else problem.field
+            problems.update(Text(f"✗ {label}: {problem.message}"))
             problems.remove_class("-ok")
 
         preview = self.query_one("#preview", Static)
@@ -304,11 +283,32 @@ class ComposerScreen(Screen[None]):
             shown.append_text(render_preview(text, mode))
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
-        shown.append("\n\n+ debug code, e.g. B123G001", style="dim")
+        shown.append(f"\n\n+ debug code, e.g. {code}", style="dim")
         preview.update(fmt.made_safe(shown))  # the message's control and bidi characters shown
         self._show_estimate()
 
+    def _longest_code(self) -> str:
+        """The longest debug code this broadcast can get, for the id it will most likely get."""
+        target = self.request.target if self.request is not None else {"kind": "all"}
+        return debug_code.longest(self.next_id or 1, ordinal_bound(target, self.target_count or 0))
+
+    def _problem(self) -> ValidationError | None:
+        """The first thing the API (422) or the sender would refuse; sets `request` when the fields pass."""
+        self.request = None
+        try:
+            request = validate_broadcast(self.body())
+        except ValidationError as exc:
+            return exc
+        except ValueError as exc:  # the send time box
+            return ValidationError("send_at", str(exc))
+        self.request = request
+        if self.target_problem is not None:
+            return self.target_problem
+        code = self._longest_code()
+        return debug_code.refusal(request.text, request.photo_url, request.caption, request.parse_mode, code)
+
     def _count_targets(self) -> None:
+        self.target_count = None  # not "ready" until the new target is checked
         self._count_seq += 1
         self.run_worker(self._load_target_count(self._count_seq), group="targets", exit_on_error=False)
 
@@ -320,18 +320,26 @@ class ComposerScreen(Screen[None]):
             self.query_one("#estimate", Static).update(Text(f"✗ target: {exc.message}", style="bold red"))
             return
         final = self.is_final
-        groups = await self.tgms.attempt(lambda conn: resolve_targets(conn, target, final), "Counting groups")
-        if groups is not None and self.is_attached and seq == self._count_seq:  # the latest question only
+
+        async def check(conn: Any) -> tuple[list[int], ValidationError | None]:
+            try:
+                return await check_targets(conn, target, final), None
+            except ValidationError as exc:  # unknown or inactive listed groups, or none reached
+                return [], exc
+
+        found = await self.tgms.attempt(check, "Counting groups")
+        if found is not None and self.is_attached and seq == self._count_seq:  # the latest question only
+            groups, self.target_problem = found
             self.target_count = len(groups)
-            self._show_estimate()
+            self._validate()
 
     def _show_estimate(self) -> None:
         if self.target_count is None:
             return
         line = Text(f"→ {self.target_count:,} group{'s' if self.target_count != 1 else ''} now\n", style="bold")
         line.append(describe_estimate(self.target_count, self.tgms.settings), style="")
-        if self.target_count == 0:
-            line.append("\n✗ no group matches this target", style="bold red")
+        if self.target_problem is not None:
+            line.append(f"\n✗ target: {self.target_problem.message}", style="bold red")
         self.query_one("#estimate", Static).update(line)
 
     # ---------------------------------------------------------------- review, confirm, send
@@ -350,21 +358,28 @@ class ComposerScreen(Screen[None]):
         if self._validate_timer is not None:
             self._validate_timer.stop()
         self._validate()
-        if self.request is None:
+        if self.request is None or self.problem is not None:
             problem = self.problem
             self.notify(
-                f"Not sent: {problem.field}: {problem.message}" if problem else "Not sent.", severity="error", timeout=6
+                f"Not sent: {problem.field}: {problem.message}" if problem else "Not sent: still checking.",
+                severity="error",
+                timeout=6,
             )
             return
         data = self.body()
         req = self.request
-        groups = await self.tgms.attempt(
-            lambda conn: resolve_targets(conn, req.target, req.is_final), "Counting groups"
-        )
+
+        async def check(conn: Any) -> list[int] | ValidationError:
+            try:
+                return await check_targets(conn, req.target, req.is_final)
+            except ValidationError as exc:
+                return exc
+
+        groups = await self.tgms.attempt(check, "Counting groups")
         if groups is None:
             return
-        if not groups:
-            self.notify("Not sent: no group matches this target.", severity="error", timeout=6)
+        if isinstance(groups, ValidationError):
+            self._refused(groups)
             return
         if not await self.app.push_screen_wait(
             ConfirmScreen(
@@ -377,15 +392,26 @@ class ComposerScreen(Screen[None]):
             return
         final_req = validate_broadcast(data)  # a scheduled time may have passed while confirming
         who = f"tui:{_user()}"
-        created = await self.tgms.attempt(
-            lambda conn: create_broadcast(conn, final_req, created_by=who), "Creating the broadcast"
-        )
+        try:
+            created = await self.tgms.attempt(
+                lambda conn: create_broadcast(conn, final_req, created_by=who), "Creating the broadcast"
+            )
+        except ValidationError as exc:  # checked again with the real id: nothing was stored
+            self._refused(exc)
+            return
         if created is None:
             return
         broadcast_id, count = created
         self.notify(f"Broadcast {broadcast_id} enqueued for {count:,} groups.", timeout=5)
         # Not awaited here: switching removes this screen, which waits for this very worker to end.
         self.app.call_later(self.app.switch_screen, BroadcastProgressScreen(broadcast_id, groups))
+
+    def _refused(self, problem: ValidationError) -> None:
+        self.problem = problem
+        problems = self.query_one("#problems", Static)
+        problems.update(Text(f"✗ {problem.field}: {problem.message}"))
+        problems.remove_class("-ok")
+        self.notify(f"Not sent: {problem.field}: {problem.message}", severity="error", timeout=6)
 
     def _summary(self, req: BroadcastRequest, groups: int) -> str:
         target = req.target

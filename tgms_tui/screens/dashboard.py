@@ -27,19 +27,21 @@ from textual.events import ScreenResume, ScreenSuspend
 from textual.screen import Screen
 from textual.widgets import Input
 
+from tgms_tui.backend import broadcasts, queue
 from tgms_tui.backend import dashboard as data
-from tgms_tui.backend import queue
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.messages import DatabaseState, PaneAction, RefreshStats
+from tgms_tui.widgets.broadcasts import BroadcastJobsTable
 from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.live_table import LiveTable
-from tgms_tui.widgets.panes import GroupsTable, JobsTable, JoinRequestsTable, PoolStatsView, WorkersTable
+from tgms_tui.widgets.panes import GroupsTable, JoinRequestsTable, PoolStatsView, WorkersTable
 from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
 from .actions import is_allowed
 from .bans import BansScreen
+from .broadcasts import BroadcastsScreen
 from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
@@ -57,6 +59,7 @@ FULL_GROUPS_EVERY = 15  # periodic ticks: 30 s at the default 2 s
 TABLE_PANES: dict[str, tuple[str, ...]] = {
     "managed_groups": ("joins",),
     "jobs": ("jobs",),
+    "broadcasts": ("jobs",),  # a sender job shows its broadcast's outcome
     "bot_health": ("workers",),
     "join_requests": ("joins",),
 }
@@ -79,6 +82,8 @@ async def load_panes(
     if "jobs" in stale:
         loaded["pool_stats"] = await data.fetch_pool_stats(conn)
         loaded["jobs"] = await data.fetch_recent_jobs(conn, search=searches.get("jobs", ""))
+        senders = [j.job_id for j in loaded["jobs"] if j.job_type == broadcasts.SEND_JOB_TYPE]
+        loaded["job_broadcasts"] = await broadcasts.for_jobs(conn, senders)
     if "workers" in stale:
         loaded["workers"] = await data.fetch_workers(conn)
     if "joins" in stale:
@@ -91,8 +96,9 @@ class DashboardScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("b", "compose", "Broadcast"),
-        Binding("B", "bans", "Bans"),
+        Binding("K", "bans", "Bans"),
         Binding("L", "links", "Links"),
+        Binding("B", "broadcasts", "Broadcasts"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("p", "toggle_pause", "Pause"),
@@ -121,7 +127,7 @@ class DashboardScreen(Screen[None]):
             yield GroupsTable(id="groups")
             with Vertical(id="jobs-box"):
                 yield PoolStatsView(id="pool-stats")
-                yield JobsTable(id="jobs")
+                yield BroadcastJobsTable(id="jobs")
             with Horizontal(id="bottom"):
                 yield WorkersTable(id="workers")
                 yield JoinRequestsTable(id="joins")
@@ -204,6 +210,7 @@ class DashboardScreen(Screen[None]):
                 self.groups.apply_changes(found, gone)
             if "jobs" in loaded:
                 self.query_one(PoolStatsView).show(loaded["pool_stats"])
+                self.query_one(BroadcastJobsTable).set_outcomes(loaded["job_broadcasts"])
                 self._show_searched("jobs", loaded)
             if "workers" in loaded:
                 self.query_one(WorkersTable).show(loaded["workers"])
@@ -301,6 +308,9 @@ class DashboardScreen(Screen[None]):
 
     def action_links(self) -> None:
         self.app.push_screen(LinksScreen(marked=self.groups.marked_groups()))
+
+    def action_broadcasts(self) -> None:
+        self.app.push_screen(BroadcastsScreen())
 
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:

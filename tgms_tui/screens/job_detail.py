@@ -13,10 +13,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tgms_tui.backend import queue
+from tgms_tui.backend import broadcasts, queue
 from tgms_tui.backend.dashboard import JobDetail, fetch_job
 from tgms_tui.backend.redaction import redact
 from tgms_tui.widgets import format as fmt
+from tgms_tui.widgets.broadcasts import outcome_text
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
@@ -75,7 +76,9 @@ class JobDetailScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.run_worker(self._load(), exit_on_error=False)
-        self.tgms.db_changed.subscribe(self, lambda table: self._reload() if table in ("jobs", "*") else None)
+        self.tgms.db_changed.subscribe(
+            self, lambda table: self._reload() if table in ("jobs", "broadcasts", "*") else None
+        )
 
     def _reload(self) -> None:
         self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
@@ -104,6 +107,15 @@ class JobDetailScreen(ModalScreen[None]):
             facts.append(f"\nworker {fmt.plain(job.locked_by, 200)}")
         if job.dedupe_key:
             facts.append(f"\ndedupe key {fmt.plain(job.dedupe_key, 200)}")
+        if job.job_type == broadcasts.SEND_JOB_TYPE:  # done says the sender returned, not how the groups fared
+            found = await self.tgms.attempt(lambda conn: broadcasts.for_jobs(conn, [self.job_id]), "Loading")
+            b = (found or {}).get(self.job_id)
+            if b is not None:
+                facts.append(f"\nbroadcast {b.broadcast_id}: ")
+                facts.append_text(outcome_text(b))
+                facts.append(f" · {b.sent} sent, {b.failed} failed, {b.ambiguous} ambiguous, {b.pending} pending")
+                if b.error:
+                    facts.append(f"\n{redact(b.error)}", style="red")
         self.query_one("#job-facts", Static).update(facts)
         # The payload quotes Telegram (titles, names, message text): control and bidi characters shown.
         payload = fmt.plain(redact(json.dumps(job.payload, indent=2, ensure_ascii=False, default=str)), multiline=True)

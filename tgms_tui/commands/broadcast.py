@@ -1,0 +1,303 @@
+"""`tgms broadcast send|list|show|cancel|edit`: broadcasts from the shell, through the same backend code
+the admin API and the TUI use (a broadcast sent from here is exactly an API broadcast).
+
+`send` is implied when the first argument is an option, so `tgms broadcast --text ...` keeps working.
+Group ids are negative (`-1001234567890`), which argparse reads as options: `prepare_argv` joins
+`--groups -1001,-1002` and `--group -1001` to their values before parsing, so what users type works.
+
+Exit status: 0 done, 1 the action does not apply (no such broadcast, already finished), 2 refused
+input (the field is named, as the API's 422 names it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from tgms_tui.backend import broadcasts
+from tgms_tui.backend.bootstrap import prepare
+from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
+from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
+from tgms_tui.backend.send_time import FORMS, parse_send_time
+
+ACTIONS = ("send", "list", "show", "cancel", "edit")
+_ID_LIKE = re.compile(r"^\s*-?\d")  # a value that starts like a chat id; the type then checks the rest
+
+
+def prepare_argv(argv: Sequence[str]) -> list[str]:
+    """`tgms broadcast --text ...` → `tgms broadcast send --text ...`; `--groups -1001,-1002` and
+    `--group -1001` → `--groups=-1001,-1002` / `--group=-1001` (argparse would take them for options)."""
+    args = list(argv)
+    try:
+        at = args.index("broadcast")
+    except ValueError:
+        return args
+    rest = args[at + 1 :]
+    if rest and rest[0].startswith("-") and rest[0] not in ("-h", "--help"):
+        rest.insert(0, "send")
+    joined: list[str] = []
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if token in ("--groups", "--group") and i + 1 < len(rest) and _ID_LIKE.match(rest[i + 1]):
+            joined.append(f"{token}={rest[i + 1]}")
+            i += 2
+            continue
+        joined.append(token)
+        i += 1
+    return args[: at + 1] + joined
+
+
+def group_ids(value: str) -> list[int]:
+    """An argparse type: comma-separated chat ids, e.g. -1001234567890,-1009876543210."""
+    try:
+        ids = [int(part) for part in value.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer group ids, got {value!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("expected at least one group id")
+    return ids
+
+
+def broadcast_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a broadcast id (a number), got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("a broadcast id is a positive number")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "`tgms broadcast --text ...` is `tgms broadcast send --text ...`."
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    send = sub.add_parser("send", help="enqueue a broadcast (the default when the first argument is an option)")
+    content = send.add_mutually_exclusive_group(required=True)
+    content.add_argument("--text", help="message text (1-4096 characters with the debug code)")
+    content.add_argument("--photo-url", help="http(s) URL of a photo")
+    send.add_argument("--caption", help="photo caption (up to 1024 characters with the debug code)")
+    send.add_argument("--parse-mode", choices=["Markdown", "MarkdownV2", "HTML"])
+    target = send.add_mutually_exclusive_group()
+    target.add_argument("--phase", choices=["growth", "monitoring"], help="only active groups in this phase")
+    target.add_argument(
+        "--groups", type=group_ids, help="comma-separated group ids, e.g. --groups -1001234567890,-1009876543210"
+    )
+    target.add_argument(
+        "--group", type=int, action="append", dest="group", metavar="ID", help="a group id (repeat for more)"
+    )
+    send.add_argument(
+        "--final", action="store_true", help="also reach inactive groups whose final_message_allowed is true"
+    )
+    send.add_argument("--send-at", metavar="WHEN", help=f"schedule it: {FORMS} (local time)")
+
+    listing = sub.add_parser("list", help="the newest broadcasts with their status and counts")
+    listing.add_argument("--limit", type=int, default=broadcasts.LIST_LIMIT, help="how many (default 50)")
+    listing.add_argument("--before", type=broadcast_id, metavar="ID", help="only broadcasts older than this id")
+    listing.add_argument("--json", action="store_true", help="JSON, as GET /api/tgms/broadcasts answers")
+
+    show = sub.add_parser("show", help="one broadcast and its delivery to each group (debug codes)")
+    show.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    show.add_argument("--json", action="store_true", help="JSON, as GET /api/tgms/broadcasts/ID answers")
+
+    cancel = sub.add_parser("cancel", help="cancel a scheduled broadcast, or stop a running one before its next group")
+    cancel.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    cancel.add_argument("--json", action="store_true")
+
+    edit = sub.add_parser("edit", help="change a broadcast that has not started (text, caption, send time)")
+    edit.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    edit.add_argument("--text")
+    edit.add_argument("--caption")
+    edit.add_argument("--parse-mode", choices=["Markdown", "MarkdownV2", "HTML", "none"])
+    edit.add_argument("--send-at", metavar="WHEN", help=f"{FORMS} (local time)")
+    edit.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "send":
+            return _send(args)
+        return _other(args)
+    except ValidationError as exc:
+        return _refused(exc.field, exc.message)
+
+
+def _refused(field: str, message: str) -> int:
+    print(f"tgms: broadcast: {field}: {message}", file=sys.stderr)
+    return 2
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name in some containers
+        return "cli"
+
+
+def _send_at(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_send_time(value)
+    except ValueError as exc:
+        raise ValidationError("send_at", str(exc)) from None
+
+
+def _send(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"final": args.final}
+    for name in ("text", "photo_url", "caption", "parse_mode"):
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    send_at = _send_at(args.send_at)
+    if send_at is not None:
+        data["send_at"] = send_at
+    if args.phase:
+        data["target"] = {"phase": args.phase}
+    elif args.groups or args.group:
+        data["target"] = {"group_ids": list(args.groups or args.group)}
+    request = validate_broadcast(data)
+    _settings, url = prepare(logging_on=False)
+    broadcast_id, groups = asyncio.run(_create(url, request))
+    reply = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+    print(json.dumps(reply))
+    return 0
+
+
+async def _create(url: str, request: Any) -> tuple[int, int]:
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        return await broadcasts.create_broadcast(conn, request, created_by=_who())
+
+
+def _other(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.action == "edit":
+        for name in ("text", "caption"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        if args.parse_mode is not None:
+            changes["parse_mode"] = None if args.parse_mode == "none" else args.parse_mode
+        if args.send_at is not None:
+            changes["send_at"] = _send_at(args.send_at)
+        if not changes:
+            return _refused("edit", "nothing to change: give --text, --caption, --parse-mode or --send-at")
+    _settings, url = prepare(logging_on=False)
+    try:
+        return asyncio.run(_act(url, args, changes))
+    except BroadcastNotFound as exc:
+        print(f"tgms: broadcast: {exc}", file=sys.stderr)
+        return 1
+    except BroadcastStateError as exc:
+        print(f"tgms: broadcast: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        if args.action == "list":
+            found = await broadcasts.list_broadcasts(conn, limit=args.limit, before=args.before)
+            if args.json:
+                print(json.dumps(broadcasts.page_json(found, args.limit), ensure_ascii=False))
+            else:
+                _print_list(found)
+            return 0
+        if args.action == "show":
+            b = await broadcasts.get_broadcast(conn, args.broadcast_id)
+            deliveries = await broadcasts.deliveries(conn, b.broadcast_id)
+            reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
+            if args.json:
+                print(json.dumps(broadcasts.detail_json(b, deliveries, reach), ensure_ascii=False))
+            else:
+                _print_detail(b, deliveries, reach)
+            return 0
+        if args.action == "cancel":
+            before = await broadcasts.get_broadcast(conn, args.broadcast_id)
+            b = await broadcasts.cancel(conn, args.broadcast_id, _who())
+            await conn.commit()
+            if args.json:
+                print(json.dumps(broadcasts.summary_json(b), ensure_ascii=False))
+            elif before.status == "pending":
+                print(f"broadcast {b.broadcast_id} cancelled before it started: nothing was sent")
+            else:
+                print(
+                    f"broadcast {b.broadcast_id} cancelled: {b.sent} sent, {b.pending} in flight (recorded as "
+                    f"they end), {b.skipped} skipped, {b.failed} failed, {b.ambiguous} ambiguous"
+                )
+            return 0
+        b = await broadcasts.edit_scheduled(conn, args.broadcast_id, changes)
+        await conn.commit()
+        if args.json:
+            print(json.dumps(broadcasts.summary_json(b), ensure_ascii=False))
+        else:
+            print(f"broadcast {b.broadcast_id} updated; sends {_when(b.send_at) if b.send_at else 'now'}")
+        return 0
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def describe_target(b: BroadcastSummary) -> str:
+    target = b.target
+    if target.get("kind") == "phase":
+        where = f"phase {target.get('phase')}"
+    elif target.get("kind") == "groups":
+        where = f"{len(target.get('group_ids', []))} listed group(s)"
+    else:
+        where = "all"
+    return where + (" +final" if b.is_final else "")
+
+
+def _first_line(b: BroadcastSummary, width: int) -> str:
+    body = b.body.strip().splitlines()[0] if b.body.strip() else ("[photo]" if b.photo_url else "")
+    return body if len(body) <= width else body[: width - 1] + "…"
+
+
+def _print_list(found: list[BroadcastSummary]) -> None:
+    print(
+        f"{'id':>6}  {'status':<22} {'target':<18} {'sent':>5} {'fail':>5} {'ambig':>5} {'pend':>5}  "
+        f"{'created':<19}  {'scheduled':<19}  {'finished':<19}  {'by':<16} text"
+    )
+    for b in found:
+        label, _severity = broadcasts.outcome(b)
+        print(
+            f"{b.broadcast_id:>6}  {label:<22} {describe_target(b):<18} {b.sent:>5} {b.failed:>5} {b.ambiguous:>5} "
+            f"{b.pending:>5}  {_when(b.created_at):<19}  {_when(b.send_at):<19}  {_when(b.finished_at):<19}  "
+            f"{(b.created_by or '')[:16]:<16} {_first_line(b, 40)}"
+        )
+    print(f"{len(found)} broadcast(s)")
+
+
+def _print_detail(b: BroadcastSummary, deliveries: list[Any], reach: int | None) -> None:
+    label, _severity = broadcasts.outcome(b)
+    print(f"broadcast {b.broadcast_id}: {label} (status {b.status})")
+    if b.error:
+        print(f"  error:     {b.error}")
+    kind = f"photo {b.photo_url}" if b.photo_url else "text"
+    print(f"  content:   {kind}, {b.parse_mode or 'plain text'}: {_first_line(b, 60)}")
+    print(f"  target:    {describe_target(b)}" + (f" ({reach} group(s) now)" if reach is not None else ""))
+    print(f"  by:        {b.created_by or '—'}" + (f"; cancelled by {b.cancelled_by}" if b.cancelled_by else ""))
+    print(
+        f"  created:   {_when(b.created_at)}; scheduled {_when(b.send_at)}; started {_when(b.started_at)}; "
+        f"finished {_when(b.finished_at)}"
+    )
+    print(
+        f"  groups:    {b.total}: {b.sent} sent, {b.failed} failed, {b.ambiguous} ambiguous, {b.pending} pending, "
+        f"{b.skipped} skipped"
+    )
+    if deliveries:
+        print(f"\n{'group':>16}  {'status':<10} {'debug code':<14} {'msg id':>8} {'tries':>5}  error")
+        for d in deliveries:
+            print(
+                f"{d.chat_id:>16}  {d.status:<10} {d.debug_code or '—':<14} {d.telegram_message_id or '—':>8} "
+                f"{d.attempts:>5}  {d.error or ''}"
+            )
