@@ -33,6 +33,7 @@ from tgms_tui.backend.db import database_url, open_pool
 
 from . import admin_broadcasts
 from .admin import AdminSend
+from .bans_api import AdminBans
 from .intake import UpdateIntake
 from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
@@ -131,6 +132,7 @@ def create_app(
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
         Route("/api/tgms/send", admin.handle, methods=["POST"]),
         *admin_broadcasts.routes(runtime, admin),
+        *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

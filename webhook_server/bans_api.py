@@ -12,7 +12,6 @@ field). A ban is recorded as made by `api:<client address>`.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -44,16 +43,6 @@ class AdminBans(AdminSend):
             Route("/api/tgms/bans/{user_id}", self.one, methods=["GET", "DELETE"]),
         ]
 
-    def _gate(self, request: Request) -> JSONResponse | None:
-        client = request.client.host if request.client else None
-        if not self.allowed(client):
-            return self._reject(403, "not_allowed", "source address not allowed")
-        given = request.headers.get("x-api-key", "").encode()
-        if self._key is None or not hmac.compare_digest(given, self._key):
-            detail = "missing or wrong x-api-key" if self._key else "admin API disabled: ADMIN_API_KEY is not set"
-            return self._reject(401, "unauthorized", detail)
-        return None
-
     async def _body(self, request: Request) -> dict[str, Any] | JSONResponse:
         raw = bytearray()
         async for chunk in request.stream():
@@ -73,7 +62,7 @@ class AdminBans(AdminSend):
         return self._reject(503, "unavailable", "database unavailable, retry later")
 
     async def list_or_ban(self, request: Request) -> JSONResponse:
-        if (refused := self._gate(request)) is not None:
+        if (refused := self.refusal(request)) is not None:
             return refused
         if request.method == "GET":
             include = request.query_params.get("all", "false").lower() in ("1", "true", "yes")
@@ -117,7 +106,7 @@ class AdminBans(AdminSend):
         )  # fmt: skip
 
     async def one(self, request: Request) -> JSONResponse:
-        if (refused := self._gate(request)) is not None:
+        if (refused := self.refusal(request)) is not None:
             return refused
         try:
             user_id = bans.check_user_id(request.path_params["user_id"])
