@@ -305,3 +305,24 @@ def test_postgres_restarted_mid_batch(mode: str, tmp_path: Path) -> None:
         stack.wait_for(lambda: stack.scalar("SELECT status FROM bot_health WHERE pid = %s AND updated_at > "
                                             "to_timestamp(%s)", (poller.pid, up)) == "polling",
                        timeout=20, what="the poller polling again")  # fmt: skip
+
+
+def _tgms(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tgms_tui.commands.cli", *args], cwd=REPO, env=stack.env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_doctor_and_set_webhook_say_which_mode_each_bot_is_in(stack: Stack) -> None:
+    start_poller(stack, "--bot", "tgms")
+    info = _tgms(stack, "set-webhook", "--info").stdout
+    assert f"tgms bot (id {stack.tgms_bot_id}): mode long polling" in info
+    doctor = _tgms(stack, "doctor", "--skip-groups").stdout
+    assert "OK   tgms bot webhook: no webhook set (mode: long polling): `tgms poll` active on" in doctor, doctor
+    assert "WARN main bot webhook: no webhook set, and no `tgms poll` running" in doctor, doctor
+
+    hook = f"http://127.0.0.1:{free_port()}"
+    stack.sim.state.set_webhook(stack.main_bot_id, f"{hook}/api/webhook", secret_token=WEBHOOK_SECRET)
+    info = _tgms(stack, "set-webhook", "--info").stdout
+    assert f"main bot (id {stack.main_bot_id}): mode webhook" in info
+    doctor = _tgms(stack, "doctor", "--skip-groups").stdout
+    assert f"OK   main bot webhook: set to {hook}/api/webhook (mode: webhook)" in doctor, doctor
