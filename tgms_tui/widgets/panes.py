@@ -237,7 +237,7 @@ class WorkersTable(ActionTable):
     FLEX_COLUMN = "error"
     FLEX_MIN = 4
     COLUMNS = (
-        Column("worker", "Worker", 12),
+        Column("worker", "Worker", 17),
         Column("status", "Status", 9),
         Column("beat", "Beat", 5),
         Column("done", "Done", 6, right=True),
@@ -255,10 +255,12 @@ class WorkersTable(ActionTable):
         elif w.status == "stopped":
             status = Text("– stopped", style="dim")
         else:
-            status = Text(f"● {w.status}", style="green" if w.status == "running" else "yellow")
-        name = w.bot_name.replace("_worker", "") + (f" {w.host}:{w.pid}" if w.pid else "")
+            status = Text(f"● {w.status}", style="green" if w.status in ("running", "polling") else "yellow")
+        # Pollers (`tgms poll`, one row per bot they poll: worker_id poller:<bot>:<host>:<pid>) show their bot.
+        role = f"poll {w.worker_id.split(':')[1]}" if w.bot_name == "poller" else w.bot_name.replace("_worker", "")
+        name = role + (f" {w.host}:{w.pid}" if w.pid else "")
         return (
-            fmt.text(name, limit=12),
+            fmt.text(name, limit=17),
             status,
             fmt.age(w.heartbeat_age_seconds),
             fmt.count(w.jobs_done),
