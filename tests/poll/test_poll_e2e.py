@@ -22,7 +22,7 @@ from tests.support import free_port, http_ok
 from tests.token_guard import register_secret
 from tests.workers.harness import REPO, WEBHOOK_SECRET, Stack
 
-from .conftest import JOIN_JOB, approvals_per_request, poll_conflicts, start_poller
+from .helpers import JOIN_JOB, approvals_per_request, poll_conflicts, start_poller
 
 
 def _drive(stack: Stack, chats: list[int], rate: float, seconds: float, made: list[tuple[int, int]]) -> None:
