@@ -57,6 +57,10 @@ T = TypeVar("T")
 MAX_LONG_POLL = 50  # seconds: Telegram's own cap
 
 
+# Errors about the batch's content, not the session: retrying the same batch would fail the same way.
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.SyntaxErrorOrAccessRuleViolation)
+
+
 class Fatal(Exception):
     """Polling cannot go on until an operator acts; the message is the one line they read."""
 
@@ -70,8 +74,7 @@ class Interrupted(Exception):
 
 
 class Batch(NamedTuple):
-    param: str | None  # the store statement's parameter; None when nothing in it is storable
-    size: int  # updates in `param`
+    payloads: list[tuple[int, str]]  # (update_id, job payload as JSON text), in update_id order
     next_offset: int | None  # the offset that confirms the whole batch
     refused: list[int]  # update ids that are not storable updates (skipped)
 
@@ -117,8 +120,7 @@ def prepare_batch(bot: str, updates: list[dict[str, Any]]) -> Batch:
         if type(update_id) is int:
             highest = update_id if highest is None else max(highest, update_id)
         try:
-            body = json.dumps(update, separators=(",", ":")).encode()
-            parsed = parse_update(body, trust_shape=False)
+            parsed = parse_update(_body(update))
         except (UpdateRejected, ValueError) as exc:
             # A webhook would answer 400 and Telegram would retry it for a day; a poller must move
             # past it or it would stop every later update of this bot.
@@ -127,8 +129,21 @@ def prepare_batch(bot: str, updates: list[dict[str, Any]]) -> Batch:
             continue
         payloads.append((parsed.update_id, payload_text(bot, parsed.update_id, parsed.update_type, parsed.json_text)))
     payloads.sort()
-    param = batch_text(p for _, p in payloads) if payloads else None
-    return Batch(param, len(payloads), highest + 1 if highest is not None else None, refused)
+    return Batch(payloads, highest + 1 if highest is not None else None, refused)
+
+
+def _body(update: dict[str, Any]) -> bytes:
+    """The update as Telegram writes a webhook body (compact, update_id first, characters as they
+    are), so that `parse_update` takes the same fast path as for a webhook: no second decode, and
+    PostgreSQL validates the JSON as it stores it (json.dumps writes only valid JSON: NaN is refused
+    here). A NUL or a lone surrogate comes out \\u-escaped or fails to encode, which sends the update
+    through the full check and its repairs, as on the webhook."""
+    ordered = {"update_id": update.get("update_id"), **update}
+    text = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: let the full check repair it
+        return json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
 
 
 class BotPoller:
@@ -263,7 +278,7 @@ class BotPoller:
                 if not updates:
                     continue
                 batch = prepare_batch(self.bot, updates)
-                if batch.param is not None and not await self._store(conn, batch.param, batch.size, lost):
+                if batch.payloads and not await self._store(conn, batch.payloads, lost):
                     break  # stopping with the batch not stored: it stays unconfirmed at Telegram
                 self.failed += len(batch.refused)
                 offset = batch.next_offset  # the next getUpdates confirms this batch: it is committed
@@ -280,7 +295,8 @@ class BotPoller:
         if lost.is_set():
             raise LeaseLost("heartbeat failed")
 
-    async def _store(self, conn: psycopg.AsyncConnection[Any], param: str, size: int, lost: asyncio.Event) -> bool:
+    async def _store(self, conn: psycopg.AsyncConnection[Any], payloads: list[tuple[int, str]],
+                     lost: asyncio.Event) -> bool:  # fmt: skip
         """Store the batch, retrying until it is stored (True), or a stop is asked for (False);
         LeaseLost when the session ends first. Either way an unstored batch stays unconfirmed at
         Telegram, for whoever polls next."""
@@ -288,18 +304,30 @@ class BotPoller:
             if lost.is_set():
                 raise LeaseLost("heartbeat failed")
             try:
-                already = await store_batch(conn, param)
+                already = await store_batch(conn, batch_text(p for _, p in payloads))
             except psycopg.OperationalError as exc:
                 lost.set()
                 raise LeaseLost(describe(exc)) from None
+            except REFUSED as exc:
+                # PostgreSQL refused a value: store the updates one by one, so that a single bad
+                # update (skipped, as the webhook would answer it 400) cannot hold back the others.
+                if len(payloads) > 1:
+                    for single in payloads:
+                        if not await self._store(conn, [single], lost):
+                            return False
+                    return True
+                log.warning("%s: update %s refused by the database and skipped: %s", self.label,
+                            payloads[0][0], describe(exc))  # fmt: skip
+                self._failure(f"update {payloads[0][0]} refused by the database: {describe(exc)}")
+                return True
             except psycopg.Error as exc:
-                # The session lives (a statement timeout, a value refused): keep the batch and the
-                # lock, and try again after a pause. Never confirmed until it is stored.
+                # The session lives (a statement timeout, a lock): keep the batch and the lock, and
+                # try again after a pause. Never confirmed until it is stored.
                 await self._fault(f"could not store a batch: {describe(exc)}")
                 if self.stop.is_set():
                     return False
                 continue
-            self.stored += size - len(already)
+            self.stored += len(payloads) - len(already)
             self.last_activity = time.time()
             self.backoff.reset()
             return True
