@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tgms_tui.backend.lean_transport import LeanTransport, proxy_applies
 from tgms_tui.backend.redaction import redact, register_secrets
 
 # Seconds added to the long-poll timeout before the client gives up on an answer.
@@ -60,11 +61,19 @@ def bot_id_of(token: str) -> int | None:
 class UpdatesClient:
     """getUpdates and the webhook calls for one bot."""
 
-    def __init__(self, token: str, api_base: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, token: str, api_base: str, *, connect_timeout: float = 10.0, lean: bool = True) -> None:
+        """`lean`: on the backend's lean HTTP transport (a fraction of httpx's CPU per call, which is
+        latency on a busy machine), unless a proxy variable covers the Bot API's host."""
         register_secrets([token])
         self.bot_id = bot_id_of(token)
         self._base = f"{api_base.rstrip('/')}/bot{token}/"
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=connect_timeout))
+        timeout = httpx.Timeout(30.0, connect=connect_timeout)
+        if lean and not proxy_applies(api_base):
+            self._http = httpx.AsyncClient(
+                timeout=timeout, transport=LeanTransport(max_connections=4, keepalive_expiry=4.0)
+            )
+        else:
+            self._http = httpx.AsyncClient(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"UpdatesClient(bot_id={self.bot_id!r})"

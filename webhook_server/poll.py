@@ -157,7 +157,7 @@ class BotPoller:
         self.url = url
         self.options = options
         self.stop = stop
-        self.client = UpdatesClient(token, settings.telegram_api_base)
+        self.client = UpdatesClient(token, settings.telegram_api_base, lean=settings.http_transport == "lean")
         self.label = f"{bot} bot (id {self.client.bot_id})"
         self.host = socket.gethostname()
         self.worker_id = pollers.worker_id(bot, self.host, os.getpid())
