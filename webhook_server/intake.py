@@ -35,8 +35,6 @@ database turns into 503s instead of hanging requests).
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import time
 import weakref
@@ -46,7 +44,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tgms_tui.backend.webhook_updates import STORE_BATCH_STATEMENT, job_type_for, prepare_store_batch
+from tgms_tui.backend.webhook_updates import (
+    STORE_BATCH_STATEMENT,
+    batch_text,
+    job_type_for,
+    payload_text,
+    prepare_store_batch,
+)
 
 from .metrics import WebhookMetrics
 from .prepared_call import run_prepared
@@ -222,13 +226,8 @@ class UpdateIntake:
         """Store `keys` with one statement; the keys that were new. Retries once on a broken
         connection (after a PostgreSQL restart the writer still holds a dead one): safe, because a
         batch that did commit comes back as duplicates."""
-        rows = ",".join(
-            f'{{"bot":{_json_string(bot)},"update_id":{update_id},'
-            f'"update_type":{_json_string(first[bot, update_id].update.update_type)},'
-            f'"update":{first[bot, update_id].update.json_text}}}'
-            for bot, update_id in keys
-        )
-        param = f"[{rows}]"
+        updates = [(key, first[key].update) for key in keys]
+        param = batch_text(payload_text(bot, uid, u.update_type, u.json_text) for (bot, uid), u in updates)
         for attempt in (1, 2):
             if slot.conn is None:
                 slot.conn = await self._pool.getconn(timeout=self._connect_timeout)
@@ -260,11 +259,6 @@ class UpdateIntake:
             self._down_until = time.monotonic() + self._cooldown
         log.warning("could not store %d update(s): %s: %s", len(batch), type(exc).__name__, str(exc).strip()[:200])
         _fail_all(batch, IntakeUnavailable("database unavailable"))
-
-
-@functools.lru_cache(maxsize=256)
-def _json_string(value: str) -> str:
-    return json.dumps(value)
 
 
 def _recheck(batch: list[_Pending]) -> list[_Pending]:

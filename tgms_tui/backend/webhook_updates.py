@@ -1,14 +1,19 @@
 """The `webhook_updates` repository: update ids already stored (the dedupe, kept >= 48 h because
 Telegram drops undelivered updates after 24 h) and the statement that stores a batch of updates with
-their jobs, which the webhook's group-commit intake (webhook_server/intake.py) prepares on each of its
-connections and runs once per batch.
+their jobs. Both intakes run it: the webhook's group-commit intake (webhook_server/intake.py) prepares
+it on each of its connections and runs it once per batch, and the long-polling intake
+(webhook_server/poll.py) runs it once per getUpdates batch (`store_batch`), so an update stores the
+same rows whichever way it arrived, and a redelivery through either way makes no second job.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Iterable
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncRawCursor
 
 from .queue import DEFAULT_MAX_RETRIES
 
@@ -18,6 +23,17 @@ UPDATE_JOB = "process_telegram_update"
 JOIN_REQUEST_PRIORITY = -10  # approvals are latency-critical (the user is waiting in the app)
 # Telegram drops undelivered updates after 24 h, so an update id older than 48 h cannot come back.
 KEPT_SECONDS = 48 * 3600
+# The update types TGMS asks Telegram for, by webhook (`tgms set-webhook`) and by long polling
+# (`tgms poll`) alike. Telegram does not send chat_member unless asked, and keeps the previous list
+# when a call gives none.
+ALLOWED_UPDATES = (
+    "message",
+    "edited_message",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+)
 
 # The job payload is a contract with the workers:
 #   {"bot": "main"|"tgms", "update_id": N, "update_type": "<key>", "update": <the whole update>}
@@ -61,6 +77,34 @@ SELECT array_agg(i.n) FROM input AS i
 """  # the result: the positions (1-based) of the updates that were already stored, or NULL
 STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
 assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB))
+
+
+@functools.lru_cache(maxsize=256)
+def _json_string(value: str) -> str:
+    return json.dumps(value)
+
+
+def payload_text(bot: str, update_id: int, update_type: str, update_json: str) -> str:
+    """One element of the batch parameter: the job payload as JSON text, `update_json` taken as it is
+    (already checked JSON text of the whole update)."""
+    return (
+        f'{{"bot":{_json_string(bot)},"update_id":{update_id:d},'
+        f'"update_type":{_json_string(update_type)},"update":{update_json}}}'
+    )
+
+
+def batch_text(payloads: Iterable[str]) -> str:
+    """The statement's one parameter: the payloads as a JSON array."""
+    return "[" + ",".join(payloads) + "]"
+
+
+async def store_batch(conn: AsyncConnection[Any], batch: str) -> set[int]:
+    """Run the batch statement on `conn` (psycopg prepares it after a few runs); the positions
+    (1-based) of the updates that were already stored. In autocommit mode it is its own transaction."""
+    async with AsyncRawCursor(conn) as cur:
+        await cur.execute(SQL_STORE_BATCH, (batch,))
+        row = await cur.fetchone()
+    return set(row[0] or ()) if row else set()
 
 
 def job_type_for(update_type: str) -> str:

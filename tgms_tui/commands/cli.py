@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tgms_tui.demo.supervisor", "the whole system live: simulator, webhook, workers and the TUI"),
     "tui": ("tgms_tui.commands.tui", "the live control center (Textual)"),
     "webhook": ("webhook_server.cli", "serve the Telegram webhook and admin API (uvicorn)"),
+    "poll": ("webhook_server.poll", "long-poll Telegram for updates instead of a webhook (no public address needed)"),
     "worker": ("workers.cli", "run a worker: 'main' (regular updates) or 'tgms' (group management)"),
     "sim": ("telegram_sim.cli", "run the Telegram Bot API simulator"),
     "migrate": ("tgms_tui.commands.db", "apply pending database migrations"),

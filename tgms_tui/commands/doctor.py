@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from tgms_tui.backend import groups
+from tgms_tui.backend import groups, pollers
 from tgms_tui.backend.config import GENERATE_SECRET, ConfigError, Settings, load_settings, secret_weakness
 from workers.telegram_api import TelegramClient, bot_id_of
 from workers.telegram_errors import (
@@ -115,8 +115,9 @@ async def diagnose(
     url = await check_database(settings, note, db_url)
     bots = await check_tokens(settings, note, factory)
     try:
+        seen = await _pollers(url) if url is not None else None
         for role, client in bots.items():
-            await check_webhook(role, client, note)
+            await check_webhook(role, client, note, seen)
         group_bot = bots.get("tgms") or bots.get("main")
         if check_groups and url is not None and group_bot is not None:
             await check_groups_rights(url, group_bot, note)
@@ -318,7 +319,20 @@ async def check_tokens(settings: Settings, note: Note, factory: ClientFactory) -
     return accepted
 
 
-async def check_webhook(role: str, client: TelegramClient, note: Note) -> None:
+async def _pollers(url: str) -> list[pollers.PollerRow] | None:
+    """The `tgms poll` processes seen lately (None: the database could not say)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(url, connect_timeout=10) as conn:
+            return await pollers.pollers(conn)
+    except psycopg.Error:
+        return None
+
+
+async def check_webhook(
+    role: str, client: TelegramClient, note: Note, seen: list[pollers.PollerRow] | None = None
+) -> None:
+    """Which mode the bot is in — webhook (a URL is set) or long polling (`tgms poll`) — and
+    whether that mode is working."""
     subject = f"{role} bot webhook"
     try:
         info = await client.get_webhook_info()
@@ -326,15 +340,19 @@ async def check_webhook(role: str, client: TelegramClient, note: Note) -> None:
         note("FAIL", subject, f"getWebhookInfo failed: {exc}", "check the bot token and network")
         return
     url = info.get("url") or ""
+    live = [p for p in seen or [] if p.bot == role and p.alive]
     if not url:
+        check_polling(role, note, live, seen is not None)
+        return
+    note("OK", subject, f"set to {_strip_userinfo(_strip_query(url))} (mode: webhook)")
+    if live:
         note(
             "WARN",
             subject,
-            "no webhook set: Telegram is not sending this bot's updates to TGMS",
-            "run `tgms set-webhook --url https://<your host>/api/webhook`",
+            f"`tgms poll` still runs for this bot ({_where(live)}) though a webhook is set: Telegram refuses "
+            "its getUpdates",
+            "choose one mode: stop `tgms poll`, or remove the webhook with `tgms set-webhook --delete`",
         )
-        return
-    note("OK", subject, f"set to {_strip_userinfo(_strip_query(url))}")
     error_date = info.get("last_error_date")
     if error_date:
         age = max(0.0, time.time() - error_date)
@@ -365,6 +383,35 @@ async def check_webhook(role: str, client: TelegramClient, note: Note) -> None:
             "allowed_updates excludes chat_join_request: join requests will not arrive",
             "run `tgms set-webhook --url ...` again (it asks for every update type TGMS needs)",
         )
+
+
+def check_polling(role: str, note: Note, live: list[pollers.PollerRow], known: bool) -> None:
+    subject = f"{role} bot webhook"
+    active = [p for p in live if p.status == "polling"]
+    if active:
+        standby = len(live) - len(active)
+        note("OK", subject, f"no webhook set (mode: long polling): `tgms poll` active on {_where(active)}"
+             + (f", {standby} standing by" if standby else ""))  # fmt: skip
+    elif live:
+        note(
+            "WARN",
+            subject,
+            f"no webhook set (mode: long polling): `tgms poll` runs on {_where(live)} but is not polling "
+            f"({', '.join(sorted({p.status for p in live}))})",
+            "see that process's log: it waits for the database or the Bot API and retries by itself",
+        )
+    else:
+        note(
+            "WARN",
+            subject,
+            "no webhook set, and no `tgms poll` running" + ("" if known else " (the database could not say)")
+            + ": Telegram keeps this bot's updates (24 h) until one of them fetches them",
+            "run `tgms poll` (no public address needed), or `tgms set-webhook --url https://<your host>`",
+        )  # fmt: skip
+
+
+def _where(rows: list[pollers.PollerRow]) -> str:
+    return ", ".join(f"{p.host}:{p.pid}" for p in rows)
 
 
 def _strip_query(url: str) -> str:

@@ -2,7 +2,11 @@
 
     tgms set-webhook --url https://bots.example.org     main bot -> /api/webhook, tgms bot -> /api/webhook/tgms
     tgms set-webhook --delete                            remove the webhooks
-    tgms set-webhook --info                              show each webhook and its last delivery error
+    tgms set-webhook --info                              show each bot's mode (webhook or long polling)
+
+A bot is in one of two modes: webhook (Telegram posts to `tgms webhook`) or long polling (`tgms poll`
+asks with getUpdates, which Telegram refuses while a webhook is set). Setting a webhook therefore
+stops a running `tgms poll` for that bot; deleting it lets `tgms poll` run.
 
 Both bots get the shared secret (TGMS_WEBHOOK_SECRET, sent back by Telegram in
 X-Telegram-Bot-Api-Secret-Token) and an explicit `allowed_updates`: without it Telegram keeps the
@@ -22,19 +26,12 @@ from urllib.parse import urlsplit
 
 from tgms_tui.backend.bootstrap import configure_logging
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
+from tgms_tui.backend.webhook_updates import ALLOWED_UPDATES  # `tgms poll` asks for the same
 from workers.telegram_api import RetryAfter, TelegramClient, TelegramError
 
 T = TypeVar("T")
 
 WEBHOOK_PATHS = {"main": "/api/webhook", "tgms": "/api/webhook/tgms"}
-ALLOWED_UPDATES = (
-    "message",
-    "edited_message",
-    "callback_query",
-    "my_chat_member",
-    "chat_member",
-    "chat_join_request",
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,13 +110,18 @@ async def _one_bot(bot: str, client: TelegramClient, args: argparse.Namespace, s
                 max_connections=args.max_connections,
             )
         )
-        return [f"{label}: webhook set to {target} (allowed updates: {', '.join(ALLOWED_UPDATES)})"]
+        return [
+            f"{label}: webhook set to {target} (allowed updates: {', '.join(ALLOWED_UPDATES)}); "
+            "mode: webhook (a running `tgms poll` for this bot stops)"
+        ]
     if args.delete:
         await _with_flood_retry(lambda: client.delete_webhook(drop_pending_updates=args.drop_pending_updates or None))
-        return [f"{label}: webhook deleted"]
+        return [f"{label}: webhook deleted; mode: long polling (run `tgms poll` to receive its updates)"]
     info = await client.get_webhook_info()
+    mode = "webhook" if info.get("url") else "long polling (no webhook set: `tgms poll` receives its updates)"
     lines = [
-        f"{label}: url {info.get('url') or '(none: webhook not set)'}",
+        f"{label}: mode {mode}",
+        f"  url {info.get('url') or '(none: webhook not set)'}",
         f"  pending updates: {info.get('pending_update_count', 0)}",
     ]
     if info.get("allowed_updates"):

@@ -3,7 +3,8 @@
 One process tree: this process runs the embedded PostgreSQL (a demo cluster in `<data dir>/demo`, a
 fresh database per run, so the user's data is never touched), the traffic script and the TUI; its
 children are the real commands — `tgms sim` (the Bot API simulator), `tgms webhook` (registered with
-the simulator through setWebhook, secret set, as `tgms set-webhook` does) and `tgms worker main|tgms`.
+the simulator through setWebhook, secret set, as `tgms set-webhook` does) and `tgms worker main|tgms`;
+with `--intake poll`, `tgms poll` (long polling, no webhook server) takes the webhook's place.
 Ports are picked free. Groups reach TGMS the production way (both bots added as administrators →
 `my_chat_member` → the main worker registers them). Quitting (q, Ctrl-C, SIGTERM) stops every child,
 drops the run's database and stops the server; `--headless --duration S` runs the same without the
@@ -68,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups", type=int, default=25, help="simulated groups, at least 4 (default 25)")
     parser.add_argument("--headless", action="store_true", help="no TUI: run, then print a summary")
     parser.add_argument(
+        "--intake",
+        choices=["webhook", "poll"],
+        default="webhook",
+        help="how updates reach TGMS: the webhook server (default) or `tgms poll` (long polling, no server)",
+    )
+    parser.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -128,6 +135,7 @@ class Demo:
         self.supervisor = Supervisor(self.run_dir, self._child_env(), self.demo_dir, on_exit=self._child_exited)
         self.sim: Child | None = None
         self.webhook: Child | None = None
+        self.poller: Child | None = None
         self.world: DemoWorld | None = None
         self.traffic: Traffic | None = None
         self.url: str | None = None
@@ -226,11 +234,15 @@ class Demo:
         # The workers start while the webhook starts: groups register only once both run.
         self.supervisor.start("worker-main", ["worker", "main", "--grace", "5"], env=env)
         self.supervisor.start("worker-tgms", ["worker", "tgms", "--grace", "5"], env=env)
-        self.webhook = self.supervisor.start_http(
-            "webhook", lambda port: ["webhook", "--port", str(port)], "/healthz", env=env
-        )
-        self._set_webhooks()
-        _say(f"webhook on :{self.webhook.port} registered for both bots; creating {self.args.groups} groups")
+        if self.args.intake == "poll":
+            self.poller = self.supervisor.start("poller", ["poll"], env=env)
+            _say(f"`tgms poll` long-polling both bots (no webhook server); creating {self.args.groups} groups")
+        else:
+            self.webhook = self.supervisor.start_http(
+                "webhook", lambda port: ["webhook", "--port", str(port)], "/healthz", env=env
+            )
+            self._set_webhooks()
+            _say(f"webhook on :{self.webhook.port} registered for both bots; creating {self.args.groups} groups")
         from telegram_sim.control import SimControl
 
         with SimControl(f"http://127.0.0.1:{self.sim.port}") as ctl:
@@ -244,11 +256,12 @@ class Demo:
         )
         self.traffic = Traffic(
             f"http://127.0.0.1:{self.sim.port}",
-            f"http://127.0.0.1:{self.webhook.port}",
+            f"http://127.0.0.1:{self.webhook.port}" if self.webhook else None,
             self.admin_key,
             self.world,
             self.seed,
             on_event=self._event,
+            db_url=self.url,
         )
 
     def _set_webhooks(self) -> None:
@@ -302,10 +315,11 @@ class Demo:
     def _run_tui(self) -> int:
         from .app import DemoApp
 
-        assert self.url is not None and self.traffic is not None and self.sim and self.webhook
+        assert self.url is not None and self.traffic is not None and self.sim
+        intake = f"webhook :{self.webhook.port}" if self.webhook else "long polling (tgms poll)"
         banner = (
             f"Seed {self.seed}: {self.args.groups} simulated groups, simulator :{self.sim.port}, "
-            f"webhook :{self.webhook.port}, 2 workers. b: broadcast · ?: help · q: quit"
+            f"{intake}, 2 workers. b: broadcast · ?: help · q: quit"
         )
         self.app = DemoApp(url=self.url, settings=self.settings, refresh_period=2.0, min_refresh_gap=0.5, banner=banner)
         for death in self.deaths:  # anything that died before the screen existed
@@ -373,11 +387,12 @@ class Demo:
         if self.traffic is not None:
             self.traffic.stop()
         _say("stopping the webhook server and the workers")
-        self.supervisor.stop(["webhook", *WORKERS], grace=8.0)
+        self.supervisor.stop(["webhook", "poller", *WORKERS], grace=8.0)
         log.info("webhook and workers stopped: %s", self.supervisor.exit_codes())
         summary: dict[str, Any] = {
             "seed": self.seed,
             "groups": self.args.groups,
+            "intake": self.args.intake,
             "duration_seconds": round(self.traffic_seconds, 1),
             "traffic": self.traffic.stats.as_dict() if self.traffic is not None else {},
             "world": self._world_info(),

@@ -2,7 +2,8 @@
 
 Everything happens the way it would on Telegram: groups are created with both bots added as
 administrators (so TGMS learns about them from `my_chat_member` updates, as in production), people
-ask to join, write and leave, and broadcasts are posted to the admin API (`POST /api/tgms/send`).
+ask to join, write and leave, and broadcasts are posted to the admin API (`POST /api/tgms/send`), or,
+when the demo runs without a webhook server (`--intake poll`), created as `tgms broadcast` does.
 Alongside, a short script plays the faults real fleets see:
 
 - the bot is kicked from one group while TGMS misses the `my_chat_member` update (the simulator
@@ -20,6 +21,7 @@ depends on the machine, the sequence does not).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import random
@@ -30,8 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 
 from telegram_sim.control import SimControl, SimControlError
+from tgms_tui.backend import broadcasts
+from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +212,18 @@ class Traffic:
     def __init__(
         self,
         sim_url: str,
-        admin_url: str,
+        admin_url: str | None,
         admin_key: str,
         world: DemoWorld,
         seed: int,
         *,
         on_event: EventCallback | None = None,
+        db_url: str | None = None,
     ) -> None:
+        """`admin_url` None (no webhook server): broadcasts are created in `db_url` directly."""
         self.sim_url = sim_url
         self.admin_url = admin_url
+        self.db_url = db_url
         self._admin_key = admin_key
         self.world = world
         self.rng = random.Random(f"traffic-{seed}")
@@ -323,6 +331,9 @@ class Traffic:
 
     # ------------------------------------------------------------------ broadcasts
     def _post_broadcast(self, text: str, target: Any) -> None:
+        if self.admin_url is None:
+            self._create_broadcast(text, target)
+            return
         response = self._admin.post(
             f"{self.admin_url}/api/tgms/send",
             headers={"x-api-key": self._admin_key},
@@ -335,6 +346,24 @@ class Traffic:
         body = response.json()
         self.stats.broadcasts.append(int(body["broadcast_id"]))
         self._say(f"broadcast #{body['broadcast_id']} posted to the admin API: {body.get('groups')} groups")
+
+    def _create_broadcast(self, text: str, target: Any) -> None:
+        """What `tgms broadcast` does: validate, then the broadcast and its job in one transaction."""
+
+        async def create() -> tuple[int, int]:
+            assert self.db_url is not None
+            async with await psycopg.AsyncConnection.connect(self.db_url) as conn, conn.transaction():
+                return await broadcasts.create_broadcast(conn, request, created_by="demo")
+
+        try:
+            request = validate_broadcast({"text": text, "target": target})
+            broadcast_id, groups = asyncio.run(create())
+        except (ValidationError, psycopg.Error) as exc:
+            self.stats.broadcast_errors += 1
+            log.warning("demo broadcast refused: %s", exc)
+            return
+        self.stats.broadcasts.append(broadcast_id)
+        self._say(f"broadcast #{broadcast_id} created: {groups} groups")
 
     def _do_broadcast_small(self, at: float) -> None:
         self._small_broadcasts += 1

@@ -277,8 +277,10 @@ class WorkersTable(ActionTable):
         elif w.status == "stopped":
             status = Text("– stopped", style="dim")
         else:
-            status = Text(f"● {w.status}", style="green" if w.status == "running" else "yellow")
-        name = w.bot_name.replace("_worker", "") + (f" {short_host(w.host)}:{w.pid}" if w.pid else "")
+            status = Text(f"● {w.status}", style="green" if w.status in ("running", "polling") else "yellow")
+        # Pollers (`tgms poll`, one row per bot they poll: worker_id poller:<bot>:<host>:<pid>) show their bot.
+        role = f"poll {w.worker_id.split(':')[1]}" if w.bot_name == "poller" else w.bot_name.replace("_worker", "")
+        name = role + (f" {short_host(w.host)}:{w.pid}" if w.pid else "")
         return (
             fmt.text(name, limit=80),
             status,
