@@ -5,7 +5,7 @@ from __future__ import annotations
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.queue import Pool
 
-from . import group_sender, inactive_members, join_requests, maintenance, member_counts, updates
+from . import group_check, group_sender, inactive_members, join_requests, maintenance, member_counts, updates
 from .runner import Handler, PeriodicJob
 
 
@@ -20,6 +20,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         group_sender.JOB_TYPE: group_sender.send_to_groups,
         member_counts.JOB_TYPE: member_counts.update_member_counts,
         inactive_members.JOB_TYPE: inactive_members.kick_inactive_members,
+        group_check.JOB_TYPE: group_check.register_group,
     }
 
 
