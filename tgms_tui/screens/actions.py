@@ -59,6 +59,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
+    ActionSpec("+", "add_group", "Add a group by id (checked with Telegram)", "Groups", "groups", mutating=True),
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
