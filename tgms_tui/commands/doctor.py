@@ -36,6 +36,8 @@ from workers.telegram_errors import (
     redact,
 )
 
+from .set_webhook import WEBHOOK_PATHS, webhook_url_problem
+
 Level = Literal["OK", "WARN", "FAIL"]
 
 BOT_ROLES = {"main": "BOT_TOKEN", "tgms": "TGMS_BOT_TOKEN"}
@@ -43,6 +45,7 @@ BOT_ROLES = {"main": "BOT_TOKEN", "tgms": "TGMS_BOT_TOKEN"}
 RECENT_ERROR_SECONDS = 24 * 3600
 PENDING_UPDATES_WARN = 100
 GROUP_CHECK_CONCURRENCY = 4
+BASE_URL_NOTE = f"TGMS appends {WEBHOOK_PATHS['main']} and {WEBHOOK_PATHS['tgms']} itself"
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ async def diagnose(
     bots = await check_tokens(settings, note, factory)
     try:
         for role, client in bots.items():
+            if role == "main" and settings.bot_token == settings.tgms_bot_token:
+                continue  # one bot in both roles: its one webhook is the group bot's (checked next)
             await check_webhook(role, client, note)
         group_bot = bots.get("tgms") or bots.get("main")
         if check_groups and url is not None and group_bot is not None:
@@ -331,10 +336,21 @@ async def check_webhook(role: str, client: TelegramClient, note: Note) -> None:
             "WARN",
             subject,
             "no webhook set: Telegram is not sending this bot's updates to TGMS",
-            "run `tgms set-webhook --url https://<your host>/api/webhook`",
+            f"run `tgms set-webhook --url https://<your host>` (the server's base URL: {BASE_URL_NOTE})",
         )
         return
-    note("OK", subject, f"set to {_strip_userinfo(_strip_query(url))}")
+    shown = _strip_userinfo(_strip_query(url))
+    wrong = webhook_url_problem(url, role)
+    if wrong is not None:
+        problem, base = wrong
+        note(
+            "FAIL",
+            subject,
+            f"set to {shown}: {problem}, so every delivery fails (404)",
+            f"run `tgms set-webhook --url {_strip_userinfo(base)}` ({BASE_URL_NOTE})",
+        )
+    else:
+        note("OK", subject, f"set to {shown}")
     error_date = info.get("last_error_date")
     if error_date:
         age = max(0.0, time.time() - error_date)
@@ -393,7 +409,13 @@ async def check_groups_rights(url: str, client: TelegramClient, note: Note) -> N
     active = [r for r in rows if r.is_active]
     inactive = len(rows) - len(active)
     if not rows:
-        note("WARN", "groups", "no managed groups yet", "add one with `tgms groups add` or from the TUI")
+        note(
+            "WARN",
+            "groups",
+            "no managed groups yet",
+            "make the group bot an administrator of a group (that registers it), or add one by id with "
+            "`tgms groups add ID` or `+` in the TUI's groups pane",
+        )
         return
     semaphore = asyncio.Semaphore(GROUP_CHECK_CONCURRENCY)
 
