@@ -55,7 +55,9 @@ def exit_on_termination() -> None:
 
 def one_line(exc: BaseException) -> str:
     """The exception's text on one line, secrets and database passwords removed."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+    parts = [part.strip() for part in str(exc).splitlines() if part.strip()]
+    text = " ".join(p if p[-1] in ".:;,?!" or i == len(parts) - 1 else p + "." for i, p in enumerate(parts))
+    text = text or type(exc).__name__
     return redact(_URL_PASSWORD.sub(r"\1***@", text))
 
 
@@ -88,7 +90,7 @@ def run_entry_point(main: Callable[[], int | None], prog: str = "tgms", what: st
         if _database_error(exc):
             print(
                 f"{label}: cannot use the database: {one_line(exc)} "
-                "(check DATABASE_URL, or unset it to use the embedded PostgreSQL)",
+                "(check DATABASE_URL and that PostgreSQL is running)",
                 file=sys.stderr,
             )
         else:
