@@ -99,8 +99,8 @@ def _serve(args: argparse.Namespace, settings: Settings, sock: socket.socket) ->
         server = uvicorn.Server(uvicorn.Config(app, **options))
         try:
             server.run(sockets=[sock])
-        except Terminated:
-            # uvicorn stopped gracefully on SIGTERM, then raised the signal again for us: a clean stop.
+        except (Terminated, KeyboardInterrupt):
+            # uvicorn stopped gracefully on SIGTERM or Ctrl-C, then raised the signal again: a clean stop.
             return 0
         if not server.started:
             print("tgms webhook: the server did not start (see the log lines above)", file=sys.stderr)
@@ -124,6 +124,6 @@ def _serve(args: argparse.Namespace, settings: Settings, sock: socket.socket) ->
             port=args.port,
             **options,
         )
-    except Terminated:
+    except Terminated:  # (uvicorn.run itself treats Ctrl-C as a clean stop)
         return 0
     return 0
