@@ -9,10 +9,16 @@ request URLs, is off).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -108,12 +114,41 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock.bind((args.host, args.port))
     except OSError as exc:
-        print(f"tgms sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        sock.close()
+        hint = " (another process listens there: stop it, or choose another --port)"
+        print(
+            f"tgms sim: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            + (hint if exc.errno == errno.EADDRINUSE else ""),
+            file=sys.stderr,
+        )
         return 1
     print_banner(state, f"http://{args.host}:{args.port}", generated)
     config = uvicorn.Config(create_app(state), log_level=args.log_level, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    with sock, _sigterm_exits_cleanly():
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
     return 0
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def _sigterm_exits_cleanly() -> Iterator[None]:
+    """SIGTERM is the simulator's normal stop: uvicorn shuts down gracefully on it and then raises the
+    signal again for the previous handler, which by default would end the process as killed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

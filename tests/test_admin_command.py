@@ -27,11 +27,15 @@ def tgms(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_groups_add_set_list_and_broadcast(db_url: str) -> None:
-    assert tgms(db_url, "groups", "add", "-1001", "--title", "Alpha").returncode == 0
-    assert tgms(db_url, "groups", "add", "-1002", "--title", "Beta", "--phase", "monitoring").returncode == 0
+    # `groups add` asks Telegram (tests/test_groups_command.py); here the groups are seeded directly.
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO managed_groups (group_id, title, phase) VALUES (-1001, 'Alpha', 'growth'), "
+            "(-1002, 'Beta', 'monitoring')"
+        )
     assert tgms(db_url, "groups", "set", "-1002", "--active", "no").returncode == 0
     missing = tgms(db_url, "groups", "set", "-9", "--active", "no")
-    assert missing.returncode == 1 and "no managed group -9" in missing.stdout
+    assert missing.returncode == 1 and "no managed group -9" in missing.stderr
     listing = tgms(db_url, "groups", "list").stdout
     assert "Alpha" in listing and "Beta" in listing and "2 group(s), 1 active" in listing
 

@@ -64,6 +64,16 @@ class WebhookApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+def require_secret(settings: Settings, *, allow_insecure: bool = False) -> None:
+    """ConfigError unless TGMS_WEBHOOK_SECRET is set or insecure operation was asked for."""
+    if not settings.webhook_secret and not allow_insecure:
+        raise ConfigError(
+            "TGMS_WEBHOOK_SECRET",
+            "is not set; the webhook would accept updates from anyone "
+            "(set it, or pass --insecure-no-secret for local experiments only)",
+        )
+
+
 def create_app(
     settings: Settings,
     url: str | None = None,
@@ -74,12 +84,7 @@ def create_app(
 ) -> Starlette:
     """Build the app. `url` defaults to the configured database (DATABASE_URL or the embedded one);
     the lifespan opens the pool, migrations are the caller's job (`tgms webhook` runs them first)."""
-    if not settings.webhook_secret and not allow_insecure:
-        raise ConfigError(
-            "TGMS_WEBHOOK_SECRET",
-            "is not set; the webhook would accept updates from anyone "
-            "(set it, or pass --insecure-no-secret for local experiments only)",
-        )
+    require_secret(settings, allow_insecure=allow_insecure)
     runtime = Runtime()
     db_url = url or database_url(settings)
 

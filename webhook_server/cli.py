@@ -1,16 +1,25 @@
-"""`tgms webhook` / `python -m webhook_server`: serve the webhook and admin API under uvicorn."""
+"""`tgms webhook` / `python -m webhook_server`: serve the webhook and admin API under uvicorn.
+
+Everything that can be refused is checked before anything starts: the settings (the webhook secret
+included), then the port (bound here, so "in use" is one line rather than uvicorn's seven), and only
+then the database (the embedded PostgreSQL may start) and the server.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
+import sys
 
 import uvicorn
 
 from tgms_tui.backend.bootstrap import prepare
-from tgms_tui.backend.config import ConfigError
+from tgms_tui.backend.config import ConfigError, Settings, load_settings
+from tgms_tui.backend.entrypoint import Terminated
 
-from .app import INSECURE_ENV, create_app
+from .app import INSECURE_ENV, create_app, require_secret
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,13 +42,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class PortUnavailable(Exception):
+    """The address cannot be listened on; the message says why and what to do."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), or PortUnavailable naming the address and the fix."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = ": another process listens there (stop it, or choose another --port)"
+        elif exc.errno == errno.EACCES:
+            hint = ": ports below 1024 need privileges (choose another --port)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = ": no such address on this machine (check --host)"
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    except (socket.gaierror, OverflowError) as exc:
+        sock.close()
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc}") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers", "must be >= 1")
-    settings, url = prepare()  # settings, logging with redaction, database, migrations
+    settings = load_settings()
+    require_secret(settings, allow_insecure=args.insecure_no_secret)
+    try:
+        sock = listen_socket(args.host, args.port)
+    except PortUnavailable as exc:
+        print(f"tgms webhook: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(args, settings, sock)
+    finally:
+        sock.close()
+
+
+def _serve(args: argparse.Namespace, settings: Settings, sock: socket.socket) -> int:
+    settings, url = prepare(settings)  # logging with redaction, database, migrations
     options = {
-        "host": args.host,
-        "port": args.port,
         "log_config": None,  # keep our logging (secrets redacted) instead of uvicorn's
         "access_log": args.access_log,
         "proxy_headers": args.forwarded_allow_ips is not None,
@@ -49,14 +96,34 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.workers == 1:
         app = create_app(settings, url, allow_insecure=args.insecure_no_secret)
-        uvicorn.run(app, **options)
+        server = uvicorn.Server(uvicorn.Config(app, **options))
+        try:
+            server.run(sockets=[sock])
+        except (Terminated, KeyboardInterrupt):
+            # uvicorn stopped gracefully on SIGTERM or Ctrl-C, then raised the signal again: a clean stop.
+            return 0
+        if not server.started:
+            print("tgms webhook: the server did not start (see the log lines above)", file=sys.stderr)
+            return 1
         return 0
     # Fail here, once, rather than in every spawned worker.
     create_app(settings, url, allow_insecure=args.insecure_no_secret)
     # Workers are new interpreters: hand them the database this process resolved (the embedded
-    # server included) and the insecure opt-in through the environment.
+    # server included) and the insecure opt-in through the environment. uvicorn binds its own
+    # socket for them: ours has proved the port free.
     os.environ["DATABASE_URL"] = url
     if args.insecure_no_secret:
         os.environ[INSECURE_ENV] = "1"
-    uvicorn.run("webhook_server.app:app_from_env", factory=True, workers=args.workers, **options)
+    sock.close()
+    try:
+        uvicorn.run(
+            "webhook_server.app:app_from_env",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            **options,
+        )
+    except Terminated:  # (uvicorn.run itself treats Ctrl-C as a clean stop)
+        return 0
     return 0

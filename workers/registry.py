@@ -6,7 +6,17 @@ from __future__ import annotations
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings
 from tgms_tui.backend.queue import Pool
 
-from . import bans, group_sender, inactive_members, invite_links, join_requests, maintenance, member_counts, updates
+from . import (
+    bans,
+    group_check,
+    group_sender,
+    inactive_members,
+    invite_links,
+    join_requests,
+    maintenance,
+    member_counts,
+    updates,
+)
 from .runner import Handler, PeriodicJob
 
 
@@ -23,6 +33,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         inactive_members.JOB_TYPE: inactive_members.kick_inactive_members,
         bans.JOB_TYPE: bans.apply_fleet_ban,
         invite_links.JOB_TYPE: invite_links.manage_invite_links,
+        group_check.JOB_TYPE: group_check.register_group,
     }
 
 

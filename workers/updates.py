@@ -9,7 +9,8 @@
   `new_chat_title` renames the group.
 - Messages, joins, leaves and `chat_member` updates in managed groups record member activity (the
   only way TGMS can know who is inactive: the Bot API cannot list members).
-- `/start` and `/help` in a private chat are answered by the bot that received them.
+- `/start` and `/help` in a private chat are answered by the bot that received them, each saying what
+  it does: the main bot points to the group-management bot, which is the one to make administrator.
 
 Unknown update types are ignored, and malformed ones are logged and completed: retrying cannot fix
 them. Database and Telegram errors propagate, so the runner retries them.
@@ -38,15 +39,38 @@ GROUP_TYPES = ("group", "supergroup", "channel")
 MESSAGE_KEYS = ("message", "edited_message")
 PRESENT = ("creator", "administrator", "member")
 
-HELP_TEXT = (
+# What `/start` and `/help` answer: each bot says what it does. Only the group-management bot
+# registers groups (when made an administrator), so only its text asks to be made one.
+GROUP_BOT_TEXT = (
     "I am the group management bot of TGMS.\n\n"
     "What I do in groups where I am an administrator:\n"
     '• approve join requests at once (give me the "Invite users via link" right),\n'
     "• deliver the announcements your operators broadcast to their groups,\n"
     "• track member counts, and remove long-inactive members where the group opted in.\n\n"
-    "To start, add me to your group as an administrator with the right to invite users. "
+    "To start, add me to your group as an administrator with the right to invite users: that "
+    "registers the group with TGMS. Commands: /start, /help."
+)
+MAIN_BOT_TEXT = (
+    "I am the main bot of this TGMS service: I answer /start and /help. I do not manage groups.\n\n"
+    "Join requests, announcements and member counts are handled by {group_bot}: to have your group "
+    "managed, add that bot (not me) to it as an administrator with the right to invite users. "
     "Commands: /start, /help."
 )
+# One bot configured for both roles (or only one token): it is the main bot and the group bot at once.
+BOTH_TEXT = GROUP_BOT_TEXT.replace(
+    "I am the group management bot of TGMS.", "I am the TGMS bot: the main bot and the group management bot in one."
+)
+UNNAMED_GROUP_BOT = "our group management bot"
+
+# The group bot's @username by its token's bot id, asked once per process (getMe).
+_group_bot_names: dict[int | None, str] = {}
+
+
+def help_text(bot_tokens: dict[str, str], role: str, group_bot: str = UNNAMED_GROUP_BOT) -> str:
+    """The `/start` answer of the bot in `role`, given the configured tokens by role."""
+    if len(set(bot_tokens.values())) <= 1:
+        return BOTH_TEXT
+    return GROUP_BOT_TEXT if role == "tgms" else MAIN_BOT_TEXT.format(group_bot=group_bot)
 
 
 class MalformedUpdate(ValueError):
@@ -239,8 +263,10 @@ class UpdateHandler:
         if command not in ("/start", "/help"):
             return
         client = await client_for(self.ctx, self.job, default="main")
+        tokens = self.bots.settings.bot_tokens()
+        text = help_text(tokens, self.role, await self._group_bot_name(tokens))
         try:
-            await client.send_message(chat_id, HELP_TEXT)
+            await client.send_message(chat_id, text)
         except RetryAfter as exc:
             raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
         except Forbidden as exc:
@@ -249,6 +275,20 @@ class UpdateHandler:
             if exc.retryable and not exc.maybe_delivered:
                 raise
             log.warning("answer to %s in %s: %s", command, chat_id, exc.description)
+
+    async def _group_bot_name(self, tokens: dict[str, str]) -> str:
+        """The group-management bot's @username, for the main bot's answer (asked once per process)."""
+        if self.role == "tgms" or "tgms" not in tokens or len(set(tokens.values())) <= 1:
+            return UNNAMED_GROUP_BOT
+        client = self.bots.client("tgms", paced=False)  # getMe sends nothing: no rate-limit token
+        if client.bot_id not in _group_bot_names:
+            try:
+                username = (await client.get_me()).get("username")
+            except TelegramError as exc:
+                log.info("getMe of the group bot failed (%s): /start names it generically", exc)
+                return UNNAMED_GROUP_BOT
+            _group_bot_names[client.bot_id] = f"@{username}" if username else UNNAMED_GROUP_BOT
+        return _group_bot_names[client.bot_id]
 
 
 async def process_telegram_update(ctx: JobContext, job: Job) -> None:
@@ -269,4 +309,12 @@ async def process_telegram_update(ctx: JobContext, job: Job) -> None:
         )
 
 
-__all__ = ["HELP_TEXT", "JOB_TYPE", "UpdateHandler", "process_telegram_update"]
+__all__ = [
+    "BOTH_TEXT",
+    "GROUP_BOT_TEXT",
+    "JOB_TYPE",
+    "MAIN_BOT_TEXT",
+    "UpdateHandler",
+    "help_text",
+    "process_telegram_update",
+]

@@ -115,7 +115,7 @@ async def test_findings_for_every_kind_of_group(sim: SimServer, db_url: str) -> 
 async def test_configuration_database_tokens_and_webhooks(sim: SimServer, db_url: str) -> None:
     main, tgms = sim.bots
     # The TGMS bot's webhook points at a closed port: a join request makes delivery fail.
-    hook = "http://127.0.0.1:9/api/webhook"
+    hook = "http://127.0.0.1:9/api/webhook/tgms"
     sim.control.create_chat("supergroup", "G", bots=[tgms.id])
     async_settings = settings_for(sim, db_url)
     async with TelegramClient(tgms.token, api_base=sim.base_url) as tg:
@@ -140,6 +140,35 @@ async def test_configuration_database_tokens_and_webhooks(sim: SimServer, db_url
     assert "WARN tgms bot webhook: last delivery error" in text
     for secret in (main.token, tgms.token, "hook-secret-value", ADMIN_KEY):
         assert secret not in text
+
+
+async def test_a_webhook_url_with_the_wrong_path_fails_with_the_command_that_fixes_it(
+    sim: SimServer, db_url: str
+) -> None:
+    """Following doctor's advice, or typing the full path to `set-webhook --url`, once gave
+    `.../api/webhook/api/webhook`, which Telegram accepts and doctor called OK until deliveries 404."""
+    main, tgms = sim.bots
+    async with TelegramClient(main.token, api_base=sim.base_url) as tg:
+        assert await tg.set_webhook(
+            "https://bots.example.org/api/webhook/api/webhook", secret_token="hook-secret-value"
+        )
+    async with TelegramClient(tgms.token, api_base=sim.base_url) as tg:
+        assert await tg.set_webhook("https://bots.example.org/api/webhook", secret_token="hook-secret-value")
+    findings: list[Finding] = []
+    await diagnose(settings_for(sim, db_url), emit=findings.append, db_url=db_url, check_groups=False)
+    main_line, tgms_line = (lines_about(findings, f"{role} bot webhook")[0] for role in ("main", "tgms"))
+    assert main_line.startswith("FAIL main bot webhook: set to https://bots.example.org/api/webhook/api/webhook")
+    assert "serves this bot at https://bots.example.org/api/webhook," in main_line
+    assert "fix: run `tgms set-webhook --url https://bots.example.org`" in main_line
+    assert tgms_line.startswith("FAIL tgms bot webhook: set to https://bots.example.org/api/webhook:")
+    assert "https://bots.example.org/api/webhook/tgms" in tgms_line
+
+    async with TelegramClient(main.token, api_base=sim.base_url) as tg:
+        assert await tg.delete_webhook()
+    findings.clear()
+    await diagnose(settings_for(sim, db_url), emit=findings.append, db_url=db_url, check_groups=False)
+    advice = lines_about(findings, "main bot webhook")[0]
+    assert "`tgms set-webhook --url https://<your host>`" in advice and "/api/webhook`" not in advice
 
 
 async def test_rejected_token_and_missing_settings(sim: SimServer, db_url: str) -> None:

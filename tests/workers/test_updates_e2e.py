@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.updates import HELP_TEXT
+from workers.updates import BOTH_TEXT, GROUP_BOT_TEXT, MAIN_BOT_TEXT
 
 from .harness import Stack
 
@@ -122,13 +122,24 @@ def test_start_and_help_are_answered_by_the_bot_that_received_them(stack: Stack)
     stack.wait_for(lambda: len(stack.calls("sendMessage", ok=True)) >= 3, what="three answers")
     stack.wait_jobs_idle("process_telegram_update")
     answers = [(c["chat_id"], c["bot_id"], c["params"]["text"]) for c in stack.calls("sendMessage")]
+    # Each bot says what it does: only the group-management bot asks to be made an administrator.
+    main_text = MAIN_BOT_TEXT.format(group_bot=f"@{stack.sim.bots[1].username}")
     assert sorted(answers) == sorted(
         [
-            (777001, stack.tgms_bot_id, HELP_TEXT),
-            (777002, stack.main_bot_id, HELP_TEXT),
-            (777002, stack.main_bot_id, HELP_TEXT),
+            (777001, stack.tgms_bot_id, GROUP_BOT_TEXT),
+            (777002, stack.main_bot_id, main_text),
+            (777002, stack.main_bot_id, main_text),
         ]
     )
+    assert "administrator" in GROUP_BOT_TEXT and "not me" in main_text and "I do not manage groups" in main_text
+
+
+def test_one_bot_in_both_roles_says_it_does_both(stack: Stack) -> None:
+    stack.start_worker("main", BOT_TOKEN=stack.tgms_token)
+    stack.ctl.private_message(777003, "/start", bot=stack.tgms_bot_id)
+    stack.wait_for(lambda: stack.calls("sendMessage", ok=True), what="the answer")
+    assert [c["params"]["text"] for c in stack.calls("sendMessage")] == [BOTH_TEXT]
+    assert "main bot and the group management bot" in BOTH_TEXT
 
 
 def test_upgrade_to_supergroup_rewrites_the_group_id_everywhere(stack: Stack) -> None:

@@ -18,6 +18,12 @@ if missing), which keeps root's groups. That user must reach the cluster: the da
 0710 for root's group (enter, not list) and TGMS refuses to start when a parent folder is closed to it,
 rather than open it (pgserver itself would open every parent folder to everyone); this is why root's
 default data directory is /var/lib/tgms and not a folder under /root.
+
+Who stops the server: pgserver lists the pids of the processes using it (`pgdata/.handle_pids.json`)
+and the process that removes the last one, at exit, stops it. A process that joins makes SIGTERM and
+SIGHUP unwind it (backend/entrypoint.py: by default they skip exit hooks, leaving the pid listed for
+good), and pids of processes that died anyway (SIGKILL, a crash) are dropped from the list when a
+process joins or leaves, so the last live process still stops the server.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import ConfigError
+from .entrypoint import exit_on_termination
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ def embedded_url(data_dir: Path, *, cleanup: CleanupMode = "stop") -> str:
         cleanup = None
     if server is None:
         log.info("starting or joining embedded PostgreSQL in %s", pgdata)
+        exit_on_termination()  # this process must leave the server's list however it is stopped
         server = _start_or_join(pgdata, account, cleanup)
         _servers[pgdata] = server
     return str(server.get_uri())
@@ -137,6 +145,21 @@ def _import_pgserver(data_dir: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver  # noqa: F401
+
+
+def _forget_dead_processes(handles: Any) -> None:
+    """Drop the pids of processes that are gone from pgserver's list of the server's users (call it
+    under pgserver's lock): a process killed without running its exit hook would otherwise stay
+    listed, and no later process would ever be the last one to leave and stop the server."""
+    import psutil
+
+    pids = handles.get()
+    alive = [pid for pid in pids if pid == os.getpid() or psutil.pid_exists(pid)]
+    if alive != pids:
+        log.info(
+            "embedded PostgreSQL: forgetting processes that died without leaving: %s", sorted(set(pids) - set(alive))
+        )
+        handles.put(alive)
 
 
 def socket_dir_for(pgdata: Path, account: ServerAccount) -> Path:
@@ -286,6 +309,7 @@ def _private_server_class() -> type:
             )
 
         def ensure_postgres_running(self) -> None:
+            _forget_dead_processes(self.global_process_id_list)  # pgserver calls this under its lock
             account = _server_account()
             info = PostmasterInfo.read_from_pgdata(self.pgdata)
             if info is None or not info.is_running():
@@ -326,5 +350,10 @@ def _private_server_class() -> type:
                     return
                 time.sleep(0.1)
             raise RuntimeError(f"embedded PostgreSQL did not become ready; its log: {self.log}")
+
+        def _cleanup(self) -> None:
+            with self._lock:
+                _forget_dead_processes(self.global_process_id_list)
+            super()._cleanup()
 
     return PrivatePostgresServer

@@ -32,9 +32,13 @@ from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 
+from . import queue
+
 log = logging.getLogger(__name__)
 
 PHASES = ("growth", "monitoring")
+# Run by the TGMS worker (workers/group_check.py): check a chat with Telegram, then register it.
+REGISTER_JOB = "tgms_register_group"
 
 REASON_REMOVED = "bot was removed from the group by user {actor}"
 REASON_KICKED = "bot was kicked from the group by user {actor}"
@@ -79,14 +83,26 @@ DELIVERY_FAILED = (
     + ", updated_at = now()"
 )
 
+# An operator registers a group whose chat was looked up: its title and type are Telegram's. For a
+# known group only what was given changes (a phase or kicking policy left out is kept), and its
+# active state is left alone: reactivating is its own, checked, action.
 SQL_REGISTER = """
-INSERT INTO managed_groups (group_id, title, chat_type, phase, admin_user_id, inactivity_days)
-VALUES (%(group_id)s, %(title)s, %(chat_type)s, %(phase)s, %(admin_user_id)s, %(inactivity_days)s)
+INSERT INTO managed_groups AS g (group_id, title, chat_type, phase, admin_user_id, inactivity_days, bot_can_invite)
+VALUES (%(group_id)s, %(title)s, %(chat_type)s, COALESCE(%(phase)s, 'growth'), %(admin_user_id)s,
+        %(inactivity_days)s, %(bot_can_invite)s)
 ON CONFLICT (group_id) DO UPDATE
-   SET title = EXCLUDED.title, chat_type = EXCLUDED.chat_type, phase = EXCLUDED.phase,
-       admin_user_id = COALESCE(EXCLUDED.admin_user_id, managed_groups.admin_user_id),
-       inactivity_days = EXCLUDED.inactivity_days, updated_at = now()
+   SET title = COALESCE(NULLIF(EXCLUDED.title, ''), g.title), chat_type = EXCLUDED.chat_type,
+       phase = COALESCE(%(phase)s, g.phase),
+       admin_user_id = COALESCE(EXCLUDED.admin_user_id, g.admin_user_id),
+       inactivity_days = COALESCE(EXCLUDED.inactivity_days, g.inactivity_days),
+       bot_can_invite = COALESCE(EXCLUDED.bot_can_invite, g.bot_can_invite), updated_at = now()
+RETURNING (xmax = 0) AS inserted, is_active, deactivated_reason
 """
+
+# Removing a group deletes its managed_groups row only: what was sent there, its join requests,
+# member counts and kicks stay (no table references managed_groups), so its history remains
+# queryable and comes back into view if the group is registered again.
+SQL_REMOVE = "DELETE FROM managed_groups WHERE group_id = %s RETURNING group_id"
 
 # The bot was made an administrator: a new group starts in growth, active when the bot may invite
 # users (approve join requests). A known group follows the rule: no invite right deactivates it, the
@@ -259,19 +275,61 @@ async def _found(conn: AsyncConnection[Any], sql: str, params: Any) -> bool:
     return await cur.fetchone() is not None
 
 
+class Registered(NamedTuple):
+    inserted: bool
+    is_active: bool
+    deactivated_reason: str | None
+
+
 async def register(
     conn: AsyncConnection[Any],
     group_id: int,
     *,
     title: str = "",
     chat_type: str = "supergroup",
-    phase: str = "growth",
+    phase: str | None = None,
     admin_user_id: int | None = None,
     inactivity_days: int | None = None,
-) -> None:
-    """An operator registers a group (or changes those fields of a known one)."""
+    bot_can_invite: bool | None = None,
+) -> Registered:
+    """An operator registers a group (or updates a known one: what is None is kept). The caller has
+    checked the chat with Telegram (workers/group_check.py)."""
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     params = {"group_id": group_id, "title": title, "chat_type": chat_type, "phase": phase}
-    await conn.execute(SQL_REGISTER, {**params, "admin_user_id": admin_user_id, "inactivity_days": inactivity_days})
+    cur = await conn.execute(
+        SQL_REGISTER,
+        {
+            **params,
+            "admin_user_id": admin_user_id,
+            "inactivity_days": inactivity_days,
+            "bot_can_invite": bot_can_invite,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return Registered(bool(row[0]), bool(row[1]), row[2])
+
+
+async def remove(conn: AsyncConnection[Any], group_id: int) -> bool:
+    """Forget a managed group (its history stays, see SQL_REMOVE); False if there was none."""
+    return await _found(conn, SQL_REMOVE, (group_id,))
+
+
+async def request_registration(
+    conn: AsyncConnection[Any], group_id: int, *, title: str | None = None, phase: str | None = None
+) -> int:
+    """Ask the TGMS worker to check a chat with Telegram and register it (the control center's way to
+    add a group: it makes no Bot API calls itself). Returns the job id; the job fails, with the
+    reason as its error, when the bot cannot manage the chat."""
+    payload: dict[str, Any] = {"group_id": group_id}
+    if title:
+        payload["title"] = title
+    if phase is not None:
+        payload["phase"] = phase
+    job_id = await queue.enqueue(conn, REGISTER_JOB, payload, max_retries=2)
+    assert job_id is not None  # only a dedupe key can make enqueue return None
+    return job_id
 
 
 async def bot_promoted(

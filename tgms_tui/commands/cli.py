@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
@@ -37,7 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "point each bot's Telegram webhook at this server (--delete, --info)",
     ),
     "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
-    "groups": ("tgms_tui.commands.admin", "list or add managed groups"),
+    "groups": ("tgms_tui.commands.groups", "managed groups: list, add (checked with Telegram), set, remove"),
     "broadcast": ("tgms_tui.commands.broadcast", "send, list, show, edit or cancel broadcasts"),
     "ban": ("tgms_tui.commands.bans", "ban a user in every managed group (the fleet's ban list)"),
     "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
@@ -45,6 +46,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
     "jobs": ("tgms_tui.commands.jobs", "list, cancel (even while running) or retry jobs"),
 }
+
+
+def version() -> str:
+    """The installed package's version (a source checkout run without installing says so)."""
+    try:
+        return importlib.metadata.version("tgms")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _load(name: str) -> Subcommand:
@@ -55,6 +64,7 @@ def _load(name: str) -> Subcommand:
 
 def build_parser(selected: str | None) -> tuple[argparse.ArgumentParser, Subcommand | None]:
     parser = argparse.ArgumentParser(prog="tgms", description="TGMS: Telegram Group Management System.")
+    parser.add_argument("--version", action="version", version=f"tgms {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen: Subcommand | None = None
     for name, (_module, help_text) in SUBCOMMANDS.items():

@@ -36,6 +36,8 @@ from workers.telegram_errors import (
     redact,
 )
 
+from .set_webhook import WEBHOOK_PATHS, webhook_url_problem
+
 Level = Literal["OK", "WARN", "FAIL"]
 
 BOT_ROLES = {"main": "BOT_TOKEN", "tgms": "TGMS_BOT_TOKEN"}
@@ -43,6 +45,7 @@ BOT_ROLES = {"main": "BOT_TOKEN", "tgms": "TGMS_BOT_TOKEN"}
 RECENT_ERROR_SECONDS = 24 * 3600
 PENDING_UPDATES_WARN = 100
 GROUP_CHECK_CONCURRENCY = 4
+BASE_URL_NOTE = f"TGMS appends {WEBHOOK_PATHS['main']} and {WEBHOOK_PATHS['tgms']} itself"
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ async def diagnose(
     try:
         seen = await _pollers(url) if url is not None else None
         for role, client in bots.items():
+            if role == "main" and settings.bot_token == settings.tgms_bot_token:
+                continue  # one bot in both roles: its one webhook is the group bot's (checked next)
             await check_webhook(role, client, note, seen)
         group_bot = bots.get("tgms") or bots.get("main")
         if check_groups and url is not None and group_bot is not None:
@@ -344,7 +349,18 @@ async def check_webhook(
     if not url:
         check_polling(role, note, live, seen is not None)
         return
-    note("OK", subject, f"set to {_strip_userinfo(_strip_query(url))} (mode: webhook)")
+    shown = _strip_userinfo(_strip_query(url))
+    wrong = webhook_url_problem(url, role)
+    if wrong is not None:
+        problem, base = wrong
+        note(
+            "FAIL",
+            subject,
+            f"set to {shown} (mode: webhook): {problem}, so every delivery fails (404)",
+            f"run `tgms set-webhook --url {_strip_userinfo(base)}` ({BASE_URL_NOTE})",
+        )
+    else:
+        note("OK", subject, f"set to {shown} (mode: webhook)")
     if live:
         note(
             "WARN",
@@ -406,7 +422,8 @@ def check_polling(role: str, note: Note, live: list[pollers.PollerRow], known: b
             subject,
             "no webhook set, and no `tgms poll` running" + ("" if known else " (the database could not say)")
             + ": Telegram keeps this bot's updates (24 h) until one of them fetches them",
-            "run `tgms poll` (no public address needed), or `tgms set-webhook --url https://<your host>`",
+            "run `tgms poll` (no public address needed), or `tgms set-webhook --url https://<your host>` "
+            f"({BASE_URL_NOTE})",
         )  # fmt: skip
 
 
@@ -440,7 +457,13 @@ async def check_groups_rights(url: str, client: TelegramClient, note: Note) -> N
     active = [r for r in rows if r.is_active]
     inactive = len(rows) - len(active)
     if not rows:
-        note("WARN", "groups", "no managed groups yet", "add one with `tgms groups add` or from the TUI")
+        note(
+            "WARN",
+            "groups",
+            "no managed groups yet",
+            "make the group bot an administrator of a group (that registers it), or add one by id with "
+            "`tgms groups add ID` or `+` in the TUI's groups pane",
+        )
         return
     semaphore = asyncio.Semaphore(GROUP_CHECK_CONCURRENCY)
 

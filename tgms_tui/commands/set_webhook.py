@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from tgms_tui.backend.bootstrap import configure_logging
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
@@ -32,6 +32,7 @@ from workers.telegram_api import RetryAfter, TelegramClient, TelegramError
 T = TypeVar("T")
 
 WEBHOOK_PATHS = {"main": "/api/webhook", "tgms": "/api/webhook/tgms"}
+BOT_PATHS_LONGEST_FIRST = tuple(sorted(WEBHOOK_PATHS.values(), key=len, reverse=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,13 +61,49 @@ def webhook_url(base: str, bot: str) -> str:
     return base.rstrip("/") + WEBHOOK_PATHS[bot]
 
 
-def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
+def normalise_base_url(url: str) -> tuple[str, str | None]:
+    """The server's public base URL from what was typed, and a warning when it had to be changed.
+
+    `--url` is the base (https://host[:port][/prefix]): each bot's path is appended to it. A URL that
+    already ends in a bot path (`.../api/webhook`, `.../api/webhook/tgms`, even repeated) is cut back
+    to its base, with a warning, rather than becoming `.../api/webhook/api/webhook`, which Telegram
+    would accept and every delivery then answer 404. `tgms doctor` applies the same rule.
+    """
+    parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("--url", f"expected https://host[:port][/prefix], got {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError("--url", "must not carry a query or fragment (the bot paths are appended to it)")
-    return url
+    path = parts.path.rstrip("/")
+    base_path = path
+    while suffix := next((s for s in BOT_PATHS_LONGEST_FIRST if base_path.endswith(s)), None):
+        base_path = base_path[: -len(suffix)].rstrip("/")
+    base = urlunsplit((parts.scheme, parts.netloc, base_path, "", ""))
+    warning = None
+    if base_path != path:
+        warning = (
+            f"--url is the server's base URL (the bot paths are appended to it): using {base} instead of {url.strip()}"
+        )
+    return base, warning
+
+
+def webhook_url_problem(url: str, bot: str) -> tuple[str, str] | None:
+    """Why `url` (the webhook Telegram has for `bot`) is not where `tgms webhook` serves that bot,
+    with the base URL to give `tgms set-webhook --url`; None when it is right."""
+    parts = urlsplit(url)
+    expected = WEBHOOK_PATHS[bot]
+    path = parts.path
+    if not path.endswith(expected):
+        base_path = path
+    else:
+        base_path = path[: -len(expected)]
+        if not any(base_path.endswith(s) for s in BOT_PATHS_LONGEST_FIRST):
+            return None
+    try:
+        base, _warning = normalise_base_url(urlunsplit((parts.scheme, parts.netloc, base_path, "", "")))
+    except ConfigError:
+        base = "https://<your host>"
+    return f"its path is {parts.path or '/'}, but `tgms webhook` serves this bot at {base}{expected}", base
 
 
 def _selected(settings: Settings, which: str) -> dict[str, str]:
@@ -100,7 +137,7 @@ def _when(epoch: Any) -> str:
 async def _one_bot(bot: str, client: TelegramClient, args: argparse.Namespace, settings: Settings) -> list[str]:
     label = f"{bot} bot (id {client.bot_id})"
     if args.url:
-        target = webhook_url(args.url, bot)
+        target = webhook_url(normalise_base_url(args.url)[0], bot)
         await _with_flood_retry(
             lambda: client.set_webhook(
                 target,
@@ -138,15 +175,17 @@ async def _one_bot(bot: str, client: TelegramClient, args: argparse.Namespace, s
 async def configure_webhooks(settings: Settings, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """Run the chosen action for each selected bot; (lines to print, failures)."""
     tokens = _selected(settings, args.bot)
+    lines: list[str] = []
     if args.url:
-        _check_base_url(args.url)
+        _base, warning = normalise_base_url(args.url)
+        if warning:
+            lines.append(f"warning: {warning}")
         if not settings.webhook_secret:
             raise ConfigError(
                 "TGMS_WEBHOOK_SECRET", "is not set: `tgms webhook` would refuse the updates Telegram sends"
             )
         if args.max_connections is not None and not 1 <= args.max_connections <= 100:
             raise ConfigError("--max-connections", "must be between 1 and 100")
-    lines: list[str] = []
     failures: list[str] = []
     for bot, token in tokens.items():
         async with TelegramClient(token, api_base=settings.telegram_api_base) as client:
@@ -162,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.secrets())
     lines, failures = asyncio.run(configure_webhooks(settings, args))
     for line in lines:
-        print(line)
+        print(line, file=sys.stderr if line.startswith("warning: ") else sys.stdout)
     for failure in failures:
         print(f"tgms set-webhook: {failure}", file=sys.stderr)
     return 1 if failures else 0

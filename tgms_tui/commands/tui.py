@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from tgms_tui.backend.entrypoint import run_entry_point
+from tgms_tui.backend.entrypoint import Terminated, run_entry_point
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +45,32 @@ def run(args: argparse.Namespace) -> int:
 
     refresh = max(0.5, float(args.refresh))
     app = TGMSApp(url=url, settings=settings, read_only=bool(args.read_only), refresh_period=refresh)
-    app.run()
+    with _quit_on_sigterm(app):
+        app.run()
     return int(app.return_code or 0)
+
+
+@contextlib.contextmanager
+def _quit_on_sigterm(app: App[Any]) -> Iterator[None]:
+    """SIGTERM quits the app as `q` does (the terminal restored, the database released), exit 0.
+    The handler runs on the main thread, which is the app's event loop's: it hands the exit to the
+    loop rather than running it in the middle of whatever the loop was doing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # before the app started or after it ended
+            raise Terminated(signum) from None
+        loop.call_soon_threadsafe(app.exit)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log_to_file(path: Path, level: str, secrets: list[str]) -> None:

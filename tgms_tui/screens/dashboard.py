@@ -329,6 +329,7 @@ class DashboardScreen(Screen[None]):
             "set_phase": self._set_phase,
             "toggle_final": self._toggle_final,
             "refresh_members": self._refresh_members,
+            "add_group": self._add_group,
             "job_detail": self._job_detail,
             "retry_job": self._retry_job,
             "cancel_job": self._cancel_job,
@@ -359,6 +360,9 @@ class DashboardScreen(Screen[None]):
 
     async def _refresh_members(self, g: data.GroupRow) -> None:
         await group_ops.refresh_members(self.tgms, g)
+
+    async def _add_group(self, _item: None) -> None:
+        await group_ops.add_group(self.tgms)
 
     async def _job_detail(self, j: data.JobRow) -> None:
         await self.app.push_screen(JobDetailScreen(j.job_id))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 
-from tgms_tui.backend import group_actions
-from tgms_tui.backend.dashboard import GroupRow
+from tgms_tui.backend import group_actions, groups
+from tgms_tui.backend.dashboard import GroupRow, JobDetail, fetch_job
 from tgms_tui.widgets import format as fmt
 
+from .add_group import AddGroupScreen
 from .confirm import ConfirmScreen
 from .phase import PhaseScreen
 
@@ -74,3 +77,53 @@ async def refresh_members(app: TGMSApp, g: GroupRow) -> bool:
         return False
     app.notify(f"Member count refresh for {_label(g)} queued (job {job_id}).", timeout=3)
     return True
+
+
+# How long the add-group action waits for the TGMS worker's answer before leaving it to the Jobs pane.
+ADD_GROUP_WAIT = 30.0
+
+
+async def add_group(app: TGMSApp) -> bool:
+    """Ask for an id, confirm, queue the TGMS worker's check-and-register job and report its outcome:
+    the control center makes no Bot API calls itself."""
+    if app.refuse_if_read_only("adding a group"):
+        return False
+    group_id = await app.push_screen_wait(AddGroupScreen())
+    if group_id is None:
+        return False
+    question = (
+        f"Add group {group_id}?\n\nThe TGMS worker asks Telegram whether the bot is an administrator there "
+        "with 'Invite Users via Link', then registers the group with its title."
+    )
+    if not await app.push_screen_wait(ConfirmScreen(question, yes="Add", no="Cancel")):
+        return False
+    job_id = await app.attempt(lambda conn: groups.request_registration(conn, group_id), "Queueing the group check")
+    if job_id is None:
+        return False
+    app.notify(f"Checking group {group_id} with Telegram (job {job_id})…", timeout=3)
+    job = await _finished(app, job_id)
+    if job is not None and job.status == "done":
+        app.notify(f"Group {group_id} added.", timeout=5)
+        return True
+    if job is not None and job.status == "failed":
+        app.notify(f"Group {group_id} not added: {job.last_error}", severity="error", timeout=15)
+        return False
+    detail = f" (last error: {job.last_error})" if job is not None and job.last_error else ""
+    app.notify(
+        f"Job {job_id} is still {job.status if job else 'unknown'}{detail}: is the TGMS worker running? "
+        "The Jobs pane shows how it ends.",
+        severity="warning",
+        timeout=15,
+    )
+    return False
+
+
+async def _finished(app: TGMSApp, job_id: int) -> JobDetail | None:
+    deadline = time.monotonic() + ADD_GROUP_WAIT
+    job: JobDetail | None = None
+    while time.monotonic() < deadline:
+        job = await app.attempt(lambda conn: fetch_job(conn, job_id), "Reading the group check") or job
+        if job is not None and job.status in ("done", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.5)
+    return job

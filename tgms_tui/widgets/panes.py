@@ -88,6 +88,7 @@ class GroupsTable(ActionTable):
         Binding("P", "set_phase", "Phase"),
         Binding("f", "toggle_final", "Final"),
         Binding("r", "refresh_members", "Count"),
+        Binding("plus", "add_group", "Add", key_display="+"),
         Binding("u", "clear_marks", "Unmark all", show=False),
     ]
 
@@ -148,6 +149,9 @@ class GroupsTable(ActionTable):
 
     def action_refresh_members(self) -> None:
         self.request("refresh_members")
+
+    def action_add_group(self) -> None:
+        self.post_message(PaneAction("add_group", None))  # needs no row: the pane may be empty
 
     def action_mark(self) -> None:
         g = self.cursor_item
