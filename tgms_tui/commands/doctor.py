@@ -356,7 +356,7 @@ async def check_webhook(
         note(
             "FAIL",
             subject,
-            f"set to {shown} (mode: webhook): {problem}, so every delivery fails (404)",
+            f"set to {shown}: {problem}, so every delivery fails (404) (mode: webhook)",
             f"run `tgms set-webhook --url {_strip_userinfo(base)}` ({BASE_URL_NOTE})",
         )
     else:
