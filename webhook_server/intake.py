@@ -222,10 +222,11 @@ class UpdateIntake:
         """Store `keys` with one statement; the keys that were new. Retries once on a broken
         connection (after a PostgreSQL restart the writer still holds a dead one): safe, because a
         batch that did commit comes back as duplicates."""
+        # The update goes first and our keys after it: jsonb keeps the last of duplicate keys, so even
+        # a body that got past updates._single_object could not override bot, update_id or type.
         rows = ",".join(
-            f'{{"bot":{_json_string(bot)},"update_id":{update_id},'
-            f'"update_type":{_json_string(first[bot, update_id].update.update_type)},'
-            f'"update":{first[bot, update_id].update.json_text}}}'
+            f'{{"update":{first[bot, update_id].update.json_text},"bot":{_json_string(bot)},'
+            f'"update_id":{update_id},"update_type":{_json_string(first[bot, update_id].update.update_type)}}}'
             for bot, update_id in keys
         )
         param = f"[{rows}]"
