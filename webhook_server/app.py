@@ -4,7 +4,7 @@ Routes:
 - POST /api/webhook         updates of the main bot (BOT_TOKEN)
 - POST /api/webhook/tgms    updates of the group-management bot (TGMS_BOT_TOKEN)
 - POST /api/tgms/send       admin broadcast (x-api-key)
-- GET  /healthz /readyz /metrics
+- GET  /healthz /readyz /metrics   (behind TGMS_METRICS_ALLOW_NETWORKS when set)
 
 Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
 the job records it so the worker answers with the right bot. Without a secret anyone who finds the URL
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from tgms_tui.backend.db import database_url, open_pool
 
+from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .admin import AdminSend
 from .intake import UpdateIntake
 from .runtime import Runtime
@@ -58,6 +59,21 @@ class WebhookApp(Starlette):
                 await endpoint(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+def allow_listed(
+    endpoint: Callable[[Request], Awaitable[Response]], allow: SourceAllowList
+) -> Callable[[Request], Awaitable[Response]]:
+    """`endpoint`, answering 403 to clients outside `allow` (an empty list: everyone is allowed)."""
+    if not allow:
+        return endpoint
+
+    async def guarded(request: Request) -> Response:
+        if not allow.allows(client_host(request.scope)):
+            return JSONResponse({"detail": NOT_ALLOWED}, status_code=403)
+        return await endpoint(request)
+
+    return guarded
 
 
 def create_app(
@@ -118,6 +134,7 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    monitors = SourceAllowList(settings.metrics_allow_networks)
     secret = settings.webhook_secret
     telegram = {
         "/api/webhook": TelegramWebhook("main", secret, runtime),
@@ -130,9 +147,9 @@ def create_app(
             AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks).handle,
             methods=["POST"],
         ),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/healthz", allow_listed(healthz, monitors)),
+        Route("/readyz", allow_listed(readyz, monitors)),
+        Route("/metrics", allow_listed(metrics, monitors)),
     ]
     app = WebhookApp(routes=routes, lifespan=lifespan, fast_paths=dict(telegram))
     app.state.runtime = runtime

@@ -1,4 +1,11 @@
-"""`tgms webhook` / `python -m webhook_server`: serve the webhook and admin API under uvicorn."""
+"""`tgms webhook` / `python -m webhook_server`: serve the webhook and admin API under uvicorn.
+
+Start-up refuses what would make the server unsafe to expose: no webhook secret (unless asked for
+explicitly), and a wildcard proxy trust (`*`) together with a source allow-list (access.py says why).
+Slow clients are bounded by slow_clients.py (whole request within `--request-timeout`, headers within
+64 KiB) and by uvicorn's `limit_concurrency` (connections plus requests in progress; beyond it new
+requests are answered 503 at once).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,13 @@ import os
 import uvicorn
 
 from tgms_tui.backend.bootstrap import prepare
-from tgms_tui.backend.config import ConfigError
+from tgms_tui.backend.config import ConfigError, load_settings, proxy_addresses
 
+from .access import check_proxy_trust
 from .app import INSECURE_ENV, create_app
+from .slow_clients import DEFAULT_MAX_HEADER_BYTES, REQUEST_TIMEOUT_ENV, DeadlineHttpToolsProtocol
+
+KEEP_ALIVE_SECONDS = 5  # uvicorn's default; Telegram reuses its connections well within it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--forwarded-allow-ips",
         default=None,
         metavar="IPS",
-        help="trust X-Forwarded-For from these proxy addresses (comma-separated, or '*'); "
-        "needed behind a reverse proxy for the TGMS_ADMIN_ALLOW_NETWORKS allow-list. "
-        "Default: proxy headers are ignored",
+        help="addresses or networks of the reverse proxies whose X-Forwarded-For is believed "
+        "(comma-separated; default FORWARDED_ALLOW_IPS, else none: proxy headers are ignored). "
+        "The client is the right-most address in X-Forwarded-For that is not one of them. "
+        "'*' is refused together with TGMS_ADMIN_ALLOW_NETWORKS or TGMS_METRICS_ALLOW_NETWORKS",
+    )
+    parser.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections plus requests in progress per process before new requests get 503 "
+        "(default TGMS_WEBHOOK_LIMIT_CONCURRENCY, else 1000)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="time a client has to send a whole request (headers and body) before it is disconnected "
+        "(default TGMS_WEBHOOK_REQUEST_TIMEOUT, else 10)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (costly at high rates)")
     parser.add_argument(
@@ -36,14 +64,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers", "must be >= 1")
-    settings, url = prepare()  # settings, logging with redaction, database, migrations
+    settings = load_settings()
+    # Checked before the database is touched: a refused configuration costs nothing.
+    if args.forwarded_allow_ips is not None:
+        proxies = proxy_addresses("--forwarded-allow-ips", args.forwarded_allow_ips)
+    else:
+        proxies = settings.forwarded_allow_ips
+    check_proxy_trust(settings, proxies)
+    limit = settings.webhook_limit_concurrency if args.limit_concurrency is None else args.limit_concurrency
+    if limit < 1:
+        raise ConfigError("--limit-concurrency", "must be >= 1")
+    timeout = settings.webhook_request_timeout if args.request_timeout is None else args.request_timeout
+    if not timeout > 0:
+        raise ConfigError("--request-timeout", "must be > 0")
+    settings, url = prepare(settings)  # logging with redaction, database, migrations
+    # The protocol reads its deadline from the environment: uvicorn's worker processes inherit it.
+    os.environ[REQUEST_TIMEOUT_ENV] = repr(float(timeout))
     options = {
         "host": args.host,
         "port": args.port,
         "log_config": None,  # keep our logging (secrets redacted) instead of uvicorn's
         "access_log": args.access_log,
-        "proxy_headers": args.forwarded_allow_ips is not None,
-        "forwarded_allow_ips": args.forwarded_allow_ips,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": list(proxies) or None,
+        "http": DeadlineHttpToolsProtocol,
+        "limit_concurrency": limit,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "h11_max_incomplete_event_size": DEFAULT_MAX_HEADER_BYTES,  # only if h11 were used; see slow_clients
         "timeout_graceful_shutdown": 10,
         "log_level": settings.log_level.lower(),
     }

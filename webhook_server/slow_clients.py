@@ -1,0 +1,123 @@
+"""uvicorn's HTTP protocol with a deadline for receiving each request, and a bound on its header size.
+
+uvicorn times out only idle keep-alive connections, and any byte received cancels that timer: a
+client that opens connections and trickles its headers, or a body, a byte at a time keeps each one
+open for as long as it likes, and with them the server's connection slots (`--limit-concurrency`)
+and file descriptors. ASGI middleware cannot help: the app is called only once the headers are in.
+
+So the protocol itself arms a timer when a connection opens and when a request's first byte arrives,
+and disarms it once the request is completely received (headers and body): a client that has not
+sent a whole request within the timeout is disconnected (the app, if it was reading the body, sees a
+disconnect). The response is never timed: a request waiting for the database keeps its connection.
+httptools has no header size limit of its own (h11 has `h11_max_incomplete_event_size`), so the
+headers of a request are also bounded here, with the same limit (431 and close beyond it).
+
+The settings reach the protocol through the environment (`REQUEST_TIMEOUT_ENV`, `MAX_HEADER_BYTES_ENV`),
+set by `tgms webhook`, because uvicorn's worker processes (`--workers N`) get only its own Config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_ENV = "TGMS_WEBHOOK_REQUEST_TIMEOUT"
+MAX_HEADER_BYTES_ENV = "TGMS_WEBHOOK_MAX_HEADER_BYTES"
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+
+_TOO_LARGE_BODY = b"request headers too large"
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+)
+
+
+class Counters:
+    """Process-wide counts for /metrics (the protocol has no access to the app's runtime)."""
+
+    timed_out = 0
+    headers_too_large = 0
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol whose requests must arrive whole within a deadline (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_timeout = _env_number(REQUEST_TIMEOUT_ENV, DEFAULT_REQUEST_TIMEOUT)
+        self._max_header_bytes = int(_env_number(MAX_HEADER_BYTES_ENV, DEFAULT_MAX_HEADER_BYTES))
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_headers = True  # bytes received now belong to a request's head
+        self._began = False  # a request began in the chunk being parsed
+        self._header_bytes = 0
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self._request_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        Counters.timed_out += 1
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+        log.info("closed a connection from %s: no whole request within %gs", client, self._request_timeout)
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is timed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._began = False
+        super().data_received(data)
+        # Counted after parsing: a chunk that completed the headers is not counted (it may carry a
+        # large body), nor is one in which a new request began (it may end the previous one), so the
+        # bound is the limit plus at most one read.
+        if self._in_headers and not self._began:
+            self._header_bytes += len(data)
+            if self._header_bytes > self._max_header_bytes and not self.transport.is_closing():
+                Counters.headers_too_large += 1
+                self._disarm()
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+
+    # httptools parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = self._began = True
+        self._header_bytes = 0
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
