@@ -9,7 +9,7 @@ CREATE TABLE idempotency_keys (
     key          text        NOT NULL,  -- the client's Idempotency-Key header
     request_hash text        NOT NULL,  -- SHA-256 of the request body, hex
     status_code  integer,               -- the answer given (set in the same transaction)
-    response     jsonb,
+    response     text,                  -- its JSON body as sent, so a replay is byte for byte the same
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (scope, key)
 );

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from tgms_tui.backend.broadcasts import create_broadcast
 from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
@@ -89,7 +89,7 @@ class AdminSend:
     def allowed(self, host: str | None) -> bool:
         return self._gate.allowed(host)
 
-    async def handle(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> Response:
         if (refused := self._gate.check(request)) is not None:
             return refused
         if (bad_key := self._once.key_problem(request)) is not None:

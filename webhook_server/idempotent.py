@@ -23,7 +23,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from tgms_tui.backend import idempotency
 
@@ -68,7 +68,7 @@ class Once:
 
     async def respond(
         self, request: Request, body: bytes, work: Work, on_commit: Callable[[dict[str, Any]], None] | None = None
-    ) -> JSONResponse:
+    ) -> Response:
         """Run `work(conn)` in a transaction, at most once per key; its answer, or the stored one.
         `on_commit(body)` runs after a fresh (not replayed) answer committed: metrics, logs."""
         if (problem := self.key_problem(request)) is not None:
@@ -85,15 +85,19 @@ class Once:
                                 422, "invalid", f"{HEADER} was already used for a different request body", field=HEADER
                             )
                         self._metrics.idempotent_replays[self._route] += 1
-                        return JSONResponse(
-                            stored.response, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"}
+                        return Response(
+                            stored.response.encode(),
+                            status_code=stored.status_code,
+                            headers={REPLAYED_HEADER: "true"},
+                            media_type="application/json",
                         )
                 status, answer = await work(conn)
+                response = JSONResponse(answer, status_code=status)
                 if key is not None:
-                    await idempotency.record(conn, self._scope, key, status, answer)
+                    await idempotency.record(conn, self._scope, key, status, bytes(response.body).decode())
         except (psycopg.OperationalError, PoolTimeout, NotStarted) as exc:
             log.warning("%s not done: %s", self._scope, type(exc).__name__)
             return self._reject(503, "unavailable", "database unavailable, retry later")
         if on_commit is not None:
             on_commit(answer)
-        return JSONResponse(answer, status_code=status)
+        return response

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 KEPT_SECONDS = 48 * 3600  # promised: at least 24 h
 
@@ -39,7 +38,7 @@ class StoredResult:
 
     request_hash: str
     status_code: int
-    response: Any
+    response: str  # the JSON body as it was sent
 
 
 async def claim(conn: AsyncConnection[Any], scope: str, key: str, request_hash: str) -> StoredResult | None:
@@ -56,12 +55,13 @@ async def claim(conn: AsyncConnection[Any], scope: str, key: str, request_hash: 
     request_hash_stored, status_code, response = row
     if status_code is None:  # a row committed without its answer: never written by `record`'s callers
         raise LookupError(f"idempotency key {key!r} has no stored result")
-    return StoredResult(request_hash_stored, int(status_code), response)
+    return StoredResult(request_hash_stored, int(status_code), str(response))
 
 
-async def record(conn: AsyncConnection[Any], scope: str, key: str, status_code: int, response: Any) -> None:
-    """Store the answer of the request that claimed `key` (same transaction as the claim)."""
-    await conn.execute(SQL_RECORD, (status_code, Jsonb(response), scope, key))
+async def record(conn: AsyncConnection[Any], scope: str, key: str, status_code: int, response: str) -> None:
+    """Store the answer (its JSON body as sent) of the request that claimed `key`, in the claim's
+    transaction."""
+    await conn.execute(SQL_RECORD, (status_code, response, scope, key))
 
 
 async def prune(conn: AsyncConnection[Any], older_than_seconds: float = KEPT_SECONDS) -> int:
