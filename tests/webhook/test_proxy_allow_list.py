@@ -60,7 +60,9 @@ async def test_behind_a_listed_proxy_the_right_most_untrusted_address_is_checked
         httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client,
     ):
         cases = {
-            "the finding: spoofed left-most, proxy right-most": ("10.9.9.9, 127.0.0.1", 200),
+            # The finding's header, now from a listed proxy: 127.0.0.1 vouches that it got the request
+            # from 10.9.9.9, and a listed proxy is believed (only a listed one is).
+            "the finding's header from a listed proxy": ("10.9.9.9, 127.0.0.1", 200),
             "spoofed left-most, real client right-most": ("10.9.9.9, 192.0.2.7", 403),
             "client inside the list, forwarded by the proxy": ("192.0.2.7, 10.9.9.9", 200),
             "no header: the proxy itself": (None, 403),
