@@ -121,3 +121,13 @@ async def test_limit_concurrency_answers_503_until_slow_connections_are_cut(db_u
         finally:
             for _, writer in idle:
                 writer.close()
+
+
+async def test_the_deadline_reaches_every_worker_process(db_url: str, tmp_path: Path) -> None:
+    """With --workers N uvicorn spawns new interpreters: the protocol and its timeout must reach them."""
+    with webhook_process(db_url, tmp_path, "--workers", "2", "--request-timeout", str(TIMEOUT)) as server:
+        open_for = await asyncio.gather(*(_trickle(server.port, b"", b"") for _ in range(6)))
+        assert all(TIMEOUT * 0.9 <= s < BOUND for s in open_for), open_for
+        update = UPDATE.replace('"update_id": 1', '"update_id": 2')
+        async with httpx.AsyncClient(base_url=server.url, timeout=10, trust_env=False) as client:
+            assert (await client.post("/api/webhook", content=update, headers=SECRET_HEADERS)).status_code == 200
