@@ -128,7 +128,7 @@ async def test_webhook_bodies_cannot_reach_outside_their_update(
         f"update_id first) with braces, brackets, quotes and backslashes in their strings, and each of them again "
         f"with one of {len(SUFFIXES)} continuations after its closing brace (extra payload keys for the other bot "
         "and a join-request type, a string `update`, a second object, a second payload, a replaced update, a stray "
-        "bracket), all at once so they share group commits",
+        "bracket), all at once so they share group commits, then each spliced one alone",
         checked="every spliced body 400, every honest one 200; the stored jobs are exactly the honest updates: "
         "payload keys exactly bot/update_id/update_type/update, bot from the route, type the update's own key, "
         "update the object sent, job type from that type",
@@ -151,8 +151,12 @@ async def test_webhook_bodies_cannot_reach_outside_their_update(
             sends = [client.post(route, content=body) for (route, _), body in honest.items()]
             sends += [client.post(route, content=body) for route, body in spliced]
             answers = await asyncio.gather(*sends)
+            # Then each spliced body alone: in a batch of its own no other body's refusal can make
+            # PostgreSQL refuse the batch, so it is the body's own check that must stop it.
+            alone = [await client.post(route, content=body) for route, body in spliced]
     assert [a.status_code for a in answers[: len(honest)]] == [200] * len(honest)
     assert [a.status_code for a in answers[len(honest) :]] == [400] * len(spliced)
+    assert [a.status_code for a in alone] == [400] * len(spliced)
 
     stored = _rows(
         db_url, "SELECT w.bot, w.update_id, j.job_type, j.payload FROM webhook_updates w JOIN jobs j USING (job_id)"
