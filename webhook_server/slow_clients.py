@@ -56,7 +56,12 @@ def _env_number(name: str, default: float) -> float:
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol whose requests must arrive whole within a deadline (module docstring)."""
+    """HttpToolsProtocol whose requests must arrive whole within a deadline (module docstring).
+
+    Only `data_received` is overridden (with connection_made/lost): after each chunk is parsed, the
+    request's state is read from what uvicorn keeps anyway (a new `scope` per request begun, a `cycle`
+    per request whose headers are in, `more_body` until its body is). Overriding the parser's
+    per-request callbacks as well cost about a microsecond per request more, measured."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,8 +69,6 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self._max_header_bytes = int(_env_number(MAX_HEADER_BYTES_ENV, DEFAULT_MAX_HEADER_BYTES))
         self._deadline: float | None = None  # loop time by which the request must be in; None: not timed
         self._timer: asyncio.TimerHandle | None = None
-        self._in_headers = True  # bytes received now belong to a request's head
-        self._began = False  # a request began in the chunk being parsed
         self._header_bytes = 0
 
     # Arming and disarming only set a time: a timer per request (call_later + cancel) cost more than
@@ -76,9 +79,6 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             self._deadline = self.loop.time() + self._request_timeout
             if self._timer is None:
                 self._timer = self.loop.call_later(self._request_timeout, self._check)
-
-    def _disarm(self) -> None:
-        self._deadline = None
 
     def _check(self) -> None:
         self._timer = None
@@ -99,37 +99,33 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self._arm()  # a connection that never sends a byte is timed too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._began = False
+        scope_before = self.scope
         super().data_received(data)
-        # Counted after parsing: a chunk that completed the headers is not counted (it may carry a
-        # large body), nor is one in which a new request began (it may end the previous one), so the
-        # bound is the limit plus at most one read.
-        if self._in_headers and not self._began:
+        scope, cycle = self.scope, self.cycle
+        if scope is None:  # not even a request line yet (the connection's own deadline runs)
             self._header_bytes += len(data)
-            if self._header_bytes > self._max_header_bytes and not self.transport.is_closing():
-                Counters.headers_too_large += 1
-                self._disarm()
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
-
-    # httptools parser callbacks
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_headers = self._began = True
-        self._header_bytes = 0
-        self._arm()
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._disarm()
+        elif cycle is not None and cycle.scope is scope:  # the current request's headers are in
+            if cycle.more_body:
+                self._arm()
+            else:
+                self._deadline = None  # received whole: the response is not timed
+            return
+        else:  # a request's head, still incomplete
+            self._arm()
+            if scope is not scope_before:  # begun in this chunk, which may end the previous request
+                self._header_bytes = 0
+                return
+            self._header_bytes += len(data)
+        # So the bound is the limit plus at most one read.
+        if self._header_bytes > self._max_header_bytes and not self.transport.is_closing():
+            Counters.headers_too_large += 1
+            self._deadline = None
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
