@@ -24,6 +24,7 @@ PINNED = {
     "014_bans_and_links.sql": "6a2defc1388c9a2d0fd9c8f0ff3fb86c1213f26f6a84fa26c46ebadc80f2e32d",
     "008_worker_watchdog.sql": "4f170f531996471fa0084b7690fecc4303f96cec491fc3e53cc9d29e1977572a",
     "007_broadcast_actions.sql": "53ce4eb40a31a0f11edaa3beb1e24795d38d067c3c08edbfa0465455e95622f4",
+    "009_idempotency_keys.sql": "402e039075ff0ac6772807f9a5fd531f2bdd485e85b2838a8766add2e84fe531",
 }
 
 

@@ -2,45 +2,49 @@
 
 Checks, in order: source network (optional allow-list, 403), `x-api-key` in constant time (401),
 body (400 when not JSON, 413 when huge, 422 naming the field Telegram would reject), then the broadcast
-row and its job commit in one transaction (`create_broadcast`). Outsiders learn nothing about the key
-(the allow-list is checked first) nor about the groups.
+row and its job commit in one transaction (`create_broadcast`), once per `Idempotency-Key` (idempotent.py).
+Outsiders learn nothing about the key (the allow-list is checked first) nor about the groups.
+
+The pieces are separate so that every admin endpoint shares them: `AdminGate.check` (allow-list and
+key), `AdminGate.read_body` (size-limited) and `Once.respond` (the idempotent transaction).
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-import psycopg
-from psycopg_pool import PoolTimeout
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from psycopg import AsyncConnection
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 
 from tgms_tui.backend.broadcasts import create_broadcast
-from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
+from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
 
-from .runtime import NotStarted, Runtime
+from .access import NOT_ALLOWED, SourceAllowList, client_host
+from .idempotent import Once
+from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 ROUTE = "admin_send"
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+class AdminGate:
+    """What every admin endpoint checks before its own work: the source allow-list, then the key."""
 
-class AdminSend:
-    def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str]) -> None:
-        self._runtime = runtime
+    def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str], route: str) -> None:
         self._key = api_key.encode() if api_key else None
-        self._networks: list[Network] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+        self._allow = SourceAllowList(allow_networks)
         self._metrics = runtime.metrics
+        self.route = route
 
-    def _reject(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
-        self._metrics.rejected[(ROUTE, reason)] += 1
+    def reject(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
+        self._metrics.rejected[(self.route, reason)] += 1
         body: dict[str, object] = {"detail": detail}
         if field is not None:
             body["field"] = field
@@ -48,63 +52,89 @@ class AdminSend:
         return JSONResponse(body, status_code=status, headers=headers)
 
     def allowed(self, host: str | None) -> bool:
-        if not self._networks:
-            return True
-        if host is None:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in self._networks)
+        return self._allow.allows(host)
 
-    def refusal(self, request: Request) -> JSONResponse | None:
-        """The admin API's gate, shared by every admin route: the 403 / 401 answer, or None to go on."""
-        client = request.client.host if request.client else None
-        if not self.allowed(client):
-            return self._reject(403, "not_allowed", "source address not allowed")
+    def check(self, request: Request) -> JSONResponse | None:
+        """The refusal to answer (403 source, 401 key), or None to go on."""
+        if not self._allow.allows(client_host(request.scope)):
+            return self.reject(403, "not_allowed", NOT_ALLOWED)
         given = request.headers.get("x-api-key", "").encode()
         if self._key is None or not hmac.compare_digest(given, self._key):
             detail = "missing or wrong x-api-key" if self._key else "admin API disabled: ADMIN_API_KEY is not set"
-            return self._reject(401, "unauthorized", detail)
+            return self.reject(401, "unauthorized", detail)
         return None
 
-    async def handle(self, request: Request) -> JSONResponse:
-        client = request.client.host if request.client else None
-        refused = self.refusal(request)
-        if refused is not None:
-            return refused
+    async def read_body(self, request: Request) -> bytes | JSONResponse:
+        """The body, or the 413 for one over MAX_BODY_BYTES (declared or streamed)."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return self._reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+            return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
         raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                return self._reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            data = json.loads(bytes(raw))
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        except ClientDisconnect:  # gone (or cut off by the request timeout): nobody reads the answer
+            return JSONResponse({"detail": "client disconnected"}, status_code=400)
+        return bytes(raw)
+
+
+class AdminSend:
+    def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str]) -> None:
+        self._gate = AdminGate(runtime, api_key, allow_networks, ROUTE)
+        self._once = Once(runtime, route=ROUTE, scope="POST /api/tgms/send")
+        self._metrics = runtime.metrics
+
+    def allowed(self, host: str | None) -> bool:
+        return self._gate.allowed(host)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """The gate's answer (403 / 401) for every admin route that shares this one's key and list."""
+        return self._gate.check(request)
+
+    def _reject(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
+        return self._gate.reject(status, reason, detail, field)
+
+    async def handle(self, request: Request) -> Response:
+        if (refused := self._gate.check(request)) is not None:
+            return refused
+        if (bad_key := self._once.key_problem(request)) is not None:
+            return bad_key
+        raw = await self._gate.read_body(request)
+        if isinstance(raw, JSONResponse):
+            return raw
+        try:
+            data = json.loads(raw)
         except (ValueError, RecursionError):
-            return self._reject(400, "malformed_json", "body is not valid JSON", field="body")
+            return self._gate.reject(400, "malformed_json", "body is not valid JSON", field="body")
         if not isinstance(data, dict):
-            return self._reject(422, "invalid", "body must be a JSON object", field="body")
+            return self._gate.reject(422, "invalid", "body must be a JSON object", field="body")
         try:
             req = validate_broadcast(data)
         except ValidationError as exc:
-            return self._reject(422, "invalid", exc.message, field=exc.field)
+            return self._gate.reject(422, "invalid", exc.message, field=exc.field)
+        client = client_host(request.scope)
+        return await self._once.respond(
+            request,
+            raw,
+            lambda conn: self._create(conn, req, client),
+            on_commit=lambda answer: self._created(answer, client),
+        )
+
+    async def _create(
+        self, conn: AsyncConnection[Any], req: BroadcastRequest, client: str | None
+    ) -> tuple[int, dict[str, Any]]:
         try:
-            async with self._runtime.require_pool().connection(timeout=5.0) as conn:
-                broadcast_id, groups = await create_broadcast(conn, req, created_by=f"api:{client or '?'}")
+            broadcast_id, groups = await create_broadcast(conn, req, created_by=f"api:{client or '?'}")
         except ValidationError as exc:  # what needs the database: the groups, the debug code's length
-            return self._reject(422, "invalid", exc.message, field=exc.field)
-        except (psycopg.OperationalError, PoolTimeout, NotStarted) as exc:
-            log.warning("broadcast not stored: %s", type(exc).__name__)
-            return self._reject(503, "unavailable", "database unavailable, retry later")
+            self._metrics.rejected[(ROUTE, "invalid")] += 1
+            return 422, {"detail": exc.message, "field": exc.field}
+        return 200, {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+
+    def _created(self, answer: dict[str, Any], client: str | None) -> None:
+        if "broadcast_id" not in answer:
+            return  # refused inside the transaction (422): nothing was created
         self._metrics.broadcasts_created += 1
         self._metrics.jobs_enqueued["tgms_send_to_groups"] += 1
-        log.info("broadcast %d enqueued for %d group(s) by %s", broadcast_id, groups, client)
-        return JSONResponse(
-            {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
-        )
+        log.info("broadcast %d enqueued for %d group(s) by %s", answer["broadcast_id"], answer["groups"], client)

@@ -6,7 +6,7 @@ Routes:
 - POST /api/tgms/send       admin broadcast (x-api-key)
 - /api/tgms/bans[/{user}]   the fleet's ban list (x-api-key; bans_api.py)
 - GET  /api/tgms/broadcasts[/{id}], POST /api/tgms/broadcasts/{id}/cancel|edit   (admin_broadcasts.py)
-- GET  /healthz /readyz /metrics
+- GET  /healthz /readyz /metrics   (behind TGMS_METRICS_ALLOW_NETWORKS when set)
 
 Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
 the job records it so the worker answers with the right bot. Without a secret anyone who finds the URL
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from tgms_tui.backend.db import database_url, open_pool
 
 from . import admin_broadcasts
+from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .admin import AdminSend
 from .bans_api import AdminBans
 from .intake import UpdateIntake
@@ -72,6 +73,21 @@ def require_secret(settings: Settings, *, allow_insecure: bool = False) -> None:
             "is not set; the webhook would accept updates from anyone "
             "(set it, or pass --insecure-no-secret for local experiments only)",
         )
+
+
+def allow_listed(
+    endpoint: Callable[[Request], Awaitable[Response]], allow: SourceAllowList
+) -> Callable[[Request], Awaitable[Response]]:
+    """`endpoint`, answering 403 to clients outside `allow` (an empty list: everyone is allowed)."""
+    if not allow:
+        return endpoint
+
+    async def guarded(request: Request) -> Response:
+        if not allow.allows(client_host(request.scope)):
+            return JSONResponse({"detail": NOT_ALLOWED}, status_code=403)
+        return await endpoint(request)
+
+    return guarded
 
 
 def create_app(
@@ -133,14 +149,15 @@ def create_app(
         "/api/webhook/tgms": TelegramWebhook("tgms", secret, runtime),
     }
     admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks)
+    monitors = SourceAllowList(settings.metrics_allow_networks)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
         Route("/api/tgms/send", admin.handle, methods=["POST"]),
         *admin_broadcasts.routes(runtime, admin),
         *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/healthz", allow_listed(healthz, monitors)),
+        Route("/readyz", allow_listed(readyz, monitors)),
+        Route("/metrics", allow_listed(metrics, monitors)),
     ]
     app = WebhookApp(routes=routes, lifespan=lifespan, fast_paths=dict(telegram))
     app.state.runtime = runtime

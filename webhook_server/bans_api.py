@@ -26,7 +26,6 @@ from tgms_tui.backend import bans
 
 from .admin import AdminSend
 from .runtime import NotStarted, Runtime
-from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,7 @@ class AdminBans(AdminSend):
 
     def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Any) -> None:
         super().__init__(runtime, api_key, allow_networks)
+        self._runtime = runtime
 
     def routes(self) -> list[Route]:
         return [
@@ -44,13 +44,11 @@ class AdminBans(AdminSend):
         ]
 
     async def _body(self, request: Request) -> dict[str, Any] | JSONResponse:
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                return self._reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await self._gate.read_body(request)
+        if isinstance(raw, JSONResponse):
+            return raw
         try:
-            data = json.loads(bytes(raw))
+            data = json.loads(raw)
         except (ValueError, RecursionError):
             return self._reject(400, "malformed_json", "body is not valid JSON", field="body")
         if not isinstance(data, dict):

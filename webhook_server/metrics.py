@@ -11,6 +11,8 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 
+from .slow_clients import Counters as ConnectionCounters
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
@@ -38,6 +40,7 @@ class WebhookMetrics:
         self.rejected: defaultdict[tuple[str, str], int] = defaultdict(int)  # (route, reason)
         self.jobs_enqueued: defaultdict[str, int] = defaultdict(int)  # job_type
         self.broadcasts_created = 0
+        self.idempotent_replays: defaultdict[str, int] = defaultdict(int)  # route
         self.batch_commits = 0
         self.batch_failures = 0
         self.latency: dict[str, Histogram] = {}
@@ -80,6 +83,21 @@ class WebhookMetrics:
             "tgms_webhook_broadcasts_created_total",
             "Broadcasts created through the admin API.",
             [({}, self.broadcasts_created)],
+        )
+        _counter(
+            out,
+            "tgms_webhook_idempotent_replays_total",
+            "Admin requests answered with the stored result of an earlier one (same Idempotency-Key).",
+            (({"route": r}, v) for r, v in sorted(self.idempotent_replays.items())),
+        )
+        _counter(
+            out,
+            "tgms_webhook_connections_closed_total",
+            "Connections closed by the server for a slow or oversized request (this process).",
+            [
+                ({"reason": "request_timeout"}, ConnectionCounters.timed_out),
+                ({"reason": "headers_too_large"}, ConnectionCounters.headers_too_large),
+            ],
         )
         _counter(
             out, "tgms_webhook_batch_commits_total", "Group-commit transactions committed.", [({}, self.batch_commits)]

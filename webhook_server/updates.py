@@ -57,6 +57,44 @@ class ParsedUpdate(NamedTuple):  # a NamedTuple: built for every update, 3x chea
 
 # `{"update_id":N,"<type>":{` with N a JSON integer; the type key without escapes.
 _TELEGRAM_HEAD = re.compile(rb'\{"update_id":(-?(?:0|[1-9][0-9]{0,18})),"([^"\\]{1,64})":\{')
+# For a body's skeleton (bytes.translate): square brackets become braces, everything but quotes and
+# brackets is deleted.
+_BRACKETS_AS_BRACES = bytes.maketrans(b"[]", b"{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"{}[]')
+
+
+def _single_object(body: bytes) -> bool:
+    """Whether `body` (starting with `{`, no \\u escape) is ONE object, its first brace closed by its
+    last byte, with at most MAX_DEPTH brackets outside strings (a cheap bound on its depth). The
+    intake splices an unchecked body into a larger JSON text as the value of "update", so anything
+    after that closing brace (`},"bot":"tgms"`, `}{...`, `},{...`) would become keys or elements of
+    the payload around it.
+
+    Byte operations only (C speed; this runs for every update): escaped backslashes, then escaped
+    quotes are removed, which leaves every quote a string delimiter; of the quotes and brackets left
+    the strings are dropped; the brackets between the first and the last byte must then nest. Bracket
+    kinds are not told apart: a body whose kinds do not match is not JSON, and PostgreSQL refuses it."""
+    if body[-1:] != b"}":
+        return False
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Strings without brackets inside (nearly all) become `""` and go in one replace: scanning from
+    # the left, an opening quote is removed with the next byte only if that is its closing quote.
+    skeleton = body.translate(_BRACKETS_AS_BRACES, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in skeleton:  # some string holds a bracket: drop what lies between quote pairs
+        pieces = skeleton.split(b'"')
+        if len(pieces) % 2 == 0:  # an odd number of quotes: a string runs past the end
+            return False
+        skeleton = b"".join(pieces[::2])
+    if len(skeleton) > 2 * MAX_DEPTH:
+        return False
+    inner = skeleton[1:-1]  # skeleton[0] is the body's first byte, skeleton[-1] its last
+    while inner:
+        reduced = inner.replace(b"{}", b"")
+        if len(reduced) == len(inner):
+            return False  # a closing bracket too many: the first brace closes before the end
+        inner = reduced
+    return True
 
 
 def _telegram_shaped(body: bytes) -> ParsedUpdate | None:
@@ -65,8 +103,8 @@ def _telegram_shaped(body: bytes) -> ParsedUpdate | None:
     if (
         match is None
         or b"\\u" in body
-        or body.count(b"{") + body.count(b"[") > MAX_DEPTH
         or body.count(b'"update_id"') != 1  # a second update_id key would win in the stored jsonb
+        or not _single_object(body)
     ):
         return None
     update_id = int(match[1])

@@ -56,6 +56,13 @@ class Settings:
     member_count_interval: float = 3600.0
     job_retention_days: float = 7.0
     admin_allow_networks: tuple[str, ...] = ()
+    # The webhook server: who may read /healthz, /readyz and /metrics (empty: everyone), the proxies
+    # whose X-Forwarded-For is believed (uvicorn's own variable), the time a client has to send a whole
+    # request, and the connections plus requests one server process takes on at once.
+    metrics_allow_networks: tuple[str, ...] = ()
+    forwarded_allow_ips: tuple[str, ...] = ()
+    webhook_request_timeout: float = 10.0
+    webhook_limit_concurrency: int = 1000
     log_level: str = "INFO"
     # The workers' HTTP transport to the Bot API: TGMS's lean one, or httpx's own as a fallback.
     http_transport: HttpTransport = "lean"
@@ -115,6 +122,10 @@ ENV_NAMES: dict[str, str] = {
     "member_count_interval": "TGMS_MEMBER_COUNT_INTERVAL_SECONDS",
     "job_retention_days": "TGMS_JOB_RETENTION_DAYS",
     "admin_allow_networks": "TGMS_ADMIN_ALLOW_NETWORKS",
+    "metrics_allow_networks": "TGMS_METRICS_ALLOW_NETWORKS",
+    "forwarded_allow_ips": "FORWARDED_ALLOW_IPS",
+    "webhook_request_timeout": "TGMS_WEBHOOK_REQUEST_TIMEOUT",
+    "webhook_limit_concurrency": "TGMS_WEBHOOK_LIMIT_CONCURRENCY",
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
@@ -217,6 +228,24 @@ def _networks(var: str, raw: str) -> tuple[str, ...]:
     return tuple(nets)
 
 
+def proxy_addresses(var: str, raw: str) -> tuple[str, ...]:
+    """Trusted proxies: addresses or networks, or `*` (any peer; the webhook refuses it together with
+    an allow-list). Host names are refused: a proxy is known by the address it connects from."""
+    import ipaddress
+
+    items = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        if part != "*":
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(var, f"{part!r} is not an IP address or network (e.g. 10.0.0.5)") from None
+        items.append(part)
+    return tuple(items)
+
+
 def _log_level(var: str, raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -271,6 +300,10 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "member_count_interval": _number(float, minimum=1),
     "job_retention_days": _number(float, minimum=0, allow_equal=False),
     "admin_allow_networks": _networks,
+    "metrics_allow_networks": _networks,
+    "forwarded_allow_ips": proxy_addresses,
+    "webhook_request_timeout": _number(float, minimum=0, allow_equal=False),
+    "webhook_limit_concurrency": _number(int, minimum=1),
     "log_level": _log_level,
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,

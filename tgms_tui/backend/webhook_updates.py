@@ -87,9 +87,11 @@ def _json_string(value: str) -> str:
 def payload_text(bot: str, update_id: int, update_type: str, update_json: str) -> str:
     """One element of the batch parameter: the job payload as JSON text, `update_json` taken as it is
     (already checked JSON text of the whole update)."""
+    # The update goes first and our keys after it: jsonb keeps the last of duplicate keys, so even a
+    # body that got past the intake's single-object check could not override bot, update_id or type.
     return (
-        f'{{"bot":{_json_string(bot)},"update_id":{update_id:d},'
-        f'"update_type":{_json_string(update_type)},"update":{update_json}}}'
+        f'{{"update":{update_json},"bot":{_json_string(bot)},"update_id":{update_id:d},'
+        f'"update_type":{_json_string(update_type)}}}'
     )
 
 
