@@ -67,6 +67,8 @@ def test_allow_lists_behind_proxies(db_url: str, tmp_path: Path, scenario: Scena
         assert "--forwarded-allow-ips" in done.stderr and "Traceback" not in done.stderr
 
     body = {"text": "hello", "target": {"group_ids": [-1001]}}
+    with psycopg.connect(db_url, autocommit=True) as conn:  # a broadcast to no managed group is refused
+        conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1001, 'G') ON CONFLICT DO NOTHING")
     key = {"x-api-key": PROCESS_ADMIN_KEY}
     spoofs = ["10.9.9.9, 192.0.2.7", "10.1.1.1, 10.2.2.2, 198.51.100.4", "10.9.9.9,192.0.2.7, 127.0.0.1"]
     honest = ["192.0.2.7, 10.9.9.9", "10.4.4.4"]

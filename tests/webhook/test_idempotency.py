@@ -25,7 +25,9 @@ BODY = {"text": "Test broadcast", "target": {"group_ids": [-1001]}}
 
 
 @pytest.fixture
-async def server(settings: Settings, db_url: str) -> AsyncIterator[str]:
+async def server(settings: Settings, db_url: str, pool: AsyncConnectionPool) -> AsyncIterator[str]:
+    async with pool.connection() as conn:  # the group BODY targets: a broadcast to no group is refused
+        await conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1001, 'G')")
     async with served(create_app(settings, db_url)) as url:
         yield url
 

@@ -54,6 +54,8 @@ async def test_behind_a_listed_proxy_the_right_most_untrusted_address_is_checked
 ) -> None:
     env = {"TGMS_ADMIN_ALLOW_NETWORKS": "10.0.0.0/8", "TGMS_METRICS_ALLOW_NETWORKS": "10.0.0.0/8"}
     key = {"x-api-key": ADMIN_KEY}
+    async with pool.connection() as conn:  # the group BODY targets: a broadcast to no group is refused
+        await conn.execute("INSERT INTO managed_groups (group_id, title) VALUES (-1001, 'G')")
     # This test connects from 127.0.0.1: here it is the listed proxy.
     with (
         webhook_process(db_url, tmp_path, "--forwarded-allow-ips", "127.0.0.1", **env) as server,
