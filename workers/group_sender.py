@@ -58,7 +58,7 @@ from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for
 from .rate_limit import RateLimitTimeout
-from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze, time_left
+from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze, time_left, uninterruptible
 from .telegram_api import (
     ChatAdminRequired,
     ChatMigrated,
@@ -293,7 +293,8 @@ class GroupSender:
                 continue
             assert isinstance(claimed, Claimed)
             try:
-                retry_later = await _finish_even_if_cancelled(self._deliver(claimed))
+                # A send in flight is recorded (sent or failed), not left ambiguous by a stop or a cancel.
+                retry_later = await uninterruptible(self._deliver(claimed))
             finally:
                 self.inflight.discard(claimed.message_id)
             if retry_later:
@@ -467,24 +468,6 @@ class GroupSender:
 
 _SKIPPED = object()
 _STOPPED = object()
-
-
-async def _finish_even_if_cancelled(step: Awaitable[bool]) -> bool:
-    """Await `step` to the end even if our task is cancelled (graceful shutdown), then re-raise the
-    cancellation: a send in flight is recorded rather than left ambiguous."""
-    task = asyncio.ensure_future(step)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 async def send_to_groups(ctx: JobContext, job: Job) -> None:
