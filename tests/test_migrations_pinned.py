@@ -21,6 +21,7 @@ PINNED = {
     "001_core.sql": "2396f3fe636a3b510a382b18068cfd2d6db8c62423911167728b3de9b8ede9cc",
     "005_tui_groups.sql": "d2c1684cdde8ae755e2e2c54eac3a8cbd29e5b699b4aa2db16e560846a2d4d45",
     "006_notify_when_due.sql": "ffe550665a055d9721d2a274bf3889c728c98ec9fc5735659a0f45e8d0f4ee33",
+    "013_join_gate.sql": "af3d1a06c084a31ae7aeed1ec6812c73c48c947b2b21dd0e730ac02ec271d009",
 }
 
 

@@ -60,7 +60,8 @@ class AdminSend:
             address = address.ipv4_mapped
         return any(address in net for net in self._networks)
 
-    async def handle(self, request: Request) -> JSONResponse:
+    def refuse(self, request: Request) -> JSONResponse | None:
+        """The answer for a caller who may not use the admin API (network, then key), else None."""
         client = request.client.host if request.client else None
         if not self.allowed(client):
             return self._reject(403, "not_allowed", "source address not allowed")
@@ -68,6 +69,12 @@ class AdminSend:
         if self._key is None or not hmac.compare_digest(given, self._key):
             detail = "missing or wrong x-api-key" if self._key else "admin API disabled: ADMIN_API_KEY is not set"
             return self._reject(401, "unauthorized", detail)
+        return None
+
+    async def handle(self, request: Request) -> JSONResponse:
+        client = request.client.host if request.client else None
+        if (refused := self.refuse(request)) is not None:
+            return refused
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return self._reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")

@@ -31,6 +31,7 @@ from tgms_tui.backend.db import database_url, open_pool
 
 from .admin import AdminSend
 from .intake import UpdateIntake
+from .join_gate_api import JoinGateApi
 from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
 
@@ -123,13 +124,11 @@ def create_app(
         "/api/webhook": TelegramWebhook("main", secret, runtime),
         "/api/webhook/tgms": TelegramWebhook("tgms", secret, runtime),
     }
+    admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
-        Route(
-            "/api/tgms/send",
-            AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks).handle,
-            methods=["POST"],
-        ),
+        Route("/api/tgms/send", admin.handle, methods=["POST"]),
+        *JoinGateApi(runtime, admin).routes(),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.queue import Pool
 
-from . import group_sender, inactive_members, join_requests, maintenance, member_counts, updates
+from . import group_sender, inactive_members, join_gate, join_requests, maintenance, member_counts, updates
 from .runner import Handler, PeriodicJob
 
 
@@ -17,6 +17,9 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         }
     return {
         join_requests.JOB_TYPE: join_requests.process_join_request,
+        join_gate.CALLBACK_JOB: join_gate.process_callback_query,
+        join_gate.DECIDE_JOB: join_gate.decide_join_requests,
+        join_gate.DEADLINE_JOB: join_gate.join_request_deadline,
         group_sender.JOB_TYPE: group_sender.send_to_groups,
         member_counts.JOB_TYPE: member_counts.update_member_counts,
         inactive_members.JOB_TYPE: inactive_members.kick_inactive_members,

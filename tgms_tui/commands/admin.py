@@ -10,9 +10,11 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts, group_actions, groups
+from tgms_tui.backend import broadcasts, group_actions, groups, join_gate
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
+
+from . import join_requests
 
 
 class _Groups:
@@ -32,6 +34,9 @@ class _Groups:
         st.add_argument("--active", choices=["yes", "no"])
         st.add_argument("--phase", choices=["growth", "monitoring"])
         st.add_argument("--final-message-allowed", choices=["yes", "no"])
+        join_requests.add_gate_arguments(st)
+        release = sub.add_parser("release", help="end a group's anti-raid hold now")
+        release.add_argument("group_id", type=int)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -67,16 +72,29 @@ async def _groups(url: str, args: argparse.Namespace) -> int:
             await conn.commit()
             print(f"group {args.group_id} registered")
             return 0
+        if args.action == "release":
+            try:
+                await join_gate.release_group(conn, args.group_id)
+            except join_gate.GroupNotFound:
+                print(f"tgms: groups: no managed group {args.group_id}")
+                return 1
+            await conn.commit()
+            print(f"group {args.group_id} released")
+            return 0
         try:
+            await join_requests.apply_group_gate(conn, args.group_id, args)
             if args.active is not None:
                 await group_actions.set_active(conn, args.group_id, args.active == "yes")
             if args.phase is not None:
                 await group_actions.set_phase(conn, args.group_id, args.phase)
             if args.final_message_allowed is not None:
                 await group_actions.set_final_message_allowed(conn, args.group_id, args.final_message_allowed == "yes")
-        except group_actions.GroupNotFound:
+        except (group_actions.GroupNotFound, join_gate.GroupNotFound):
             print(f"tgms: groups: no managed group {args.group_id}")
             return 1
+        except ValueError as exc:
+            print(f"tgms: groups: {exc}")
+            return 2
         await conn.commit()
         print(f"group {args.group_id} updated")
         return 0

@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
     "groups": ("tgms_tui.commands.admin", "list or add managed groups"),
     "broadcast": ("tgms_tui.commands.admin", "enqueue a broadcast from the command line"),
+    "join-requests": ("tgms_tui.commands.join_requests", "the join-request queue: list, approve, decline; raid"),
 }
 
 
