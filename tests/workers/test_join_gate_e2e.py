@@ -47,7 +47,9 @@ def _dm(stack: Stack, user_id: int) -> dict[str, Any]:
         rows = [r for r in stack.ctl.messages(chat_id=user_id, sender="bots") if r["message"].get("reply_markup")]
         return rows[-1] if rows else None
 
-    return stack.wait_for(found, what="verification message")
+    dm = stack.wait_for(found, what="verification message")
+    assert dm is not None
+    return dm
 
 
 def _buttons(dm: dict[str, Any]) -> list[dict[str, Any]]:
