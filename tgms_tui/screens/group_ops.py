@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tgms_tui.backend import group_actions
+from tgms_tui.backend import group_actions, join_gate
 from tgms_tui.backend.dashboard import GroupRow
 
 from .confirm import ConfirmScreen
+from .join_queue import JoinPolicyScreen
 from .phase import PhaseScreen
 
 if TYPE_CHECKING:
@@ -71,4 +72,21 @@ async def refresh_members(app: TGMSApp, g: GroupRow) -> bool:
     if job_id is None:
         return False
     app.notify(f"Member count refresh for {_label(g)} queued (job {job_id}).", timeout=3)
+    return True
+
+
+async def set_join_policy(app: TGMSApp, g: GroupRow) -> bool:
+    if app.refuse_if_read_only("setting the join policy"):
+        return False
+    current = await app.attempt(lambda conn: join_gate.group_gate(conn, g.group_id), "Reading the join policy")
+    if current is None:
+        return False
+    policy = await app.push_screen_wait(JoinPolicyScreen(current.join_policy, _label(g)))
+    if policy is None or policy == current.join_policy:
+        return False
+    if not await app.perform(
+        lambda conn: join_gate.set_group_gate(conn, g.group_id, {"join_policy": policy}), "Setting the join policy"
+    ):
+        return False
+    app.notify(f"Join policy of {_label(g)}: {policy}.", timeout=3)
     return True
