@@ -55,7 +55,11 @@ queued AS (
                      AND starts_with(i.payload->'update'->'callback_query'->>'data', 'jg:') THEN '{CALLBACK_JOB}'
                 ELSE '{UPDATE_JOB}' END,
            i.payload,
-           CASE WHEN i.update_type IN ('{JOIN_REQUEST}', 'callback_query') THEN {JOIN_REQUEST_PRIORITY:d} ELSE 0 END,
+           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN {JOIN_REQUEST_PRIORITY:d}
+                WHEN i.update_type = 'callback_query'
+                     AND starts_with(i.payload->'update'->'callback_query'->>'data', 'jg:')
+                     THEN {JOIN_REQUEST_PRIORITY:d}
+                ELSE 0 END,
            {DEFAULT_MAX_RETRIES:d}
       FROM fresh AS f JOIN input AS i ON i.bot = f.bot AND i.update_id = f.update_id
      ORDER BY f.job_id
