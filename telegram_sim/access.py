@@ -10,7 +10,7 @@ from __future__ import annotations
 from telegram_sim import objects
 from telegram_sim.context import CallContext
 from telegram_sim.errors import bad_request, chat_migrated, forbidden
-from telegram_sim.model import Bot, Chat, Member, User
+from telegram_sim.model import USER_CHAT_WINDOW_SECONDS, Bot, Chat, Member, User
 from telegram_sim.params import Params
 from telegram_sim.state import SimState
 
@@ -49,7 +49,13 @@ def find_chat(ctx: CallContext, ref: int | str) -> Chat:
         raise bad_request("chat not found")
     if ref > 0:
         user = state.users.get(ref)
-        if user is None or not _knows_private(state, bot, user):
+        if user is None:
+            raise bad_request("chat not found")
+        if not _knows_private(state, bot, user):
+            if (bot.id, user.id) in state.requesters_seen:
+                # The bot knows the user (their join request), but the request's 5-minute window is
+                # over or the request was handled: Telegram refuses to open the conversation.
+                raise forbidden("bot can't initiate conversation with a user")
             raise bad_request("chat not found")
         return state.private_chat(bot, user)
     found = state.chats.get(ref)
@@ -63,8 +69,14 @@ def find_chat(ctx: CallContext, ref: int | str) -> Chat:
 def _knows_private(state: SimState, bot: Bot, user: User) -> bool:
     if bot.id in user.started_bots or bot.id == user.id:
         return True
-    # A pending join request lets the bot write to the requester (user_chat_id).
-    return any(user.id in chat.join_requests and bot.id in chat.members for chat in state.chats.values())
+    # A pending join request lets the bot write to the requester (user_chat_id) for 5 minutes.
+    now = state.now()
+    return any(
+        (request := chat.join_requests.get(user.id)) is not None
+        and bot.id in chat.members
+        and now - request.date <= USER_CHAT_WINDOW_SECONDS
+        for chat in state.chats.values()
+    )
 
 
 def check_access(ctx: CallContext, chat: Chat, access: str) -> None:

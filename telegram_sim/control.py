@@ -86,6 +86,15 @@ class _ControlMethods:
     def deactivate_user(self, user_id: int) -> Any:
         return self._request("POST", f"/_sim/users/{user_id}/deactivate")
 
+    def press(self, user_id: int, chat_id: int, message_id: int, data: str) -> Any:
+        """A user presses an inline button; returns {"callback_query_id": ...} of the update it makes."""
+        body = {"chat_id": chat_id, "message_id": message_id, "data": data}
+        return self._request("POST", f"/_sim/users/{user_id}/press", json=body)
+
+    def callback_query(self, query_id: str) -> Any:
+        """A press and the bot's answer to it (answered, answer.text)."""
+        return self._request("GET", f"/_sim/callback_queries/{query_id}")
+
     # chats
     def chats(self, type: str | None = None) -> Any:
         return self._request("GET", "/_sim/chats", params=_clean({"type": type}))

@@ -61,6 +61,8 @@ class ControlApi:
             r("/_sim/users/{user_id:chatid}/block", self.block_user, ["POST"]),
             r("/_sim/users/{user_id:chatid}/unblock", self.unblock_user, ["POST"]),
             r("/_sim/users/{user_id:chatid}/deactivate", self.deactivate_user, ["POST"]),
+            r("/_sim/users/{user_id:chatid}/press", self.press_button, ["POST"]),
+            r("/_sim/callback_queries/{query_id}", self.get_callback_query),
             r("/_sim/chats", self.list_chats),
             r("/_sim/chats", self.create_chat, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}", self.get_chat),
@@ -165,6 +167,23 @@ class ControlApi:
             self.state.user(request.path_params["user_id"]).deactivated = True
         return JSONResponse({"ok": True})
 
+    async def press_button(self, request: Request) -> Response:
+        body = await _body(request)
+        if "chat_id" not in body or "message_id" not in body or not isinstance(body.get("data"), str):
+            raise SimError("chat_id, message_id and data are required")
+        query = self.state.press_button(request.path_params["user_id"], int(body["chat_id"]),
+                                        int(body["message_id"]), body["data"])  # fmt: skip
+        return JSONResponse({"callback_query_id": query.id, "id": query.id}, status_code=201)
+
+    async def get_callback_query(self, request: Request) -> Response:
+        with self.state.lock:
+            query = self.state.callback_queries.get(request.path_params["query_id"])
+            if query is None:
+                raise SimError("unknown callback query", 404)
+            return JSONResponse({"id": query.id, "bot_id": query.bot_id, "user_id": query.user_id,
+                                 "chat_id": query.chat_id, "message_id": query.message_id, "data": query.data,
+                                 "answered": query.answered, "answer": query.answer})  # fmt: skip
+
     # --- chats ---------------------------------------------------------------------------------
 
     async def list_chats(self, request: Request) -> Response:
@@ -249,8 +268,8 @@ class ControlApi:
         with self.state.lock:
             user = objects.user_json(self.state.users[join.user_id])
         return JSONResponse(
-            {"chat_id": join.chat_id, "user": user, "user_id": join.user_id, "date": join.date,
-             "invite_link": join.invite_link},
+            {"chat_id": join.chat_id, "user": user, "user_id": join.user_id, "user_chat_id": join.user_id,
+             "date": join.date, "invite_link": join.invite_link},
             status_code=201,
         )  # fmt: skip
 

@@ -278,6 +278,21 @@ def _answer_join_request(ctx: CallContext, approve: bool) -> bool:
     return True
 
 
+@method("answerCallbackQuery")
+def answer_callback_query(ctx: CallContext) -> bool:
+    query_id = ctx.params.string("callback_query_id") or ""
+    query = ctx.state.callback_queries.get(query_id.strip())
+    text = ctx.params.string("text") or ""
+    if len(text) > 200:
+        raise bad_request("MESSAGE_TOO_LONG")
+    # Unknown, another bot's, or answered already: Telegram no longer accepts an answer.
+    if query is None or query.bot_id != ctx.bot.id or query.answered:
+        raise bad_request("query is too old and response timeout expired or query ID is invalid")
+    query.answered = True
+    query.answer = {"text": text, "show_alert": ctx.params.flag("show_alert"), "url": ctx.params.string("url")}
+    return True
+
+
 @method("getChat")
 def get_chat(ctx: CallContext) -> dict:
     chat = chat_for(ctx, "read")

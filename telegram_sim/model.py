@@ -98,6 +98,11 @@ class Member:
         return self.status == "restricted" and self.is_member
 
 
+# How long a bot may write to a requester through the request's user_chat_id (and only while the
+# request is pending): "within 5 minutes", says the Bot API.
+USER_CHAT_WINDOW_SECONDS = 300
+
+
 @dataclass
 class JoinRequest:
     chat_id: int
@@ -118,6 +123,21 @@ class InviteLink:
     member_limit: int = 0
     creates_join_request: bool = False
     is_revoked: bool = False
+
+
+@dataclass
+class CallbackQuery:
+    """A button press waiting for (or given) its answerCallbackQuery."""
+
+    id: str
+    bot_id: int
+    user_id: int
+    chat_id: int
+    message_id: int
+    data: str
+    at: float
+    answered: bool = False
+    answer: dict[str, Any] | None = None
 
 
 @dataclass

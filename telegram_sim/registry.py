@@ -20,7 +20,7 @@ from telegram_sim.calls import CallLog
 from telegram_sim.config import SimConfig
 from telegram_sim.faults import FaultBook
 from telegram_sim.flood import FloodControl
-from telegram_sim.model import Bot, Chat, Member, StoredMessage, User, WebhookSettings
+from telegram_sim.model import Bot, CallbackQuery, Chat, Member, StoredMessage, User, WebhookSettings
 
 JSON = dict[str, Any]
 
@@ -68,6 +68,10 @@ class Registry:
         self._file_seq = 0
         self.photos: dict[str, list[JSON]] = {}  # file_id -> the PhotoSize list it belongs to
         self.commands: dict[int, list[Any]] = {}  # bot id -> setMyCommands list
+        self.callback_queries: dict[str, CallbackQuery] = {}
+        # (bot id, user id) pairs the bot learnt of from a join request: it knows the user, so writing
+        # to them outside the request's window is "can't initiate conversation", not "chat not found".
+        self.requesters_seen: set[tuple[int, int]] = set()
 
     def add_listener(self, callback: Callable[[int], None]) -> None:
         """`callback(bot_id)` runs (under the lock, must not block) when a bot's queue or webhook changes."""
@@ -349,6 +353,8 @@ class Registry:
                     bot.webhook = WebhookSettings(max_connections=self.config.default_max_connections)
                     bot.allowed_updates = None
             self.commands.clear()
+            self.callback_queries.clear()
+            self.requesters_seen.clear()
             self.flood.reset()
             self.faults.clear()
             self.calls.clear()

@@ -21,6 +21,7 @@ from telegram_sim.model import (
     MEMBER_STATUSES,
     PERMISSIONS,
     Bot,
+    CallbackQuery,
     Chat,
     InviteLink,
     JoinRequest,
@@ -223,6 +224,7 @@ class SimState(Registry):
             if bio:
                 payload["bio"] = bio
             recipients = [bot for bot in self._bots_present(chat) if self._can(chat, bot.id, "can_invite_users")]
+            self.requesters_seen.update((bot.id, requester.id) for bot in recipients)
             if not link:
                 self._emit("chat_join_request", payload, recipients, f"user:{requester.id}")
                 return request
@@ -246,6 +248,32 @@ class SimState(Registry):
         )  # fmt: skip
         creator = self.users[link.creator_id]
         return objects.invite_link_json(link, creator, viewer_id=viewer_id, pending=pending)
+
+    def press_button(self, user_id: int, chat_id: int, message_id: int, data: str) -> CallbackQuery:
+        """A user presses an inline button of a bot's message: queue callback_query for that bot."""
+        with self.lock:
+            user = self.user(user_id)
+            stored = self.find_message(int(chat_id), int(message_id))
+            if stored is None or stored.sent_by_bot is None:
+                raise SimError("no such message from a bot in that chat", 404)
+            if int(chat_id) > 0 and int(chat_id) != user.id:
+                raise SimError("a user can only press buttons in their own private chat or a group", 403)
+            keyboard = (stored.data.get("reply_markup") or {}).get("inline_keyboard") or []
+            if not any(isinstance(b, dict) and b.get("callback_data") == data for row in keyboard for b in row):
+                raise SimError("the message has no button with that callback_data")
+            bot = self.bots[stored.sent_by_bot]
+            query = CallbackQuery(str(self.rng.getrandbits(63)), bot.id, user.id, int(chat_id), int(message_id),
+                                  data, self.clock())  # fmt: skip
+            self.callback_queries[query.id] = query
+            payload: JSON = {
+                "id": query.id,
+                "from": objects.user_json(user),
+                "message": stored.data,
+                "chat_instance": str(abs(hash((bot.id, int(chat_id)))) % (1 << 62)),
+                "data": data,
+            }
+            self._emit("callback_query", payload, [bot], f"user:{user.id}")
+            return query
 
     def _invite_link(self, chat: Chat, spec: Any) -> JSON | None:
         if not spec:

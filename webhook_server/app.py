@@ -36,6 +36,7 @@ from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .admin import AdminSend
 from .bans_api import AdminBans
 from .intake import UpdateIntake
+from .join_gate_api import JoinGateApi
 from .runtime import Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS, TelegramWebhook
 
@@ -154,6 +155,7 @@ def create_app(
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
         Route("/api/tgms/send", admin.handle, methods=["POST"]),
         *admin_broadcasts.routes(runtime, admin),
+        *JoinGateApi(runtime, admin).routes(),
         *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
         Route("/healthz", allow_listed(healthz, monitors)),
         Route("/readyz", allow_listed(readyz, monitors)),

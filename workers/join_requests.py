@@ -34,6 +34,7 @@ from tgms_tui.backend import groups, join_requests
 from tgms_tui.backend.join_requests import Request
 from tgms_tui.backend.queue import Job
 
+from . import join_gate
 from .bots import bots_for
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
@@ -51,6 +52,7 @@ from .telegram_api import (
 log = logging.getLogger(__name__)
 
 JOB_TYPE = "tgms_process_join_request"
+GATED = frozenset({"verifying", "pending", "held"})  # the join gate's paths (workers/join_gate.py)
 FINAL_STATUSES = frozenset(
     {"approved", "skipped_unmanaged", "skipped_inactive", "already_member", "expired", "failed", "banned"}
 )
@@ -81,8 +83,10 @@ def parse(job: Job) -> Request:
         bot = job.payload.get("bot") or "tgms"
         link = request.get("invite_link")
         url = link.get("invite_link") if isinstance(link, dict) else None
+        user_chat = request.get("user_chat_id")
+        user_chat = int(user_chat) if user_chat is not None else None
         return Request(chat_id, user_id, user.get("username"), bool(user.get("is_bot", False)), date, bot, job.job_id,
-                       url if isinstance(url, str) else None)  # fmt: skip
+                       user_chat, url if isinstance(url, str) else None)  # fmt: skip
     except (AssertionError, KeyError, TypeError, ValueError):
         raise PermanentFailure("payload has no valid chat_join_request (chat.id, from.id, date)") from None
 
@@ -94,10 +98,12 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
     client = bots.client(bots.resolve_role(job.payload.get("bot"), "tgms"))
     db = bots.db  # autocommit: each statement below is one round trip
     async with db.connection() as conn:
-        inserted, existing, owned_elsewhere, paused_for = await join_requests.begin(
-            conn, request, f"bot:{client.bot_key}"
-        )
+        begun = await join_requests.begin(conn, request, f"bot:{client.bot_key}")
+    inserted, existing, owned_elsewhere, paused_for = begun[:4]
     status = inserted or existing
+    if status in GATED and not (inserted is None and owned_elsewhere):
+        await join_gate.gate(ctx, job, client, request, begun)
+        return
     if status not in ("processing", "declining"):
         # Skipped now, finished by an earlier run, or (None) being inserted by a concurrent job.
         log.debug("join request %s/%s: %s", request.chat, request.user, status or "taken by another job")

@@ -100,6 +100,22 @@ def _join_request(approve: bool) -> Callable[[World], Call]:
     return setup
 
 
+def _dm_requester(w: World) -> Call:
+    """The join gate's verification message: to the requester's user_chat_id, with one button."""
+    chat_id = w.chat()
+    request = w.ctl.join_request(chat_id, {"first_name": "Ann"})  # the same name in both worlds
+    markup = {"inline_keyboard": [[{"text": "I'm human", "callback_data": "jg:token:code"}]]}
+    return Call("sendMessage", {"chat_id": request["user_chat_id"], "text": "Press the button", "reply_markup": markup})
+
+
+def _check_dm(result: Any, w: World) -> None:
+    _assert(result["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "jg:token:code")
+
+
+def _answer_unknown_query(w: World) -> Call:
+    return Call("answerCallbackQuery", {"callback_query_id": "4242", "text": "too late"})
+
+
 def _approve_without_request(w: World) -> Call:
     chat_id = w.chat()
     return Call("approveChatJoinRequest", {"chat_id": chat_id, "user_id": w.user()})
@@ -340,6 +356,8 @@ CASES: list[Case] = [
     Case("blocked by the user", _blocked, ours.Forbidden, ptb.Forbidden, _kind(ForbiddenKind.BLOCKED)),
     Case("group upgraded to supergroup", _migrated, ours.ChatMigrated, ptb.ChatMigrated, _check_migrated),
     # join requests
+    Case("DM to a requester (user_chat_id)", _dm_requester, None, None, _check_dm),
+    Case("answerCallbackQuery, unknown or already answered", _answer_unknown_query, ours.BadRequest, ptb.BadRequest),
     Case(
         "HIDE_REQUESTER_MISSING",
         _approve_without_request,

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "e2e-webhook-secret_" + secrets.token_hex(8)
 ADMIN_KEY = "e2e-admin-key-" + secrets.token_hex(12)
 # Every update type TGMS uses; chat_member must be asked for explicitly (Telegram's default omits it).
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "chat_member", "chat_join_request"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member", "chat_member", "chat_join_request"]
 
 
 def make_token(bot_id: int) -> str:

@@ -20,6 +20,8 @@ from .queue import DEFAULT_MAX_RETRIES
 JOIN_REQUEST = "chat_join_request"
 JOIN_REQUEST_JOB = "tgms_process_join_request"
 UPDATE_JOB = "process_telegram_update"
+# Presses of the join gate's verification buttons (data "jg:..."), whichever bot got them.
+CALLBACK_JOB = "tgms_process_callback_query"
 JOIN_REQUEST_PRIORITY = -10  # approvals are latency-critical (the user is waiting in the app)
 # Telegram drops undelivered updates after 24 h, so an update id older than 48 h cannot come back.
 KEPT_SECONDS = 48 * 3600
@@ -64,9 +66,16 @@ fresh AS (
 queued AS (
     INSERT INTO jobs (job_id, job_type, payload, priority, max_retries)
     SELECT f.job_id,
-           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN '{JOIN_REQUEST_JOB}' ELSE '{UPDATE_JOB}' END,
+           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN '{JOIN_REQUEST_JOB}'
+                WHEN i.update_type = 'callback_query'
+                     AND starts_with(i.payload->'update'->'callback_query'->>'data', 'jg:') THEN '{CALLBACK_JOB}'
+                ELSE '{UPDATE_JOB}' END,
            i.payload,
-           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN {JOIN_REQUEST_PRIORITY:d} ELSE 0 END,
+           CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN {JOIN_REQUEST_PRIORITY:d}
+                WHEN i.update_type = 'callback_query'
+                     AND starts_with(i.payload->'update'->'callback_query'->>'data', 'jg:')
+                     THEN {JOIN_REQUEST_PRIORITY:d}
+                ELSE 0 END,
            {DEFAULT_MAX_RETRIES:d}
       FROM fresh AS f JOIN input AS i ON i.bot = f.bot AND i.update_id = f.update_id
      ORDER BY f.job_id
@@ -76,7 +85,7 @@ SELECT array_agg(i.n) FROM input AS i
  WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)
 """  # the result: the positions (1-based) of the updates that were already stored, or NULL
 STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
-assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB))
+assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB, CALLBACK_JOB))
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,7 +118,9 @@ async def store_batch(conn: AsyncConnection[Any], batch: str) -> set[int]:
     return set(row[0] or ()) if row else set()
 
 
-def job_type_for(update_type: str) -> str:
+def job_type_for(update_type: str, data: str | None = None) -> str:
+    if update_type == "callback_query" and (data or "").startswith("jg:"):
+        return CALLBACK_JOB
     return JOIN_REQUEST_JOB if update_type == JOIN_REQUEST else UPDATE_JOB
 
 

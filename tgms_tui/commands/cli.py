@@ -45,6 +45,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
     "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
     "jobs": ("tgms_tui.commands.jobs", "list, cancel (even while running) or retry jobs"),
+    "join-requests": ("tgms_tui.commands.join_requests", "the join-request queue: list, approve, decline; raid"),
 }
 
 

@@ -1,4 +1,4 @@
-"""`tgms groups list|add|set|remove`: managed groups from the shell, on the same backend code the TUI
+"""`tgms groups list|add|set|remove|release`: managed groups from the shell, on the same backend code the TUI
 uses.
 
 `add` and reactivating (`set --active yes`) ask Telegram first, with the group-management bot
@@ -6,7 +6,8 @@ uses.
 the bot with 'Invite Users via Link' (workers/group_check.py, the check the TGMS worker runs for the
 control center). A chat that fails the check is refused with the reason, exit 2; `add` stores the
 title and type Telegram reports. `remove` deletes the group's row only: its history (broadcast
-deliveries, join requests, member counts, kicks) stays.
+deliveries, join requests, member counts, kicks) stays. `set --join-policy ...` sets the group's join
+gate and `release` ends its anti-raid hold (docs/join-requests.md).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import sys
 
 import psycopg
 
-from tgms_tui.backend import group_actions, groups
+from tgms_tui.backend import group_actions, groups, join_gate
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.config import ConfigError, Settings
 from workers.group_check import ChatCheck, check_chat
 from workers.telegram_api import TelegramClient, TelegramError
+
+from . import join_requests
 
 REFUSED = 2
 
@@ -62,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--phase", choices=groups.PHASES)
     st.add_argument("--final-message-allowed", choices=["yes", "no"])
     st.add_argument("--title", help="rename the group in TGMS (Telegram's title changes are followed anyway)")
+    join_requests.add_gate_arguments(st)
+    release = sub.add_parser("release", help="end a group's anti-raid hold now")
+    release.add_argument("group_id", type=int)
     rm = sub.add_parser(
         "remove",
         help="stop managing a group (its history is kept)",
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_add(_settings, url, args))
     if args.action == "set":
         return asyncio.run(_set(_settings, url, args))
+    if args.action == "release":
+        return asyncio.run(_release(url, args.group_id))
     return asyncio.run(_remove(url, args))
 
 
@@ -174,8 +182,12 @@ async def _set(settings: Settings, url: str, args: argparse.Namespace) -> int:
         raise ConfigError("--force", "only applies with --active yes")
     if args.title is not None and not args.title.strip():
         raise ConfigError("--title", "must not be empty")
-    if all(getattr(args, name) is None for name in ("active", "phase", "final_message_allowed", "title")):
-        raise ConfigError("groups set", "nothing to change: give --active, --phase, --final-message-allowed or --title")
+    gate = join_requests.gate_fields(args)
+    if not gate and all(getattr(args, n) is None for n in ("active", "phase", "final_message_allowed", "title")):
+        raise ConfigError(
+            "groups set",
+            "nothing to change: give --active, --phase, --final-message-allowed, --title or a --join-policy option",
+        )
     async with await psycopg.AsyncConnection.connect(url) as conn:
         known = {r.group_id: r for r in await groups.list_all(conn)}
         if args.group_id not in known:
@@ -191,6 +203,7 @@ async def _set(settings: Settings, url: str, args: argparse.Namespace) -> int:
                     )
                 print(f"warning: reactivating {args.group_id} anyway (--force): {check.problem}", file=sys.stderr)
         try:
+            await join_requests.apply_group_gate(conn, args.group_id, args)
             if args.active is not None:
                 await group_actions.set_active(conn, args.group_id, _yes_no(args.active))
             if args.phase is not None:
@@ -199,10 +212,23 @@ async def _set(settings: Settings, url: str, args: argparse.Namespace) -> int:
                 await group_actions.set_final_message_allowed(conn, args.group_id, _yes_no(args.final_message_allowed))
             if args.title is not None:
                 await groups.set_title(conn, args.group_id, args.title.strip())
-        except group_actions.GroupNotFound:  # removed meanwhile
+        except (group_actions.GroupNotFound, join_gate.GroupNotFound):  # removed meanwhile
             return _fail(f"no managed group {args.group_id}")
+        except ValueError as exc:  # a join-gate value out of range
+            return _fail(str(exc), REFUSED)
         await conn.commit()
     print(f"group {args.group_id} updated")
+    return 0
+
+
+async def _release(url: str, group_id: int) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        try:
+            await join_gate.release_group(conn, group_id)
+        except join_gate.GroupNotFound:
+            return _fail(f"no managed group {group_id}")
+        await conn.commit()
+    print(f"group {group_id} released")
     return 0
 
 

@@ -44,6 +44,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("2", "focus_pane('jobs')", "Focus the jobs pane", "Dashboard", "screen"),
     ActionSpec("3", "focus_pane('workers')", "Focus the workers pane", "Dashboard", "screen"),
     ActionSpec("4", "focus_pane('joins')", "Focus the join requests pane", "Dashboard", "screen"),
+    ActionSpec("Q", "join_queue", "Join-request queue: approve, decline, raid holds", "Dashboard", "screen"),
     ActionSpec("tab", "focus_next", "Next pane (shift+tab: previous)", "Dashboard"),
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
@@ -60,6 +61,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups", mutating=True
     ),
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
+    ActionSpec("J", "set_join_policy", "Set join policy: auto / verify / manual", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
     ActionSpec("+", "add_group", "Add a group by id (checked with Telegram)", "Groups", "groups", mutating=True),
@@ -76,6 +78,19 @@ ACTIONS: tuple[ActionSpec, ...] = (
         mutating=True,
     ),
     ActionSpec("ctrl+s", "save", "Edit: save (checked like a new broadcast)", "Broadcasts", mutating=True),
+    # Join-request queue
+    ActionSpec(
+        "a d", "decide", "Queue: approve / decline the marked requests (or the cursor's)", "Join queue", mutating=True
+    ),
+    ActionSpec(
+        "A D",
+        "decide_group",
+        "Queue: approve / decline every waiting request of the group",
+        "Join queue",
+        mutating=True,
+    ),
+    ActionSpec("r", "release", "Queue: release the cursor's group from its raid hold", "Join queue", mutating=True),
+    ActionSpec("R", "release_fleet", "Queue: release the fleet's raid hold", "Join queue", mutating=True),
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),

@@ -46,6 +46,7 @@ from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
 from .job_detail import JobDetailScreen
+from .join_queue import JoinQueueScreen
 from .links import LinksScreen
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class DashboardScreen(Screen[None]):
         Binding("2", "focus_pane('jobs')", "Jobs", show=False),
         Binding("3", "focus_pane('workers')", "Workers", show=False),
         Binding("4", "focus_pane('joins')", "Joins", show=False),
+        Binding("Q", "join_queue", "Join queue"),
     ]
 
     def __init__(self) -> None:
@@ -327,6 +329,7 @@ class DashboardScreen(Screen[None]):
             "group_detail": self._group_detail,
             "toggle_active": self._toggle_active,
             "set_phase": self._set_phase,
+            "set_join_policy": self._set_join_policy,
             "toggle_final": self._toggle_final,
             "refresh_members": self._refresh_members,
             "add_group": self._add_group,
@@ -343,6 +346,13 @@ class DashboardScreen(Screen[None]):
 
     async def _toggle_active(self, g: data.GroupRow) -> None:
         if await group_ops.toggle_active(self.tgms, g):
+            self._group_changed(g)
+
+    def action_join_queue(self) -> None:
+        self.app.push_screen(JoinQueueScreen())
+
+    async def _set_join_policy(self, g: data.GroupRow) -> None:
+        if await group_ops.set_join_policy(self.tgms, g):
             self._group_changed(g)
 
     async def _set_phase(self, g: data.GroupRow) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from tgms_tui.backend import group_actions, groups
+from tgms_tui.backend import group_actions, groups, join_gate
 from tgms_tui.backend.dashboard import GroupRow, JobDetail, fetch_job
 from tgms_tui.widgets import format as fmt
 
 from .add_group import AddGroupScreen
 from .confirm import ConfirmScreen
+from .join_queue import JoinPolicyScreen
 from .phase import PhaseScreen
 
 if TYPE_CHECKING:
@@ -127,3 +128,20 @@ async def _finished(app: TGMSApp, job_id: int) -> JobDetail | None:
             return job
         await asyncio.sleep(0.5)
     return job
+
+
+async def set_join_policy(app: TGMSApp, g: GroupRow) -> bool:
+    if app.refuse_if_read_only("setting the join policy"):
+        return False
+    current = await app.attempt(lambda conn: join_gate.group_gate(conn, g.group_id), "Reading the join policy")
+    if current is None:
+        return False
+    policy = await app.push_screen_wait(JoinPolicyScreen(current.join_policy, _label(g)))
+    if policy is None or policy == current.join_policy:
+        return False
+    if not await app.perform(
+        lambda conn: join_gate.set_group_gate(conn, g.group_id, {"join_policy": policy}), "Setting the join policy"
+    ):
+        return False
+    app.notify(f"Join policy of {_label(g)}: {policy}.", timeout=3)
+    return True

@@ -86,6 +86,7 @@ class GroupsTable(ActionTable):
         Binding("space", "mark", "Mark", key_display="␣"),
         Binding("a", "toggle_active", "Active"),
         Binding("P", "set_phase", "Phase"),
+        Binding("J", "set_join_policy", "Join policy", show=False),
         Binding("f", "toggle_final", "Final"),
         Binding("r", "refresh_members", "Count"),
         Binding("plus", "add_group", "Add", key_display="+"),
@@ -143,6 +144,9 @@ class GroupsTable(ActionTable):
 
     def action_set_phase(self) -> None:
         self.request("set_phase")
+
+    def action_set_join_policy(self) -> None:
+        self.request("set_join_policy")
 
     def action_toggle_final(self) -> None:
         self.request("toggle_final")
