@@ -148,10 +148,10 @@ def test_reactivating_checks_the_bots_rights(sim: SimServer, db_url: str) -> Non
 def test_help_lists_every_action_and_version(sim: SimServer, db_url: str) -> None:
     helped = tgms(sim, db_url, "groups", "--help")
     assert helped.returncode == 0
-    for action in ("list", "add", "set", "remove"):
+    for action in ("list", "add", "set", "remove", "release"):
         assert action in helped.stdout
     assert "list or add" not in helped.stdout
-    top = tgms(sim, db_url, "--help").stdout
-    assert "list, add (checked with Telegram), set, remove" in top
+    top = " ".join(tgms(sim, db_url, "--help").stdout.split())  # argparse wraps to the terminal's width
+    assert "list, add (checked with Telegram), set, remove, release" in top
     version = tgms(sim, db_url, "--version")
     assert version.returncode == 0 and version.stdout.startswith("tgms ") and version.stdout.strip() != "tgms"

@@ -38,7 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "point each bot's Telegram webhook at this server (--delete, --info)",
     ),
     "doctor": ("tgms_tui.commands.doctor", "check configuration, database, tokens, webhooks and group rights"),
-    "groups": ("tgms_tui.commands.groups", "managed groups: list, add (checked with Telegram), set, remove"),
+    "groups": ("tgms_tui.commands.groups", "managed groups: list, add (checked with Telegram), set, remove, release"),
     "broadcast": ("tgms_tui.commands.broadcast", "send, list, show, edit or cancel broadcasts"),
     "ban": ("tgms_tui.commands.bans", "ban a user in every managed group (the fleet's ban list)"),
     "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
