@@ -25,6 +25,7 @@ PINNED = {
     "008_worker_watchdog.sql": "4f170f531996471fa0084b7690fecc4303f96cec491fc3e53cc9d29e1977572a",
     "007_broadcast_actions.sql": "53ce4eb40a31a0f11edaa3beb1e24795d38d067c3c08edbfa0465455e95622f4",
     "009_idempotency_keys.sql": "402e039075ff0ac6772807f9a5fd531f2bdd485e85b2838a8766add2e84fe531",
+    "016_broadcast_followups.sql": "77165f57f480101a1d4a8bd233994d5a0722aca8603b33649396c243564a0a9c",
 }
 
 
