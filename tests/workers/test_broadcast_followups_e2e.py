@@ -5,11 +5,13 @@ simulator, whose control API shows each message's text, history, pinned and dele
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests.test_admin_command import tgms
 from tgms_tui.backend import followups
 
 from .harness import Stack
@@ -66,8 +68,8 @@ def test_edit_retract_pin_unpin(stack: Stack) -> None:
     ctl = stack.ctl
     stack.start_worker("tgms")
     stack.wait_jobs_idle()
-    tgms = [stack.tgms_bot_id]
-    chats = [stack.add_group(ctl.create_chat("supergroup", bots=tgms, members=1)) for _ in range(5)]
+    our_bot = [stack.tgms_bot_id]
+    chats = [stack.add_group(ctl.create_chat("supergroup", bots=our_bot, members=1)) for _ in range(5)]
     no_pin = chats[4]
     ctl.set_bot(no_pin, stack.tgms_bot_id, action="promote", rights={"can_pin_messages": False})
     broadcast_id = stack.broadcast({"text": "Sale ends *Fryday*", "parse_mode": "Markdown"})
@@ -94,7 +96,9 @@ def test_edit_retract_pin_unpin(stack: Stack) -> None:
     pinned = _wait_done(stack, pin)
     assert pinned[no_pin][0] == "failed" and "can_pin_messages" in str(pinned[no_pin][1])
     assert all(pinned[c][0] == "done" and _message(stack, c)["pinned"] for c in chats[:4])
-    unpin = _request(stack, broadcast_id, "unpin")
+    cli = tgms(stack.db_url, "broadcast", "unpin", str(broadcast_id), "--json")
+    assert cli.returncode == 0, cli.stderr
+    unpin = int(json.loads(cli.stdout)["followup_id"])
     assert all(_wait_done(stack, unpin)[c][0] == "done" and not _message(stack, c)["pinned"] for c in chats[:4])
 
     # retract: one copy deleted by an admin before, one older than 48 hours (reported, never attempted)
@@ -106,7 +110,9 @@ def test_edit_retract_pin_unpin(stack: Stack) -> None:
         "broadcast_id = %s",
         (old, broadcast_id),
     )
-    retract = _request(stack, broadcast_id, "retract")
+    cli = tgms(stack.db_url, "broadcast", "retract", str(broadcast_id), "--json")  # the CLI entry point
+    assert cli.returncode == 0, cli.stderr
+    retract = int(json.loads(cli.stdout)["followup_id"])
     result = _wait_done(stack, retract)
     assert result[old] == ("skipped", followups.TOO_OLD)
     assert {result[c][0] for c in chats if c != old} == {"done"}
@@ -114,3 +120,12 @@ def test_edit_retract_pin_unpin(stack: Stack) -> None:
     assert sorted(c["chat_id"] for c in deletes) == sorted(c for c in chats if c != old)  # once each, not the old
     for chat in chats:
         assert _message(stack, chat)["deleted"] is (chat != old)
+    shown = tgms(stack.db_url, "broadcast", "show", str(broadcast_id))
+    assert f"retract #{retract}: 4 done, 1 skipped" in shown.stdout, shown.stdout
+    # a broadcast not started yet is edited as before, not followed up
+    later = tgms(stack.db_url, "broadcast", "--text", "later", "--send-at", "+2h")
+    assert later.returncode == 0, later.stderr
+    later_id = json.loads(later.stdout)["broadcast_id"]
+    assert tgms(stack.db_url, "broadcast", "edit", str(later_id), "--text", "later!").returncode == 0
+    assert stack.scalar("SELECT text FROM broadcasts WHERE broadcast_id = %s", (later_id,)) == "later!"
+    assert tgms(stack.db_url, "broadcast", "retract", str(later_id)).returncode == 1  # nothing sent yet
