@@ -9,8 +9,10 @@ and measures, per size, side by side with an empty database (the baseline):
 | 10k  | 10,000  | 1,000,000              | 1,000,000       | 200,000       | 200,000                       |
 | 100k | 100,000 | 10,000,000             | 10,000,000      | 2,000,000     | 2,000,000                     |
 
-- claims: throughput draining 10,000 no-op jobs with one worker (median of 3), and pickup latency
-  (enqueue commit → handler start) at 200 jobs/s from a producer process;
+- claims: throughput draining 10,000 no-op jobs with one worker (median of 5), and pickup latency
+  (enqueue commit → handler start) at 200 jobs/s from a producer process; every size is seeded
+  first and these are measured in alternating rounds (empty, 1k, 10k, empty, 1k, ...), so that load
+  from elsewhere on a shared machine hits every size alike;
 - the TUI's queries: the 2 s refresh (jobs, workers, joins panes) and the full reload (every pane,
   every group), as the control center runs them (`load_panes`), without drawing;
 - a broadcast to all groups: created (the admin API's transaction: row, job, target count) and
@@ -29,7 +31,7 @@ pace with 10M jobs a day without holding claims up.
 By default only the 1k and 10k sizes run (a few minutes on a 2-core machine); the 100k size adds
 about 4 GB and 10-20 minutes of seeding: `--sizes 1k,10k,100k`.
 
-Usage: ./dev.sh bench scale_bench [--sizes 1k,10k] [--rate 200] [--seconds 5]
+Usage: ./dev.sh bench scale_bench [--sizes 1k,10k] [--rate 200] [--seconds 6] [--rounds 5]
 Uses TGMS_BENCH_DATABASE_URL when set (a server URL; databases are created on it), else a throwaway
 embedded PostgreSQL.
 """
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import statistics
@@ -283,17 +286,31 @@ async def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> list[float]:
     return samples
 
 
-async def measure(url: str, rate: float, seconds: float) -> dict[str, float]:
-    """Every figure for the database at `url` (its history already seeded)."""
-    r: dict[str, float] = {}
-    # ---- claims
-    rates = [await claim_throughput(url, DRAIN_JOBS) for _ in range(3)]
-    r["claim"] = statistics.median(rates)
-    samples, _, _ = await pickup(url, rate, seconds)
-    lat = [x for _, x in samples]
-    r["pickup50"] = percentile(lat, 0.5) * 1000
-    r["pickup99"] = percentile(lat, 0.99) * 1000
+async def claims(urls: dict[str, str], rate: float, seconds: float, rounds: int) -> dict[str, dict[str, float]]:
+    """Claim throughput and pickup latency of every database, in alternating rounds (size after
+    size, then again) so that load from elsewhere on a shared machine hits every size alike."""
+    drained: dict[str, list[float]] = {name: [] for name in urls}
+    latencies: dict[str, list[float]] = {name: [] for name in urls}
+    for _ in range(rounds):
+        for name, url in urls.items():
+            drained[name].append(await claim_throughput(url, DRAIN_JOBS))
+    for _ in range(2):
+        for name, url in urls.items():
+            samples, _, _ = await pickup(url, rate, seconds / 2)
+            latencies[name] += [x for _, x in samples]
+    return {
+        name: {
+            "claim": statistics.median(drained[name]),
+            "pickup50": percentile(latencies[name], 0.5) * 1000,
+            "pickup99": percentile(latencies[name], 0.99) * 1000,
+        }
+        for name in urls
+    }
 
+
+async def reads(url: str) -> dict[str, float]:
+    """The TUI's queries, a broadcast to all groups, planning and the database size."""
+    r: dict[str, float] = {}
     async with await psycopg.AsyncConnection.connect(url) as conn:
         # ---- the TUI's queries
         async def tick() -> None:
@@ -364,7 +381,13 @@ async def measure(url: str, rate: float, seconds: float) -> dict[str, float]:
         row = await cur.fetchone()
         r["size"] = (row[0] if row else 0) / 2**20
 
-    # ---- pruning the oldest day, as the housekeeping job does, while a worker claims
+    return r
+
+
+async def pruning(url: str, rate: float, seconds: float) -> dict[str, float]:
+    """The oldest day of finished jobs pruned, as the housekeeping job does, while a worker claims."""
+    r: dict[str, float] = {}
+
     async def prune() -> int:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             pruned = await queue.prune(conn, RETENTION_DAYS * 86400)
@@ -481,7 +504,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1k,10k", help="comma-separated among 1k, 10k, 100k (default 1k,10k)")
     parser.add_argument("--rate", type=float, default=200.0, help="jobs/s for the pickup latency (default 200)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of pickup measurement (default 5)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="seconds of pickup measurement per size (default 6)")
+    parser.add_argument("--rounds", type=int, default=5, help="claim-throughput rounds per size (default 5)")
     args = parser.parse_args()
     try:
         sizes = [SIZES[s.strip()] for s in args.sizes.split(",") if s.strip()]
@@ -490,18 +514,23 @@ def main() -> int:
     if not sizes:
         parser.error("--sizes names no size")
     sizes.sort(key=lambda s: s.groups)
-    results: dict[str, dict[str, float]] = {}
-    with bench_server() as server:
+    with bench_server() as server, contextlib.ExitStack() as stack:
         with psycopg.connect(server.url) as conn:
             version = conn.execute("SHOW server_version").fetchone()
-        empty = Size("empty", 0, 0, 0)
-        for size in [empty, *sizes]:
-            with migrated_database(server.url, f"tgms_scale_{size.name}") as url:
-                seconds = seed(url, size) if size.groups else 0.0
-                print(f"  {size.name}: seeded in {seconds:.1f} s; measuring", file=sys.stderr, flush=True)
-                results[size.name] = asyncio.run(measure(url, args.rate, args.seconds))
-                results[size.name]["seed"] = seconds
-                print(f"  {size.name}: {results[size.name]}", file=sys.stderr, flush=True)
+        urls: dict[str, str] = {}
+        results: dict[str, dict[str, float]] = {}
+        for size in [Size("empty", 0, 0, 0), *sizes]:
+            urls[size.name] = url = stack.enter_context(migrated_database(server.url, f"tgms_scale_{size.name}"))
+            seconds = seed(url, size) if size.groups else 0.0
+            results[size.name] = {"seed": seconds}
+            print(f"  {size.name}: seeded in {seconds:.1f} s", file=sys.stderr, flush=True)
+        for name, figures in asyncio.run(claims(urls, args.rate, args.seconds, args.rounds)).items():
+            results[name].update(figures)
+        print("  claims measured", file=sys.stderr, flush=True)
+        for name, url in urls.items():
+            results[name].update(asyncio.run(reads(url)))
+            results[name].update(asyncio.run(pruning(url, args.rate, args.seconds)))
+            print(f"  {name}: {results[name]}", file=sys.stderr, flush=True)
     header = (
         f"TGMS scale benchmark: PostgreSQL {version[0] if version else '?'}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}; 'empty' = the same measures on a database with no history"
