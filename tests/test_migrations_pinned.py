@@ -21,6 +21,7 @@ PINNED = {
     "001_core.sql": "2396f3fe636a3b510a382b18068cfd2d6db8c62423911167728b3de9b8ede9cc",
     "005_tui_groups.sql": "d2c1684cdde8ae755e2e2c54eac3a8cbd29e5b699b4aa2db16e560846a2d4d45",
     "006_notify_when_due.sql": "ffe550665a055d9721d2a274bf3889c728c98ec9fc5735659a0f45e8d0f4ee33",
+    "015_jobs_failed_by_pool.sql": "a24342fbd957a1d6fc218bfb1e0c0cd714a25e4330c3e46304115d9a070cc710",
 }
 
 
