@@ -125,15 +125,20 @@ def _allowed(block: str) -> set[str]:
 def test_nginx_proxies_exactly_the_webhook_and_admin_routes() -> None:
     text = NGINX.read_text()
     locations = dict(re.findall(r"location = (\S+) \{(.*?)\n    \}", text, flags=re.S))
+    prefixes = dict(re.findall(r"location (/api/\S*/) \{(.*?)\n    \}", text, flags=re.S))
     app_routes = {r.path for r in create_app(Settings(), "postgresql://unused/x", allow_insecure=True).routes}  # type: ignore[attr-defined]
     webhook_paths = {"/api/webhook", "/api/webhook/tgms"}
-    assert set(locations) == webhook_paths | {"/api/tgms/send"}
-    assert set(locations) <= app_routes
+    assert set(locations) == webhook_paths and set(locations) <= app_routes
     for path in webhook_paths:
         assert _allowed(locations[path]) == TELEGRAM_RANGES
         assert "deny all;" in locations[path]
-    assert "deny all;" in locations["/api/tgms/send"]
-    assert not _allowed(locations["/api/tgms/send"]) & TELEGRAM_RANGES
+    # Every admin route, and nothing else of the app (health and metrics stay private), is under the prefix.
+    assert set(prefixes) == {"/api/tgms/"}
+    admin_routes = {p for p in app_routes if p.startswith("/api/tgms/")}
+    assert admin_routes and "/api/tgms/send" in admin_routes
+    assert not {p for p in app_routes - admin_routes - webhook_paths if p.startswith("/api/")}
+    assert "deny all;" in prefixes["/api/tgms/"]
+    assert not _allowed(prefixes["/api/tgms/"]) & TELEGRAM_RANGES
     # Set, never appended: a client's own X-Forwarded-For must not reach the server.
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
     assert "$proxy_add_x_forwarded_for" not in text
@@ -148,7 +153,7 @@ def test_caddy_proxies_exactly_the_webhook_and_admin_routes() -> None:
     assert set(telegram.group(1).split()) == {"/api/webhook", "/api/webhook/tgms"}
     assert {str(ipaddress.ip_network(n)) for n in telegram.group(2).split()} == TELEGRAM_RANGES
     admin = re.search(r"@admin \{\n\t\tpath ([^\n]+)\n\t\tremote_ip ([^\n]+)\n", text)
-    assert admin is not None and admin.group(1).split() == ["/api/tgms/send"]
+    assert admin is not None and admin.group(1).split() == ["/api/tgms/*"]
     assert text.count("header_up X-Forwarded-For {remote_host}") == 2
     assert "respond 404" in text
 
