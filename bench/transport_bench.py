@@ -1,6 +1,6 @@
 """Transport benchmark: CPU per Bot API call, the lean transport vs httpx's default one, same run.
 
-workers/lean_transport.py exists because httpx's default transport (httpcore + anyio) costs a worker
+tgms_tui/backend/lean_transport.py exists because httpx's default transport (httpcore + anyio) costs a worker
 far more CPU per Bot API call than the call needs. This measures that claim the way a worker pays it:
 the workers' own HTTP client (`workers.bots.bot_api_http`, with TGMS_HTTP_TRANSPORT=lean or httpx)
 under the Bot API client (`TelegramClient`), making the same calls (getMe, sendMessage, getChat,

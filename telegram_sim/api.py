@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from telegram_sim import errors
 from telegram_sim import invite_links as _invite_links  # noqa: F401 - importing registers the handlers
+from telegram_sim import message_edits as _message_edits  # noqa: F401 - importing registers the handlers
 from telegram_sim import methods as _methods  # noqa: F401 - importing registers the handlers
 from telegram_sim import webhook_methods as _webhook_methods  # noqa: F401
 from telegram_sim.calls import redact_params

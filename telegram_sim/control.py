@@ -152,10 +152,21 @@ class _ControlMethods:
         return self._request("POST", f"/_sim/chats/{chat_id}/messages/{message_id}/edit", json={"text": text})
 
     def messages(self, chat_id: int | None = None, *, sender: str = "all", bot: int | str | None = None,
-                 since_at: float | None = None) -> Any:  # fmt: skip
-        """Messages (oldest first); sender: all | bots | users."""
-        params = _clean({"chat_id": chat_id, "sender": sender, "bot": bot, "since_at": since_at})
+                 since_at: float | None = None, include_deleted: bool = False) -> Any:  # fmt: skip
+        """Messages (oldest first); sender: all | bots | users. Each row has its current text, its edit
+        `history`, `pinned` and `deleted` (deleted ones only with include_deleted)."""
+        params = _clean({"chat_id": chat_id, "sender": sender, "bot": bot, "since_at": since_at,
+                         "include_deleted": "1" if include_deleted else None})  # fmt: skip
         return self._request("GET", "/_sim/messages", params=params)
+
+    def delete_message(self, chat_id: int, message_id: int) -> Any:
+        """An administrator deletes the message in the app (no Bot API call, no update)."""
+        return self._request("DELETE", f"/_sim/chats/{chat_id}/messages/{message_id}")
+
+    def age_messages(self, seconds: float, *, chat_id: int | None = None, message_id: int | None = None) -> Any:
+        """Move messages' dates back by `seconds` (all, a chat's, or one), to cross the 48-hour rule."""
+        body = _clean({"seconds": seconds, "chat_id": chat_id, "message_id": message_id})
+        return self._request("POST", "/_sim/messages/age", json=body)
 
     def set_bot(self, chat_id: int, bot: int | str, *, status: str | None = None, action: str | None = None,
                 rights: dict[str, bool] | None = None) -> Any:  # fmt: skip

@@ -76,6 +76,8 @@ class ControlApi:
             r("/_sim/chats/{chat_id:chatid}/messages", self.chat_messages),
             r("/_sim/chats/{chat_id:chatid}/messages", self.post_message, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}/messages/{message_id:chatid}/edit", self.edit_message, ["POST"]),
+            r("/_sim/chats/{chat_id:chatid}/messages/{message_id:chatid}", self.delete_message, ["DELETE"]),
+            r("/_sim/messages/age", self.age_messages, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}/bots/{bot}", self.set_bot_status, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}/upgrade", self.upgrade_chat, ["POST"]),
             r("/_sim/chats/{chat_id:chatid}/title", self.set_title, ["POST"]),
@@ -296,7 +298,11 @@ class ControlApi:
     async def list_messages(self, request: Request) -> Response:
         query = request.query_params
         with self.state.lock:
-            chat_ids = [int(query["chat_id"])] if "chat_id" in query else list(self.state.messages)
+            chat_ids = (
+                [int(query["chat_id"])]
+                if "chat_id" in query
+                else list(dict.fromkeys([*self.state.messages, *self.state.deleted_messages]))
+            )
         return JSONResponse(self._messages(chat_ids, request))
 
     def _messages(self, chat_ids: list[int], request: Request) -> list[dict[str, Any]]:
@@ -304,11 +310,15 @@ class ControlApi:
         sender = query.get("sender", "all")  # all | bots | users
         bot_filter = query.get("bot")
         since = float(query["since_at"]) if "since_at" in query else None
+        with_deleted = _as_bool(query.get("include_deleted", False))
         with self.state.lock:
             bot_id = self.state.resolve_bot(bot_filter).id if bot_filter else None
             rows = []
             for chat_id in chat_ids:
-                for stored in self.state.messages.get(chat_id, []):
+                stored_rows = list(self.state.messages.get(chat_id, []))
+                if with_deleted:
+                    stored_rows += self.state.deleted_messages.get(chat_id, [])
+                for stored in stored_rows:
                     if sender == "bots" and stored.sent_by_bot is None:
                         continue
                     if sender == "users" and stored.sent_by_bot is not None:
@@ -320,6 +330,35 @@ class ControlApi:
                     rows.append(_message_row(stored))
         rows.sort(key=lambda row: row["at"])
         return rows
+
+    async def delete_message(self, request: Request) -> Response:
+        chat_id, message_id = request.path_params["chat_id"], request.path_params["message_id"]
+        with self.state.lock:
+            stored = self.state.find_message(chat_id, message_id)
+            if stored is None:
+                raise SimError("unknown message", 404)
+            self.state.remove_message(stored)
+            return JSONResponse(_message_row(stored))
+
+    async def age_messages(self, request: Request) -> Response:
+        body = await _body(request)
+        try:
+            seconds = int(float(body["seconds"]))
+        except (KeyError, TypeError, ValueError):
+            raise SimError("seconds: a number of seconds to move message dates back") from None
+        chat_id = body.get("chat_id")
+        message_id = body.get("message_id")
+        aged = 0
+        with self.state.lock:
+            chat_ids = [int(chat_id)] if chat_id is not None else list(self.state.messages)
+            for cid in chat_ids:
+                for stored in self.state.messages.get(cid, []):
+                    if message_id is not None and stored.message_id != int(message_id):
+                        continue
+                    stored.data["date"] = int(stored.data.get("date", self.state.now())) - seconds
+                    stored.at -= seconds
+                    aged += 1
+        return JSONResponse({"aged": aged})
 
     async def post_message(self, request: Request) -> Response:
         body = await _body(request)
@@ -481,5 +520,10 @@ def _message_row(stored: StoredMessage) -> dict[str, Any]:
         "text": data.get("text"),
         "caption": data.get("caption"),
         "has_photo": "photo" in data,
+        "edit_date": data.get("edit_date"),
+        "history": list(stored.history),
+        "pinned": stored.pinned,
+        "deleted": stored.deleted_at is not None,
+        "deleted_at": stored.deleted_at,
         "message": data,
     }

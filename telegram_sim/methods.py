@@ -237,7 +237,7 @@ def delete_message(ctx: CallContext) -> bool:
         if stored.message_id == message_id:
             if stored.sent_by_bot != ctx.bot.id and not has_right(ctx, chat, "can_delete_messages"):
                 raise bad_request("message can't be deleted")
-            messages.remove(stored)
+            ctx.state.remove_message(stored)
             return True
     raise bad_request("message to delete not found")
 

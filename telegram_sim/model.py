@@ -231,3 +231,7 @@ class StoredMessage:
     data: dict[str, Any]
     sent_by_bot: int | None = None
     at: float = 0.0
+    # what the message said before each edit: [{"text" or "caption": ..., "edit_date": ...}]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pinned: bool = False
+    deleted_at: float | None = None

@@ -61,6 +61,8 @@ class Registry:
         self.chats: dict[int, Chat] = {}
         self.private_chats: dict[tuple[int, int], Chat] = {}
         self.messages: dict[int, list[StoredMessage]] = {}
+        # messages deleted through the Bot API, kept so the control API can show what went
+        self.deleted_messages: dict[int, list[StoredMessage]] = {}
         self.flood = FloodControl(self.config)
         self.faults = FaultBook()
         self.calls = CallLog(self.config.max_recorded_calls)
@@ -304,6 +306,13 @@ class Registry:
         self.messages.setdefault(chat.id, []).append(stored)
         return stored
 
+    def remove_message(self, stored: StoredMessage) -> None:
+        """Delete a message (Bot API): gone from the chat, kept for the control API's record."""
+        self.messages.get(stored.chat_id, []).remove(stored)
+        stored.pinned = False
+        stored.deleted_at = self.clock()
+        self.deleted_messages.setdefault(stored.chat_id, []).append(stored)
+
     def find_message(self, chat_id: int, message_id: int) -> StoredMessage | None:
         for stored in self.messages.get(chat_id, []):
             if stored.message_id == message_id:
@@ -339,6 +348,7 @@ class Registry:
             self.chats.clear()
             self.private_chats.clear()
             self.messages.clear()
+            self.deleted_messages.clear()
             self.photos.clear()
             bot_users = {bot_id: self.users[bot_id] for bot_id in self.bots}
             self.users = dict(bot_users) if keep_bots else {}

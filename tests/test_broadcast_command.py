@@ -115,7 +115,10 @@ def test_list_show_edit_and_cancel(db_url: str) -> None:
         ("later, edited", True)
     ]
     assert tgms(db_url, "broadcast", "edit", str(later), "--text", "x" * 4095).returncode == 2
-    assert tgms(db_url, "broadcast", "edit", str(first), "--text", "too late").returncode == 1
+    # a started broadcast: its copies are edited by a follow-up job; its send time can no longer change
+    followed = tgms(db_url, "broadcast", "edit", str(first), "--text", "edited after sending")
+    assert followed.returncode == 0 and "edit #" in followed.stdout, followed.stderr
+    assert tgms(db_url, "broadcast", "edit", str(first), "--send-at", "+2d").returncode == 2
 
     cancelled = tgms(db_url, "broadcast", "cancel", str(later))
     assert cancelled.returncode == 0, cancelled.stderr

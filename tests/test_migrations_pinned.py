@@ -26,6 +26,8 @@ PINNED = {
     "007_broadcast_actions.sql": "53ce4eb40a31a0f11edaa3beb1e24795d38d067c3c08edbfa0465455e95622f4",
     "009_idempotency_keys.sql": "402e039075ff0ac6772807f9a5fd531f2bdd485e85b2838a8766add2e84fe531",
     "013_join_gate.sql": "af3d1a06c084a31ae7aeed1ec6812c73c48c947b2b21dd0e730ac02ec271d009",
+    "016_broadcast_followups.sql": "77165f57f480101a1d4a8bd233994d5a0722aca8603b33649396c243564a0a9c",
+    "015_jobs_failed_by_pool.sql": "a24342fbd957a1d6fc218bfb1e0c0cd714a25e4330c3e46304115d9a070cc710",
 }
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -29,9 +28,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from tgms_tui.backend import groups
 from tgms_tui.backend.config import Settings
+from tgms_tui.backend.lean_transport import LeanTransport, proxy_applies
 from tgms_tui.backend.queue import Job
 
-from .lean_transport import LeanTransport
 from .rate_limit import RateLimiter
 from .runner import JobContext, PermanentFailure, Snooze
 from .services import Services
@@ -54,12 +53,12 @@ AUTOCOMMIT_POOL_SIZE = 6
 
 def bot_api_http(settings: Settings) -> httpx.AsyncClient:
     """The HTTP client a worker process reaches the Bot API with: one keep-alive pool for both bots,
-    on the lean transport (workers/lean_transport.py) unless TGMS_HTTP_TRANSPORT=httpx asks for
+    on the lean transport (tgms_tui/backend/lean_transport.py) unless TGMS_HTTP_TRANSPORT=httpx asks for
     httpx's own, a fallback should the lean one ever misbehave against a server.
 
     httpx ignores the proxy variables (HTTPS_PROXY, ALL_PROXY, ...) for a client given its own
     transport, so when one applies to the Bot API's host httpx's transport is used: it proxies."""
-    if settings.http_transport == "httpx" or _proxied(settings.telegram_api_base):
+    if settings.http_transport == "httpx" or proxy_applies(settings.telegram_api_base):
         limits = httpx.Limits(
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_CONNECTIONS,
@@ -68,14 +67,6 @@ def bot_api_http(settings: Settings) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=limits)
     transport = LeanTransport(max_connections=MAX_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS)
     return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=transport)
-
-
-def _proxied(api_base: str) -> bool:
-    url = httpx.URL(api_base)
-    proxies = urllib.request.getproxies_environment()
-    if not (proxies.get(url.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(url.host)  # NO_PROXY
 
 
 def bot_burst(settings: Settings) -> float:

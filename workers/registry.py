@@ -8,6 +8,7 @@ from tgms_tui.backend.queue import Pool
 
 from . import (
     bans,
+    followups,
     group_check,
     group_sender,
     inactive_members,
@@ -38,6 +39,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         bans.JOB_TYPE: bans.apply_fleet_ban,
         invite_links.JOB_TYPE: invite_links.manage_invite_links,
         group_check.JOB_TYPE: group_check.register_group,
+        followups.JOB_TYPE: followups.broadcast_followup,
     }
 
 
@@ -75,6 +77,9 @@ TIME_LIMITS: dict[str, float] = {
     join_gate.DECIDE_JOB: 3600.0,
     # one request past its deadline: decline or queue it
     join_gate.DEADLINE_JOB: 90.0,
+    # one paced edit/delete/pin per copy; works in slices (snoozes 30 s before the limit) and resumes
+    # from its per-copy rows, so the limit bounds a slice, never a whole follow-up
+    followups.JOB_TYPE: 600.0,
 }
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.token_guard import register_secret
 from tgms_tui.backend.config import load_settings
+from tgms_tui.backend.lean_transport import LeanTransport
 from workers.bots import Bots, bot_api_http
-from workers.lean_transport import LeanTransport
 
 from .tls_sim import Certificates, ServedApp, make_certificates, openssl_available, simulator
 

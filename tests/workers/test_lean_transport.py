@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from telegram_sim.server import SimServer
-from workers.lean_transport import DEFAULT_MAX_RESPONSE_BYTES, LeanTransport, ResponseTooLarge
+from tgms_tui.backend.lean_transport import DEFAULT_MAX_RESPONSE_BYTES, LeanTransport, ResponseTooLarge
 from workers.telegram_api import HideRequesterMissing, NetworkError, TelegramClient, TimedOut
 
 Reply = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.token_guard import register_secret
-from workers.lean_transport import LeanTransport
+from tgms_tui.backend.lean_transport import LeanTransport
 from workers.telegram_api import NetworkError, TelegramClient
 
 from .tls_sim import Certificates, ServedApp, make_certificates, openssl_available, simulator

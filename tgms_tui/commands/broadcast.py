@@ -18,12 +18,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts
+from tgms_tui.backend import broadcasts, followups
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
 from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
@@ -100,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--final", action="store_true", help="also reach inactive groups whose final_message_allowed is true"
     )
     send.add_argument("--send-at", metavar="WHEN", help=f"schedule it: {FORMS} (local time)")
+    send.add_argument("--delete-after", metavar="DURATION", help="retract its copies this long after it goes out (24h)")
 
     listing = sub.add_parser("list", help="the newest broadcasts with their status and counts")
     listing.add_argument("--limit", type=int, default=broadcasts.LIST_LIMIT, help="how many (default 50)")
@@ -121,6 +122,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edit.add_argument("--parse-mode", choices=["Markdown", "MarkdownV2", "HTML", "none"])
     edit.add_argument("--send-at", metavar="WHEN", help=f"{FORMS} (local time)")
     edit.add_argument("--json", action="store_true")
+
+    retract = sub.add_parser("retract", help="delete a sent broadcast's copies (Telegram: within 48 hours)")
+    retract.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    retract.add_argument("--json", action="store_true")
+    pin = sub.add_parser("pin", help="pin a sent broadcast's copies (where the bot may pin)")
+    pin.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    pin.add_argument("--silent", action="store_true", help="without a notification to the members")
+    pin.add_argument("--json", action="store_true")
+    unpin = sub.add_parser("unpin", help="unpin a sent broadcast's copies")
+    unpin.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
+    unpin.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,16 +178,20 @@ def _send(args: argparse.Namespace) -> int:
     elif args.groups or args.group:
         data["target"] = {"group_ids": list(args.groups or args.group)}
     request = validate_broadcast(data)
+    delete_after = followups.parse_delete_after(args.delete_after)
     _settings, url = prepare(logging_on=False)
-    broadcast_id, groups = asyncio.run(_create(url, request))
+    broadcast_id, groups = asyncio.run(_create(url, request, delete_after))
     reply = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
     print(json.dumps(reply))
     return 0
 
 
-async def _create(url: str, request: Any) -> tuple[int, int]:
+async def _create(url: str, request: Any, delete_after: timedelta | None = None) -> tuple[int, int]:
     async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        return await broadcasts.create_broadcast(conn, request, created_by=_who())
+        created = await broadcasts.create_broadcast(conn, request, created_by=_who())
+        if delete_after is not None:
+            await followups.schedule_expiry(conn, created[0], delete_after, _who())
+        return created
 
 
 def _other(args: argparse.Namespace) -> int:
@@ -214,10 +230,15 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
             b = await broadcasts.get_broadcast(conn, args.broadcast_id)
             deliveries = await broadcasts.deliveries(conn, b.broadcast_id)
             reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
+            done_after = await followups.outcomes(conn, b.broadcast_id)
             if args.json:
-                print(json.dumps(broadcasts.detail_json(b, deliveries, reach), ensure_ascii=False))
+                body = broadcasts.detail_json(b, deliveries, reach)
+                body["followups"] = done_after
+                print(json.dumps(body, ensure_ascii=False))
             else:
                 _print_detail(b, deliveries, reach)
+                for outcome in done_after:
+                    print(followups.describe(outcome))
             return 0
         if args.action == "cancel":
             before = await broadcasts.get_broadcast(conn, args.broadcast_id)
@@ -233,6 +254,10 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
                     f"they end), {b.skipped} skipped, {b.failed} failed, {b.ambiguous} ambiguous"
                 )
             return 0
+        if args.action in ("retract", "pin", "unpin") or (
+            args.action == "edit" and (await broadcasts.get_broadcast(conn, args.broadcast_id)).status != "pending"
+        ):
+            return await _followup(conn, args, changes)
         b = await broadcasts.edit_scheduled(conn, args.broadcast_id, changes)
         await conn.commit()
         if args.json:
@@ -240,6 +265,25 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
         else:
             print(f"broadcast {b.broadcast_id} updated; sends {_when(b.send_at) if b.send_at else 'now'}")
         return 0
+
+
+async def _followup(conn: Any, args: argparse.Namespace, changes: dict[str, Any]) -> int:
+    """Edit, retract, pin or unpin the copies of a broadcast that went out: a job does it group by group."""
+    if "send_at" in changes:
+        raise ValidationError("send_at", "the broadcast has started: its send time can no longer change")
+    followup_id = await followups.request(
+        conn, args.broadcast_id, args.action, _who(), changes=changes, silent=getattr(args, "silent", False)
+    )
+    await conn.commit()
+    if args.json:
+        print(json.dumps({"status": "ok", "broadcast_id": args.broadcast_id, "followup_id": followup_id,
+                          "action": args.action}))  # fmt: skip
+    else:
+        print(
+            f"broadcast {args.broadcast_id}: {args.action} #{followup_id} enqueued; "
+            f"`tgms broadcast show {args.broadcast_id}` shows each group's outcome"
+        )
+    return 0
 
 
 def _when(value: datetime | None) -> str:

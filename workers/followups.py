@@ -1,0 +1,194 @@
+"""`tgms_broadcast_followup`: edit, retract, pin or unpin the copies of a broadcast already sent.
+
+Crash safety is the sender's: each copy's row goes `pending -> doing` (the intent, committed) before
+the call and to `done` / `failed` / `skipped` after it. A `doing` row whose worker is gone, or left by
+an earlier cut run of this worker, becomes `ambiguous` and is never tried again, so no copy is edited
+or deleted twice. Calls take a token from the bot's shared rate bucket and from the group's (Telegram
+limits edits per group like messages); a 429 pauses the bot in every process and snoozes the job; a
+group's migration to a supergroup rewrites its id everywhere (`groups.rewrite_id`) and the copy is
+tried again at the new id. Copies older than 48 hours are not retracted (Telegram refuses; reported
+`skipped` up front).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+from tgms_tui.backend import followups, groups
+from tgms_tui.backend.followups import Claimed, Followup
+from tgms_tui.backend.queue import Job
+
+from .bots import MAX_INLINE_RETRY_AFTER, Bots, bots_for
+from .rate_limit import RateLimitTimeout
+from .runner import JobContext, PermanentFailure, Snooze, time_left
+from .telegram_api import ChatMigrated, RetryAfter, TelegramClient, TelegramError
+
+log = logging.getLogger(__name__)
+
+JOB_TYPE = followups.JOB_TYPE
+ATTEMPTS = 3
+
+
+class _Later(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class FollowupRun:
+    def __init__(self, ctx: JobContext, bots: Bots, f: Followup) -> None:
+        self.ctx = ctx
+        self.bots = bots
+        self.f = f
+        self.db = bots.db
+        role = bots.management_role
+        assert role is not None
+        self.client: TelegramClient = bots.client(role, paced=False)
+        self.outcomes: Counter[str] = Counter()
+        self.inflight: set[int] = set()
+
+    async def run(self) -> None:
+        async with self.db.connection() as conn:
+            await followups.prepare(
+                conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
+            )
+        while True:
+            left = time_left()
+            if left is not None and left < 30:
+                raise Snooze(0.0, "time slice used up")
+            async with self.db.connection() as conn:
+                claimed = await followups.claim(conn, self.f, self.ctx.worker_id)
+            if claimed is None:
+                break
+            try:
+                await self._one(claimed)
+            except _Later as wait:
+                raise Snooze(wait.seconds, f"429 from Telegram: retry after {wait.seconds:g}s") from None
+        async with self.db.connection() as conn:
+            await followups.prepare(
+                conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
+            )
+            waiting = await followups.waiting(conn, self.f)
+        if waiting:
+            raise Snooze(2.0, f"{waiting} copies still being sent or handled by another worker")
+        log.info(
+            "%s of broadcast %d: %s",
+            self.f.action,
+            self.f.broadcast_id,
+            ", ".join(f"{n} {s}" for s, n in sorted(self.outcomes.items())) or "nothing to do",
+        )
+
+    async def _one(self, c: Claimed) -> None:
+        self.inflight.add(c.sent_message_id)
+        try:
+            status, _error = await asyncio.shield(self._call_and_record(c))
+        finally:
+            self.inflight.discard(c.sent_message_id)
+        self.outcomes[status] += 1
+
+    async def _call_and_record(self, c: Claimed) -> tuple[str, str | None]:
+        """The call and its record, shielded: a cancellation waits for the record (never 'doing' left
+        behind by a live run)."""
+        try:
+            status, error = await self._apply(c)
+        except _Later:
+            async with self.db.connection() as conn:
+                await followups.back_to_pending(conn, self.f, c.sent_message_id, self.ctx.worker_id)
+            raise
+        async with self.db.connection() as conn:
+            if status == "pending":
+                await followups.back_to_pending(conn, self.f, c.sent_message_id, self.ctx.worker_id)
+            else:
+                await followups.record(conn, self.f, c.sent_message_id, self.ctx.worker_id, status, error)
+        return status, error
+
+    async def _apply(self, c: Claimed) -> tuple[str, str | None]:
+        if c.telegram_message_id is None:
+            return "skipped", "no Telegram message id recorded for this copy"
+        too_old = c.sent_at is not None and datetime.now(UTC) - c.sent_at >= followups.DELETE_WINDOW
+        if self.f.action == "retract" and too_old:
+            return "skipped", followups.TOO_OLD
+        chat_id = c.chat_id
+        failures = 0
+        while True:
+            try:
+                await self.bots.limiter.acquire(self.client.bot_key, chat_id, timeout=60.0)
+            except RateLimitTimeout as exc:
+                raise _Later(exc.wait) from None
+            try:
+                await self._call(chat_id, int(c.telegram_message_id), c.debug_code)
+                return "done", None
+            except RetryAfter as exc:
+                await self.bots.limiter.pause(self.client.bot_key, exc.retry_after)
+                if exc.retry_after > MAX_INLINE_RETRY_AFTER:
+                    raise _Later(exc.retry_after) from None
+            except ChatMigrated as exc:
+                async with self.db.connection() as conn:
+                    await groups.rewrite_id(conn, chat_id, exc.new_chat_id)
+                chat_id = exc.new_chat_id
+            except TelegramError as exc:
+                answer = _known_answer(self.f.action, exc.description)
+                if answer is not None:
+                    return answer
+                failures += 1
+                if exc.retryable and not exc.maybe_delivered and failures < ATTEMPTS:
+                    await asyncio.sleep(min(5.0, 0.5 * 2**failures))
+                    continue
+                if exc.maybe_delivered:
+                    return "ambiguous", f"no answer from Telegram: {exc.description}"
+                return "failed", exc.description
+
+    async def _call(self, chat_id: int, message_id: int, code: str) -> None:
+        f = self.f
+        if f.action == "edit":
+            method = "editMessageCaption" if f.is_photo else "editMessageText"
+            field = "caption" if f.is_photo else "text"
+            params = {"chat_id": chat_id, "message_id": message_id, field: f.message(code), "parse_mode": f.parse_mode}
+            await self.client.call(method, **params)
+        elif f.action == "retract":
+            # one broadcast has one copy per chat: each call carries that chat's ids (at most 100)
+            await self.client.call("deleteMessages", chat_id=chat_id, message_ids=[message_id])
+        elif f.action == "pin":
+            await self.client.call(
+                "pinChatMessage", chat_id=chat_id, message_id=message_id, disable_notification=f.silent or None
+            )
+        else:
+            await self.client.call("unpinChatMessage", chat_id=chat_id, message_id=message_id)
+
+
+def _known_answer(action: str, description: str) -> tuple[str, str | None] | None:
+    """Telegram answers that settle a copy without an error on our side."""
+    text = description.lower()
+    if action == "edit" and "message is not modified" in text:
+        return "done", "already showed the new text"
+    if action == "edit" and "message to edit not found" in text:
+        return "skipped", "the message was deleted in the group"
+    if action == "retract" and "can't be deleted for everyone" in text:
+        return "skipped", followups.TOO_OLD
+    if action in ("pin", "unpin") and "not enough rights to manage pinned messages" in text:
+        return "failed", "the bot may not pin messages in this group (no can_pin_messages right)"
+    if action == "pin" and "message to pin not found" in text:
+        return "skipped", "the message was deleted in the group"
+    if action == "unpin" and "message to unpin not found" in text:
+        return "skipped", "the message was not pinned (or was deleted)"
+    return None
+
+
+async def broadcast_followup(ctx: JobContext, job: Job) -> None:
+    """Job handler: `{"followup_id": N}`."""
+    try:
+        followup_id = int(job.payload["followup_id"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure("payload needs an integer followup_id") from None
+    bots = await bots_for(ctx)
+    async with bots.db.connection() as conn:
+        f = await followups.load(conn, followup_id)
+    if f is None:
+        raise PermanentFailure(f"no follow-up {followup_id}")
+    await FollowupRun(ctx, bots, f).run()
+
+
+__all__ = ["JOB_TYPE", "broadcast_followup"]
