@@ -108,6 +108,7 @@ def test_embedded_postgres_is_private(scenario: ScenarioFactory) -> None:
 # ---------------------------------------------------------------------------------------- 13
 
 
+@pytest.mark.slow
 async def test_hostile_text_in_every_screen(db_url: str, scenario: ScenarioFactory) -> None:
     rec = scenario(
         "13", "Hardening: hostile text from Telegram in the TUI",
