@@ -9,9 +9,16 @@ the operator reads. The app must stay up and show each of them as the characters
 
 from __future__ import annotations
 
+import psycopg
+
+from tgms_tui.screens.bans import BansScreen
+from tgms_tui.screens.dashboard import DashboardScreen
+from tgms_tui.screens.join_queue import JoinQueueScreen
+from tgms_tui.screens.links import LinksScreen
 from tgms_tui.widgets import format as fmt
 
-from .hostile import walk_every_screen
+from .conftest import SIZE, make_app, wait_until
+from .hostile import BIDI, ERROR, TITLES, USERNAME, assert_shown, screen_text, walk_every_screen
 
 
 def test_plain_makes_hostile_text_visible_and_inert() -> None:
@@ -28,3 +35,34 @@ def test_plain_makes_hostile_text_visible_and_inert() -> None:
 async def test_every_screen_shows_hostile_text_literally(db_url: str) -> None:
     walk = await walk_every_screen(db_url)
     assert walk.screens >= {"PhaseScreen", "ConfirmScreen", "GroupDetailScreen", "JobDetailScreen"}
+
+
+QUEUE_SQL = """
+INSERT INTO managed_groups (group_id, title, join_policy) VALUES (%(bidi)s, %(bidi_title)s, 'manual');
+INSERT INTO join_requests (user_id, chat_id, username, status, requested_at, note)
+VALUES (77, %(bidi)s, %(username)s, 'pending', now(), %(error)s);
+INSERT INTO fleet_bans (user_id, reason, banned_by) VALUES (77, %(error)s, %(username)s);
+INSERT INTO invite_links (name, group_id, created_by, status, error)
+VALUES (%(username)s, %(bidi)s, 'cli:x', 'failed', %(error)s);
+"""
+
+
+async def test_queue_bans_and_links_show_hostile_text_literally(db_url: str) -> None:
+    """The join-request queue (Q), the ban list (K) and the invite links (L) render the same text."""
+    params = {"bidi": BIDI, "bidi_title": TITLES[BIDI], "username": USERNAME, "error": ERROR}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for statement in filter(str.strip, QUEUE_SQL.split(";\n")):
+            conn.execute(statement, params)
+    app = make_app(db_url)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        for key, screen in (("Q", JoinQueueScreen), ("K", BansScreen), ("L", LinksScreen)):
+            await pilot.press(key)
+            await wait_until(pilot, lambda: isinstance(app.screen, screen), what=screen.__name__)  # noqa: B023
+            # Each shows the user's name with its markup and bidi mark made visible, never applied.
+            await wait_until(pilot, lambda: "[bold]mallory[/]<U+202E>" in screen_text(app), what="the username")
+            assert_shown(app, "[bold]mallory[/]<U+202E>")
+            if key != "L":
+                assert_shown(app, "[/] boom [@click=app.quit]quit[/]")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back")
+        assert app.is_running and app.return_code is None

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Input, Static
 
 from tgms_tui.backend import bans
+from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
@@ -131,10 +132,10 @@ class BansScreen(Screen[None]):
                 str(b.user_id),
                 Text(b.state, style=style),
                 b.until.strftime("%Y-%m-%d %H:%M") if b.until else "for ever",
-                b.banned_by,
+                fmt.text(b.banned_by, limit=40),
                 b.banned_at.strftime("%Y-%m-%d %H:%M"),
                 applied,
-                b.reason,
+                fmt.text(b.reason, limit=200),
                 key=key,
             )
         if listed:
@@ -163,9 +164,9 @@ class BansScreen(Screen[None]):
         lines = Text(f"User {ban.user_id}, group by group:\n", style="bold")
         for r in rows[:200]:
             style = {"done": "green", "failed": "red", "skipped": "dim"}.get(r.status, "yellow")
-            lines.append(f"{r.action:<6} {r.group_id:>16} {(r.title or '')[:28]:<28} ")
+            lines.append(f"{r.action:<6} {r.group_id:>16} {fmt.plain(r.title or '', 28):<28} ")
             lines.append(f"{r.status:<8}", style=style)
-            lines.append(f" {r.bot or '':<5} {r.error or ''}\n")
+            lines.append(f" {r.bot or '':<5} {fmt.plain(r.error or '', 300)}\n")
         box.update(lines)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

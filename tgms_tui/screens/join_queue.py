@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -19,6 +20,7 @@ from textual.widgets import DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tgms_tui.backend import join_gate
+from tgms_tui.widgets import format as fmt
 
 from .confirm import ConfirmScreen
 
@@ -66,7 +68,7 @@ class JoinQueueScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="join-banner")
-        table: DataTable[str] = DataTable(id="join-queue", cursor_type="row")
+        table: DataTable[str | Text] = DataTable(id="join-queue", cursor_type="row")
         table.add_columns("", "id", "group", "user", "username", "status", "requested", "note")
         yield table
 
@@ -86,20 +88,22 @@ class JoinQueueScreen(Screen[None]):
         banner.set_class(bool(text), "-held")
         self.rows = {r.request_id: r for r in rows}
         self.marked &= set(self.rows)
-        table: DataTable[str] = self.query_one(DataTable)
+        table: DataTable[str | Text] = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
         for r in rows:
             table.add_row(
-                "●" if r.request_id in self.marked else "", str(r.request_id), f"{r.title or r.chat_id}",
-                str(r.user_id), r.username or "", r.status, f"{r.requested_at:%m-%d %H:%M:%S}", r.note or "",
+                # Titles, usernames and notes come from Telegram: shown literally, never as markup.
+                "●" if r.request_id in self.marked else "", str(r.request_id), fmt.text(r.title or r.chat_id, limit=40),
+                str(r.user_id), fmt.text(r.username or "", limit=32), r.status, f"{r.requested_at:%m-%d %H:%M:%S}",
+                fmt.text(r.note or "", limit=80),
                 key=str(r.request_id),
             )  # fmt: skip
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def _current(self) -> join_gate.QueuedRequest | None:
-        table: DataTable[str] = self.query_one(DataTable)
+        table: DataTable[str | Text] = self.query_one(DataTable)
         if not self.rows or table.cursor_row < 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -179,7 +183,7 @@ class JoinPolicyScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as dialog:
             dialog.border_title = "Join policy"
-            yield Static(f"Join policy of {self.group_label} (now: {self.current})")
+            yield Static(fmt.literal(f"Join policy of {fmt.plain(self.group_label, 80)} (now: {self.current})"))
             yield OptionList(
                 *(
                     Option(f"{'● ' if p == self.current else '  '}{p}: {self.POLICY_HELP[p]}", id=p)

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import invite_links
 from tgms_tui.backend.invite_links import LinkFigures
+from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
@@ -110,8 +111,9 @@ class LinksScreen(Screen[None]):
             f = s.figures
             states = " ".join(f"{n} {k}" for k, n in sorted(s.statuses.items()))
             table.add_row(
-                s.name, states, f.requests, f.approved, f.declined, f.joined, rate(f.stayed_7d, f.joined_7d_ago),
-                rate(f.stayed_30d, f.joined_30d_ago), f.members, f.active, key=s.name,
+                fmt.text(s.name, limit=40), states, f.requests, f.approved, f.declined, f.joined,
+                rate(f.stayed_7d, f.joined_7d_ago), rate(f.stayed_30d, f.joined_30d_ago), f.members, f.active,
+                key=s.name,
             )  # fmt: skip
         if sources:
             table.move_cursor(row=min(keep, len(sources) - 1))
@@ -133,14 +135,15 @@ class LinksScreen(Screen[None]):
         if source is None:
             box.update("")
             return
-        lines = Text(f"{source.name}, group by group:\n", style="bold")
+        lines = Text(f"{fmt.plain(source.name, 60)}, group by group:\n", style="bold")
         for link in source.links[:200]:
             g = link.figures
             style = {"active": "green", "failed": "red", "revoked": "dim"}.get(link.status, "yellow")
-            lines.append(f"{link.group_id:>16} {(link.title or '')[:24]:<24} ")
+            lines.append(f"{link.group_id:>16} {fmt.plain(link.title or '', 24):<24} ")
             lines.append(f"{link.status:<8}", style=style)
             lines.append(
-                f" req {g.requests:>4} ok {g.approved:>4} in {g.members:>4}  {link.invite_link or link.error or ''}\n"
+                f" req {g.requests:>4} ok {g.approved:>4} in {g.members:>4}  "
+                f"{fmt.plain(link.invite_link or link.error or '', 300)}\n"
             )
         box.update(lines)
 
@@ -187,7 +190,8 @@ class LinksScreen(Screen[None]):
         if source is None:
             return
         live = source.statuses.get("active", 0)
-        question = f"Revoke all {live} active link(s) of {source.name!r}? Nobody can use them afterwards."
+        name = fmt.plain(source.name, 60)
+        question = f"Revoke all {live} active link(s) of {name!r}? Nobody can use them afterwards."
         if not live or not await self.app.push_screen_wait(ConfirmScreen(question, yes="Revoke", no="Keep")):
             return
         todo = await self.tgms.attempt(lambda conn: invite_links.revoke(conn, source.name), "Revoking the links")
