@@ -39,7 +39,14 @@ class Terminated(SystemExit):
         self.signum = signum
 
 
+# The signal that asked this process to stop, once one did: an error raised while unwinding from it
+# (a half-opened connection, a task cut mid-step) is a consequence of the stop, not a crash.
+_terminated_by: int | None = None
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    global _terminated_by
+    _terminated_by = signum
     raise Terminated(signum)
 
 
@@ -71,7 +78,7 @@ def _database_error(exc: BaseException) -> bool:
 
 def run_entry_point(main: Callable[[], int | None], prog: str = "tgms", what: str | None = None) -> int:
     """`main()`'s exit code; 2 on a configuration error or a missing module, 130 on Ctrl-C, 143 on
-    SIGTERM before the role took over the signal, else 1."""
+    SIGTERM before the role took over the signal (also when an error follows it while unwinding), else 1."""
     exit_on_termination()
     label = f"{prog}: {what}" if what else prog
     try:
@@ -97,4 +104,6 @@ def run_entry_point(main: Callable[[], int | None], prog: str = "tgms", what: st
             print(f"{prog}: {what or 'error'}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
+        if _terminated_by is not None:  # the error came while stopping as asked: the stop's status
+            return 128 + _terminated_by
         return 1
