@@ -45,6 +45,8 @@ class Settings:
     tgms_bot_token: str | None = field(default=None, repr=False)
     admin_api_key: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
+    # What a browser must present to `tgms tui --web` (the control center served over HTTP).
+    web_token: str | None = field(default=None, repr=False)
     telegram_api_base: str = "https://api.telegram.org"
     rate_per_second: float = 5.0
     group_delay_seconds: float = 3.0
@@ -83,7 +85,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value in use, for redaction and for the test-suite leak check."""
-        values = [self.bot_token, self.tgms_bot_token, self.admin_api_key, self.webhook_secret]
+        values = [self.bot_token, self.tgms_bot_token, self.admin_api_key, self.webhook_secret, self.web_token]
         return [v for v in values if v]
 
 
@@ -111,6 +113,7 @@ ENV_NAMES: dict[str, str] = {
     "tgms_bot_token": "TGMS_BOT_TOKEN",
     "admin_api_key": "ADMIN_API_KEY",
     "webhook_secret": "TGMS_WEBHOOK_SECRET",
+    "web_token": "TGMS_WEB_TOKEN",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "rate_per_second": "TGMS_RATE_PER_SECOND",
     "group_delay_seconds": "TGMS_GROUP_DELAY_SECONDS",
@@ -190,6 +193,15 @@ def _api_key(var: str, raw: str) -> str:
     _long_enough(var, raw)
     if not raw.isprintable():
         raise ConfigError(var, "must be printable characters only (it travels in an HTTP header; value not shown)")
+    return raw
+
+
+def web_token(var: str, raw: str) -> str:
+    """The web control center's token (from TGMS_WEB_TOKEN or `tgms tui --web --token-file`): typed
+    into a form or a URL, so printable without spaces, and long enough not to be guessed."""
+    _long_enough(var, raw)
+    if not raw.isprintable() or any(c.isspace() for c in raw):
+        raise ConfigError(var, "must be printable characters without spaces (value not shown)")
     return raw
 
 
@@ -289,6 +301,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "tgms_bot_token": _token,
     "admin_api_key": _api_key,
     "webhook_secret": _secret_token,
+    "web_token": web_token,
     "telegram_api_base": _api_base,
     "rate_per_second": _number(float, minimum=0, allow_equal=False),
     "group_delay_seconds": _number(float, minimum=0),

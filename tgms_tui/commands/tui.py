@@ -1,4 +1,5 @@
-"""`tgms tui [--read-only]` and `python -m tgms_tui`: the live control center."""
+"""`tgms tui [--read-only] [--web ...]` and `python -m tgms_tui`: the live control center, in this
+terminal or (--web, tgms_tui/commands/tui_web.py) in a browser."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from tgms_tui.backend.config import ConfigError
 from tgms_tui.backend.entrypoint import Terminated, run_entry_point
 
 if TYPE_CHECKING:
@@ -32,10 +34,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="periodic refresh in seconds besides change notifications (default 2)",
     )
+    web = parser.add_argument_group("in a browser")
+    web.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the control center to browsers (textual-serve); each browser session runs its own TUI process",
+    )
+    web.add_argument("--host", help="address to listen on (default 127.0.0.1; another needs a token or --behind-proxy)")
+    web.add_argument("--port", type=int, help="port to listen on (default 8090; 0 picks a free one)")
+    web.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="file whose first line is the access token browsers must present (instead of TGMS_WEB_TOKEN)",
+    )
+    web.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="an authenticating reverse proxy (TLS and a login) is in front: allows another --host without a token",
+    )
+    web.add_argument(
+        "--max-sessions",
+        type=int,
+        metavar="N",
+        help="browser sessions at once, each a TUI process with its own database connections (default 8)",
+    )
+
+
+WEB_ONLY = ("host", "port", "token_file", "behind_proxy", "max_sessions")
 
 
 def run(args: argparse.Namespace) -> int:
     from tgms_tui.backend.bootstrap import prepare
+
+    if getattr(args, "web", False):
+        return _run_web(args)
+    for flag in WEB_ONLY:
+        if getattr(args, flag, None) not in (None, False):
+            raise ConfigError(f"--{flag.replace('_', '-')}", "only applies together with --web")
 
     # The screen is the TUI's output: log lines would tear it, so they go to a file instead.
     settings, url = prepare(logging_on=False)
@@ -48,6 +84,22 @@ def run(args: argparse.Namespace) -> int:
     with _quit_on_sigterm(app):
         app.run()
     return int(app.return_code or 0)
+
+
+def _run_web(args: argparse.Namespace) -> int:
+    """Check the flags, then the database (a session that cannot reach it would only show an error),
+    then serve. The server holds the embedded PostgreSQL, when that is in use, while it runs."""
+    from tgms_tui.backend.bootstrap import prepare
+    from tgms_tui.backend.config import load_settings
+
+    try:
+        from tgms_tui.commands import tui_web
+    except ModuleNotFoundError as exc:
+        raise ConfigError("--web", f"needs textual-serve ({exc}): pip install 'tgms[web]'") from None
+    settings = load_settings()
+    options = tui_web.web_options(args, settings)
+    prepare(settings)
+    return tui_web.run(options)
 
 
 @contextlib.contextmanager
