@@ -120,11 +120,12 @@ def read_token(token_file: Path | None, settings: Settings) -> str | None:
 
 
 def session_command(read_only: bool, refresh: float) -> str:
-    """The command line of one browser session's TUI process: options only, never a secret."""
+    """The command line of one browser session's TUI process: options only, never a secret.
+    textual-serve runs it through a shell; `exec` leaves one process per session, not two."""
     argv = [sys.executable, "-m", "tgms_tui", "--refresh", f"{refresh:g}"]
     if read_only:
         argv.append("--read-only")
-    return shlex.join(argv)
+    return "exec " + shlex.join(argv)
 
 
 def _same_token(given: str, token: str) -> bool:
