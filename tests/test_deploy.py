@@ -177,3 +177,21 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     if done.returncode != 0 and "System has not been booted with systemd" in output:
         pytest.skip(f"systemd-analyze cannot run in this container: {output.splitlines()[0]}")
     assert done.returncode == 0 and not output, output
+
+
+def test_the_web_control_center_sits_behind_tls_and_a_login() -> None:
+    """`tgms tui --web --behind-proxy` is only as safe as the proxy: both examples terminate TLS, ask
+    for a login, carry the websocket and pass on the Host (TGMS checks websocket origins against it)."""
+    (exec_start,) = directives(DEPLOY / "systemd" / "tgms-tui-web.service")["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[1:3] == ["tui", "--web"] and "--behind-proxy" in argv
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    port = argv[argv.index("--port") + 1]
+    nginx = (DEPLOY / "nginx" / "tgms-tui-web.conf").read_text()
+    assert f"proxy_pass http://127.0.0.1:{port};" in nginx
+    assert "listen 443 ssl;" in nginx and "ssl_certificate " in nginx
+    assert "auth_basic_user_file /etc/nginx/tgms-tui.htpasswd;" in nginx
+    for header in ("Upgrade $http_upgrade", "Host $http_host", "X-Forwarded-Proto $scheme"):
+        assert f"proxy_set_header {header};" in nginx
+    caddy = (DEPLOY / "caddy" / "Caddyfile.tui-web").read_text()
+    assert "basic_auth {" in caddy and f"reverse_proxy 127.0.0.1:{port} {{" in caddy

@@ -25,6 +25,7 @@ from yarl import URL
 from tests.support import free_port, poll_until, stop_processes, wait_until
 from tests.token_guard import register_secret
 from tgms_tui.backend.config import ConfigError, Settings
+from tgms_tui.commands.tui import database_password
 from tgms_tui.commands.tui_web import check_exposure, is_loopback, read_token, session_command
 
 from .browser import Page, chromium, install_chromium
@@ -188,6 +189,12 @@ def test_a_session_command_line_holds_options_only() -> None:
     command = session_command(read_only=True, refresh=2.0)
     assert command.endswith("-m tgms_tui --refresh 2 --read-only")
     assert "--read-only" not in session_command(read_only=False, refresh=2.0)
+
+
+def test_the_tui_knows_the_database_password_to_redact_it() -> None:
+    assert database_password("postgresql://tgms:p%40ss-word@db.example/tgms") == "p@ss-word"
+    assert database_password("host=db.example password=kv-secret dbname=tgms") == "kv-secret"
+    assert database_password("postgresql://tgms@db.example/tgms") is None
 
 
 def test_the_cli_refuses_an_unguarded_public_address(tmp_path: Path) -> None:

@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     # The screen is the TUI's output: log lines would tear it, so they go to a file instead.
     settings, url = prepare(logging_on=False)
-    _log_to_file(settings.data_dir / "tui.log", settings.log_level, settings.secrets())
+    # The database password joins the redacted secrets: a driver error may quote the URL, and the
+    # TUI shows database errors (in a browser session too).
+    secrets = [*settings.secrets(), *filter(None, [database_password(url)])]
+    _log_to_file(settings.data_dir / "tui.log", settings.log_level, secrets)
 
     from tgms_tui.app import TGMSApp
 
@@ -84,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
     with _quit_on_sigterm(app):
         app.run()
     return int(app.return_code or 0)
+
+
+def database_password(url: str) -> str | None:
+    """The password in a PostgreSQL URL or key=value connection string, if any."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        value = conninfo_to_dict(url).get("password")
+    except Exception:  # unparsable: psycopg itself will say so, without our help
+        return None
+    return str(value) if value else None
 
 
 def _run_web(args: argparse.Namespace) -> int:
