@@ -30,6 +30,8 @@ import aiohttp
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1400, 900)
+# Each apt-get step; the browser tests' own time limit leaves room for an install on a fresh machine.
+INSTALL_SECONDS = 240
 
 # Wraps each add-on's activate(terminal) to keep the terminal: textual-serve's page loads several
 # add-ons into its one Terminal, through xterm's AddonManager (which pushes {instance, ...} records).
@@ -86,10 +88,13 @@ def install_chromium() -> tuple[str | None, str]:
         return None, "chromium is not installed and there is no apt-get here to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0:  # a fresh machine's package lists may be empty
-        subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
-        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    try:
+        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=INSTALL_SECONDS)
+        if done.returncode != 0:  # a fresh machine's package lists may be empty
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=INSTALL_SECONDS)
+            done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=INSTALL_SECONDS)
+    except subprocess.TimeoutExpired as exc:
+        return None, f"{' '.join(exc.cmd)} took over {INSTALL_SECONDS} s"
     found = find_chromium()
     if found:
         return found, ""
@@ -152,6 +157,11 @@ class Page:
             if condition(text):
                 return text
             await asyncio.sleep(0.2)
+        if not await self.evaluate("Boolean(window.__tgmsTerminal)"):
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}: the page never made an xterm Terminal this "
+                "script could see (did textual-serve's bundle change how it loads xterm add-ons?)"
+            )
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; the browser shows:\n{text}")
 
     async def press(self, key: str) -> None:

@@ -33,6 +33,9 @@ from .browser import Page, chromium, install_chromium
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "web-token-Zq8vL2mN4pR7sT1w"
 SCREENSHOT = ROOT / "docs" / "images" / "tui-web.png"
+# A browser test takes ~6 s (each wait polls for up to 40 s on a loaded machine); the first one may
+# also install Chromium, apt-get update and install at most 240 s each.
+BROWSER_TEST_SECONDS = 600
 # Set to write the browser's screenshot into docs/ (the picture docs/tui.md shows).
 UPDATE_SCREENSHOT = "TGMS_UPDATE_SCREENSHOTS"
 
@@ -272,6 +275,27 @@ async def test_loopback_without_a_token_answers_loopback_names_only(open_loopbac
         assert open_loopback.sessions() == []
 
 
+async def test_stopping_the_server_quits_every_session(open_loopback: WebServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(ws_url(open_loopback), headers={"Origin": open_loopback.base})
+        await wait_until(lambda: has_session(open_loopback), what="the session's TUI process")
+        sessions = open_loopback.sessions()
+        assert await ws.receive(timeout=30)  # the TUI draws: the session is up, not just started
+        # Read on as a browser does (a client that stops reading holds up the websocket's close).
+        reading = asyncio.create_task(_read_until_closed(ws))
+        open_loopback.proc.terminate()  # SIGTERM, as systemd stops it, with the browser still connected
+        # Waited for in a thread: the client must keep answering while the server closes its websocket.
+        assert await asyncio.to_thread(open_loopback.proc.wait, 30) == 0, open_loopback.log.read_text()
+        _gone, alive = await asyncio.to_thread(psutil.wait_procs, sessions, 20)
+        assert alive == [], [p.cmdline() for p in alive]
+        await asyncio.wait_for(reading, timeout=10)  # the server closed the websocket
+
+
+async def _read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> None:
+    async for _message in ws:
+        pass
+
+
 # ---------------------------------------------------------------------------- in a real browser
 
 
@@ -286,7 +310,7 @@ async def browser(chromium_path: str, tmp_path: Path) -> AsyncIterator[Callable[
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(BROWSER_TEST_SECONDS)
 async def test_the_browser_shows_the_dashboard_and_opens_the_composer(
     guarded: WebServer, browser: Callable[[], Awaitable[Page]]
 ) -> None:
@@ -319,7 +343,7 @@ async def test_the_browser_shows_the_dashboard_and_opens_the_composer(
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(BROWSER_TEST_SECONDS)
 async def test_read_only_reaches_the_browser_session(
     read_only: WebServer, browser: Callable[[], Awaitable[Page]]
 ) -> None:

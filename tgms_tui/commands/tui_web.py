@@ -46,6 +46,7 @@ from aiohttp.typedefs import Handler
 from textual_serve.server import Server
 
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, web_token
+from tgms_tui.backend.redaction import register_secrets
 
 log = logging.getLogger("tgms.tui_web")
 
@@ -406,7 +407,10 @@ def web_options(args: argparse.Namespace, settings: Settings) -> WebOptions:
 
 def run(options: WebOptions) -> int:
     """Serve the control center; the database was prepared by the caller (and stays joined)."""
-    # The sessions' processes inherit this environment: the token is not theirs to know.
+    # The sessions' processes inherit this environment: the token is not theirs to know. Wherever it
+    # came from (--token-file too), no log line of this process may show it.
     os.environ.pop(TOKEN_VARIABLE, None)
+    if options.token:
+        register_secrets([options.token])
     asyncio.run(serve(options, session_command(options.read_only, options.refresh)))
     return 0
