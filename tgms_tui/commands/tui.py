@@ -65,13 +65,13 @@ WEB_ONLY = ("host", "port", "token_file", "behind_proxy", "max_sessions")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tgms_tui.backend.bootstrap import prepare
-
     if getattr(args, "web", False):
         return _run_web(args)
     for flag in WEB_ONLY:
         if getattr(args, flag, None) not in (None, False):
             raise ConfigError(f"--{flag.replace('_', '-')}", "only applies together with --web")
+
+    from tgms_tui.backend.bootstrap import prepare
 
     # The screen is the TUI's output: log lines would tear it, so they go to a file instead.
     settings, url = prepare(logging_on=False)
