@@ -173,7 +173,7 @@ def _known_answer(action: str, description: str) -> tuple[str, str | None] | Non
     if action == "pin" and "message to pin not found" in text:
         return "skipped", "the message was deleted in the group"
     if action == "unpin" and "message to unpin not found" in text:
-        return "skipped", "the message was not pinned (or was deleted)"
+        return "skipped", "the message was deleted in the group"
     return None
 
 
