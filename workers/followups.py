@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from tgms_tui.backend import followups, groups
+from tgms_tui.backend import buttons, followups, groups
 from tgms_tui.backend.followups import Claimed, Followup
 from tgms_tui.backend.queue import Job
 
@@ -147,7 +147,8 @@ class FollowupRun:
             method = "editMessageCaption" if f.is_photo else "editMessageText"
             field = "caption" if f.is_photo else "text"
             params = {"chat_id": chat_id, "message_id": message_id, field: f.message(code), "parse_mode": f.parse_mode}
-            await self.client.call(method, **params)
+            # the copy's buttons go with the edit: an edit without reply_markup removes them
+            await self.client.call(method, **params, reply_markup=buttons.reply_markup(f.buttons))
         elif f.action == "retract":
             # one broadcast has one copy per chat: each call carries that chat's ids (at most 100)
             await self.client.call("deleteMessages", chat_id=chat_id, message_ids=[message_id])
