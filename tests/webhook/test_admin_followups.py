@@ -81,7 +81,9 @@ async def test_followups_answer_their_id_and_name_bad_fields(
 
     pin = await post(client, f"{base}/pin", {"silent": True})
     assert pin.status_code == 200 and pin.json()["followup_id"] > body["followup_id"]
-    assert await scalar(pool, "SELECT silent FROM broadcast_followups WHERE followup_id = %s", pin.json()["followup_id"])
+    assert await scalar(
+        pool, "SELECT silent FROM broadcast_followups WHERE followup_id = %s", pin.json()["followup_id"]
+    )
     edit = await post(client, f"{base}/edit", {"text": "Sale *tomorrow*"})
     assert edit.status_code == 200 and edit.json()["action"] == "edit", edit.text
     assert await scalar(pool, "SELECT text FROM broadcasts WHERE broadcast_id = %s", b) == "Sale *tomorrow*"
