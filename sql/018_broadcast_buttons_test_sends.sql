@@ -22,3 +22,23 @@ CREATE TABLE broadcast_test_sends (
     created_at          timestamptz NOT NULL DEFAULT now(),
     finished_at         timestamptz
 );
+
+-- A copy delivered to a basic group stays in that group when it moves to a supergroup: Telegram
+-- answers every later call for the old id with the migration, and the supergroup's message ids are
+-- its own (the same number there is another message). The group's id is rewritten everywhere, this
+-- row's too, so the chat the copy really is in is kept here for follow-ups, which skip such a copy
+-- instead of editing or deleting whatever has its message id in the supergroup.
+ALTER TABLE sent_messages ADD COLUMN delivered_in_chat_id bigint;
+
+CREATE FUNCTION sent_messages_keep_delivered_chat() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.delivered_in_chat_id := COALESCE(OLD.delivered_in_chat_id, OLD.chat_id);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER sent_messages_keep_delivered_chat
+    BEFORE UPDATE OF chat_id ON sent_messages
+    FOR EACH ROW
+    WHEN (OLD.chat_id IS DISTINCT FROM NEW.chat_id AND OLD.status IN ('sent', 'ambiguous'))
+    EXECUTE FUNCTION sent_messages_keep_delivered_chat();

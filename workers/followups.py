@@ -6,8 +6,10 @@ an earlier cut run of this worker, becomes `ambiguous` and is never tried again,
 or deleted twice. Calls take a token from the bot's shared rate bucket and from the group's (Telegram
 limits edits per group like messages); a 429 pauses the bot in every process and snoozes the job; a
 group's migration to a supergroup rewrites its id everywhere (`groups.rewrite_id`) and the copy is
-tried again at the new id. Copies older than 48 hours are not retracted (Telegram refuses; reported
-`skipped` up front).
+`skipped`: the copy was delivered before the move and stays in the old group, which Telegram closes to
+bots (the supergroup's message with the same id is another message, never touched; a copy delivered
+after the move is reached at the new id as usual). Copies older than 48 hours are not retracted
+(Telegram refuses; reported `skipped` up front).
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class FollowupRun:
         too_old = c.sent_at is not None and datetime.now(UTC) - c.sent_at >= followups.DELETE_WINDOW
         if self.f.action == "retract" and too_old:
             return "skipped", followups.TOO_OLD
+        if c.delivered_in_chat_id is not None:
+            return "skipped", followups.MOVED
         chat_id = c.chat_id
         failures = 0
         while True:
@@ -126,9 +130,11 @@ class FollowupRun:
                 if exc.retry_after > MAX_INLINE_RETRY_AFTER:
                     raise _Later(exc.retry_after) from None
             except ChatMigrated as exc:
+                # The group moved since the copy was sent: every trace of it follows (this copy's row
+                # included), but the copy itself stays in the old group, out of any bot's reach.
                 async with self.db.connection() as conn:
                     await groups.rewrite_id(conn, chat_id, exc.new_chat_id)
-                chat_id = exc.new_chat_id
+                return "skipped", followups.MOVED
             except TelegramError as exc:
                 answer = _known_answer(self.f.action, exc.description)
                 if answer is not None:

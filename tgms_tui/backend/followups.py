@@ -33,6 +33,10 @@ ACTIONS = ("edit", "retract", "pin", "unpin")
 STATUSES = ("pending", "doing", "done", "failed", "skipped", "ambiguous")
 DELETE_WINDOW = timedelta(hours=48)
 TOO_OLD = "too old to delete: Telegram deletes a message for everyone only within 48 hours"
+MOVED = (
+    "the group moved to a supergroup after this copy was sent: the copy stays in the old group, where "
+    "Telegram lets no bot change it any more"
+)
 MAX_DELETE_AFTER = timedelta(hours=47)
 MAX_RETRIES = 50
 
@@ -106,7 +110,8 @@ UPDATE broadcast_followup_groups AS g
    SET status = 'doing', locked_by = %(worker)s, attempts = g.attempts + 1, updated_at = now()
   FROM next, sent_messages s
  WHERE g.followup_id = %(f)s AND g.sent_message_id = next.sent_message_id AND s.message_id = next.sent_message_id
-RETURNING g.sent_message_id, s.chat_id, s.telegram_message_id, s.debug_code, s.sent_at, g.attempts
+RETURNING g.sent_message_id, s.chat_id, s.telegram_message_id, s.debug_code, s.sent_at, g.attempts,
+          s.delivered_in_chat_id
 """
 
 SQL_RECORD = """
@@ -183,6 +188,7 @@ class Claimed:
     debug_code: str
     sent_at: datetime | None
     attempts: int
+    delivered_in_chat_id: int | None = None  # set: the copy is in the basic group this one moved from
 
 
 def parse_delete_after(value: Any) -> timedelta | None:
@@ -321,7 +327,8 @@ async def prepare(
 async def claim(conn: AsyncConnection[Any], f: Followup, worker: str) -> Claimed | None:
     cur = await conn.execute(SQL_CLAIM, {"f": f.followup_id, "worker": worker})
     row = await cur.fetchone()
-    return None if row is None else Claimed(int(row[0]), int(row[1]), row[2], str(row[3]), row[4], int(row[5]))
+    return None if row is None else Claimed(int(row[0]), int(row[1]), row[2], str(row[3]), row[4], int(row[5]), row[6])
+
 
 
 async def record(
