@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 JOB_TYPE = followups.JOB_TYPE
 ATTEMPTS = 3
+LANES = 4  # copies under way at once in one job
 
 
 class _Later(Exception):
@@ -51,24 +52,45 @@ class FollowupRun:
         self.client: TelegramClient = bots.client(role, paced=False)
         self.outcomes: Counter[str] = Counter()
         self.inflight: set[int] = set()
+        self.later: float | None = None  # set: stop claiming, snooze this long once every lane is done
+
+    async def _lane(self) -> None:
+        try:
+            while self.later is None:
+                left = time_left()
+                if left is not None and left < 30:
+                    self.later = 0.0
+                    return
+                async with self.db.connection() as conn:
+                    claimed = await followups.claim(conn, self.f, self.ctx.worker_id)
+                if claimed is None:
+                    return
+                try:
+                    await self._one(claimed)
+                except _Later as wait:
+                    self.later = max(self.later or 0.0, wait.seconds)
+                    return
+        except BaseException:
+            if self.later is None:
+                self.later = 0.0  # the other lanes stop claiming; the error is raised once they are done
+            raise
 
     async def run(self) -> None:
         async with self.db.connection() as conn:
             await followups.prepare(
                 conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
             )
-        while True:
-            left = time_left()
-            if left is not None and left < 30:
-                raise Snooze(0.0, "time slice used up")
-            async with self.db.connection() as conn:
-                claimed = await followups.claim(conn, self.f, self.ctx.worker_id)
-            if claimed is None:
-                break
-            try:
-                await self._one(claimed)
-            except _Later as wait:
-                raise Snooze(wait.seconds, f"429 from Telegram: retry after {wait.seconds:g}s") from None
+        # Several copies are under way at once (each with its own intent row): one call's round trip
+        # and its records no longer set the pace, the shared rate limiter does. A lane that meets a
+        # long 429 or the end of the time slice stops every lane from claiming; each finishes and
+        # records the copy it holds before the job snoozes.
+        results = await asyncio.gather(*(self._lane() for _ in range(LANES)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, _Later):
+                raise result
+        if self.later is not None:
+            reason = "time slice used up" if self.later == 0 else f"429 from Telegram: retry after {self.later:g}s"
+            raise Snooze(self.later, reason)
         async with self.db.connection() as conn:
             await followups.prepare(
                 conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
