@@ -330,7 +330,6 @@ async def claim(conn: AsyncConnection[Any], f: Followup, worker: str) -> Claimed
     return None if row is None else Claimed(int(row[0]), int(row[1]), row[2], str(row[3]), row[4], int(row[5]), row[6])
 
 
-
 async def record(
     conn: AsyncConnection[Any], f: Followup, sent_message_id: int, worker: str, status: str, error: str | None
 ) -> None:
