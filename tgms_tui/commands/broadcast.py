@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send it only to the test chat (TGMS_TEST_CHAT_ID or --test-chat), as the groups would get it",
     )
     send.add_argument("--test-chat", metavar="CHAT_ID", help="the test chat for --test")
+    send.add_argument(
+        "--test-wait",
+        type=float,
+        default=TEST_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long --test waits for the outcome (default {TEST_WAIT_SECONDS:g}; 0: not at all)",
+    )
 
     listing = sub.add_parser("list", help="the newest broadcasts with their status and counts")
     listing.add_argument("--limit", type=int, default=broadcasts.LIST_LIMIT, help="how many (default 50)")
@@ -206,7 +213,7 @@ def _send(args: argparse.Namespace) -> int:
     reply = asyncio.run(_create(url, request, options, settings.test_chat_id))
     print(json.dumps(reply))
     if options.test:
-        return _await_test(url, int(reply["test_send_id"]))
+        return _await_test(url, int(reply["test_send_id"]), max(0.0, args.test_wait))
     return 0
 
 
