@@ -128,3 +128,20 @@ def test_edits_keep_markup_history_and_count_against_flood_limits(api: BotApiCli
     assert row["text"] == "v2" and row["reply_markup"] is None
     assert [h["text"] for h in row["history"]] == ["v0", "v1"]
     assert row["history"][1]["reply_markup"] == keyboard
+
+
+def test_inline_keyboards_are_parsed_as_the_bot_api_server_does(api: BotApiClient, supergroup: int) -> None:
+    for markup, text in [
+        ("{not json", "can't parse reply keyboard markup JSON object"),
+        ([1], "object expected as reply markup"),
+        ({"inline_keyboard": [{"text": "a"}]}, 'Field "inline_keyboard" of the InlineKeyboardMarkup must be an Array '
+         "of Arrays"),
+        ({"inline_keyboard": [["a"]]}, "can't parse inline keyboard button: InlineKeyboardButton must be an Object"),
+        ({"inline_keyboard": [[{"url": "https://a.org"}]]}, "can't parse inline keyboard button: Can't find field "
+         '"text"'),
+        ({"inline_keyboard": [[{"text": "a"}]]}, "can't parse inline keyboard button: Text buttons are unallowed in "
+         "the inline keyboard"),
+    ]:  # fmt: skip
+        assert api.error("sendMessage", chat_id=supergroup, text="x", reply_markup=markup)[1] == f"Bad Request: {text}"
+    keyboard = {"inline_keyboard": [[{"text": "a", "url": "https://a.org"}]]}
+    assert api.ok("sendMessage", chat_id=supergroup, text="x", reply_markup=keyboard)["reply_markup"] == keyboard
