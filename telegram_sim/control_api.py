@@ -520,6 +520,7 @@ def _message_row(stored: StoredMessage) -> dict[str, Any]:
         "text": data.get("text"),
         "caption": data.get("caption"),
         "has_photo": "photo" in data,
+        "reply_markup": data.get("reply_markup"),
         "edit_date": data.get("edit_date"),
         "history": list(stored.history),
         "pinned": stored.pinned,

@@ -13,7 +13,16 @@ Behaviour follows the Bot API documentation and the errors the Bot API server an
   be deleted for everyone") or was sent by someone else while the bot may not delete other people's
   messages ("message can't be deleted");
 - pinning needs the right to pin: the owner, an administrator with `can_pin_messages`, or a member
-  when the chat lets members pin ("not enough rights to manage pinned messages in the chat").
+  when the chat lets members pin ("not enough rights to manage pinned messages in the chat"). As in
+  the Bot API server, the message is looked up first ("message to pin not found", "message to unpin
+  not found" — also for a missing `message_id`); unpinning a message that is not pinned is no error;
+  unpinning without `message_id` when nothing is pinned is ("message to unpin not found");
+- deleteMessages checks `message_ids` as the Bot API server does: "message identifiers are not
+  specified", "expected an Array of message identifiers", "too many message identifiers specified",
+  "message identifier must be a Number", "invalid message identifier specified";
+- flood control: Telegram limits every message-changing call like a send (the bot's ~30/s, a chat's
+  ~1/s with short bursts, a group's 20 per minute), so edits, deletions and pins take the same tokens
+  from the same buckets as sendMessage (`methods.flood_check`), after their own checks.
 
 Message age is the message's `date` against the simulator's clock, so a test can age a message through
 the control API (`POST /_sim/messages/age`) instead of waiting two days.
@@ -27,7 +36,7 @@ from telegram_sim.access import bot_member, chat_for, has_right
 from telegram_sim.context import CallContext, method
 from telegram_sim.errors import bad_request
 from telegram_sim.markdown import auto_entities, strip_text, utf16_len
-from telegram_sim.methods import MAX_CAPTION, MAX_RAW_TEXT_BYTES, MAX_TEXT, formatted_param, reply_markup
+from telegram_sim.methods import MAX_CAPTION, MAX_RAW_TEXT_BYTES, MAX_TEXT, flood_check, formatted_param, reply_markup
 from telegram_sim.model import Chat, StoredMessage
 
 DELETE_WINDOW_SECONDS = 48 * 3600
@@ -50,9 +59,7 @@ def _edit_target(ctx: CallContext) -> tuple[Chat, StoredMessage]:
         raise bad_request("message to edit not found")
     chat = chat_for(ctx, "write")
     message_id = _message_id(ctx)
-    if message_id is None:
-        raise bad_request("message identifier is not specified")
-    stored = ctx.state.find_message(chat.id, message_id)
+    stored = ctx.state.find_message(chat.id, message_id) if message_id is not None and message_id > 0 else None
     if stored is None:
         raise bad_request("message to edit not found")
     if stored.sent_by_bot != ctx.bot.id:
@@ -71,7 +78,11 @@ def _apply_edit(ctx: CallContext, stored: StoredMessage, field: str, text: str, 
         and data.get("reply_markup") == new_markup
     ):
         raise bad_request(NOT_MODIFIED)
-    stored.history.append({field: data.get(field), "edit_date": data.get("edit_date") or data.get("date")})
+    flood_check(ctx, ctx.state.chats[stored.chat_id])
+    before = {field: data.get(field), "edit_date": data.get("edit_date") or data.get("date")}
+    if "reply_markup" in data:
+        before["reply_markup"] = data["reply_markup"]
+    stored.history.append(before)
     updated = {**data, field: text, "edit_date": ctx.state.now()}
     updated.pop(entities_field, None)
     if entities:
@@ -117,15 +128,28 @@ def edit_message_caption(ctx: CallContext) -> dict:
 @method("deleteMessages")
 def delete_messages(ctx: CallContext) -> bool:
     chat = chat_for(ctx, "write")
-    ids = ctx.params.json("message_ids")
-    if not isinstance(ids, list) or not ids:
+    if ctx.params.raw("message_ids") in (None, ""):
         raise bad_request("message identifiers are not specified")
+    ids = ctx.params.json("message_ids")
+    if not isinstance(ids, list):
+        raise bad_request("expected an Array of message identifiers")
     if len(ids) > MAX_DELETE_IDS:
         raise bad_request("too many message identifiers specified")
-    try:
-        wanted = {int(i) for i in ids if not isinstance(i, bool)}
-    except (TypeError, ValueError):
-        raise bad_request("message identifiers are invalid") from None
+    wanted: set[int] = set()
+    for raw in ids:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise bad_request("message identifier must be a Number")
+        try:
+            number = int(raw)
+        except ValueError:
+            raise bad_request("can't parse message identifier as a Number") from None
+        if not -(2**31) <= number < 2**31:
+            raise bad_request("can't parse message identifier as a Number")
+        if number <= 0:
+            raise bad_request("invalid message identifier specified")
+        wanted.add(number)
+    if not wanted:
+        raise bad_request("message identifiers are not specified")
     found = [m for m in ctx.state.messages.get(chat.id, []) if m.message_id in wanted]
     now = ctx.state.now()
     for stored in found:
@@ -133,6 +157,8 @@ def delete_messages(ctx: CallContext) -> bool:
             raise bad_request("message can't be deleted for everyone")
         if stored.sent_by_bot != ctx.bot.id and not has_right(ctx, chat, "can_delete_messages"):
             raise bad_request("message can't be deleted")
+    if found:
+        flood_check(ctx, chat)
     for stored in found:
         ctx.state.remove_message(stored)
     return True
@@ -153,13 +179,12 @@ def _may_pin(ctx: CallContext, chat: Chat) -> bool:
 def pin_chat_message(ctx: CallContext) -> bool:
     chat = chat_for(ctx, "write")
     message_id = _message_id(ctx)
-    if message_id is None:
-        raise bad_request("message identifier is not specified")
-    if not _may_pin(ctx, chat):
-        raise bad_request("not enough rights to manage pinned messages in the chat")
-    stored = ctx.state.find_message(chat.id, message_id)
+    stored = ctx.state.find_message(chat.id, message_id) if message_id is not None and message_id > 0 else None
     if stored is None:
         raise bad_request("message to pin not found")
+    if not _may_pin(ctx, chat):
+        raise bad_request("not enough rights to manage pinned messages in the chat")
+    flood_check(ctx, chat)
     stored.pinned = True
     return True
 
@@ -167,14 +192,18 @@ def pin_chat_message(ctx: CallContext) -> bool:
 @method("unpinChatMessage")
 def unpin_chat_message(ctx: CallContext) -> bool:
     chat = chat_for(ctx, "write")
-    if not _may_pin(ctx, chat):
-        raise bad_request("not enough rights to manage pinned messages in the chat")
     message_id = _message_id(ctx)
-    pinned = [m for m in ctx.state.messages.get(chat.id, []) if m.pinned]
-    if message_id is not None:
-        pinned = [m for m in pinned if m.message_id == message_id]
+    if message_id is not None and message_id > 0:
+        target = ctx.state.find_message(chat.id, message_id)
+        if target is None:
+            raise bad_request("message to unpin not found")
+    else:  # the most recently pinned one (getChatPinnedMessage)
+        pinned = [m for m in ctx.state.messages.get(chat.id, []) if m.pinned]
         if not pinned:
             raise bad_request("message to unpin not found")
-    if pinned:
-        pinned[-1].pinned = False
+        target = pinned[-1]
+    if not _may_pin(ctx, chat):
+        raise bad_request("not enough rights to manage pinned messages in the chat")
+    flood_check(ctx, chat)
+    target.pinned = False
     return True

@@ -88,12 +88,36 @@ def reply_target(ctx: CallContext, chat: Chat) -> dict[str, Any] | None:
 
 
 def reply_markup(ctx: CallContext) -> dict[str, Any] | None:
+    """The reply_markup parameter, checked as the Bot API server parses an inline keyboard (its texts)."""
     if "reply_markup" not in ctx.params or ctx.params.raw("reply_markup") in ("", None):
         return None
     markup = ctx.params.json("reply_markup")
-    if not isinstance(markup, dict):
+    if markup is None:
         raise bad_request("can't parse reply keyboard markup JSON object")
+    if not isinstance(markup, dict):
+        raise bad_request("object expected as reply markup")
+    rows = markup.get("inline_keyboard")
+    if isinstance(rows, list):
+        for row in rows:
+            if not isinstance(row, list):
+                raise bad_request('Field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays')
+            for button in row:
+                problem = _inline_button_problem(button)
+                if problem is not None:
+                    raise bad_request(f"can't parse inline keyboard button: {problem}")
     return markup
+
+
+def _inline_button_problem(button: Any) -> str | None:
+    if not isinstance(button, dict):
+        return "InlineKeyboardButton must be an Object"
+    if not isinstance(button.get("text"), str):
+        return 'Can\'t find field "text"' if "text" not in button else 'Field "text" must be of type String'
+    kinds = ("url", "callback_data", "callback_game", "pay", "switch_inline_query", "login_url", "web_app",
+             "switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "copy_text")  # fmt: skip
+    if not any(button.get(kind) not in (None, "") for kind in kinds):
+        return "Text buttons are unallowed in the inline keyboard"
+    return None
 
 
 def finish_message(ctx: CallContext, chat: Chat, data: dict[str, Any], reply: dict[str, Any] | None) -> dict:

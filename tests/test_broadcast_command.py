@@ -129,3 +129,37 @@ def test_list_show_edit_and_cancel(db_url: str) -> None:
     again = tgms(db_url, "broadcast", "cancel", str(later))
     assert again.returncode == 1 and "already cancelled" in again.stderr
     assert tgms(db_url, "broadcast", "cancel", str(first)).returncode == 1  # done: nothing to cancel
+
+
+def test_buttons_and_test_sends_from_the_command_line(db_url: str) -> None:
+    seed(db_url)
+    for args, words in [
+        (("--button", "no url here"), "buttons: expected TEXT=URL"),
+        (("--button", "Evil=javascript:alert(1)"), "buttons: row 1, button 1: only http://, https:// and tg://"),
+        (("--test",), "test_chat_id: no test chat: give test_chat_id or set TGMS_TEST_CHAT_ID"),
+        (("--test-chat", "-100123"), "test_chat_id: --test-chat goes with --test"),
+        (("--test", "--test-chat", "abc"), "test_chat_id: expected a chat id"),
+    ]:
+        refused = tgms(db_url, "broadcast", "--text", "hi", *args)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert f"tgms: broadcast: {words}" in refused.stderr, (args, refused.stderr)
+    assert rows(db_url, "SELECT count(*) FROM broadcasts") == [(0,)]
+    assert rows(db_url, "SELECT count(*) FROM broadcast_test_sends") == [(0,)]
+
+    sent = tgms(db_url, "broadcast", "--text", "hi", "--button", "Shop=https://example.org/s?a=1",
+                "--button", "Docs=https://example.org/d | Chat=tg://resolve?domain=x")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    broadcast_id = json.loads(sent.stdout)["broadcast_id"]
+    shown = tgms(db_url, "broadcast", "show", str(broadcast_id), "--json")
+    assert json.loads(shown.stdout)["buttons"] == [
+        [{"text": "Shop", "url": "https://example.org/s?a=1"}],
+        [{"text": "Docs", "url": "https://example.org/d"}, {"text": "Chat", "url": "tg://resolve?domain=x"}],
+    ]
+    assert "[ Docs ] [ Chat ]" in tgms(db_url, "broadcast", "show", str(broadcast_id)).stdout
+    # a test send is queued (no worker runs here: the command says so) and stores no broadcast
+    test = tgms(db_url, "broadcast", "--text", "hi", "--test", "--test-chat", "-100777", "--test-wait", "0.5")
+    assert test.returncode == 0, test.stderr
+    assert json.loads(test.stdout)["message"] == "Test send enqueued"
+    assert "is queued; is a TGMS worker running?" in test.stderr
+    assert rows(db_url, "SELECT count(*) FROM broadcasts") == [(1,)]
+    assert rows(db_url, "SELECT chat_id, status FROM broadcast_test_sends") == [(-100777, "pending")]

@@ -21,8 +21,9 @@ from psycopg import AsyncConnection
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from tgms_tui.backend.broadcasts import create_broadcast
+from tgms_tui.backend import submission
 from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
+from tgms_tui.backend.submission import Options
 
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .idempotent import Once
@@ -81,8 +82,11 @@ class AdminGate:
 
 
 class AdminSend:
-    def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str]) -> None:
+    def __init__(
+        self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str], test_chat_id: int | None = None
+    ) -> None:
         self._gate = AdminGate(runtime, api_key, allow_networks, ROUTE)
+        self._test_chat_id = test_chat_id
         self._once = Once(runtime, route=ROUTE, scope="POST /api/tgms/send")
         self._metrics = runtime.metrics
 
@@ -111,28 +115,32 @@ class AdminSend:
         if not isinstance(data, dict):
             return self._gate.reject(422, "invalid", "body must be a JSON object", field="body")
         try:
-            req = validate_broadcast(data)
+            own, options = submission.split(data)
+            req = validate_broadcast(own)
         except ValidationError as exc:
             return self._gate.reject(422, "invalid", exc.message, field=exc.field)
         client = client_host(request.scope)
         return await self._once.respond(
             request,
             raw,
-            lambda conn: self._create(conn, req, client),
+            lambda conn: self._create(conn, req, options, client),
             on_commit=lambda answer: self._created(answer, client),
         )
 
     async def _create(
-        self, conn: AsyncConnection[Any], req: BroadcastRequest, client: str | None
+        self, conn: AsyncConnection[Any], req: BroadcastRequest, options: Options, client: str | None
     ) -> tuple[int, dict[str, Any]]:
         try:
-            broadcast_id, groups = await create_broadcast(conn, req, created_by=f"api:{client or '?'}")
+            answer = await submission.submit(conn, req, options, f"api:{client or '?'}", self._test_chat_id)
         except ValidationError as exc:  # what needs the database: the groups, the debug code's length
             self._metrics.rejected[(ROUTE, "invalid")] += 1
             return 422, {"detail": exc.message, "field": exc.field}
-        return 200, {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+        return 200, answer
 
     def _created(self, answer: dict[str, Any], client: str | None) -> None:
+        if "test_send_id" in answer:
+            log.info("test send %d to chat %d enqueued by %s", answer["test_send_id"], answer["chat_id"], client)
+            return
         if "broadcast_id" not in answer:
             return  # refused inside the transaction (422): nothing was created
         self._metrics.broadcasts_created += 1

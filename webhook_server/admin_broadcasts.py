@@ -5,12 +5,21 @@
                                                    status, error, telegram_message_id)
 - `POST /api/tgms/broadcasts/{id}/cancel`          cancel it (scheduled) or stop it before its next group
 - `POST /api/tgms/broadcasts/{id}/edit`            {"text" | "caption" | "parse_mode" | "send_at"} of a
-                                                   broadcast not started yet, checked like a new one
+                                                   broadcast not started yet, checked like a new one; on a
+                                                   started one a follow-up edit of every copy sent
+                                                   ({"text" | "caption" | "parse_mode"}, debug codes kept)
+- `POST /api/tgms/broadcasts/{id}/retract`         delete its copies (those within Telegram's 48 hours)
+- `POST /api/tgms/broadcasts/{id}/pin`             {"silent": bool} pin its copies
+- `POST /api/tgms/broadcasts/{id}/unpin`           unpin them
+
+A follow-up answers `{"status": "ok", "action", "broadcast_id", "followup_id", "copies", "too_old"}`
+and runs as a job; `GET` of the broadcast shows its outcome in each group (`followups`).
 
 Every route passes the same gate as `POST /api/tgms/send` (allow-list, then `x-api-key` in constant
-time) before it reads anything. Actions on one broadcast are a table (`ACTIONS`): a new follow-up
-action is one entry and one backend function. Answers: 404 no such broadcast, 409 the action does
-not apply in its state, 422 naming the field, 503 database unavailable (Retry-After).
+time) before it reads anything, and every POST honours `Idempotency-Key` (idempotent.py; a key is per
+broadcast and action). Actions on one broadcast are a table (`ACTIONS`): a new action is one entry
+and one backend function. Answers: 404 no such broadcast, 409 the action does not apply in its state,
+422 naming the field, 503 database unavailable (Retry-After).
 """
 
 from __future__ import annotations
@@ -24,14 +33,15 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tgms_tui.backend import broadcasts
+from tgms_tui.backend import broadcasts, buttons, followups
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError
 from tgms_tui.backend.message_validation import ValidationError
 
 from .admin import AdminSend
+from .idempotent import Once
 from .runtime import NotStarted, Runtime
 from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
@@ -39,7 +49,8 @@ from .updates import MAX_BODY_BYTES
 log = logging.getLogger(__name__)
 ROUTE = "admin_broadcasts"
 
-Action = Callable[[AsyncConnection[Any], int, dict[str, Any], str], Awaitable[broadcasts.BroadcastSummary]]
+# An action answers the broadcast it changed, or a follow-up's id (its job does the work).
+Action = Callable[[AsyncConnection[Any], int, dict[str, Any], str], Awaitable["broadcasts.BroadcastSummary | int"]]
 
 
 async def _cancel(conn: AsyncConnection[Any], broadcast_id: int, body: dict[str, Any], who: str) -> Any:
@@ -47,10 +58,32 @@ async def _cancel(conn: AsyncConnection[Any], broadcast_id: int, body: dict[str,
 
 
 async def _edit(conn: AsyncConnection[Any], broadcast_id: int, body: dict[str, Any], who: str) -> Any:
-    return await broadcasts.edit_scheduled(conn, broadcast_id, body)
+    if (await broadcasts.get_broadcast(conn, broadcast_id)).status == "pending":
+        return await broadcasts.edit_scheduled(conn, broadcast_id, body)
+    if "send_at" in body:
+        raise ValidationError("send_at", "the broadcast has started: its send time can no longer change")
+    return await followups.request(conn, broadcast_id, "edit", who, changes=body)
 
 
-ACTIONS: dict[str, Action] = {"cancel": _cancel, "edit": _edit}
+def _followup(action: str) -> Action:
+    async def run(conn: AsyncConnection[Any], broadcast_id: int, body: dict[str, Any], who: str) -> Any:
+        allowed = {"silent"} if action == "pin" else set()
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValidationError(unknown[0], f"unknown field ({action} takes {', '.join(allowed) or 'no fields'})")
+        silent = followups.parse_silent(body) if action == "pin" else False
+        return await followups.request(conn, broadcast_id, action, who, silent=silent)
+
+    return run
+
+
+ACTIONS: dict[str, Action] = {
+    "cancel": _cancel,
+    "edit": _edit,
+    "retract": _followup("retract"),
+    "pin": _followup("pin"),
+    "unpin": _followup("unpin"),
+}
 
 
 class AdminBroadcasts:
@@ -108,7 +141,10 @@ class AdminBroadcasts:
         async def work(conn: AsyncConnection[Any]) -> Any:
             b = await broadcasts.get_broadcast(conn, broadcast_id)
             reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
-            return broadcasts.detail_json(b, await broadcasts.deliveries(conn, broadcast_id), reach)
+            body = broadcasts.detail_json(b, await broadcasts.deliveries(conn, broadcast_id), reach)
+            body["buttons"] = await buttons.of(conn, broadcast_id)
+            body["followups"] = await followups.detail(conn, broadcast_id)
+            return body
 
         try:
             body = await self._run(work)
@@ -118,7 +154,7 @@ class AdminBroadcasts:
             return body
         return JSONResponse(body)
 
-    async def act(self, request: Request) -> JSONResponse:
+    async def act(self, request: Request) -> Response:
         refused = self._gate.refusal(request)
         if refused is not None:
             return refused
@@ -129,27 +165,42 @@ class AdminBroadcasts:
         action = ACTIONS.get(name)
         if action is None:
             return self._answer(404, "not_found", f"no action {name!r}; actions: {', '.join(ACTIONS)}")
-        body = await self._body(request)
+        once = Once(self._runtime, route=ROUTE, scope=f"POST /api/tgms/broadcasts/{broadcast_id}/{name}")
+        if (bad_key := once.key_problem(request)) is not None:
+            return bad_key
+        raw = await self._raw(request)
+        if isinstance(raw, JSONResponse):
+            return raw
+        body = self._parse(raw)
         if isinstance(body, JSONResponse):
             return body
         client = request.client.host if request.client else "?"
         who = f"api:{client}"
 
-        async def work(conn: AsyncConnection[Any]) -> Any:
-            return await action(conn, broadcast_id, body, who)
+        async def work(conn: AsyncConnection[Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                result = await action(conn, broadcast_id, body, who)
+                if isinstance(result, int):
+                    copies, too_old = await followups.reach(conn, broadcast_id)
+                    return 200, {"status": "ok", "action": name, "broadcast_id": broadcast_id,
+                                 "followup_id": result, "copies": copies, "too_old": too_old}  # fmt: skip
+                return 200, {"status": "ok", "action": name, "broadcast": broadcasts.summary_json(result)}
+            except BroadcastNotFound as exc:
+                return self._refusal(404, "not_found", str(exc))
+            except BroadcastStateError as exc:
+                return self._refusal(409, "conflict", str(exc))
+            except ValidationError as exc:
+                return self._refusal(422, "invalid", exc.message, field=exc.field)
 
-        try:
-            result = await self._run(work)
-        except BroadcastNotFound as exc:
-            return self._answer(404, "not_found", str(exc))
-        except BroadcastStateError as exc:
-            return self._answer(409, "conflict", str(exc))
-        except ValidationError as exc:
-            return self._answer(422, "invalid", exc.message, field=exc.field)
-        if isinstance(result, JSONResponse):
-            return result
-        log.info("broadcast %d: %s by %s", broadcast_id, name, who)
-        return JSONResponse({"status": "ok", "action": name, "broadcast": broadcasts.summary_json(result)})
+        def done(answer: dict[str, Any]) -> None:
+            if answer.get("status") == "ok":
+                log.info("broadcast %d: %s by %s", broadcast_id, name, who)
+
+        return await once.respond(request, raw, work, on_commit=done)
+
+    def _refusal(self, status: int, reason: str, detail: str, field: str | None = None) -> tuple[int, dict[str, Any]]:
+        self._metrics.rejected[(ROUTE, reason)] += 1
+        return status, {"detail": detail} | ({"field": field} if field is not None else {})
 
     def _id(self, request: Request) -> int | JSONResponse:
         raw = str(request.path_params["broadcast_id"])
@@ -157,13 +208,16 @@ class AdminBroadcasts:
             return self._answer(404, "not_found", f"no broadcast {raw[:40]!r}")
         return int(raw)
 
-    async def _body(self, request: Request) -> dict[str, Any] | JSONResponse:
-        """A JSON object (an empty body is {}); 400 / 413 / 422 as POST /api/tgms/send answers."""
+    async def _raw(self, request: Request) -> bytes | JSONResponse:
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > MAX_BODY_BYTES:
                 return self._answer(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        return bytes(raw)
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | JSONResponse:
+        """A JSON object (an empty body is {}); 400 / 413 / 422 as POST /api/tgms/send answers."""
         if not raw.strip():
             return {}
         try:

@@ -149,7 +149,7 @@ def create_app(
         "/api/webhook": TelegramWebhook("main", secret, runtime),
         "/api/webhook/tgms": TelegramWebhook("tgms", secret, runtime),
     }
-    admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks)
+    admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks, settings.test_chat_id)
     monitors = SourceAllowList(settings.metrics_allow_networks)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),

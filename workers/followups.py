@@ -6,8 +6,10 @@ an earlier cut run of this worker, becomes `ambiguous` and is never tried again,
 or deleted twice. Calls take a token from the bot's shared rate bucket and from the group's (Telegram
 limits edits per group like messages); a 429 pauses the bot in every process and snoozes the job; a
 group's migration to a supergroup rewrites its id everywhere (`groups.rewrite_id`) and the copy is
-tried again at the new id. Copies older than 48 hours are not retracted (Telegram refuses; reported
-`skipped` up front).
+`skipped`: the copy was delivered before the move and stays in the old group, which Telegram closes to
+bots (the supergroup's message with the same id is another message, never touched; a copy delivered
+after the move is reached at the new id as usual). Copies older than 48 hours are not retracted
+(Telegram refuses; reported `skipped` up front).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from tgms_tui.backend import followups, groups
+from tgms_tui.backend import buttons, followups, groups
 from tgms_tui.backend.followups import Claimed, Followup
 from tgms_tui.backend.queue import Job
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 JOB_TYPE = followups.JOB_TYPE
 ATTEMPTS = 3
+LANES = 4  # copies under way at once in one job
 
 
 class _Later(Exception):
@@ -49,24 +52,45 @@ class FollowupRun:
         self.client: TelegramClient = bots.client(role, paced=False)
         self.outcomes: Counter[str] = Counter()
         self.inflight: set[int] = set()
+        self.later: float | None = None  # set: stop claiming, snooze this long once every lane is done
+
+    async def _lane(self) -> None:
+        try:
+            while self.later is None:
+                left = time_left()
+                if left is not None and left < 30:
+                    self.later = 0.0
+                    return
+                async with self.db.connection() as conn:
+                    claimed = await followups.claim(conn, self.f, self.ctx.worker_id)
+                if claimed is None:
+                    return
+                try:
+                    await self._one(claimed)
+                except _Later as wait:
+                    self.later = max(self.later or 0.0, wait.seconds)
+                    return
+        except BaseException:
+            if self.later is None:
+                self.later = 0.0  # the other lanes stop claiming; the error is raised once they are done
+            raise
 
     async def run(self) -> None:
         async with self.db.connection() as conn:
             await followups.prepare(
                 conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
             )
-        while True:
-            left = time_left()
-            if left is not None and left < 30:
-                raise Snooze(0.0, "time slice used up")
-            async with self.db.connection() as conn:
-                claimed = await followups.claim(conn, self.f, self.ctx.worker_id)
-            if claimed is None:
-                break
-            try:
-                await self._one(claimed)
-            except _Later as wait:
-                raise Snooze(wait.seconds, f"429 from Telegram: retry after {wait.seconds:g}s") from None
+        # Several copies are under way at once (each with its own intent row): one call's round trip
+        # and its records no longer set the pace, the shared rate limiter does. A lane that meets a
+        # long 429 or the end of the time slice stops every lane from claiming; each finishes and
+        # records the copy it holds before the job snoozes.
+        results = await asyncio.gather(*(self._lane() for _ in range(LANES)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, _Later):
+                raise result
+        if self.later is not None:
+            reason = "time slice used up" if self.later == 0 else f"429 from Telegram: retry after {self.later:g}s"
+            raise Snooze(self.later, reason)
         async with self.db.connection() as conn:
             await followups.prepare(
                 conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
@@ -111,6 +135,8 @@ class FollowupRun:
         too_old = c.sent_at is not None and datetime.now(UTC) - c.sent_at >= followups.DELETE_WINDOW
         if self.f.action == "retract" and too_old:
             return "skipped", followups.TOO_OLD
+        if c.delivered_in_chat_id is not None:
+            return "skipped", followups.MOVED
         chat_id = c.chat_id
         failures = 0
         while True:
@@ -126,9 +152,11 @@ class FollowupRun:
                 if exc.retry_after > MAX_INLINE_RETRY_AFTER:
                     raise _Later(exc.retry_after) from None
             except ChatMigrated as exc:
+                # The group moved since the copy was sent: every trace of it follows (this copy's row
+                # included), but the copy itself stays in the old group, out of any bot's reach.
                 async with self.db.connection() as conn:
                     await groups.rewrite_id(conn, chat_id, exc.new_chat_id)
-                chat_id = exc.new_chat_id
+                return "skipped", followups.MOVED
             except TelegramError as exc:
                 answer = _known_answer(self.f.action, exc.description)
                 if answer is not None:
@@ -147,7 +175,8 @@ class FollowupRun:
             method = "editMessageCaption" if f.is_photo else "editMessageText"
             field = "caption" if f.is_photo else "text"
             params = {"chat_id": chat_id, "message_id": message_id, field: f.message(code), "parse_mode": f.parse_mode}
-            await self.client.call(method, **params)
+            # the copy's buttons go with the edit: an edit without reply_markup removes them
+            await self.client.call(method, **params, reply_markup=buttons.reply_markup(f.buttons))
         elif f.action == "retract":
             # one broadcast has one copy per chat: each call carries that chat's ids (at most 100)
             await self.client.call("deleteMessages", chat_id=chat_id, message_ids=[message_id])
@@ -173,7 +202,7 @@ def _known_answer(action: str, description: str) -> tuple[str, str | None] | Non
     if action == "pin" and "message to pin not found" in text:
         return "skipped", "the message was deleted in the group"
     if action == "unpin" and "message to unpin not found" in text:
-        return "skipped", "the message was not pinned (or was deleted)"
+        return "skipped", "the message was deleted in the group"
     return None
 
 

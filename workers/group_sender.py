@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import AsyncConnection
 
-from tgms_tui.backend import broadcasts, debug_code, groups, health, queue
+from tgms_tui.backend import broadcasts, buttons, debug_code, groups, health, queue
 from tgms_tui.backend.broadcasts import SENDER_MAX_RETRIES, Broadcast
 from tgms_tui.backend.queue import Job
 
@@ -119,6 +119,7 @@ class GroupSender:
         self.stale_seconds = ctx.settings.lease_seconds
         self.inflight = ctx.services.sending
         self.broadcast: Broadcast | None = None
+        self.reply_markup: dict[str, Any] | None = None  # the broadcast's inline buttons, with every copy
         self.sent = 0
         left = time_left()
         self.slice_ends = None if left is None else time.monotonic() + left - min(left / 2, SLICE_MARGIN)
@@ -203,6 +204,7 @@ class GroupSender:
     async def _load(self) -> Broadcast:
         async with self.ctx.db.connection() as conn:
             broadcast = await broadcasts.load(conn, self.broadcast_id)
+            self.reply_markup = buttons.reply_markup(await buttons.of(conn, self.broadcast_id))
         if broadcast is None:
             raise PermanentFailure(f"no broadcast {self.broadcast_id}")
         return broadcast
@@ -389,9 +391,11 @@ class GroupSender:
         assert b is not None
         if b.photo_url is not None:
             caption = debug_code.appended(b.caption, code, b.parse_mode)
-            return await self.client.send_photo(chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode)
+            return await self.client.send_photo(
+                chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode, reply_markup=self.reply_markup
+            )
         text = debug_code.appended(b.text, code, b.parse_mode)
-        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode)
+        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode, reply_markup=self.reply_markup)
 
     async def _migrate(self, row: Claimed, exc: ChatMigrated) -> None:
         """Rewrite the group id everywhere (this row included) and put the row back to be sent to the

@@ -17,6 +17,7 @@ from . import (
     join_requests,
     maintenance,
     member_counts,
+    test_sends,
     updates,
 )
 from .runner import Handler, PeriodicJob
@@ -40,6 +41,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         invite_links.JOB_TYPE: invite_links.manage_invite_links,
         group_check.JOB_TYPE: group_check.register_group,
         followups.JOB_TYPE: followups.broadcast_followup,
+        test_sends.JOB_TYPE: test_sends.broadcast_test_send,
     }
 
 

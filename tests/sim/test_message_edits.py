@@ -86,3 +86,62 @@ def test_pin_needs_the_right(api: BotApiClient, sim: SimServer, supergroup: int)
     assert api.error("unpinChatMessage", chat_id=supergroup, message_id=mid)[1] == (
         "Bad Request: not enough rights to manage pinned messages in the chat"
     )
+
+
+def test_texts_of_the_bot_api_server(api: BotApiClient, sim: SimServer, supergroup: int) -> None:
+    """The Bot API server looks the message up before the rights and words its checks of message_ids
+    as below (telegram-bot-api's check_message / get_message_ids)."""
+    PIN_NOT_FOUND = "Bad Request: message to pin not found"
+    mid = api.ok("sendMessage", chat_id=supergroup, text="x")["message_id"]
+    assert api.error("editMessageText", chat_id=supergroup, text="y")[1] == "Bad Request: message to edit not found"
+    assert api.error("pinChatMessage", chat_id=supergroup)[1] == "Bad Request: message to pin not found"
+    assert api.error("pinChatMessage", chat_id=supergroup, message_id=9999)[1] == PIN_NOT_FOUND
+    assert api.ok("unpinChatMessage", chat_id=supergroup, message_id=mid) is True  # not pinned: no error
+    assert api.error("unpinChatMessage", chat_id=supergroup, message_id=9999)[1] == (
+        "Bad Request: message to unpin not found"
+    )
+    assert api.error("unpinChatMessage", chat_id=supergroup)[1] == "Bad Request: message to unpin not found"
+    sim.control.set_bot(supergroup, sim.bot.id, action="promote", rights={"can_pin_messages": False})
+    assert api.error("pinChatMessage", chat_id=supergroup, message_id=9999)[1] == PIN_NOT_FOUND
+    for ids, text in [
+        (None, "message identifiers are not specified"),
+        ({"a": 1}, "expected an Array of message identifiers"),
+        ([1.5], "message identifier must be a Number"),
+        (["x"], "can't parse message identifier as a Number"),
+        ([0], "invalid message identifier specified"),
+        (list(range(1, 102)), "too many message identifiers specified"),
+    ]:
+        params = {} if ids is None else {"message_ids": ids}
+        assert api.error("deleteMessages", chat_id=supergroup, **params)[1] == f"Bad Request: {text}", ids
+
+
+def test_edits_keep_markup_history_and_count_against_flood_limits(api: BotApiClient, sim: SimServer) -> None:
+    group = sim.state.create_chat("supergroup", "Flood", members=1).id
+    sim.control.set_config(enforce_flood_limits=True, per_group_per_min=3, per_chat_burst=3, per_chat_per_sec=100)
+    keyboard = {"inline_keyboard": [[{"text": "Open", "url": "https://example.org"}]]}
+    mid = api.ok("sendMessage", chat_id=group, text="v0", reply_markup=keyboard)["message_id"]
+    api.ok("editMessageText", chat_id=group, message_id=mid, text="v1", reply_markup=keyboard)
+    api.ok("editMessageText", chat_id=group, message_id=mid, text="v2")  # no markup: the keyboard goes
+    status, description, params = api.error("editMessageText", chat_id=group, message_id=mid, text="v3")
+    assert status == 429 and description.startswith("Too Many Requests: retry after") and params
+    row = _row(sim, group, mid)
+    assert row["text"] == "v2" and row["reply_markup"] is None
+    assert [h["text"] for h in row["history"]] == ["v0", "v1"]
+    assert row["history"][1]["reply_markup"] == keyboard
+
+
+def test_inline_keyboards_are_parsed_as_the_bot_api_server_does(api: BotApiClient, supergroup: int) -> None:
+    for markup, text in [
+        ("{not json", "can't parse reply keyboard markup JSON object"),
+        ([1], "object expected as reply markup"),
+        ({"inline_keyboard": [{"text": "a"}]}, 'Field "inline_keyboard" of the InlineKeyboardMarkup must be an Array '
+         "of Arrays"),
+        ({"inline_keyboard": [["a"]]}, "can't parse inline keyboard button: InlineKeyboardButton must be an Object"),
+        ({"inline_keyboard": [[{"url": "https://a.org"}]]}, "can't parse inline keyboard button: Can't find field "
+         '"text"'),
+        ({"inline_keyboard": [[{"text": "a"}]]}, "can't parse inline keyboard button: Text buttons are unallowed in "
+         "the inline keyboard"),
+    ]:  # fmt: skip
+        assert api.error("sendMessage", chat_id=supergroup, text="x", reply_markup=markup)[1] == f"Bad Request: {text}"
+    keyboard = {"inline_keyboard": [[{"text": "a", "url": "https://a.org"}]]}
+    assert api.ok("sendMessage", chat_id=supergroup, text="x", reply_markup=keyboard)["reply_markup"] == keyboard

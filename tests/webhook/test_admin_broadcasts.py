@@ -187,5 +187,9 @@ async def test_edit_a_scheduled_broadcast_through_the_same_checks(
     async with pool.connection() as conn:
         await conn.execute("UPDATE broadcasts SET send_at = now() WHERE broadcast_id = %s", (later,))
         await broadcasts.start(conn, later)
-    started = await client.post(edit, json={"text": "too late"}, headers=KEY)
-    assert started.status_code == 409 and "running" in started.json()["detail"]
+    # Started: the edit becomes a follow-up edit of the copies (test_admin_followups.py); the send time
+    # can no longer change.
+    started = await client.post(edit, json={"text": "edited after the start"}, headers=KEY)
+    assert started.status_code == 200 and started.json()["followup_id"], started.text
+    too_late = await client.post(edit, json={"send_at": "2099-03-01T09:00:00+00:00"}, headers=KEY)
+    assert too_late.status_code == 422 and too_late.json()["field"] == "send_at"

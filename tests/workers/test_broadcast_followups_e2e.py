@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from tests.test_admin_command import tgms
 from tgms_tui.backend import followups
 
-from .harness import Stack
+from .harness import ADMIN_KEY, Stack
 
 
 @pytest.fixture
@@ -129,3 +132,64 @@ def test_edit_retract_pin_unpin(stack: Stack) -> None:
     assert tgms(stack.db_url, "broadcast", "edit", str(later_id), "--text", "later!").returncode == 0
     assert stack.scalar("SELECT text FROM broadcasts WHERE broadcast_id = %s", (later_id,)) == "later!"
     assert tgms(stack.db_url, "broadcast", "retract", str(later_id)).returncode == 1  # nothing sent yet
+
+
+def test_buttons_go_with_every_copy_and_stay_on_edit_and_a_test_send_reaches_only_the_test_chat(
+    stack: Stack,
+) -> None:
+    """Through the admin API, a worker and the simulator: the inline buttons are each copy's
+    reply_markup and an API follow-up edit keeps them; a test send (`tgms broadcast --test`, the API's
+    `"test": true`) reaches the test chat exactly as a group gets it, and no group."""
+    ctl = stack.ctl
+    stack.start_worker("tgms")
+    our_bot = [stack.tgms_bot_id]
+    chats = [stack.add_group(ctl.create_chat("supergroup", bots=our_bot, members=1)) for _ in range(3)]
+    test_chat = int(ctl.create_chat("supergroup", bots=our_bot, members=1)["id"])
+    rows = [[{"text": "Shop", "url": "https://example.org/shop"}], [{"text": "Chat", "url": "tg://resolve?domain=x"}]]
+    body = {"text": "Sale *now*", "parse_mode": "Markdown", "buttons": rows}
+    keys = {"x-api-key": ADMIN_KEY}
+    assert stack.webhook_url is not None
+
+    # test sends first: the API with a named chat, the CLI with TGMS_TEST_CHAT_ID
+    api_test = httpx.post(f"{stack.webhook_url}/api/tgms/send", json={**body, "test": True, "test_chat_id": test_chat},
+                          headers=keys, timeout=10)  # fmt: skip
+    assert api_test.status_code == 200, api_test.text
+    cli = subprocess.run(
+        [sys.executable, "-m", "tgms_tui.commands.cli", "broadcast", "--text", "Sale *now*", "--parse-mode",
+         "Markdown", "--button", "Shop=https://example.org/shop", "--button", "Chat=tg://resolve?domain=x", "--test"],
+        env=stack.env(TGMS_TEST_CHAT_ID=str(test_chat)), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "test send delivered" in cli.stderr
+    code = api_test.json()["debug_code"]
+    tests = [r for r in ctl.messages(test_chat, sender="bots") if r["sent_by_bot"]]
+    assert len(tests) == 2
+    assert tests[0]["text"] == f"Sale now\n\n{code}" and tests[0]["reply_markup"] == {"inline_keyboard": rows}
+    assert stack.scalar("SELECT count(*) FROM broadcasts") == 0
+    assert stack.scalar("SELECT count(*) FROM sent_messages") == 0
+    assert all(not ctl.messages(c, sender="bots") for c in chats)
+
+    # the broadcast itself: its first group's code is the one the test showed
+    broadcast_id = stack.broadcast(body)
+    stack.wait_for(
+        lambda: (
+            stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s", (broadcast_id,)) == "done" or None
+        ),
+        timeout=60,
+        what="broadcast sent",
+    )
+    assert stack.scalar("SELECT min(debug_code) FROM sent_messages WHERE broadcast_id = %s", (broadcast_id,)) in (
+        code,
+        f"B{broadcast_id}G1",
+    )
+    for chat in chats:
+        assert _message(stack, chat)["reply_markup"] == {"inline_keyboard": rows}
+    edit = httpx.post(f"{stack.webhook_url}/api/tgms/broadcasts/{broadcast_id}/edit", json={"text": "Sale *over*"},
+                      headers={**keys, "Idempotency-Key": "edit-1"}, timeout=10)  # fmt: skip
+    assert edit.status_code == 200, edit.text
+    assert {s for s, _ in _wait_done(stack, int(edit.json()["followup_id"])).values()} == {"done"}
+    for chat in chats:
+        row = _message(stack, chat)
+        assert row["text"].startswith("Sale over\n\n") and row["reply_markup"] == {"inline_keyboard": rows}
+    shown = httpx.get(f"{stack.webhook_url}/api/tgms/broadcasts/{broadcast_id}", headers=keys, timeout=10).json()
+    assert {d["chat_id"]: d["status"] for d in shown["followups"][0]["deliveries"]} == {c: "done" for c in chats}

@@ -70,6 +70,8 @@ class Settings:
     http_transport: HttpTransport = "lean"
     # Time limits of job types that override the handlers' own defaults (job type -> seconds).
     job_timeouts: dict[str, float] = field(default_factory=dict)
+    # Where a broadcast's test send goes when the operator names no chat (a chat the TGMS bot is in).
+    test_chat_id: int | None = None
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -132,6 +134,7 @@ ENV_NAMES: dict[str, str] = {
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
+    "test_chat_id": "TGMS_TEST_CHAT_ID",
 }
 
 
@@ -170,6 +173,16 @@ def _number(cast: Callable[[str], T], *, minimum: float, allow_equal: bool = Tru
         return value
 
     return parse
+
+
+def _chat_id(var: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(var, f"expected a chat id such as -1001234567890, got {raw!r}") from None
+    if value == 0 or not -(2**63) <= value < 2**63:
+        raise ConfigError(var, f"not a Telegram chat id: {raw!r}")
+    return value
 
 
 def _token(var: str, raw: str) -> str:
@@ -320,6 +333,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "log_level": _log_level,
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
+    "test_chat_id": lambda var, raw: _chat_id(var, raw),
 }
 
 

@@ -33,6 +33,10 @@ ACTIONS = ("edit", "retract", "pin", "unpin")
 STATUSES = ("pending", "doing", "done", "failed", "skipped", "ambiguous")
 DELETE_WINDOW = timedelta(hours=48)
 TOO_OLD = "too old to delete: Telegram deletes a message for everyone only within 48 hours"
+MOVED = (
+    "the group moved to a supergroup after this copy was sent: the copy stays in the old group, where "
+    "Telegram lets no bot change it any more"
+)
 MAX_DELETE_AFTER = timedelta(hours=47)
 MAX_RETRIES = 50
 
@@ -53,8 +57,9 @@ SQL_SET_DELETE_AFTER = "UPDATE broadcasts SET delete_after = %(after)s WHERE bro
 
 SQL_LOAD = """
 SELECT f.followup_id, f.broadcast_id, f.action, f.text, f.caption, f.parse_mode, f.silent,
-       b.photo_url IS NOT NULL
+       b.photo_url IS NOT NULL, k.rows
   FROM broadcast_followups f JOIN broadcasts b USING (broadcast_id)
+  LEFT JOIN broadcast_buttons k ON k.broadcast_id = f.broadcast_id
  WHERE f.followup_id = %(f)s
 """
 
@@ -105,7 +110,8 @@ UPDATE broadcast_followup_groups AS g
    SET status = 'doing', locked_by = %(worker)s, attempts = g.attempts + 1, updated_at = now()
   FROM next, sent_messages s
  WHERE g.followup_id = %(f)s AND g.sent_message_id = next.sent_message_id AND s.message_id = next.sent_message_id
-RETURNING g.sent_message_id, s.chat_id, s.telegram_message_id, s.debug_code, s.sent_at, g.attempts
+RETURNING g.sent_message_id, s.chat_id, s.telegram_message_id, s.debug_code, s.sent_at, g.attempts,
+          s.delivered_in_chat_id
 """
 
 SQL_RECORD = """
@@ -138,6 +144,24 @@ SELECT g.sent_message_id, s.chat_id, g.status, g.error, g.attempts
  WHERE g.followup_id = %(f)s ORDER BY g.sent_message_id
 """
 
+# Every follow-up's outcome in every group of one broadcast (the admin API's and the TUI's detail).
+SQL_BROADCAST_ROWS = """
+SELECT g.followup_id, s.chat_id, s.debug_code, g.status, g.error, g.attempts, g.updated_at
+  FROM broadcast_followups f
+  JOIN broadcast_followup_groups g USING (followup_id)
+  JOIN sent_messages s ON s.message_id = g.sent_message_id
+ WHERE f.broadcast_id = %(b)s
+ ORDER BY g.followup_id, s.message_id
+"""
+
+# What a follow-up would touch now: the copies delivered (or on their way), and of those the ones
+# past Telegram's 48 hours (a retract skips them).
+SQL_REACH = """
+SELECT count(*) FILTER (WHERE status IN ('sent', 'sending', 'pending')),
+       count(*) FILTER (WHERE status = 'sent' AND sent_at < now() - interval '48 hours')
+  FROM sent_messages WHERE broadcast_id = %(b)s
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Followup:
@@ -149,6 +173,7 @@ class Followup:
     parse_mode: str | None
     silent: bool
     is_photo: bool
+    buttons: list[list[dict[str, str]]] | None = None  # an edit sends them again, or they would go
 
     def message(self, code: str) -> str:
         """The edited copy's text or caption, ending with its own debug code as when it was sent."""
@@ -163,6 +188,7 @@ class Claimed:
     debug_code: str
     sent_at: datetime | None
     attempts: int
+    delivered_in_chat_id: int | None = None  # set: the copy is in the basic group this one moved from
 
 
 def parse_delete_after(value: Any) -> timedelta | None:
@@ -301,7 +327,7 @@ async def prepare(
 async def claim(conn: AsyncConnection[Any], f: Followup, worker: str) -> Claimed | None:
     cur = await conn.execute(SQL_CLAIM, {"f": f.followup_id, "worker": worker})
     row = await cur.fetchone()
-    return None if row is None else Claimed(int(row[0]), int(row[1]), row[2], str(row[3]), row[4], int(row[5]))
+    return None if row is None else Claimed(int(row[0]), int(row[1]), row[2], str(row[3]), row[4], int(row[5]), row[6])
 
 
 async def record(
@@ -352,6 +378,44 @@ async def rows(conn: AsyncConnection[Any], followup_id: int) -> list[dict[str, A
         {"sent_message_id": r[0], "chat_id": r[1], "status": r[2], "error": r[3], "attempts": r[4]}
         for r in await cur.fetchall()
     ]
+
+
+async def detail(conn: AsyncConnection[Any], broadcast_id: int) -> list[dict[str, Any]]:
+    """`outcomes`, each with its `deliveries`: chat, debug code, status, error, attempts per copy."""
+    found = await outcomes(conn, broadcast_id)
+    by_id = {entry["followup_id"]: entry for entry in found}
+    for entry in found:
+        entry["deliveries"] = []
+    cur = await conn.execute(SQL_BROADCAST_ROWS, {"b": broadcast_id})
+    for followup_id, chat_id, code, status, error, attempts, updated_at in await cur.fetchall():
+        by_id[int(followup_id)]["deliveries"].append(
+            {
+                "chat_id": chat_id,
+                "debug_code": code,
+                "status": status,
+                "error": error,
+                "attempts": attempts,
+                "updated_at": updated_at.isoformat(),
+            }
+        )
+    return found
+
+
+async def reach(conn: AsyncConnection[Any], broadcast_id: int) -> tuple[int, int]:
+    """(copies a follow-up would touch now, of which too old to delete) — what a confirm shows."""
+    cur = await conn.execute(SQL_REACH, {"b": broadcast_id})
+    row = await cur.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def parse_silent(body: dict[str, Any]) -> bool:
+    """A pin's `silent` (no notification to the members); ValidationError naming it."""
+    silent = body.get("silent", False)
+    if silent is None:
+        return False
+    if not isinstance(silent, bool):
+        raise ValidationError("silent", "must be true or false")
+    return silent
 
 
 def describe(outcome: dict[str, Any]) -> str:

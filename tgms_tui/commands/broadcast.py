@@ -17,19 +17,21 @@ import getpass
 import json
 import re
 import sys
+import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts, followups
+from tgms_tui.backend import broadcasts, buttons, followups, submission, test_sends
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
 from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
 from tgms_tui.backend.send_time import FORMS, parse_send_time
 
 ACTIONS = ("send", "list", "show", "cancel", "edit")
+TEST_WAIT_SECONDS = 20.0
 _ID_LIKE = re.compile(r"^\s*-?\d")  # a value that starts like a chat id; the type then checks the rest
 
 
@@ -101,6 +103,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     send.add_argument("--send-at", metavar="WHEN", help=f"schedule it: {FORMS} (local time)")
     send.add_argument("--delete-after", metavar="DURATION", help="retract its copies this long after it goes out (24h)")
+    send.add_argument(
+        "--button",
+        action="append",
+        metavar="TEXT=URL",
+        help='an inline URL button row (repeat for more rows; "A=URL | B=URL" puts two in one row)',
+    )
+    send.add_argument(
+        "--test",
+        action="store_true",
+        help="send it only to the test chat (TGMS_TEST_CHAT_ID or --test-chat), as the groups would get it",
+    )
+    send.add_argument("--test-chat", metavar="CHAT_ID", help="the test chat for --test")
+    send.add_argument(
+        "--test-wait",
+        type=float,
+        default=TEST_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long --test waits for the outcome (default {TEST_WAIT_SECONDS:g}; 0: not at all)",
+    )
 
     listing = sub.add_parser("list", help="the newest broadcasts with their status and counts")
     listing.add_argument("--limit", type=int, default=broadcasts.LIST_LIMIT, help="how many (default 50)")
@@ -177,21 +198,51 @@ def _send(args: argparse.Namespace) -> int:
         data["target"] = {"phase": args.phase}
     elif args.groups or args.group:
         data["target"] = {"group_ids": list(args.groups or args.group)}
-    request = validate_broadcast(data)
-    delete_after = followups.parse_delete_after(args.delete_after)
-    _settings, url = prepare(logging_on=False)
-    broadcast_id, groups = asyncio.run(_create(url, request, delete_after))
-    reply = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+    if args.button:
+        data["buttons"] = [[buttons.parse_option(part) for part in row.split(" | ")] for row in args.button]
+    if args.delete_after is not None:
+        data["delete_after"] = args.delete_after
+    if args.test_chat is not None and not args.test:
+        raise ValidationError("test_chat_id", "--test-chat goes with --test")
+    if args.test:
+        data["test"] = True
+        data["test_chat_id"] = args.test_chat
+    own, options = submission.split(data)
+    request = validate_broadcast(own)
+    settings, url = prepare(logging_on=False)
+    reply = asyncio.run(_create(url, request, options, settings.test_chat_id))
     print(json.dumps(reply))
+    if options.test:
+        return _await_test(url, int(reply["test_send_id"]), max(0.0, args.test_wait))
     return 0
 
 
-async def _create(url: str, request: Any, delete_after: timedelta | None = None) -> tuple[int, int]:
+async def _create(url: str, request: Any, options: submission.Options, test_chat: int | None) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        created = await broadcasts.create_broadcast(conn, request, created_by=_who())
-        if delete_after is not None:
-            await followups.schedule_expiry(conn, created[0], delete_after, _who())
-        return created
+        return await submission.submit(conn, request, options, _who(), test_chat)
+
+
+def _await_test(url: str, test_send_id: int, timeout: float = TEST_WAIT_SECONDS) -> int:
+    """Wait (a while) for a worker to send the test; its outcome on stderr; 1 if Telegram refused it."""
+
+    async def outcome() -> Any:
+        deadline = time.monotonic() + timeout
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            while True:
+                found = await test_sends.get(conn, test_send_id)
+                if found is None or found.status != "pending" or time.monotonic() > deadline:
+                    return found
+                await asyncio.sleep(0.3)
+
+    found = asyncio.run(outcome())
+    if found is None or found.status == "pending":
+        print(f"tgms: broadcast: test send {test_send_id} is queued; is a TGMS worker running?", file=sys.stderr)
+        return 0
+    if found.status == "failed":
+        print(f"tgms: broadcast: test send to {found.chat_id} failed: {found.error}", file=sys.stderr)
+        return 1
+    print(f"test send delivered to chat {found.chat_id} (message {found.telegram_message_id})", file=sys.stderr)
+    return 0
 
 
 def _other(args: argparse.Namespace) -> int:
@@ -230,13 +281,17 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
             b = await broadcasts.get_broadcast(conn, args.broadcast_id)
             deliveries = await broadcasts.deliveries(conn, b.broadcast_id)
             reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
-            done_after = await followups.outcomes(conn, b.broadcast_id)
+            done_after = await followups.detail(conn, b.broadcast_id)
+            rows = await buttons.of(conn, b.broadcast_id)
             if args.json:
                 body = broadcasts.detail_json(b, deliveries, reach)
+                body["buttons"] = rows
                 body["followups"] = done_after
                 print(json.dumps(body, ensure_ascii=False))
             else:
                 _print_detail(b, deliveries, reach)
+                if rows:
+                    print("\nbuttons:\n" + buttons.preview(rows))
                 for outcome in done_after:
                     print(followups.describe(outcome))
             return 0

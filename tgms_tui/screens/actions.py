@@ -68,8 +68,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # Broadcasts screen
     ActionSpec("enter", "open_broadcast", "Its live progress: each group, debug code, message id", "Broadcasts"),
     ActionSpec(
-        "e", "edit_broadcast", "Edit one not started yet: text, caption, send time", "Broadcasts", mutating=True
+        "e",
+        "edit_broadcast",
+        "Edit: not started (text, caption, send time) or its sent copies (asks first)",
+        "Broadcasts",
+        mutating=True,
     ),
+    ActionSpec("D", "retract_broadcast", "Retract: delete its copies (48 h; asks first)", "Broadcasts", mutating=True),
+    ActionSpec("P", "pin_broadcast", "Pin its copies, silently or not (asks first)", "Broadcasts", mutating=True),
+    ActionSpec("U", "unpin_broadcast", "Unpin its copies (asks first)", "Broadcasts", mutating=True),
     ActionSpec(
         "x",
         "cancel_broadcast",
@@ -104,6 +111,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("escape", "back", "Bans and links screens: back", "Bans"),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
+    ActionSpec(
+        "ctrl+t", "test_send", "Composer: test send to the test chat (no group gets it)", "Composer", mutating=True
+    ),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),
     # Confirmations
     ActionSpec("y", "yes", "Confirm", "Confirm"),

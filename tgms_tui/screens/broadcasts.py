@@ -1,5 +1,8 @@
 """`B`: every broadcast, live — how it went, to whom, when, by whom. Enter reopens its progress; a
-broadcast not started yet can be edited (`e`) or cancelled (`x`), a running one stopped (`x`).
+broadcast not started yet can be edited (`e`) or cancelled (`x`), a running one stopped (`x`). Once
+copies went out they can be edited (`e`), retracted (`D`), pinned (`P`, silently or not) and unpinned
+(`U`): each asks first, saying how many copies it touches and how many are past Telegram's 48 hours,
+and runs as a follow-up job whose outcome per group the progress screen shows.
 
 Actions on one broadcast are a table (`_pane_action`): a follow-up action is one more entry here, one
 key in `actions.py` and one backend function, the same function the CLI and the admin API call.
@@ -17,7 +20,7 @@ from textual.binding import Binding
 from textual.events import Key
 from textual.screen import Screen
 
-from tgms_tui.backend import broadcasts
+from tgms_tui.backend import broadcasts, followups
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.errors import DatabaseUnavailable
@@ -28,7 +31,7 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
 from .broadcast_edit import BroadcastEditScreen
-from .confirm import ConfirmScreen
+from .confirm import ChoiceScreen, ConfirmScreen
 from .progress import BroadcastProgressScreen
 
 if TYPE_CHECKING:
@@ -88,7 +91,13 @@ class BroadcastsScreen(Screen[None]):
     def on_key(self, event: Key) -> None:
         # Read-only hides these bindings, so the key falls through: say what was refused, in this
         # screen's words (the app's generic message names the jobs pane's `x`).
-        refused = {"x": "cancelling a broadcast", "e": "editing a broadcast"}.get(event.key)
+        refused = {
+            "x": "cancelling a broadcast",
+            "e": "editing a broadcast",
+            "D": "retracting a broadcast",
+            "P": "pinning a broadcast",
+            "U": "unpinning a broadcast",
+        }.get(event.key)
         if refused is not None and self.tgms.read_only:
             event.stop()
             self.tgms.refuse_if_read_only(refused)
@@ -108,6 +117,9 @@ class BroadcastsScreen(Screen[None]):
             "open_broadcast": self._open,
             "edit_broadcast": self._edit,
             "cancel_broadcast": self._cancel,
+            "retract_broadcast": lambda b: self._followup(b, "retract"),
+            "pin_broadcast": lambda b: self._followup(b, "pin"),
+            "unpin_broadcast": lambda b: self._followup(b, "unpin"),
         }
         handler = handlers.get(action)
         if handler is not None:
@@ -123,14 +135,81 @@ class BroadcastsScreen(Screen[None]):
         await self.app.push_screen(BroadcastProgressScreen(b.broadcast_id, targeted))
 
     async def _edit(self, b: BroadcastSummary) -> None:
-        if b.status != "pending":
+        if b.status != "pending" and not b.sent:
             self.notify(
-                f"Broadcast {b.broadcast_id} is {b.status}: only a broadcast not started yet can be edited.",
+                f"Broadcast {b.broadcast_id} is {b.status} and no group has a copy: nothing to edit.",
                 severity="warning",
                 timeout=5,
             )
             return
         await self.app.push_screen(BroadcastEditScreen(b))
+        self._mark()
+
+    async def _followup(self, b: BroadcastSummary, action: str) -> None:
+        """Retract, pin or unpin the copies sent: ask first (copies touched, too old to delete), then
+        enqueue the follow-up that does it group by group."""
+        if b.status == "pending":
+            self.notify(
+                f"Broadcast {b.broadcast_id} has not started: nothing was sent to {action} (cancel it with x).",
+                severity="warning",
+                timeout=5,
+            )
+            return
+        reach = await self.tgms.attempt(lambda conn: followups.reach(conn, b.broadcast_id), "Counting the copies")
+        if reach is None:
+            return
+        copies, too_old = reach
+        if not copies:
+            self.notify(f"Broadcast {b.broadcast_id}: no group has a copy to {action}.", severity="warning", timeout=5)
+            return
+        what = f"{copies:,} cop{'y' if copies == 1 else 'ies'} of broadcast {b.broadcast_id} ({describe_target(b)})"
+        silent = False
+        if action == "retract":
+            old = (
+                f"\n\n{too_old:,} of them are older than 48 hours: Telegram no longer deletes those, they are "
+                "skipped and stay in their groups."
+                if too_old
+                else "\n\nAll are within Telegram's 48 hours."
+            )
+            question = f"Retract {what}?\n\nEach copy is deleted in its group for everyone.{old}"
+            if not await self.app.push_screen_wait(ConfirmScreen(question, yes="Retract", no="Keep")):
+                return
+        elif action == "pin":
+            question = (
+                f"Pin {what}?\n\nWhere the bot may pin messages. A silent pin sends the members no notification."
+                + (f"\n({too_old:,} of them are older than 48 hours; pinning still works.)" if too_old else "")
+            )
+            choice = await self.app.push_screen_wait(
+                ChoiceScreen(
+                    question,
+                    [("s", "Pin silently", "silent"), ("l", "Pin and notify", "loud"), ("n", "Don't pin", "no")],
+                    title="Pin",
+                )
+            )
+            if choice not in ("silent", "loud"):
+                return
+            silent = choice == "silent"
+        else:
+            question = f"Unpin {what}?"
+            if not await self.app.push_screen_wait(ConfirmScreen(question, yes="Unpin", no="Keep pinned")):
+                return
+        who = f"tui:{_user()}"
+
+        async def request(conn: Any) -> int | str:
+            try:
+                return await followups.request(conn, b.broadcast_id, action, who, silent=silent)
+            except (BroadcastNotFound, BroadcastStateError) as exc:
+                return str(exc)
+
+        result = await self.tgms.attempt(request, f"Requesting the {action}")
+        if isinstance(result, str):
+            self.notify(result, severity="warning", timeout=5)
+        elif result is not None:
+            self.notify(
+                f"Broadcast {b.broadcast_id}: {action} #{result} enqueued for {copies:,} cop"
+                f"{'y' if copies == 1 else 'ies'}; Enter shows each group's outcome.",
+                timeout=5,
+            )
         self._mark()
 
     async def _cancel(self, b: BroadcastSummary) -> None:

@@ -7,10 +7,15 @@ the database (`broadcasts.check_targets`, and `debug_code.refusal` with the long
 can get, for the id it will most likely get): whatever the sender would refuse is a blocking ✗ here,
 and `create_broadcast` checks again with the real id. The only thing added here is presentation:
 counters, a preview, the number of groups reached and how long the sending will take.
+
+Inline URL buttons (one row per line, `Text=URL | Text=URL`) are checked by `buttons.validate` and
+shown under the preview; ctrl+t sends a test to the test chat (the box, else TGMS_TEST_CHAT_ID)
+exactly as the groups will get it (`submission.submit` with `test`), and says how it went.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -22,8 +27,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input, Label, Select, Static, TextArea
 
-from tgms_tui.backend import debug_code
-from tgms_tui.backend.broadcasts import check_targets, create_broadcast, next_id, ordinal_bound
+from tgms_tui.backend import buttons, debug_code, submission, test_sends
+from tgms_tui.backend.broadcasts import check_targets, next_id, ordinal_bound
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.markup import check_markup, visible_length
 from tgms_tui.backend.message_validation import (
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["ComposerScreen", "describe_estimate", "estimate_seconds", "parse_send_time"]
 
 VALIDATE_DELAY = 0.12
+TEST_WAIT_SECONDS = 20.0
 
 
 def estimate_seconds(groups: int, settings: Settings) -> float:
@@ -76,6 +82,7 @@ class ComposerScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("ctrl+s", "review", "Review & send"),
+        Binding("ctrl+t", "test_send", "Test send"),
         Binding("escape", "cancel", "Cancel"),
     ]
     # The submit checks that need the database: the id the broadcast will most likely get (None until
@@ -150,6 +157,16 @@ class ComposerScreen(Screen[None]):
                 )
                 yield Label("Send at (local): now, +30m, 18:00, 2026-05-01 09:00", classes="field-label")
                 yield Input(placeholder="now", id="send-at")
+                yield Label("Buttons (optional): one row per line, Text=URL | Text=URL", classes="field-label")
+                yield TextArea(id="buttons", soft_wrap=True, tab_behavior="focus")
+                configured = self.tgms.settings.test_chat_id
+                yield Label("Test chat for ctrl+t (a chat id)", classes="field-label")
+                yield Input(
+                    placeholder=f"{configured} (TGMS_TEST_CHAT_ID)"
+                    if configured
+                    else "set TGMS_TEST_CHAT_ID or type one",
+                    id="test-chat",
+                )
             with Vertical(id="composer-side"):
                 yield Static("", id="problems")
                 yield Static("", id="estimate")
@@ -214,6 +231,11 @@ class ComposerScreen(Screen[None]):
         if send_at:
             data["send_at"] = send_at
         return data
+
+    def button_rows(self) -> buttons.Rows | None:
+        """The buttons box as rows (ValidationError naming `buttons`)."""
+        lines = [line for line in self.query_one("#buttons", TextArea).text.splitlines() if line.strip()]
+        return buttons.validate([[buttons.parse_option(part.strip()) for part in line.split("|")] for line in lines])
 
     # ---------------------------------------------------------------- validation as you type
     @on(TextArea.Changed)
@@ -284,6 +306,12 @@ class ComposerScreen(Screen[None]):
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
         shown.append(f"\n\n+ debug code, e.g. {code}", style="dim")
+        try:
+            rows = self.button_rows()
+        except ValidationError:
+            rows = None
+        if rows:
+            shown.append("\n\n" + buttons.preview(rows), style="bold")
         preview.update(fmt.made_safe(shown))  # the message's control and bidi characters shown
         self._show_estimate()
 
@@ -302,6 +330,10 @@ class ComposerScreen(Screen[None]):
         except ValueError as exc:  # the send time box
             return ValidationError("send_at", str(exc))
         self.request = request
+        try:
+            self.button_rows()
+        except ValidationError as exc:
+            return exc
         if self.target_problem is not None:
             return self.target_problem
         code = self._longest_code()
@@ -392,19 +424,75 @@ class ComposerScreen(Screen[None]):
             return
         final_req = validate_broadcast(data)  # a scheduled time may have passed while confirming
         who = f"tui:{_user()}"
+        options = submission.Options(buttons=self.button_rows())
         try:
             created = await self.tgms.attempt(
-                lambda conn: create_broadcast(conn, final_req, created_by=who), "Creating the broadcast"
+                lambda conn: submission.submit(conn, final_req, options, who, None), "Creating the broadcast"
             )
         except ValidationError as exc:  # checked again with the real id: nothing was stored
             self._refused(exc)
             return
         if created is None:
             return
-        broadcast_id, count = created
+        broadcast_id, count = int(created["broadcast_id"]), int(created["groups"])
         self.notify(f"Broadcast {broadcast_id} enqueued for {count:,} groups.", timeout=5)
         # Not awaited here: switching removes this screen, which waits for this very worker to end.
         self.app.call_later(self.app.switch_screen, BroadcastProgressScreen(broadcast_id, groups))
+
+    def action_test_send(self) -> None:
+        self.run_worker(self._test_send(), group="test-send", exclusive=True, exit_on_error=False)
+
+    async def _test_send(self) -> None:
+        """Send what is on screen to the test chat only; no group, no broadcast is involved."""
+        if self.tgms.refuse_if_read_only("a test send"):
+            return
+        self._validate()
+        if self.request is None or (self.problem is not None and self.problem.field != "target"):
+            problem = self.problem
+            self.notify(
+                f"No test sent: {problem.field}: {problem.message}" if problem else "No test sent: still checking.",
+                severity="error",
+                timeout=6,
+            )
+            return
+        req = self.request
+        try:
+            chat = test_sends.chat_for(
+                self.query_one("#test-chat", Input).value.strip(), self.tgms.settings.test_chat_id
+            )
+            options = submission.Options(buttons=self.button_rows(), test=True, test_chat_id=chat)
+        except ValidationError as exc:
+            self.notify(f"No test sent: {exc.field}: {exc.message}", severity="error", timeout=6)
+            return
+        who = f"tui:{_user()}"
+        try:
+            answer = await self.tgms.attempt(
+                lambda conn: submission.submit(conn, req, options, who, None), "Enqueueing the test send"
+            )
+        except ValidationError as exc:
+            self._refused(exc)
+            return
+        if answer is None:
+            return
+        test_send_id = int(answer["test_send_id"])
+        self.notify(f"Test send #{test_send_id} to chat {chat} enqueued ({answer['debug_code']}).", timeout=4)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TEST_WAIT_SECONDS
+        while loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            found = await self.tgms.attempt(lambda conn: test_sends.get(conn, test_send_id), "Reading the test send")
+            if found is None or found.status == "pending":
+                continue
+            if found.status == "sent":
+                self.notify(f"✓ Test send #{test_send_id} delivered to chat {chat}.", timeout=6)
+            else:
+                self.notify(
+                    f"✗ Test send #{test_send_id} failed: {fmt.plain(found.error or '', 200)}",
+                    severity="error",
+                    timeout=8,
+                )
+            return
+        self.notify(f"Test send #{test_send_id} is still queued: is a TGMS worker running?", severity="warning")
 
     def _refused(self, problem: ValidationError) -> None:
         self.problem = problem

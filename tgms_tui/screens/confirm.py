@@ -52,3 +52,45 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with a few answers, each with its key (e.g. pin silently or with a notification);
+    escape dismisses with None, and the focused answer is the last one: put the safe one there."""
+
+    BINDINGS: ClassVar[list[Any]] = [Binding("escape", "none", "Back", show=False)]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], *, title: str = "Please choose") -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices  # (key, label, value)
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog") as dialog:
+            dialog.border_title = Text(fmt.plain(self.title_text, 80))
+            yield Static(fmt.literal(self.question), id="question")
+            with Horizontal(classes="buttons"):
+                for i, (key, label, _value) in enumerate(self.choices):
+                    safe = i == len(self.choices) - 1
+                    yield Button(
+                        Text(f"[{key}] {fmt.plain(label)}"), id=f"choice-{i}", variant="primary" if safe else "error"
+                    )
+
+    def on_mount(self) -> None:
+        self.query_one(f"#choice-{len(self.choices) - 1}", Button).focus()
+
+    def on_key(self, event: Any) -> None:
+        for key, _label, value in self.choices:
+            if event.key == key:
+                event.stop()
+                self.dismiss(value)
+                return
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        index = int(str(event.button.id).removeprefix("choice-"))
+        self.dismiss(self.choices[index][2])
+
+    def action_none(self) -> None:
+        self.dismiss(None)

@@ -1,4 +1,5 @@
-"""A broadcast's progress, live: counts by outcome and one row per group with its debug code."""
+"""A broadcast's progress, live: counts by outcome and one row per group with its debug code; below,
+once there are any, its follow-ups (edit, retract, pin, unpin) in each group, shown the same way."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import ProgressBar, Static
 
+from tgms_tui.backend import followups
 from tgms_tui.backend.broadcasts import broadcast_progress
 from tgms_tui.backend.dashboard import fetch_deliveries
 from tgms_tui.backend.live import ALL_TABLES, RefreshScheduler
 from tgms_tui.errors import DatabaseUnavailable
 from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.deliveries import DeliveriesTable
+from tgms_tui.widgets.followups import FollowupsTable, rows_of
 from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.status_bar import StatusBar
 
@@ -26,8 +29,14 @@ if TYPE_CHECKING:
 WATCHED = {"broadcasts", "sent_messages", "jobs", ALL_TABLES}
 
 
-async def load_progress(conn: AsyncConnection[Any], broadcast_id: int, targeted: list[int]) -> tuple[Any, Any]:
-    return await broadcast_progress(conn, broadcast_id), await fetch_deliveries(conn, broadcast_id, targeted)
+async def load_progress(
+    conn: AsyncConnection[Any], broadcast_id: int, targeted: list[int]
+) -> tuple[Any, Any, list[dict[str, Any]]]:
+    return (
+        await broadcast_progress(conn, broadcast_id),
+        await fetch_deliveries(conn, broadcast_id, targeted),
+        await followups.detail(conn, broadcast_id),
+    )
 
 
 class BroadcastProgressScreen(Screen[None]):
@@ -49,6 +58,7 @@ class BroadcastProgressScreen(Screen[None]):
         yield Static(f"Broadcast {self.broadcast_id}: loading…", id="progress-summary")
         yield ProgressBar(total=max(1, len(self.targeted)), show_eta=False, id="progress-bar")
         yield DeliveriesTable(id="deliveries")
+        yield FollowupsTable(id="followups", classes="hidden")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -68,7 +78,7 @@ class BroadcastProgressScreen(Screen[None]):
 
     async def _refresh(self, stale: frozenset[str]) -> bool:
         try:
-            progress, deliveries = await self.tgms.run_db(
+            progress, deliveries, after = await self.tgms.run_db(
                 lambda conn: load_progress(conn, self.broadcast_id, self.targeted)
             )
         except DatabaseUnavailable:
@@ -81,6 +91,9 @@ class BroadcastProgressScreen(Screen[None]):
         self.progress = progress
         table = self.query_one(DeliveriesTable)
         table.show(deliveries)
+        later = self.query_one(FollowupsTable)
+        later.set_class(not after, "hidden")
+        later.show(rows_of(after))
         counts = {s: 0 for s in ("queued", "pending", "sending", "sent", "failed", "ambiguous", "skipped")}
         for d in deliveries:
             counts[d.status] = counts.get(d.status, 0) + 1

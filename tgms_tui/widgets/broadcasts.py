@@ -65,6 +65,9 @@ class BroadcastsTable(ActionTable):
         Binding("enter", "open_broadcast", "Progress"),
         Binding("e", "edit_broadcast", "Edit"),
         Binding("x", "cancel_broadcast", "Cancel"),
+        Binding("D", "retract_broadcast", "Retract"),
+        Binding("P", "pin_broadcast", "Pin"),
+        Binding("U", "unpin_broadcast", "Unpin"),
     ]
 
     def key_of(self, item: BroadcastSummary) -> str:
@@ -120,6 +123,15 @@ class BroadcastsTable(ActionTable):
 
     def action_cancel_broadcast(self) -> None:
         self.request("cancel_broadcast")
+
+    def action_retract_broadcast(self) -> None:
+        self.request("retract_broadcast")
+
+    def action_pin_broadcast(self) -> None:
+        self.request("pin_broadcast")
+
+    def action_unpin_broadcast(self) -> None:
+        self.request("unpin_broadcast")
 
 
 class BroadcastJobsTable(JobsTable):

@@ -21,6 +21,7 @@ STATUS_GLYPHS: dict[str, str] = {
     # deliveries
     "queued": "… queued",
     "sending": "▶ sending",
+    "doing": "▶ doing",
     "sent": "✓ sent",
     "ambiguous": "? AMBIGUOUS",
     "skipped": "– skipped",
@@ -37,6 +38,7 @@ STATUS_STYLES: dict[str, str] = {
     "ambiguous": "bold yellow",
     "running": "cyan",
     "sending": "cyan",
+    "doing": "cyan",
     "pending": "",
     "queued": "",
     "done": "green",

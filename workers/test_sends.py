@@ -1,0 +1,69 @@
+"""`tgms_broadcast_test_send`: one broadcast, before it goes out, sent to a test chat exactly as a group
+will get it (text or photo and caption, parse mode, inline buttons, the debug code at its end).
+
+It goes through the management bot's paced client (the shared rate limit); a 429 snoozes the job. The
+outcome is recorded on the `broadcast_test_sends` row: `sent` with Telegram's message id, or `failed`
+with Telegram's reason. No group and no `sent_messages` row is involved, so nothing here counts
+against a group.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tgms_tui.backend import buttons, test_sends
+from tgms_tui.backend.queue import Job
+
+from .bots import bots_for
+from .runner import JobContext, PermanentFailure, Snooze
+from .telegram_api import RetryAfter, TelegramError
+
+log = logging.getLogger(__name__)
+
+JOB_TYPE = test_sends.JOB_TYPE
+
+
+async def broadcast_test_send(ctx: JobContext, job: Job) -> None:
+    """Job handler: `{"test_send_id": N}`."""
+    try:
+        test_send_id = int(job.payload["test_send_id"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure("payload needs an integer test_send_id") from None
+    bots = await bots_for(ctx)
+    async with bots.db.connection() as conn:
+        found = await test_sends.get(conn, test_send_id)
+    if found is None:
+        raise PermanentFailure(f"no test send {test_send_id}")
+    if found.status != "pending":
+        return
+    role = bots.management_role
+    if role is None:
+        raise PermanentFailure("no bot token configured: set TGMS_BOT_TOKEN and/or BOT_TOKEN")
+    client = bots.client(role)
+    content = found.content
+    markup = buttons.reply_markup(content.get("buttons"))
+    try:
+        if content.get("photo_url"):
+            sent = await client.send_photo(
+                found.chat_id, content["photo_url"], caption=found.message, parse_mode=content.get("parse_mode"),
+                reply_markup=markup,
+            )  # fmt: skip
+        else:
+            sent = await client.send_message(
+                found.chat_id, found.message or "", parse_mode=content.get("parse_mode"), reply_markup=markup
+            )
+    except RetryAfter as exc:
+        raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
+    except TelegramError as exc:
+        if exc.retryable and job.retries + 1 < job.max_retries:
+            raise  # a temporary error: the runner retries with backoff
+        async with bots.db.connection() as conn:
+            await test_sends.finish(conn, test_send_id, "failed", None, exc.description)
+        log.info("test send %d to chat %d failed: %s", test_send_id, found.chat_id, exc.description)
+        return
+    async with bots.db.connection() as conn:
+        await test_sends.finish(conn, test_send_id, "sent", sent.get("message_id"), None)
+    log.info("test send %d delivered to chat %d", test_send_id, found.chat_id)
+
+
+__all__ = ["JOB_TYPE", "broadcast_test_send"]
