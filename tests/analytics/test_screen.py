@@ -106,4 +106,5 @@ async def test_read_only_shows_the_charts(db_url: str) -> None:
         screen = app.screen
         assert isinstance(screen, AnalyticsScreen)
         await wait_until(pilot, lambda: screen.series is not None, what="series")
+        assert screen.series is not None
         assert sum(screen.series.deliveries_sent) == 1 and sum(screen.series.deliveries_failed) == 1
