@@ -68,6 +68,9 @@ class Settings:
     http_transport: HttpTransport = "lean"
     # Time limits of job types that override the handlers' own defaults (job type -> seconds).
     job_timeouts: dict[str, float] = field(default_factory=dict)
+    # A worker's own /metrics: off unless a port is given; loopback unless a host is given.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -129,6 +132,8 @@ ENV_NAMES: dict[str, str] = {
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
+    "worker_metrics_port": "TGMS_WORKER_METRICS_PORT",
+    "worker_metrics_host": "TGMS_WORKER_METRICS_HOST",
 }
 
 
@@ -167,6 +172,17 @@ def _number(cast: Callable[[str], T], *, minimum: float, allow_equal: bool = Tru
         return value
 
     return parse
+
+
+def port_number(var: str, raw: str) -> int:
+    """A TCP port, 0-65535 (0: any free port, for tests)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(var, f"expected a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(var, f"must be a port number 0-65535, got {raw!r}")
+    return value
 
 
 def _token(var: str, raw: str) -> str:
@@ -307,6 +323,8 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "log_level": _log_level,
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
+    "worker_metrics_port": lambda var, raw: port_number(var, raw),
+    "worker_metrics_host": lambda var, raw: raw,
 }
 
 
