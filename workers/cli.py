@@ -83,7 +83,14 @@ def run_pool(
     worker = Worker(url, pool, handlers_for(pool), settings, options, services=services)
 
     async def serve() -> None:
-        exporter = await metrics.start_server(host, port) if port is not None else None
+        exporter = None
+        if port is not None:
+            try:
+                exporter = await metrics.start_server(host, port)
+            except OSError as exc:
+                raise ConfigError(
+                    "--metrics-port/TGMS_WORKER_METRICS_PORT", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                ) from None
         try:
             await worker.run_forever()
         finally:
