@@ -133,6 +133,7 @@ _P = {
 CHART_QUERIES = {name: getattr(analytics, name) for name in vars(analytics) if name.startswith("SQL_")}
 # Whole by design: managed_groups (every group is listed); the rollup's members probe each group.
 WRITES = {"SQL_ROLLUP", "SQL_SNAPSHOT_GROUPS", "SQL_SNAPSHOT_FLEET", "SQL_PRUNE", "SQL_ROLLUP_RESUME"}
+WRITES |= {"SQL_DEMO_READINGS", "SQL_DEMO_FLEET", "SQL_DEMO_DAILY"}  # the demo's one-off seeding
 
 
 async def test_chart_queries_never_need_a_full_scan(pool: AsyncConnectionPool) -> None:
@@ -159,3 +160,25 @@ def test_rollup_reads_by_index(db_url: str) -> None:
         growing = tables() - {"managed_groups", "analytics_fleet_hourly"}
         scanned = {t for t in growing if f"Seq Scan on {t} " in plan}
         assert not scanned, plan
+
+
+async def test_demo_history_fills_every_chart_but_not_the_raw_tables(db_url: str, pool: AsyncConnectionPool) -> None:
+    """`tgms demo` seeds a made-up past: every 30-day bucket has members and activity, yet the raw
+    join_requests and sent_messages tables (the demo summary counts them exactly) stay empty."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO managed_groups (group_id, title, member_count) VALUES (-7, 'a', 30), (-8, 'b', 12)")
+    async with pool.connection() as conn:
+        hours = await analytics.seed_demo_history(conn, {-7: 30, -8: 12})
+        await conn.commit()
+        fleet = await analytics.fleet_series(conn, WINDOWS["30d"])
+        group = await analytics.group_series(conn, -7, WINDOWS["30d"])
+    assert hours >= 30 * 24
+    assert all(m is not None and m > 0 for m in fleet.members)
+    assert all(n > 0 for n in fleet.joins_approved[:-1]) and sum(fleet.deliveries_sent) > 0
+    assert all(a is not None for a in fleet.active_members[:-1])
+    assert group.members[0] is not None and group.members[0] < group.members[-2] <= 31
+    assert all(a is not None for a in group.active_members)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT (SELECT count(*) FROM join_requests) + (SELECT count(*) FROM sent_messages)"
+        ).fetchone() == (0,)

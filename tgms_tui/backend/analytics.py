@@ -496,3 +496,58 @@ async def group_title(conn: AsyncConnection[Any], group_id: int) -> tuple[str, b
     cur = await conn.execute(SQL_GROUP_TITLE, (group_id,))
     row = await cur.fetchone()
     return (str(row[0]), bool(row[1])) if row else None
+
+
+# ---------------------------------------------------------------- demo history (tgms demo only)
+# `tgms demo` starts on an empty database; without a past its charts would be flat lines. It seeds
+# DEMO_DAYS of made-up history, clearly its own: member-count readings per group (growing towards each
+# group's size, with a daily wave), then the fleet's hourly rollup is computed from them as the job
+# would, and the rollup rows of that past get made-up join and delivery counts (the raw join_requests
+# and sent_messages tables stay the demo's live traffic only, so its summary counts stay exact), plus
+# daily active-member snapshots. Everything seeded ends an hour before the demo started.
+DEMO_DAYS = 30
+
+SQL_DEMO_READINGS = """
+INSERT INTO member_count_history (group_id, member_count, recorded_at)
+SELECT s.id,
+       GREATEST(1, round(s.size * (0.5 + 0.5 * (1 - h::float8 / %(hours)s))
+                         + 2 * sin(h / 3.8 + abs(s.id) %% 11)))::int,
+       %(until)s - make_interval(hours => h) + make_interval(mins => (abs(s.id) %% 50)::int)
+  FROM unnest(%(ids)s::bigint[], %(sizes)s::int[]) AS s(id, size), generate_series(1, %(hours)s) AS h
+"""
+
+SQL_DEMO_FLEET = """
+UPDATE analytics_fleet_hourly
+   SET joins_approved = round(groups * (0.2 + 0.15 * sin(extract(epoch FROM hour) / 20000)))::int + 1,
+       joins_declined = CASE WHEN extract(hour FROM hour)::int %% 5 = 0 THEN 1 ELSE 0 END,
+       joins_other = CASE WHEN extract(hour FROM hour)::int = 3 THEN 1 ELSE 0 END,
+       deliveries_sent = CASE WHEN extract(hour FROM hour)::int IN (9, 18) THEN groups ELSE 0 END,
+       deliveries_failed = CASE WHEN extract(hour FROM hour)::int = 18 AND extract(day FROM hour)::int %% 4 = 0
+                                THEN 1 ELSE 0 END,
+       active_members = round(members * (0.35 + 0.1 * sin(extract(epoch FROM hour) / 40000)))::bigint
+ WHERE hour < %(until)s
+"""
+
+SQL_DEMO_DAILY = """
+INSERT INTO analytics_group_daily (group_id, day, active_members)
+SELECT s.id, (%(until)s AT TIME ZONE 'UTC')::date - d,
+       GREATEST(0, round(s.size * (0.3 + 0.1 * sin(d + abs(s.id) %% 7)) * (1 - d::float8 / (2 * %(days)s))))::int
+  FROM unnest(%(ids)s::bigint[], %(sizes)s::int[]) AS s(id, size), generate_series(1, %(days)s) AS d
+ON CONFLICT (group_id, day) DO NOTHING
+"""
+
+
+async def seed_demo_history(conn: AsyncConnection[Any], sizes: dict[int, int], days: int = DEMO_DAYS) -> int:
+    """Made-up history for the demo's groups (`sizes`: group id -> members now); returns the hours
+    rolled up. Only `tgms demo` calls this, on its own database."""
+    now = await _now(conn)
+    until = _hour(now) - HOUR
+    params = {"ids": list(sizes), "sizes": list(sizes.values()), "hours": days * 24, "until": until, "days": days}
+    await conn.execute(SQL_DEMO_READINGS, params)
+    # every hour again, including any the rollup job rolled before the readings existed
+    first = until - timedelta(hours=days * 24)
+    await conn.execute(SQL_ROLLUP, {"first": first, "last": _hour(now), "now": now})
+    await snapshot_active(conn, now)
+    await conn.execute(SQL_DEMO_FLEET, params)
+    await conn.execute(SQL_DEMO_DAILY, params)
+    return int((_hour(now) - first) / HOUR) + 1
