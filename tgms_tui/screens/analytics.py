@@ -163,14 +163,17 @@ class AnalyticsScreen(Screen[None]):
             plt.clear_data()
             plt.clear_figure()
             plt.title(title_text)
-            plt.xticks(ticks, labels)
             return widget, plt
+
+        def draw(widget: PlotextPlot) -> None:
+            widget.plt.xticks(ticks, labels)  # after the data: a bar chart sets its own ticks
+            widget.refresh()
 
         widget, plt = prepare("members", "Member count")
         points = [(i, m) for i, m in zip(x, series.members, strict=True) if m is not None]
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", color="cyan")
-        widget.refresh()
+        draw(widget)
 
         widget, plt = prepare("joins", f"Join requests per {bucket}")
         plt.stacked_bar(
@@ -179,19 +182,19 @@ class AnalyticsScreen(Screen[None]):
             labels=["approved", "declined", "other"],
             color=["green", "red", "gray"],
         )
-        widget.refresh()
+        draw(widget)
 
         widget, plt = prepare("deliveries", f"Broadcast deliveries per {bucket}")
         plt.stacked_bar(
             x, [series.deliveries_sent, series.deliveries_failed], labels=["sent", "failed"], color=["blue", "red"]
         )
-        widget.refresh()
+        draw(widget)
 
         widget, plt = prepare("active", "Active members (seen in 24 h)")
         points = [(i, a) for i, a in zip(x, series.active_members, strict=True) if a is not None]
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", color="magenta")
-        widget.refresh()
+        draw(widget)
 
     # ---------------------------------------------------------------- keys
     def _reload(self) -> None:
