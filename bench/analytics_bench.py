@@ -55,7 +55,8 @@ SEED = [
         """INSERT INTO member_count_history (group_id, member_count, recorded_at)
            SELECT -1000000000 - g, 1000 + g %% 500 + (%(hours)s - h) / 6,
                   now() - make_interval(hours => h, mins => g %% 60)
-             FROM generate_series(1, %(groups)s) AS g, generate_series(0, %(hours)s - 1) AS h""",
+             FROM generate_series(%(hours)s - 1, 0, -1) AS h, generate_series(1, %(groups)s) AS g
+            ORDER BY h DESC""",  # in time order, as readings arrive (the rollup's first run starts at the oldest)
     ),
     (
         "decided join requests (20 per group)",

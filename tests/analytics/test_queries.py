@@ -182,3 +182,21 @@ async def test_demo_history_fills_every_chart_but_not_the_raw_tables(db_url: str
         assert conn.execute(
             "SELECT (SELECT count(*) FROM join_requests) + (SELECT count(*) FROM sent_messages)"
         ).fetchone() == (0,)
+
+
+async def test_first_rollup_starts_at_the_oldest_data(db_url: str, pool: AsyncConnectionPool) -> None:
+    """A fresh install rolls up from its first reading, not 30 days of nothing; with no data at all,
+    from the current hour."""
+    async with pool.connection() as conn:
+        assert await analytics.roll_up(conn, NOW) == 1
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE analytics_fleet_hourly")
+        conn.execute("INSERT INTO managed_groups (group_id, title, member_count) VALUES (-9, 'x', 5)")
+        conn.execute(
+            "INSERT INTO member_count_history (group_id, member_count, recorded_at) VALUES (-9, 5, %s)",
+            (NOW - timedelta(hours=2, minutes=10),),
+        )
+    async with pool.connection() as conn:
+        assert await analytics.roll_up(conn, NOW) == 3  # 10:00 (the reading at 10:20), 11:00, the current 12:00
+        rows = await (await conn.execute("SELECT hour, members FROM analytics_fleet_hourly ORDER BY hour")).fetchall()
+    assert [(h.astimezone(UTC).hour, m) for h, m in rows] == [(10, 5), (11, 5), (12, 5)]

@@ -87,3 +87,26 @@ def test_worker_metrics_port_flag_is_checked(stack: Stack) -> None:
         check=False,
     )
     assert done.returncode == 2 and "TGMS_WORKER_METRICS_PORT" in (done.stdout + done.stderr)
+
+
+def test_main_worker_rolls_analytics_up_and_reports_it(stack: Stack) -> None:
+    """The main worker runs `analytics_rollup` at its first heartbeat (then every 10 minutes): the
+    fleet's hourly rows appear, and its /metrics (port from TGMS_WORKER_METRICS_PORT) counts the job."""
+    group = stack.add_group(stack.ctl.create_chat("supergroup", bots=[stack.tgms_bot_id], members=4))
+    stack.sql("INSERT INTO member_count_history (group_id, member_count) VALUES (%s, 6)", (group,))
+    stack.sql("UPDATE managed_groups SET member_count = 6 WHERE group_id = %s", (group,))
+    port = free_port()
+    stack.start_worker("main", TGMS_WORKER_METRICS_PORT=str(port))
+    stack.wait_for(
+        lambda: stack.scalar("SELECT count(*) FROM jobs WHERE job_type = 'analytics_rollup' AND status = 'done'"),
+        timeout=60,
+        what="a rollup run",
+    )
+    current = stack.sql(
+        "SELECT members, groups, complete, active_members FROM analytics_fleet_hourly"
+        " WHERE hour = date_trunc('hour', now())"
+    )
+    assert current and current[0][:3] == (6, 1, False)  # from the first reading's hour: here, the current one
+    samples = scrape(port)
+    assert samples['tgms_worker_jobs_done_total{job_type="analytics_rollup"}'] >= 1
+    assert samples['tgms_worker_job_duration_seconds_count{job_type="analytics_rollup"}'] >= 1

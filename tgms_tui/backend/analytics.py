@@ -287,6 +287,14 @@ ON CONFLICT (hour) DO UPDATE
 
 SQL_ROLLUP_RESUME = "SELECT max(hour) FROM analytics_fleet_hourly WHERE complete"
 
+# Where a first rollup starts: the oldest row of each source table, found by its serial key (an index,
+# and in insertion order, close enough to time order); nothing before it is worth rolling up.
+SQL_EARLIEST = """
+SELECT LEAST((SELECT recorded_at FROM member_count_history ORDER BY id LIMIT 1),
+             (SELECT processed_at FROM join_requests WHERE processed_at IS NOT NULL ORDER BY request_id LIMIT 1),
+             (SELECT updated_at FROM sent_messages ORDER BY message_id LIMIT 1))
+"""
+
 # Each group's members seen in the last 24 h (one index range per group on (chat_id, last_seen_at)).
 SQL_SNAPSHOT_GROUPS = """
 INSERT INTO analytics_group_daily AS a (group_id, day, active_members, rolled_at)
@@ -338,7 +346,13 @@ async def roll_up(
     cur = await conn.execute(SQL_ROLLUP_RESUME)
     row = await cur.fetchone()
     floor = current - timedelta(days=ROLLUP_DAYS)
-    first = floor if row is None or row[0] is None else max(floor, row[0].astimezone(UTC) + HOUR)
+    if row is None or row[0] is None:  # the first run: from the oldest data (now, on a fresh install)
+        cur = await conn.execute(SQL_EARLIEST)
+        oldest = await cur.fetchone()
+        start = _hour(oldest[0].astimezone(UTC)) if oldest and oldest[0] is not None else current
+        first = max(floor, start)
+    else:
+        first = max(floor, row[0].astimezone(UTC) + HOUR)
     first = min(first, current)
     last = min(current, first + (max_hours - 1) * HOUR)
     await conn.execute(SQL_ROLLUP, {"first": first, "last": last, "now": now})
