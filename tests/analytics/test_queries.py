@@ -176,7 +176,8 @@ async def test_demo_history_fills_every_chart_but_not_the_raw_tables(db_url: str
     assert all(m is not None and m > 0 for m in fleet.members)
     assert all(n > 0 for n in fleet.joins_approved[:-1]) and sum(fleet.deliveries_sent) > 0
     assert all(a is not None for a in fleet.active_members[:-1])
-    assert group.members[0] is not None and group.members[0] < group.members[-2] <= 31
+    first, before_now = group.members[0], group.members[-2]
+    assert first is not None and before_now is not None and first < before_now <= 31
     assert all(a is not None for a in group.active_members)
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute(
