@@ -52,6 +52,12 @@ def tick_labels(starts: list[datetime], daily: bool, count: int = 5) -> tuple[li
     return positions, [starts[int(i)].strftime(fmt_str) for i in positions]
 
 
+def bar_top(*stacks: list[int]) -> float:
+    """The y axis' top for stacked bars: the tallest stack, never 0 (plotext centres an empty chart
+    on zero, showing negative counts)."""
+    return float(max([sum(column) for column in zip(*stacks, strict=True)] + [1]))
+
+
 class AnalyticsScreen(Screen[None]):
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape", "back", "Back"),
@@ -182,12 +188,14 @@ class AnalyticsScreen(Screen[None]):
             labels=["approved", "declined", "other"],
             color=["green", "red", "gray"],
         )
+        plt.ylim(0, bar_top(series.joins_approved, series.joins_declined, series.joins_other))
         draw(widget)
 
         widget, plt = prepare("deliveries", f"Broadcast deliveries per {bucket}")
         plt.stacked_bar(
             x, [series.deliveries_sent, series.deliveries_failed], labels=["sent", "failed"], color=["blue", "red"]
         )
+        plt.ylim(0, bar_top(series.deliveries_sent, series.deliveries_failed))
         draw(widget)
 
         widget, plt = prepare("active", "Active members (seen in 24 h)")
