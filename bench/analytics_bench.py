@@ -38,7 +38,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import bench_server, migrated_database
+from _common import bench_server, migrated_database
+
 from tgms_tui.backend import analytics
 
 TARGET_MS = 100.0
