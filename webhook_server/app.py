@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,8 +26,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tgms_tui.backend.config import ConfigError, Settings, load_settings
 from tgms_tui.backend.db import database_url, open_pool
@@ -63,7 +64,34 @@ class WebhookApp(Starlette):
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Every other request (admin API, health, metrics) is timed under its route's template, so
+        # the label set stays the app's own routes whatever paths clients make up.
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_status)
+        finally:
+            runtime = getattr(self.state, "runtime", None)
+            if runtime is not None:
+                runtime.metrics.observe_http(
+                    self._route_of(scope), scope["method"], status[0], time.perf_counter() - started
+                )
+
+    def _route_of(self, scope: Scope) -> str:
+        for route in self.router.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL and isinstance(route, Route):
+                return route.path
+        return "unmatched"
 
 
 def require_secret(settings: Settings, *, allow_insecure: bool = False) -> None:

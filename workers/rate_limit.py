@@ -29,6 +29,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from tgms_tui.backend import rate_buckets
 
+from .metrics import METRICS
+
 if TYPE_CHECKING:
     from tgms_tui.backend.config import Settings
 
@@ -145,7 +147,9 @@ class RateLimiter:
         while True:
             wait = await self.try_acquire(bot_key, chat_id, pace_key=pace_key)
             if wait == 0.0:
-                return loop.time() - started
+                waited = loop.time() - started
+                METRICS.rate_limited(waited)
+                return waited
             if timeout is not None and loop.time() - started + wait > timeout:
                 raise RateLimitTimeout(wait)
             # A little jitter so processes woken by the same refill do not collide in lockstep.
@@ -154,6 +158,7 @@ class RateLimiter:
     async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None) -> None:
         """After a 429: no sends for this bot (or only to this chat) for `seconds`, in every process."""
         bucket = self._pause_bucket(bot_key, chat_id)
+        METRICS.paused(seconds)
         async with self.pool.connection() as conn:
             await rate_buckets.pause(conn, bucket.key, bucket.capacity, bucket.refill_per_sec, seconds)
         self._ensured.add(bucket)

@@ -3,10 +3,12 @@ error."""
 
 from __future__ import annotations
 
+from tgms_tui.backend import analytics as analytics_backend
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings
 from tgms_tui.backend.queue import Pool
 
 from . import (
+    analytics,
     bans,
     followups,
     group_check,
@@ -27,6 +29,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
     if pool == "main":
         return {
             maintenance.PRUNE_JOB: maintenance.prune_finished_jobs,
+            analytics.JOB_TYPE: analytics.roll_up,
             updates.JOB_TYPE: updates.process_telegram_update,
         }
     return {
@@ -47,7 +50,10 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
 
 def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
     if pool == "main":
-        return (PeriodicJob(maintenance.PRUNE_JOB, 3600.0),)
+        return (
+            PeriodicJob(maintenance.PRUNE_JOB, 3600.0),
+            PeriodicJob(analytics.JOB_TYPE, analytics_backend.ROLLUP_EVERY_SECONDS),
+        )
     return (
         PeriodicJob(member_counts.JOB_TYPE, settings.member_count_interval),
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
@@ -68,6 +74,8 @@ TIME_LIMITS: dict[str, float] = {
     # daily: a status read and a kick per inactive member, paced
     inactive_members.JOB_TYPE: 3600.0,
     maintenance.PRUNE_JOB: 600.0,
+    # at most a week of hours per run (one index probe per group and hour), then the snapshot
+    analytics.JOB_TYPE: 600.0,
     # one paced ban or unban per group (30/s shares the bot's bucket): 1 h covers ~100k groups; a cut
     # run resumes from its per-group rows (ban/unban are idempotent), so a limit hit is a retry, not a loss
     bans.JOB_TYPE: 3600.0,

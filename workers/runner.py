@@ -54,6 +54,7 @@ from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.queue import Backoff, Job, Pool
 from tgms_tui.backend.redaction import redact
 
+from .metrics import METRICS
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ class Worker:
                 await self._note_db_error("claim", exc, failures)
                 continue
             for job in jobs:
+                METRICS.job_claimed(job.job_type)
                 self._start_run(ctx, job)
             if len(jobs) < want:
                 await self._idle_wait()
@@ -390,6 +392,9 @@ class Worker:
     async def _execute(self, ctx: JobContext, run: _Run) -> None:
         job = run.job
         _deadline.set(run.deadline)  # this task's own context: time_left() in the handler
+        started = time.monotonic()
+        outcome: str | None = None  # for /metrics: done, snoozed, retry or final (None: not ours any more)
+        METRICS.in_flight += 1
         try:
             handler = self.handlers.get(job.job_type)
             if handler is None:
@@ -403,10 +408,11 @@ class Worker:
                 run.handler_done = True
         except Snooze as snoozed:
             seconds, reason = snoozed.seconds, snoozed.reason
+            outcome = "snoozed"
             await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, seconds, reason))
             self._plan(seconds)  # end the idle sleep when the job is due again
         except PermanentFailure as exc:
-            await self._record_failure(job, str(exc), permanent=True)
+            outcome = await self._record_failure(job, str(exc), permanent=True)
         except asyncio.CancelledError:
             if run.stop_reason is None:
                 raise  # shutdown: _drain releases the job
@@ -416,7 +422,7 @@ class Worker:
             if run.stop_reason == TIME_LIMIT:
                 error = f"timed out after {run.limit:g} s (the time limit of {job.job_type})"
                 log.warning("job %d (%s) %s: cancelled", job.job_id, job.job_type, error)
-                await self._record_failure(job, error, permanent=False)
+                outcome = await self._record_failure(job, error, permanent=False)
             else:  # nothing to write: the job is no longer ours
                 log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
         except Exception as exc:
@@ -424,18 +430,23 @@ class Worker:
             if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
                 detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
-            await self._record_failure(job, detail, permanent=False)
+            outcome = await self._record_failure(job, detail, permanent=False)
         else:
+            outcome = "done"
             self._to_complete.append(job.job_id)
             self._completion_wanted.set()
             self.jobs_done += 1
         finally:
+            METRICS.in_flight -= 1
+            if outcome is not None:
+                METRICS.job_finished(job.job_type, outcome, time.monotonic() - started)
             self.last_activity = time.time()
             if self._inflight.get(job.job_id) is run:
                 del self._inflight[job.job_id]
             self._slot_free.set()
 
-    async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> None:
+    async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> str:
+        """Write the failure; "final" when the job failed for good, else "retry" (for /metrics)."""
         error = redact(error)
         self.last_error = f"job {job.job_id} ({job.job_type}): {error}"[:500]
         delay = self.options.backoff.delay(job.retries)
@@ -444,8 +455,9 @@ class Worker:
         )
         if status == "failed":
             self.jobs_failed += 1
-        else:
-            self._plan(delay)  # end the idle sleep when the retry is due
+            return "final"
+        self._plan(delay)  # end the idle sleep when the retry is due
+        return "retry"
 
     async def _settle(self, job: Job, write: Callable[[Conn], Awaitable[T]]) -> T | None:
         """Write a job's outcome, retrying through database outages for as long as the lease

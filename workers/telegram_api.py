@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 import httpx
 
 from tgms_tui.backend.config import load_settings
+from workers.metrics import METRICS
 from workers.telegram_errors import (
     BadRequest,
     CannotRestrictAdmin,
@@ -318,9 +319,12 @@ class TelegramClient:
             failure = _transport_error(exc, method, chat_id)
         if failure is not None:
             log.debug("telegram %s failed: %s", method, failure)
+            METRICS.telegram_call(_method_label(method), type(failure).__name__, time.monotonic() - started)
             raise failure
         elapsed_ms = (time.monotonic() - started) * 1000
         result_or_error = _parse(response, method, chat_id)
+        outcome = type(result_or_error).__name__ if isinstance(result_or_error, TelegramError) else "ok"
+        METRICS.telegram_call(_method_label(method), outcome, elapsed_ms / 1000)
         if isinstance(result_or_error, TelegramError):
             log.debug(
                 "telegram %s -> %s %s (%.0f ms)",
@@ -464,6 +468,11 @@ class _Ok:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+def _method_label(method: str) -> str:
+    """A Bot API method name as a metrics label: the code's own names; anything odd is "other"."""
+    return method if method.isascii() and method.isalnum() and len(method) <= 40 else "other"
 
 
 def _form_value(value: Any) -> str:

@@ -15,6 +15,7 @@ from textual.app import App
 from textual.widgets import Static, TextArea
 from textual.widgets._toast import Toast
 
+from tgms_tui.screens.analytics import AnalyticsScreen
 from tgms_tui.screens.composer import ComposerScreen
 from tgms_tui.screens.confirm import ConfirmScreen
 from tgms_tui.screens.group_detail import GroupDetailScreen
@@ -194,6 +195,17 @@ async def walk_every_screen(db_url: str) -> Walk:
         detail_joins = detail.query_one(GroupJoinsTable)
         assert detail_joins.get_cell(detail_joins.shown_keys()[0], "user").plain == "@[bold]mallor…"
         shown("Evil [/] group  id", "@[bold]mallor…", "[/] boom [@click=app.quit]")
+
+        # The group's charts: its title in the header, literally.
+        await pilot.press("C")
+        await wait_until(pilot, lambda: isinstance(app.screen, AnalyticsScreen), what="group charts")
+        charts = app.screen
+        assert isinstance(charts, AnalyticsScreen)
+        await wait_until(pilot, lambda: charts.series is not None, what="group series")
+        await pilot.pause(0.1)
+        shown("Evil [/] group  id")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, GroupDetailScreen))
         await pilot.press("escape")
 
         # The long, inactive group's detail: its reason is the hostile error.

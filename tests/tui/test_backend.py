@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from tgms_tui.backend import broadcasts, dashboard, group_actions
+from tgms_tui.backend import analytics, broadcasts, dashboard, group_actions
 from tgms_tui.backend.live import ChangeListener, RefreshScheduler
 
 from ..test_sql_placement import tables
@@ -26,6 +27,18 @@ def test_backend_modules_do_not_import_textual() -> None:
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
+
+CHART_PARAMS = {
+    "width": timedelta(days=1),
+    "origin": analytics.ORIGIN,
+    "start": datetime(2026, 1, 1, tzinfo=UTC),
+    "end": datetime(2026, 1, 31, tzinfo=UTC),
+    "group": -1,
+    "first_day": date(2026, 1, 1),
+    "last_day": date(2026, 1, 31),
+    "since": datetime(2026, 1, 30, tzinfo=UTC),
+    "present": analytics.PRESENT,
+}
 
 # Every named query the control center runs (the dashboard, the group detail and the broadcast
 # progress views poll theirs), with sample parameters.
@@ -52,6 +65,23 @@ POLLED: dict[str, tuple[str, Any]] = {
     "group_actions.SQL_GROUP_BROADCASTS": (group_actions.SQL_GROUP_BROADCASTS, (-1, 50)),
     "group_actions.SQL_GROUP_KICKS": (group_actions.SQL_GROUP_KICKS, (-1, 50)),
     "broadcasts.SQL_PROGRESS": (broadcasts.SQL_PROGRESS, (1,)),
+    # the charts (C) poll these too (tests/analytics/test_queries.py checks every one of the module's)
+    **{
+        f"analytics.{name}": (getattr(analytics, name), CHART_PARAMS)
+        for name in (
+            "SQL_GROUP_MEMBERS",
+            "SQL_GROUP_JOINS",
+            "SQL_GROUP_DELIVERIES",
+            "SQL_GROUP_ACTIVE",
+            "SQL_GROUP_ACTIVE_NOW",
+            "SQL_FLEET_ROLLUP",
+            "SQL_FLEET_LAST_COMPLETE",
+            "SQL_FLEET_LATEST_ACTIVE",
+            "SQL_FLEET_MEMBERS_NOW",
+            "SQL_FLEET_TAIL_JOINS",
+            "SQL_FLEET_TAIL_DELIVERIES",
+        )
+    },
 }
 # Read whole by design (every group is listed; one row per worker process).
 READ_WHOLE = {"managed_groups", "bot_health"}

@@ -34,7 +34,7 @@ def test_plain_makes_hostile_text_visible_and_inert() -> None:
 
 async def test_every_screen_shows_hostile_text_literally(db_url: str) -> None:
     walk = await walk_every_screen(db_url)
-    assert walk.screens >= {"PhaseScreen", "ConfirmScreen", "GroupDetailScreen", "JobDetailScreen"}
+    assert walk.screens >= {"PhaseScreen", "ConfirmScreen", "GroupDetailScreen", "JobDetailScreen", "AnalyticsScreen"}
 
 
 QUEUE_SQL = """

@@ -201,6 +201,14 @@ async def test_healthz_readyz_and_metrics_format(client: httpx.AsyncClient) -> N
     assert "# TYPE tgms_webhook_request_duration_seconds histogram" in lines
     assert 'tgms_webhook_request_duration_seconds_count{route="webhook_main"} 1' in lines
     assert 'tgms_webhook_request_duration_seconds_bucket{route="webhook_main",le="+Inf"} 1' in lines
+    # every other request is timed under its route's template (a made-up path is "unmatched")
+    await client.get("/no/such/path")
+    lines = (await client.get("/metrics")).text.splitlines()
+    assert 'tgms_webhook_http_request_duration_seconds_count{route="/healthz",method="GET"} 1' in lines
+    assert 'tgms_webhook_http_request_duration_seconds_count{route="/readyz",method="GET"} 1' in lines
+    assert 'tgms_webhook_http_responses_total{route="/metrics",method="GET",code="200"} 1' in lines
+    assert 'tgms_webhook_http_responses_total{route="unmatched",method="GET",code="404"} 1' in lines
+    assert not any("/no/such/path" in line for line in lines)
     for line in lines:  # every sample line is "name{labels} number"
         if not line.startswith("#"):
             name, _, value = line.rpartition(" ")

@@ -72,6 +72,9 @@ class Settings:
     job_timeouts: dict[str, float] = field(default_factory=dict)
     # Where a broadcast's test send goes when the operator names no chat (a chat the TGMS bot is in).
     test_chat_id: int | None = None
+    # A worker's own /metrics: off unless a port is given; loopback unless a host is given.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -135,6 +138,8 @@ ENV_NAMES: dict[str, str] = {
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
     "test_chat_id": "TGMS_TEST_CHAT_ID",
+    "worker_metrics_port": "TGMS_WORKER_METRICS_PORT",
+    "worker_metrics_host": "TGMS_WORKER_METRICS_HOST",
 }
 
 
@@ -182,6 +187,17 @@ def _chat_id(var: str, raw: str) -> int:
         raise ConfigError(var, f"expected a chat id such as -1001234567890, got {raw!r}") from None
     if value == 0 or not -(2**63) <= value < 2**63:
         raise ConfigError(var, f"not a Telegram chat id: {raw!r}")
+    return value
+
+
+def port_number(var: str, raw: str) -> int:
+    """A TCP port, 0-65535 (0: any free port, for tests)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(var, f"expected a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(var, f"must be a port number 0-65535, got {raw!r}")
     return value
 
 
@@ -334,6 +350,8 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
     "test_chat_id": lambda var, raw: _chat_id(var, raw),
+    "worker_metrics_port": lambda var, raw: port_number(var, raw),
+    "worker_metrics_host": lambda var, raw: raw,
 }
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from tgms_tui.backend import fleet
+from tgms_tui.backend import analytics, fleet
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, load_settings
 from tgms_tui.backend.redaction import install_log_redaction, redact
 
@@ -250,10 +250,12 @@ class Demo:
                 ctl, plan_groups(self.args.groups, self.seed), {"main": MAIN_BOT_ID, "tgms": TGMS_BOT_ID}, self.seed
             )
         registered = self._wait_registered(30.0)
+        seeded = self._seed_history()  # before the line below: once it is out, the demo counts as started
         _say(
             f"{registered} of {self.args.groups} groups registered by the main worker "
             f"({time.monotonic() - started:.1f} s since start)"
         )
+        _say(f"seeded {analytics.DEMO_DAYS} days of DEMO history for the charts (C): {seeded} hours rolled up")
         self.traffic = Traffic(
             f"http://127.0.0.1:{self.sim.port}",
             f"http://127.0.0.1:{self.webhook.port}" if self.webhook else None,
@@ -263,6 +265,18 @@ class Demo:
             on_event=self._event,
             db_url=self.url,
         )
+
+    def _seed_history(self) -> int:
+        """30 days of made-up history, so the charts (C) have a past on the first start."""
+        assert self.world is not None and self.url is not None
+        sizes = {g.chat_id: len(g.members) + 3 for g in self.world.groups}  # + the owner and both bots
+        url = self.url
+
+        async def seed() -> int:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                return await analytics.seed_demo_history(conn, sizes)
+
+        return asyncio.run(seed())
 
     def _set_webhooks(self) -> None:
         """What `tgms set-webhook --url ...` does: main bot → /api/webhook, tgms bot → /api/webhook/tgms."""

@@ -45,6 +45,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("3", "focus_pane('workers')", "Focus the workers pane", "Dashboard", "screen"),
     ActionSpec("4", "focus_pane('joins')", "Focus the join requests pane", "Dashboard", "screen"),
     ActionSpec("Q", "join_queue", "Join-request queue: approve, decline, raid holds", "Dashboard", "screen"),
+    ActionSpec("C", "analytics", "Charts: members, joins, deliveries, active (fleet / group)", "Dashboard", "screen"),
     ActionSpec("tab", "focus_next", "Next pane (shift+tab: previous)", "Dashboard"),
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
@@ -109,6 +110,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("c", "new_link", "Links: create a named link (asks first)", "Links", mutating=True),
     ActionSpec("X", "revoke_links", "Links: revoke the selected source's links (asks first)", "Links", mutating=True),
     ActionSpec("escape", "back", "Bans and links screens: back", "Bans"),
+    # Analytics
+    ActionSpec("w", "next_window", "Charts: next window (24h, 7d, 30d; or 1 2 3)", "Charts"),
+    ActionSpec("g", "toggle_scope", "Charts: the fleet / the group chosen (dashboard cursor, detail)", "Charts"),
+    ActionSpec("C", "analytics", "Group detail: this group's charts", "Charts"),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec(

@@ -40,6 +40,7 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
 from .actions import is_allowed
+from .analytics import AnalyticsScreen
 from .bans import BansScreen
 from .broadcasts import BroadcastsScreen
 from .composer import ComposerScreen
@@ -109,6 +110,7 @@ class DashboardScreen(Screen[None]):
         Binding("3", "focus_pane('workers')", "Workers", show=False),
         Binding("4", "focus_pane('joins')", "Joins", show=False),
         Binding("Q", "join_queue", "Join queue"),
+        Binding("C", "analytics", "Charts"),
     ]
 
     def __init__(self) -> None:
@@ -313,6 +315,11 @@ class DashboardScreen(Screen[None]):
 
     def action_broadcasts(self) -> None:
         self.app.push_screen(BroadcastsScreen())
+
+    def action_analytics(self) -> None:
+        """The fleet's charts; `g` there switches to the group under the groups pane's cursor."""
+        row = self.groups.cursor_item
+        self.app.push_screen(AnalyticsScreen(row.group_id if row is not None else None))
 
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:

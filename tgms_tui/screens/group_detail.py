@@ -25,6 +25,7 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
 from .actions import is_allowed
+from .analytics import AnalyticsScreen
 
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
@@ -39,6 +40,7 @@ class GroupDetailScreen(Screen[None]):
         Binding("P", "set_phase", "Phase"),
         Binding("f", "toggle_final", "Final"),
         Binding("r", "refresh_members", "Count"),
+        Binding("C", "analytics", "Charts"),
     ]
 
     def __init__(self, group_id: int) -> None:
@@ -140,6 +142,9 @@ class GroupDetailScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+    def action_analytics(self) -> None:
+        self.app.push_screen(AnalyticsScreen(self.group_id, fleet_first=False))
 
     def _group_action(self, op: Any) -> None:
         if self.detail is None:
