@@ -68,6 +68,8 @@ class Settings:
     http_transport: HttpTransport = "lean"
     # Time limits of job types that override the handlers' own defaults (job type -> seconds).
     job_timeouts: dict[str, float] = field(default_factory=dict)
+    # Where the webhook server is reached from the internet: tracked links point to <it>/r/<token>.
+    public_base_url: str | None = None
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -129,6 +131,7 @@ ENV_NAMES: dict[str, str] = {
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
+    "public_base_url": "TGMS_PUBLIC_BASE_URL",
 }
 
 
@@ -211,6 +214,15 @@ def _database_url(var: str, raw: str) -> str:
 def _api_base(var: str, raw: str) -> str:
     if not re.match(r"^https?://[^/\s]+", raw):
         raise ConfigError(var, f"must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _public_base_url(var: str, raw: str) -> str:
+    """An http(s) origin with an optional path prefix; no query or fragment (a token is appended)."""
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", raw):
+        raise ConfigError(
+            var, f"must be an http(s) URL without query or fragment, e.g. https://tgms.example.org, got {raw!r}"
+        )
     return raw.rstrip("/")
 
 
@@ -307,6 +319,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "log_level": _log_level,
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
+    "public_base_url": _public_base_url,
 }
 
 
