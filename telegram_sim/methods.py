@@ -154,9 +154,6 @@ def send_photo(ctx: CallContext) -> dict:
     photo = params.raw("photo")
     if photo is None or photo == "":
         raise bad_request("there is no photo in the request")
-    if isinstance(photo, UploadedFile):
-        # Counted when the bytes arrive, whatever the answer: they crossed the wire either way.
-        ctx.state.record_upload("sendPhoto", params.raw("chat_id"), photo.filename, photo.data)
     caption = formatted_param(params, "caption", "parse_mode", "caption_entities")
     chat = chat_for(ctx, "write")
     require_send_right(ctx, chat, "can_send_photos", "photos")

@@ -3,6 +3,8 @@
 Checks, in order: source network (optional allow-list, 403), `x-api-key` in constant time (401),
 body (400 when not JSON, 413 when huge, 422 naming the field Telegram would reject), then the broadcast
 row and its job commit in one transaction (`create_broadcast`), once per `Idempotency-Key` (idempotent.py).
+The body is JSON, or multipart/form-data with a photo file (broadcast_payload.py: up to 10 MB of image,
+stored with the broadcast in the same transaction); either may carry A/B variants and click tracking.
 Outsiders learn nothing about the key (the allow-list is checked first) nor about the groups.
 
 The pieces are separate so that every admin endpoint shares them: `AdminGate.check` (allow-list and
@@ -12,7 +14,6 @@ key), `AdminGate.read_body` (size-limited) and `Once.respond` (the idempotent tr
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,9 +22,10 @@ from psycopg import AsyncConnection
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from tgms_tui.backend.broadcasts import create_broadcast
-from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
+from tgms_tui.backend import broadcast_photos, broadcast_variants
+from tgms_tui.backend.message_validation import ValidationError
 
+from . import broadcast_payload
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .idempotent import Once
 from .runtime import Runtime
@@ -64,24 +66,27 @@ class AdminGate:
             return self.reject(401, "unauthorized", detail)
         return None
 
-    async def read_body(self, request: Request) -> bytes | JSONResponse:
-        """The body, or the 413 for one over MAX_BODY_BYTES (declared or streamed)."""
+    async def read_body(self, request: Request, limit: int = MAX_BODY_BYTES) -> bytes | JSONResponse:
+        """The body, or the 413 for one over `limit` bytes (declared or streamed)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            return self.reject(413, "too_large", f"body larger than {limit} bytes")
         raw = bytearray()
         try:
             async for chunk in request.stream():
                 raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
-                    return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+                if len(raw) > limit:
+                    return self.reject(413, "too_large", f"body larger than {limit} bytes")
         except ClientDisconnect:  # gone (or cut off by the request timeout): nobody reads the answer
             return JSONResponse({"detail": "client disconnected"}, status_code=400)
         return bytes(raw)
 
 
 class AdminSend:
-    def __init__(self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str]) -> None:
+    def __init__(
+        self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str], public_base_url: str | None = None
+    ) -> None:
+        self._public_base_url = public_base_url
         self._gate = AdminGate(runtime, api_key, allow_networks, ROUTE)
         self._once = Once(runtime, route=ROUTE, scope="POST /api/tgms/send")
         self._metrics = runtime.metrics
@@ -101,32 +106,34 @@ class AdminSend:
             return refused
         if (bad_key := self._once.key_problem(request)) is not None:
             return bad_key
-        raw = await self._gate.read_body(request)
+        content_type = request.headers.get("content-type", "")
+        raw = await self._gate.read_body(request, broadcast_payload.body_limit(content_type))
         if isinstance(raw, JSONResponse):
             return raw
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            return self._gate.reject(400, "malformed_json", "body is not valid JSON", field="body")
-        if not isinstance(data, dict):
-            return self._gate.reject(422, "invalid", "body must be a JSON object", field="body")
-        try:
-            req = validate_broadcast(data)
+            submission = broadcast_payload.parse(content_type, raw, self._public_base_url)
+        except broadcast_payload.PayloadError as exc:
+            reason = "malformed_json" if "JSON" in exc.detail else "malformed"
+            return self._gate.reject(400, reason, exc.detail, field=exc.field)
         except ValidationError as exc:
             return self._gate.reject(422, "invalid", exc.message, field=exc.field)
         client = client_host(request.scope)
         return await self._once.respond(
             request,
             raw,
-            lambda conn: self._create(conn, req, client),
+            lambda conn: self._create(conn, submission, client),
             on_commit=lambda answer: self._created(answer, client),
         )
 
     async def _create(
-        self, conn: AsyncConnection[Any], req: BroadcastRequest, client: str | None
+        self, conn: AsyncConnection[Any], submission: broadcast_payload.Submission, client: str | None
     ) -> tuple[int, dict[str, Any]]:
         try:
-            broadcast_id, groups = await create_broadcast(conn, req, created_by=f"api:{client or '?'}")
+            async with conn.transaction():  # a refusal keeps no photo either
+                if submission.photo is not None:
+                    await broadcast_photos.store(conn, *submission.photo)
+                created_by = f"api:{client or '?'}"
+                broadcast_id, groups = await broadcast_variants.create(conn, submission.req, submission.ab, created_by)
         except ValidationError as exc:  # what needs the database: the groups, the debug code's length
             self._metrics.rejected[(ROUTE, "invalid")] += 1
             return 422, {"detail": exc.message, "field": exc.field}

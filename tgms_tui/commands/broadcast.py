@@ -23,13 +23,15 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts, followups
+from tgms_tui.backend import broadcast_photos, broadcast_variants, broadcasts, followups
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
-from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
+from tgms_tui.backend.message_validation import ValidationError
 from tgms_tui.backend.send_time import FORMS, parse_send_time
 
-ACTIONS = ("send", "list", "show", "cancel", "edit")
+from . import broadcast_ab
+
+ACTIONS = ("send", "list", "show", "cancel", "edit", "send-winner")
 _ID_LIKE = re.compile(r"^\s*-?\d")  # a value that starts like a chat id; the type then checks the rest
 
 
@@ -83,9 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     send = sub.add_parser("send", help="enqueue a broadcast (the default when the first argument is an option)")
-    content = send.add_mutually_exclusive_group(required=True)
+    content = send.add_mutually_exclusive_group()
     content.add_argument("--text", help="message text (1-4096 characters with the debug code)")
     content.add_argument("--photo-url", help="http(s) URL of a photo")
+    broadcast_ab.add_send_arguments(send, content)
     send.add_argument("--caption", help="photo caption (up to 1024 characters with the debug code)")
     send.add_argument("--parse-mode", choices=["Markdown", "MarkdownV2", "HTML"])
     target = send.add_mutually_exclusive_group()
@@ -123,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edit.add_argument("--send-at", metavar="WHEN", help=f"{FORMS} (local time)")
     edit.add_argument("--json", action="store_true")
 
+    broadcast_ab.add_actions(sub)
     retract = sub.add_parser("retract", help="delete a sent broadcast's copies (Telegram: within 48 hours)")
     retract.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
     retract.add_argument("--json", action="store_true")
@@ -177,18 +181,23 @@ def _send(args: argparse.Namespace) -> int:
         data["target"] = {"phase": args.phase}
     elif args.groups or args.group:
         data["target"] = {"group_ids": list(args.groups or args.group)}
-    request = validate_broadcast(data)
+    photo = broadcast_ab.collect(args, data)
+    settings, url = prepare(logging_on=False)
+    request, ab = broadcast_variants.split_request(data, settings.public_base_url)
     delete_after = followups.parse_delete_after(args.delete_after)
-    _settings, url = prepare(logging_on=False)
-    broadcast_id, groups = asyncio.run(_create(url, request, delete_after))
+    broadcast_id, groups = asyncio.run(_create(url, request, delete_after, ab, photo))
     reply = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
     print(json.dumps(reply))
     return 0
 
 
-async def _create(url: str, request: Any, delete_after: timedelta | None = None) -> tuple[int, int]:
+async def _create(
+    url: str, request: Any, delete_after: timedelta | None = None, ab: Any = None, photo: Any = None
+) -> tuple[int, int]:
     async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        created = await broadcasts.create_broadcast(conn, request, created_by=_who())
+        if photo is not None:
+            await broadcast_photos.store(conn, *photo)
+        created = await broadcast_variants.create(conn, request, ab, created_by=_who())
         if delete_after is not None:
             await followups.schedule_expiry(conn, created[0], delete_after, _who())
         return created
@@ -208,6 +217,8 @@ def _other(args: argparse.Namespace) -> int:
             return _refused("edit", "nothing to change: give --text, --caption, --parse-mode or --send-at")
     _settings, url = prepare(logging_on=False)
     try:
+        if args.action == "send-winner":
+            return asyncio.run(broadcast_ab.send_winner(url, args, _who()))
         return asyncio.run(_act(url, args, changes))
     except BroadcastNotFound as exc:
         print(f"tgms: broadcast: {exc}", file=sys.stderr)
@@ -231,12 +242,16 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
             deliveries = await broadcasts.deliveries(conn, b.broadcast_id)
             reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
             done_after = await followups.outcomes(conn, b.broadcast_id)
+            ab_report = await broadcast_variants.report(conn, b.broadcast_id)
             if args.json:
                 body = broadcasts.detail_json(b, deliveries, reach)
                 body["followups"] = done_after
+                body["ab"] = None if ab_report is None else broadcast_variants.report_json(ab_report)
                 print(json.dumps(body, ensure_ascii=False))
             else:
                 _print_detail(b, deliveries, reach)
+                if ab_report is not None:
+                    print("\n".join(broadcast_variants.report_lines(ab_report)))
                 for outcome in done_after:
                     print(followups.describe(outcome))
             return 0
