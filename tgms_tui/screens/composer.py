@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Label, Select, Static, TextArea
 
 from tgms_tui.backend import debug_code
-from tgms_tui.backend.broadcasts import check_targets, create_broadcast, next_id, ordinal_bound
+from tgms_tui.backend.broadcasts import check_targets, next_id, ordinal_bound
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.markup import check_markup, visible_length
 from tgms_tui.backend.message_validation import (
@@ -42,6 +42,8 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
 from .confirm import ConfirmScreen
+from .photo_path import PhotoField, is_url
+from .photo_path import create as create_with_photo
 from .progress import BroadcastProgressScreen
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class ComposerScreen(Screen[None]):
         self.target_count: int | None = None
         self._validate_timer: Any = None
         self._count_seq = 0
+        self.photo = PhotoField()
 
     @property
     def tgms(self) -> TGMSApp:
@@ -113,8 +116,13 @@ class ComposerScreen(Screen[None]):
                     with Vertical():
                         yield Label("Parse mode", classes="field-label")
                         yield Select(PARSE_MODE_OPTIONS, value="none", allow_blank=False, id="parse-mode")
-                yield Label("Photo URL (http:// or https://)", classes="field-label photo-only")
-                yield Input(placeholder="https://example.com/picture.jpg", id="photo-url", classes="photo-only")
+                yield Label(
+                    "Photo: http(s) URL, or a file here (JPEG, PNG, WebP; uploaded once)",
+                    classes="field-label photo-only",
+                )
+                yield Input(
+                    placeholder="https://example.com/picture.jpg or ~/poster.jpg", id="photo-url", classes="photo-only"
+                )
                 yield Label("Text", classes="field-label", id="body-label")
                 yield TextArea(id="body", soft_wrap=True, tab_behavior="focus")
                 yield Static("", id="counter")
@@ -204,7 +212,7 @@ class ComposerScreen(Screen[None]):
         text = self.query_one("#body", TextArea).text
         data: dict[str, Any] = {"target": self.target(), "final": self.is_final}
         if self.kind == "photo":
-            data["photo_url"] = self.query_one("#photo-url", Input).value.strip()
+            data["photo_url"] = self.photo.photo_url(self.query_one("#photo-url", Input).value)
             data["caption"] = text
         else:
             data["text"] = text
@@ -279,7 +287,9 @@ class ComposerScreen(Screen[None]):
             shown.append(f"✗ Telegram would reject this: {markup_error}", style="bold red")
         elif self.kind == "photo":
             url = self.query_one("#photo-url", Input).value.strip()
-            shown = Text(f"[photo] {url or '(no URL yet)'}\n", style="dim")
+            info = self.photo.info if url and not is_url(url) else None
+            about = f"{url} ({info.media_type}, {info.width}x{info.height}, {info.size:,} bytes)" if info else url
+            shown = Text(f"[photo] {about or '(no URL or file yet)'}\n", style="dim")
             shown.append_text(render_preview(text, mode))
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
@@ -297,7 +307,7 @@ class ComposerScreen(Screen[None]):
         self.request = None
         try:
             request = validate_broadcast(self.body())
-        except ValidationError as exc:
+        except ValidationError as exc:  # also a photo file refused (field `photo`)
             return exc
         except ValueError as exc:  # the send time box
             return ValidationError("send_at", str(exc))
@@ -394,7 +404,7 @@ class ComposerScreen(Screen[None]):
         who = f"tui:{_user()}"
         try:
             created = await self.tgms.attempt(
-                lambda conn: create_broadcast(conn, final_req, created_by=who), "Creating the broadcast"
+                lambda conn: create_with_photo(conn, final_req, who, self.photo.file), "Creating the broadcast"
             )
         except ValidationError as exc:  # checked again with the real id: nothing was stored
             self._refused(exc)
@@ -426,7 +436,7 @@ class ComposerScreen(Screen[None]):
         body = req.text if req.text is not None else (req.caption or "")
         first = body.strip().splitlines()[0][:60] if body.strip() else "(no caption)"
         lines = [
-            f"{'Photo ' + (req.photo_url or '') if req.photo_url else 'Text message'} "
+            f"{'Photo ' + self.query_one('#photo-url', Input).value.strip() if req.photo_url else 'Text message'} "
             f"({req.parse_mode or 'plain text'})",
             f"“{first}{'…' if len(body) > 60 else ''}”",
             "",
