@@ -35,9 +35,9 @@ def stack(db_url: str, tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-def _groups(stack: Stack, n: int, **columns: Any) -> list[int]:
-    return [stack.add_group(stack.ctl.create_chat("supergroup", bots=[stack.tgms_bot_id], members=1), **columns)
-            for _ in range(n)]  # fmt: skip
+def _groups(stack: Stack, n: int, members: int = 1, **columns: Any) -> list[int]:
+    chats = [stack.ctl.create_chat("supergroup", bots=[stack.tgms_bot_id], members=members) for _ in range(n)]
+    return [stack.add_group(chat, member_count=members, **columns) for chat in chats]  # fmt: skip
 
 
 def _send_photo(stack: Stack, photo: bytes, payload: dict[str, Any], name: str = "poster.png") -> httpx.Response:
@@ -200,7 +200,7 @@ def test_variants_are_dealt_evenly_and_clicks_are_counted_but_not_previews(stack
 
 
 def test_the_winner_is_stated_and_sent_to_the_held_back_groups(stack: Stack, tmp_path: Path) -> None:
-    groups = _groups(stack, 10, member_count=100)
+    groups = _groups(stack, 10, members=100)  # the worker's member counts agree with the simulator
     stack.start_worker("tgms")
     variants = [{"text": "Plain A https://example.org/a"}, {"text": "Bold B https://example.org/b"}]
     broadcast_id = stack.broadcast({"variants": variants, "track_clicks": True, "holdout": "50%"})
@@ -221,10 +221,9 @@ def test_the_winner_is_stated_and_sent_to_the_held_back_groups(stack: Stack, tmp
     per_variant = {1: 6, 2: 30}
     for token, variant in links:
         share = per_variant[int(variant)] // sum(1 for _t, v in links if v == variant)
-        for _ in range(share):
-            stack.sql("INSERT INTO clicks (token, broadcast_id, variant, chat_id) "
-                      "SELECT token, broadcast_id, variant, s.chat_id FROM tracked_links JOIN sent_messages s "
-                      "USING (message_id) WHERE token = %s", (token,))  # fmt: skip
+        stack.sql("INSERT INTO clicks (token, broadcast_id, variant, chat_id) "
+                  "SELECT l.token, l.broadcast_id, l.variant, s.chat_id FROM tracked_links l JOIN sent_messages s "
+                  "USING (message_id), generate_series(1, %s) WHERE l.token = %s", (share, token))  # fmt: skip
     table = api.get(f"/api/tgms/broadcasts/{broadcast_id}/variants").json()
     assert table["winner"] == "B", table
     assert table["evidence"].startswith("B wins: B ")
