@@ -193,6 +193,11 @@ def test_variants_are_dealt_evenly_and_clicks_are_counted_but_not_previews(stack
         assert http.get(f"/r/{go_token}x", headers={"user-agent": BROWSER}).status_code == 404
     rows = stack.sql("SELECT token, variant, chat_id, broadcast_id FROM clicks")
     assert rows == [(go_token, 1, chat, broadcast_id)]
+    # A link hammered by a script: every request is redirected, at most 60 a minute are counted.
+    with httpx.Client(base_url=str(webhook), follow_redirects=False, timeout=10) as http:
+        answers = Counter(http.get(f"/r/{one_token}", headers={"user-agent": BROWSER}).status_code for _ in range(70))
+    assert answers == Counter({302: 70})
+    assert stack.scalar("SELECT count(*) FROM clicks WHERE token = %s", (one_token,)) == 60
     columns = {
         r[0] for r in stack.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'clicks'")
     }

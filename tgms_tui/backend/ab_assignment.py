@@ -56,6 +56,7 @@ SELECT s.variant, v.body, v.buttons, ab.track_clicks, ab.public_base_url,
 """
 
 SQL_HAS_AB = "SELECT EXISTS (SELECT 1 FROM broadcast_ab WHERE broadcast_id = %(b)s)"
+SQL_HAS_VARIANTS = "SELECT EXISTS (SELECT 1 FROM broadcast_variants WHERE broadcast_id = %(b)s)"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,12 @@ async def _plain_body(conn: AsyncConnection[Any], broadcast_id: int) -> tuple[st
 
 async def has_ab(conn: AsyncConnection[Any], broadcast_id: int) -> bool:
     cur = await conn.execute(SQL_HAS_AB, {"b": broadcast_id})
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def has_variants(conn: AsyncConnection[Any], broadcast_id: int) -> bool:
+    cur = await conn.execute(SQL_HAS_VARIANTS, {"b": broadcast_id})
     row = await cur.fetchone()
     return bool(row and row[0])
 

@@ -475,6 +475,9 @@ async def edit_scheduled(
                 f"broadcast {broadcast_id} is {status}: only a broadcast not started yet can be edited"
             )
         current = await get_broadcast(conn, broadcast_id)
+        if {"text", "caption"} & set(changes) and await ab_assignment.has_variants(conn, broadcast_id):
+            field = "caption" if "caption" in changes else "text"
+            raise ValidationError(field, "an A/B broadcast's text is in its variants: cancel it and send a new one")
         data: dict[str, Any] = {
             "parse_mode": current.parse_mode,
             "target": current.target,

@@ -18,9 +18,19 @@ from tgms_tui.backend import broadcast_photos, broadcasts
 from tgms_tui.backend.image_header import MAX_PHOTO_BYTES, PhotoInfo, check_photo
 from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
 
 def is_url(value: str) -> bool:
-    return value.lower().startswith(("http://", "https://"))
+    """Anything that is not plainly a file path is judged as a URL (so "not a url" is a wrong URL)."""
+    return not looks_like_path(value)
+
+
+def looks_like_path(value: str) -> bool:
+    value = value.strip()
+    if not value or "://" in value:
+        return False
+    return value.startswith(("/", "~", ".")) or os.sep in value or value.lower().endswith(IMAGE_SUFFIXES)
 
 
 class PhotoField:
@@ -43,7 +53,7 @@ class PhotoField:
     def photo_url(self, value: str) -> str:
         """What the broadcast's `photo_url` is for this field; ValidationError("photo") for a bad file."""
         value = value.strip()
-        if not value or is_url(value):
+        if not looks_like_path(value):
             self._key, self._photo, self._error = None, None, None
             return value
         path = Path(os.path.expanduser(value))
