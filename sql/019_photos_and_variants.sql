@@ -4,8 +4,8 @@
 -- here, not on a worker's disk, so whichever worker (on whichever host) sends or resumes the broadcast
 -- can upload it. A broadcast refers to it as photo_url 'tgms-photo:<sha256>'.
 -- file_id: Telegram's id for it once the group-management bot uploaded it (every later copy reuses
--- it); upload_by/upload_until: the one sender uploading it right now (a lease: if it dies, the lease
--- runs out and the next sender uploads).
+-- it); upload_by/upload_until/upload_worker: the one sender uploading it right now (a lease: if its
+-- worker stops heartbeating, or the lease runs out, the next sender uploads).
 CREATE TABLE broadcast_photos (
     sha256         text        PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     content        bytea       NOT NULL,
@@ -19,6 +19,7 @@ CREATE TABLE broadcast_photos (
     uploads        integer     NOT NULL DEFAULT 0,
     upload_by      text,
     upload_until   timestamptz,
+    upload_worker  text,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 

@@ -8,8 +8,9 @@ upload once and by `file_id` after that.
   lease and sends the bytes with its copy; the `file_id` in Telegram's answer is stored and every
   later copy, in any worker, is sent by id. A sender that finds someone else uploading waits (the
   call is already recorded as in flight). A failed upload gives the lease back at once, so the next
-  group uploads; an uploader that died leaves a lease that runs out. A stored file_id Telegram no
-  longer knows (the bot's token changed) is forgotten and the photo uploaded again.
+  group uploads; an uploader whose worker died loses the lease once the worker stops heartbeating.
+  A stored file_id Telegram no longer knows (the bot's token changed) is forgotten and the photo
+  uploaded again.
 """
 
 from __future__ import annotations
@@ -40,13 +41,22 @@ class CopySender:
     """Sends copies of one broadcast for one sender (its own upload-lease holder name)."""
 
     def __init__(
-        self, client: TelegramClient, db: AsyncConnectionPool, broadcast: Broadcast, *, ab: bool, holder: str
+        self,
+        client: TelegramClient,
+        db: AsyncConnectionPool,
+        broadcast: Broadcast,
+        *,
+        ab: bool,
+        worker_id: str,
+        stale_seconds: float,
     ) -> None:
         self.client = client
         self.db = db
         self.b = broadcast
         self.ab = ab
-        self.holder = f"{holder}:{secrets.token_hex(4)}"
+        self.worker_id = worker_id
+        self.stale_seconds = stale_seconds
+        self.holder = f"{worker_id}:{secrets.token_hex(4)}"
         self.photo_sha = broadcast_photos.sha_of(broadcast.photo_url)
         self.uploads = 0
 
@@ -77,11 +87,11 @@ class CopySender:
         while True:
             async with self.db.connection() as conn:
                 file_id = await broadcast_photos.file_id(conn, sha)
-                upload = (
-                    None
-                    if file_id
-                    else await broadcast_photos.take_upload(conn, sha, self.holder, UPLOAD_LEASE_SECONDS)
-                )
+                upload = None
+                if not file_id:
+                    upload = await broadcast_photos.take_upload(
+                        conn, sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds
+                    )
             if file_id:
                 try:
                     return await self.client.send_photo(

@@ -154,7 +154,9 @@ class GroupSender:
             return
         async with self.db.connection() as conn:
             ab = await ab_assignment.has_ab(conn, self.broadcast_id)
-        self.copies = CopySender(self.client, self.db, broadcast, ab=ab, holder=self.ctx.worker_id)
+        self.copies = CopySender(
+            self.client, self.db, broadcast, ab=ab, worker_id=self.ctx.worker_id, stale_seconds=self.stale_seconds
+        )
         if started_here or "helper" not in self.job.payload:
             await self._fan_out()
         active = self.ctx.services.senders

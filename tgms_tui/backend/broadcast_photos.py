@@ -7,7 +7,8 @@ photo broadcasts (the caption, its limit, editing the caption later) then applie
 Sending (workers/photo_upload.py): the first sender to need the photo takes the upload lease and
 sends the bytes with its group's copy; Telegram answers with a `file_id`, stored here, and every
 other copy is sent by that id. Whoever holds no lease and finds no file_id waits; a failed upload
-gives the lease back at once (the next group uploads), and a dead uploader's lease runs out.
+gives the lease back at once (the next group uploads), and a dead uploader's lease is taken over as
+soon as its worker stops heartbeating (or its time runs out).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from . import health
 from .image_header import FIELD, check_photo
 from .message_validation import ValidationError
 
@@ -39,14 +41,16 @@ SELECT filename, media_type, width, height, length(content), file_id IS NOT NULL
   FROM broadcast_photos WHERE sha256 = %(sha)s
 """
 
-# Take the upload lease when nobody has uploaded the photo and nobody holds a live lease; returns
-# the bytes to upload. One statement: two senders never both get them.
-SQL_TAKE_LEASE = """
-UPDATE broadcast_photos
-   SET upload_by = %(holder)s, upload_until = now() + make_interval(secs => %(lease)s)
- WHERE sha256 = %(sha)s AND file_id IS NULL
-   AND (upload_until IS NULL OR upload_until < now() OR upload_by = %(holder)s)
-RETURNING content, filename
+# Take the upload lease when nobody has uploaded the photo and nobody holds a live lease (one whose
+# time is not over and whose worker still heartbeats: health's liveness rule); returns the bytes to
+# upload. One statement: two senders never both get them.
+SQL_TAKE_LEASE = f"""
+UPDATE broadcast_photos AS p
+   SET upload_by = %(holder)s, upload_worker = %(worker)s, upload_until = now() + make_interval(secs => %(lease)s)
+ WHERE p.sha256 = %(sha)s AND p.file_id IS NULL
+   AND (p.upload_until IS NULL OR p.upload_until < now() OR p.upload_by = %(holder)s
+        OR NOT EXISTS (SELECT 1 FROM bot_health AS h WHERE h.worker_id = p.upload_worker AND {health.alive("h")}))
+RETURNING p.content, p.filename
 """
 
 SQL_FILE_ID = "SELECT file_id FROM broadcast_photos WHERE sha256 = %(sha)s"
@@ -54,12 +58,12 @@ SQL_FILE_ID = "SELECT file_id FROM broadcast_photos WHERE sha256 = %(sha)s"
 SQL_UPLOADED = """
 UPDATE broadcast_photos
    SET file_id = %(file_id)s, file_unique_id = %(unique)s, uploaded_at = now(), uploads = uploads + 1,
-       upload_by = NULL, upload_until = NULL
+       upload_by = NULL, upload_until = NULL, upload_worker = NULL
  WHERE sha256 = %(sha)s
 """
 
 SQL_RELEASE = """
-UPDATE broadcast_photos SET upload_by = NULL, upload_until = NULL, uploads = uploads + 1
+UPDATE broadcast_photos SET upload_by = NULL, upload_until = NULL, upload_worker = NULL, uploads = uploads + 1
  WHERE sha256 = %(sha)s AND upload_by = %(holder)s
 """
 
@@ -138,10 +142,12 @@ async def info(conn: AsyncConnection[Any], photo_url: str | None) -> StoredPhoto
 
 
 async def take_upload(
-    conn: AsyncConnection[Any], sha256: str, holder: str, lease_seconds: float
+    conn: AsyncConnection[Any], sha256: str, holder: str, worker_id: str, lease_seconds: float, stale: float
 ) -> tuple[bytes, str] | None:
-    """(bytes, filename) when this holder is now the one to upload; None when it must not."""
-    cur = await conn.execute(SQL_TAKE_LEASE, {"sha": sha256, "holder": holder, "lease": lease_seconds})
+    """(bytes, filename) when this holder (a sender of worker `worker_id`) is now the one to upload;
+    None when another holds a live lease. `stale`: seconds without a heartbeat that make a worker gone."""
+    params = {"sha": sha256, "holder": holder, "worker": worker_id, "lease": lease_seconds, "stale": stale}
+    cur = await conn.execute(SQL_TAKE_LEASE, params)
     row = await cur.fetchone()
     return None if row is None else (bytes(row[0]), str(row[1]))
 
