@@ -6,9 +6,10 @@ upload once and by `file_id` after that.
   rewritten to the copy's own tokens (`ab_assignment.copy_content`, one round trip).
 - A stored photo (`photo_url = tgms-photo:<sha256>`): the first sender to need it takes the upload
   lease and sends the bytes with its copy; the `file_id` in Telegram's answer is stored and every
-  later copy, in any worker, is sent by id. A sender that finds someone else uploading waits (the
-  call is already recorded as in flight). A failed upload gives the lease back at once, so the next
-  group uploads; an uploader whose worker died loses the lease once the worker stops heartbeating.
+  later copy, in any worker, is sent by id. A sender that finds someone else uploading waits, before
+  it records its intent (`ready`), so a crash while waiting leaves nothing ambiguous. A failed
+  upload gives the lease back at once, so the next group uploads; an uploader whose worker died
+  loses the lease once the worker stops heartbeating.
   A stored file_id Telegram no longer knows (the bot's token changed) is forgotten and the photo
   uploaded again.
 """
@@ -59,6 +60,36 @@ class CopySender:
         self.holder = f"{worker_id}:{secrets.token_hex(4)}"
         self.photo_sha = broadcast_photos.sha_of(broadcast.photo_url)
         self.uploads = 0
+        self._lease: tuple[bytes, str] | None = None  # the photo to upload, while this sender holds the lease
+
+    async def ready(self, timeout: float | None) -> None:
+        """Called before the intent to send is recorded: for a photo from disk, wait until its file_id
+        is known or this sender holds the upload lease. A sender waiting for someone else's upload
+        then holds no 'sending' row, so a crash while it waits leaves nothing ambiguous.
+        TimeoutError after `timeout` seconds (None: no limit)."""
+        if self.photo_sha is None or self._lease is not None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            async with self.db.connection() as conn:
+                if await broadcast_photos.file_id(conn, self.photo_sha):
+                    return
+                self._lease = await broadcast_photos.take_upload(
+                    conn, self.photo_sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds
+                )
+            if self._lease is not None:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("still waiting for another sender's upload of the photo")
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+
+    async def give_back(self) -> None:
+        """The row this sender got ready for was not sent by it: hand the upload lease on at once."""
+        if self._lease is None or self.photo_sha is None:
+            return
+        self._lease = None
+        async with self.db.connection() as conn:
+            await broadcast_photos.release(conn, self.photo_sha, self.holder)
 
     async def send(self, message_id: int, chat_id: int, code: str) -> Message:
         b = self.b
@@ -83,11 +114,14 @@ class CopySender:
         return await self._send_stored(self.photo_sha, chat_id, caption, extra)
 
     async def _send_stored(self, sha: str, chat_id: int, caption: str, extra: dict[str, Any]) -> Message:
+        if self._lease is not None:
+            held, self._lease = self._lease, None
+            return await self._upload(sha, held, chat_id, caption, extra)
         deadline = time.monotonic() + UPLOAD_LEASE_SECONDS * 2
         while True:
             async with self.db.connection() as conn:
                 file_id = await broadcast_photos.file_id(conn, sha)
-                upload = None
+                upload: tuple[bytes, str] | None = None
                 if not file_id:
                     upload = await broadcast_photos.take_upload(
                         conn, sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds

@@ -328,7 +328,13 @@ class GroupSender:
             await self._write(broadcasts.skip, message_id, reason)
             return _SKIPPED
         marked = None
+        assert self.copies is not None
         try:
+            try:
+                # A photo from disk: its file_id known, or ours to upload, before the intent.
+                await self.copies.ready(self._slice_left())
+            except TimeoutError:
+                raise _SliceOver from None
             try:
                 await self.limiter.acquire(
                     self.client.bot_key,
@@ -347,6 +353,7 @@ class GroupSender:
             if marked is None:
                 self.inflight.discard(message_id)
                 await asyncio.shield(self._release(message_id))
+                await asyncio.shield(self.copies.give_back())
         if marked is None:
             async with self.db.connection() as conn:
                 now = await broadcasts.load(conn, self.broadcast_id)
