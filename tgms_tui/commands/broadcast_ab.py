@@ -40,7 +40,6 @@ def add_actions(sub: Any) -> None:
     winner = sub.add_parser("send-winner", help="send an A/B broadcast's winner to the groups it held back")
     winner.add_argument("broadcast_id", type=int, metavar="ID")
     winner.add_argument("--variant", metavar="A-D", help="send this variant even without a clear winner")
-    winner.add_argument("--json", action="store_true")
 
 
 def read_photo(path: str) -> tuple[bytes, str]:
