@@ -29,7 +29,7 @@ from telegram_sim.context import ASYNC_METHODS, METHODS, CallContext, Described,
 from telegram_sim.errors import BotApiError
 from telegram_sim.faults import NGINX_502, Fault
 from telegram_sim.model import Bot
-from telegram_sim.params import BodyError, Params, read_params
+from telegram_sim.params import BodyError, Params, UploadedFile, read_params
 from telegram_sim.state import SimState, token_is_well_formed
 from telegram_sim.webhooks import WebhookDispatcher
 
@@ -91,6 +91,9 @@ class BotApi:
             self._record(bot, name, record_params, None, error, at, error.code, via=via)
             return error_response(error)
         chat_id = _chat_id(params)
+        for value in params.values.values():
+            if isinstance(value, UploadedFile):  # counted as the bytes arrive, whatever the answer
+                self.state.record_upload(canonical, chat_id, value.filename, value.data)
         fault = self.state.faults.take(canonical, chat_id, bot.id)
         if fault is not None:
             answer = await self._apply_fault(fault, bot, canonical, record_params, chat_id, at, via)

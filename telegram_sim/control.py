@@ -200,6 +200,10 @@ class _ControlMethods:
     def clear_calls(self) -> Any:
         return self._request("DELETE", "/_sim/calls")
 
+    def uploads(self) -> Any:
+        """{"count": n, "uploads": [{"method", "chat_id", "filename", "size", "sha256", "at"}, ...]}."""
+        return self._request("GET", "/_sim/uploads")
+
     def add_fault(self, kind: str = "error", *, method: str | None = None, chat_id: int | None = None,
                   bot: int | str | None = None, times: int | None = 1, **spec: Any) -> Any:  # fmt: skip
         """kind error (error_code, description, parameters) | status (status, body) | hang (seconds,

@@ -85,6 +85,7 @@ class ControlApi:
             r("/_sim/messages", self.post_private_message, ["POST"]),
             r("/_sim/calls", self.list_calls),
             r("/_sim/calls", self.clear_calls, ["DELETE"]),
+            r("/_sim/uploads", self.list_uploads),
             r("/_sim/faults", self.list_faults),
             r("/_sim/faults", self.add_fault, ["POST"]),
             r("/_sim/faults", self.clear_faults, ["DELETE"]),
@@ -436,6 +437,12 @@ class ControlApi:
     async def clear_calls(self, request: Request) -> Response:
         self.state.calls.clear()
         return JSONResponse({"ok": True})
+
+    async def list_uploads(self, request: Request) -> Response:
+        """Every file uploaded in a Bot API request (sendPhoto multipart), with the count."""
+        with self.state.lock:
+            rows = list(self.state.uploads)
+        return JSONResponse({"count": len(rows), "uploads": rows})
 
     async def list_faults(self, request: Request) -> Response:
         return JSONResponse(self.state.faults.list())

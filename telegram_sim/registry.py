@@ -8,6 +8,7 @@ world and queue updates.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
 import threading
@@ -69,6 +70,8 @@ class Registry:
         self._listeners: list[Callable[[int], None]] = []
         self._file_seq = 0
         self.photos: dict[str, list[JSON]] = {}  # file_id -> the PhotoSize list it belongs to
+        # Every file that arrived in a request (multipart), oldest first: "uploaded once" is checkable.
+        self.uploads: list[JSON] = []
         self.commands: dict[int, list[Any]] = {}  # bot id -> setMyCommands list
         self.callback_queries: dict[str, CallbackQuery] = {}
         # (bot id, user id) pairs the bot learnt of from a join request: it knows the user, so writing
@@ -341,6 +344,12 @@ class Registry:
         unique = f"AQAD{seq:06d}{secrets.token_hex(4)}"
         return f"AgACAgIAAxkBAAI{seq:06d}{secrets.token_urlsafe(24)}", unique
 
+    def record_upload(self, method: str, chat_id: Any, filename: str, data: bytes) -> None:
+        """Remember that a request carried a file (its bytes are not kept, only their size and hash)."""
+        with self.lock:
+            self.uploads.append({"method": method, "chat_id": chat_id, "filename": filename, "size": len(data),
+                                 "sha256": hashlib.sha256(data).hexdigest(), "at": time.time()})  # fmt: skip
+
     def reset(self, *, keep_bots: bool = True, clear_webhooks: bool = False) -> None:
         """Forget chats, users, messages, calls, faults and queued updates (bots and, unless
         `clear_webhooks`, their webhooks stay)."""
@@ -350,6 +359,7 @@ class Registry:
             self.messages.clear()
             self.deleted_messages.clear()
             self.photos.clear()
+            self.uploads.clear()
             bot_users = {bot_id: self.users[bot_id] for bot_id in self.bots}
             self.users = dict(bot_users) if keep_bots else {}
             if not keep_bots:

@@ -143,18 +143,25 @@ def test_nginx_proxies_exactly_the_webhook_and_admin_routes() -> None:
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
     assert "$proxy_add_x_forwarded_for" not in text
     assert re.search(r"location / \{ return 404; \}", text)
+    # Tracked links are public (anyone clicks them), for GET (and so HEAD) only.
+    clicks = re.search(r"location /r/ \{(.*?)\n    \}", text, flags=re.S)
+    assert clicks is not None and "limit_except GET { deny all; }" in clicks.group(1)
+    assert "/r/{token}" in app_routes
 
 
 def test_caddy_proxies_exactly_the_webhook_and_admin_routes() -> None:
     text = CADDY.read_text()
-    assert set(re.findall(r"@(\w+) \{", text)) == {"telegram", "admin"}
+    assert set(re.findall(r"@(\w+) \{", text)) == {"telegram", "admin", "clicks"}
     telegram = re.search(r"@telegram \{\n\t\tpath ([^\n]+)\n\t\tremote_ip ([^\n]+)\n", text)
     assert telegram is not None
     assert set(telegram.group(1).split()) == {"/api/webhook", "/api/webhook/tgms"}
     assert {str(ipaddress.ip_network(n)) for n in telegram.group(2).split()} == TELEGRAM_RANGES
     admin = re.search(r"@admin \{\n\t\tpath ([^\n]+)\n\t\tremote_ip ([^\n]+)\n", text)
     assert admin is not None and admin.group(1).split() == ["/api/tgms/*"]
-    assert text.count("header_up X-Forwarded-For {remote_host}") == 2
+    # Tracked links are public (anyone clicks them), for GET and HEAD only.
+    clicks = re.search(r"@clicks \{\n\t\tpath ([^\n]+)\n\t\tmethod ([^\n]+)\n", text)
+    assert clicks is not None and clicks.group(1) == "/r/*" and set(clicks.group(2).split()) == {"GET", "HEAD"}
+    assert text.count("header_up X-Forwarded-For {remote_host}") == 3
     assert "respond 404" in text
 
 

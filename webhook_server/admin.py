@@ -2,7 +2,10 @@
 
 Checks, in order: source network (optional allow-list, 403), `x-api-key` in constant time (401),
 body (400 when not JSON, 413 when huge, 422 naming the field Telegram would reject), then the broadcast
-row and its job commit in one transaction (`create_broadcast`), once per `Idempotency-Key` (idempotent.py).
+row and its job commit in one transaction (`submission.submit`), once per `Idempotency-Key` (idempotent.py).
+The body is JSON, or multipart/form-data with a photo file (broadcast_payload.py: up to 10 MB of image,
+stored with the broadcast in the same transaction); either may carry buttons, delete_after, a test
+send, A/B variants and click tracking — the same `submission.prepare` the CLI and the composer use.
 Outsiders learn nothing about the key (the allow-list is checked first) nor about the groups.
 
 The pieces are separate so that every admin endpoint shares them: `AdminGate.check` (allow-list and
@@ -12,7 +15,6 @@ key), `AdminGate.read_body` (size-limited) and `Once.respond` (the idempotent tr
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +24,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from tgms_tui.backend import submission
-from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
-from tgms_tui.backend.submission import Options
+from tgms_tui.backend.message_validation import ValidationError
 
+from . import broadcast_payload
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .idempotent import Once
 from .runtime import Runtime
@@ -65,17 +67,17 @@ class AdminGate:
             return self.reject(401, "unauthorized", detail)
         return None
 
-    async def read_body(self, request: Request) -> bytes | JSONResponse:
-        """The body, or the 413 for one over MAX_BODY_BYTES (declared or streamed)."""
+    async def read_body(self, request: Request, limit: int = MAX_BODY_BYTES) -> bytes | JSONResponse:
+        """The body, or the 413 for one over `limit` bytes (declared or streamed)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            return self.reject(413, "too_large", f"body larger than {limit} bytes")
         raw = bytearray()
         try:
             async for chunk in request.stream():
                 raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
-                    return self.reject(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+                if len(raw) > limit:
+                    return self.reject(413, "too_large", f"body larger than {limit} bytes")
         except ClientDisconnect:  # gone (or cut off by the request timeout): nobody reads the answer
             return JSONResponse({"detail": "client disconnected"}, status_code=400)
         return bytes(raw)
@@ -83,8 +85,15 @@ class AdminGate:
 
 class AdminSend:
     def __init__(
-        self, runtime: Runtime, api_key: str | None, allow_networks: Sequence[str], test_chat_id: int | None = None
+        self,
+        runtime: Runtime,
+        api_key: str | None,
+        allow_networks: Sequence[str],
+        *,
+        test_chat_id: int | None = None,
+        public_base_url: str | None = None,
     ) -> None:
+        self._public_base_url = public_base_url
         self._gate = AdminGate(runtime, api_key, allow_networks, ROUTE)
         self._test_chat_id = test_chat_id
         self._once = Once(runtime, route=ROUTE, scope="POST /api/tgms/send")
@@ -105,33 +114,30 @@ class AdminSend:
             return refused
         if (bad_key := self._once.key_problem(request)) is not None:
             return bad_key
-        raw = await self._gate.read_body(request)
+        content_type = request.headers.get("content-type", "")
+        raw = await self._gate.read_body(request, broadcast_payload.body_limit(content_type))
         if isinstance(raw, JSONResponse):
             return raw
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            return self._gate.reject(400, "malformed_json", "body is not valid JSON", field="body")
-        if not isinstance(data, dict):
-            return self._gate.reject(422, "invalid", "body must be a JSON object", field="body")
-        try:
-            own, options = submission.split(data)
-            req = validate_broadcast(own)
+            sub = broadcast_payload.parse(content_type, raw, self._public_base_url)
+        except broadcast_payload.PayloadError as exc:
+            reason = "malformed_json" if "JSON" in exc.detail else "malformed"
+            return self._gate.reject(400, reason, exc.detail, field=exc.field)
         except ValidationError as exc:
             return self._gate.reject(422, "invalid", exc.message, field=exc.field)
         client = client_host(request.scope)
         return await self._once.respond(
             request,
             raw,
-            lambda conn: self._create(conn, req, options, client),
+            lambda conn: self._create(conn, sub, client),
             on_commit=lambda answer: self._created(answer, client),
         )
 
     async def _create(
-        self, conn: AsyncConnection[Any], req: BroadcastRequest, options: Options, client: str | None
+        self, conn: AsyncConnection[Any], sub: submission.Submission, client: str | None
     ) -> tuple[int, dict[str, Any]]:
-        try:
-            answer = await submission.submit(conn, req, options, f"api:{client or '?'}", self._test_chat_id)
+        try:  # one transaction: the photo, the broadcast, its variants, buttons and expiry (or the test)
+            answer = await submission.submit(conn, sub, f"api:{client or '?'}", self._test_chat_id)
         except ValidationError as exc:  # what needs the database: the groups, the debug code's length
             self._metrics.rejected[(ROUTE, "invalid")] += 1
             return 422, {"detail": exc.message, "field": exc.field}

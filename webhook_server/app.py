@@ -6,6 +6,8 @@ Routes:
 - POST /api/tgms/send       admin broadcast (x-api-key)
 - /api/tgms/bans[/{user}]   the fleet's ban list (x-api-key; bans_api.py)
 - GET  /api/tgms/broadcasts[/{id}], POST /api/tgms/broadcasts/{id}/cancel|edit   (admin_broadcasts.py)
+- GET  /api/tgms/broadcasts/{id}/variants, POST .../send-winner   (admin_variants.py)
+- GET|HEAD /r/{token}       a tracked link: count the click, 302 to its URL (public; click_redirects.py)
 - GET  /healthz /readyz /metrics   (behind TGMS_METRICS_ALLOW_NETWORKS when set)
 
 Both bots share one secret (TGMS_WEBHOOK_SECRET); the path says which bot an update came from, and
@@ -35,7 +37,9 @@ from tgms_tui.backend.db import database_url, open_pool
 from . import admin_broadcasts
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .admin import AdminSend
+from .admin_variants import AdminVariants
 from .bans_api import AdminBans
+from .click_redirects import ClickRedirects
 from .intake import UpdateIntake
 from .join_gate_api import JoinGateApi
 from .runtime import Runtime
@@ -177,12 +181,20 @@ def create_app(
         "/api/webhook": TelegramWebhook("main", secret, runtime),
         "/api/webhook/tgms": TelegramWebhook("tgms", secret, runtime),
     }
-    admin = AdminSend(runtime, settings.admin_api_key, settings.admin_allow_networks, settings.test_chat_id)
+    admin = AdminSend(
+        runtime,
+        settings.admin_api_key,
+        settings.admin_allow_networks,
+        test_chat_id=settings.test_chat_id,
+        public_base_url=settings.public_base_url,
+    )
     monitors = SourceAllowList(settings.metrics_allow_networks)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in telegram.items()),
         Route("/api/tgms/send", admin.handle, methods=["POST"]),
+        *AdminVariants(runtime, admin).routes(),  # before the broadcasts' generic /{id}/{action}
         *admin_broadcasts.routes(runtime, admin),
+        *ClickRedirects(runtime).routes(),
         *JoinGateApi(runtime, admin).routes(),
         *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
         Route("/healthz", allow_listed(healthz, monitors)),

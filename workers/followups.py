@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 
-from tgms_tui.backend import buttons, followups, groups
+from tgms_tui.backend import ab_assignment, buttons, debug_code, followups, groups, link_tracking
 from tgms_tui.backend.followups import Claimed, Followup
 from tgms_tui.backend.queue import Job
 
@@ -53,6 +53,7 @@ class FollowupRun:
         self.outcomes: Counter[str] = Counter()
         self.inflight: set[int] = set()
         self.later: float | None = None  # set: stop claiming, snooze this long once every lane is done
+        self.per_copy = False  # an A/B or click-tracked broadcast: each copy's own buttons and tracked links
 
     async def _lane(self) -> None:
         try:
@@ -77,6 +78,8 @@ class FollowupRun:
 
     async def run(self) -> None:
         async with self.db.connection() as conn:
+            if self.f.action == "edit":
+                self.per_copy = await ab_assignment.has_ab(conn, self.f.broadcast_id)
             await followups.prepare(
                 conn, self.f, self.ctx.worker_id, list(self.inflight), self.ctx.settings.lease_seconds
             )
@@ -145,7 +148,7 @@ class FollowupRun:
             except RateLimitTimeout as exc:
                 raise _Later(exc.wait) from None
             try:
-                await self._call(chat_id, int(c.telegram_message_id), c.debug_code)
+                await self._call(chat_id, int(c.telegram_message_id), c.debug_code, c.sent_message_id)
                 return "done", None
             except RetryAfter as exc:
                 await self.bots.limiter.pause(self.client.bot_key, exc.retry_after)
@@ -169,14 +172,23 @@ class FollowupRun:
                     return "ambiguous", f"no answer from Telegram: {exc.description}"
                 return "failed", exc.description
 
-    async def _call(self, chat_id: int, message_id: int, code: str) -> None:
+    async def _call(self, chat_id: int, message_id: int, code: str, sent_message_id: int) -> None:
         f = self.f
         if f.action == "edit":
             method = "editMessageCaption" if f.is_photo else "editMessageText"
             field = "caption" if f.is_photo else "text"
-            params = {"chat_id": chat_id, "message_id": message_id, field: f.message(code), "parse_mode": f.parse_mode}
             # the copy's buttons go with the edit: an edit without reply_markup removes them
-            await self.client.call(method, **params, reply_markup=buttons.reply_markup(f.buttons))
+            text, markup = f.message(code), buttons.reply_markup(f.buttons)
+            if self.per_copy:  # the copy's own buttons, its tracked links kept (in the new text too)
+                async with self.db.connection() as conn:
+                    copy = await ab_assignment.copy_content(conn, sent_message_id)
+                if copy is not None:
+                    body, rows = link_tracking.render(
+                        f.caption if f.is_photo else f.text, f.parse_mode, copy.buttons, copy.tokens, copy.base
+                    )
+                    text, markup = debug_code.appended(body, code, f.parse_mode), link_tracking.markup(rows)
+            params = {"chat_id": chat_id, "message_id": message_id, field: text, "parse_mode": f.parse_mode}
+            await self.client.call(method, **params, reply_markup=markup)
         elif f.action == "retract":
             # one broadcast has one copy per chat: each call carries that chat's ids (at most 100)
             await self.client.call("deleteMessages", chat_id=chat_id, message_ids=[message_id])

@@ -52,11 +52,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import AsyncConnection
 
-from tgms_tui.backend import broadcasts, buttons, debug_code, groups, health, queue
+from tgms_tui.backend import ab_assignment, broadcasts, buttons, debug_code, groups, health, queue
 from tgms_tui.backend.broadcasts import SENDER_MAX_RETRIES, Broadcast
 from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for
+from .broadcast_copies import CopySender
 from .rate_limit import RateLimitTimeout
 from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze, time_left, uninterruptible
 from .telegram_api import (
@@ -119,7 +120,8 @@ class GroupSender:
         self.stale_seconds = ctx.settings.lease_seconds
         self.inflight = ctx.services.sending
         self.broadcast: Broadcast | None = None
-        self.reply_markup: dict[str, Any] | None = None  # the broadcast's inline buttons, with every copy
+        self.buttons: buttons.Rows | None = None  # the broadcast's top-level inline buttons
+        self.copies: CopySender | None = None
         self.sent = 0
         left = time_left()
         self.slice_ends = None if left is None else time.monotonic() + left - min(left / 2, SLICE_MARGIN)
@@ -151,6 +153,17 @@ class GroupSender:
         self.broadcast = broadcast
         if not await self._validate():
             return
+        async with self.db.connection() as conn:
+            ab = await ab_assignment.has_ab(conn, self.broadcast_id)
+        self.copies = CopySender(
+            self.client,
+            self.db,
+            broadcast,
+            ab=ab,
+            worker_id=self.ctx.worker_id,
+            stale_seconds=self.stale_seconds,
+            buttons=self.buttons,
+        )
         if started_here or "helper" not in self.job.payload:
             await self._fan_out()
         active = self.ctx.services.senders
@@ -204,7 +217,7 @@ class GroupSender:
     async def _load(self) -> Broadcast:
         async with self.ctx.db.connection() as conn:
             broadcast = await broadcasts.load(conn, self.broadcast_id)
-            self.reply_markup = buttons.reply_markup(await buttons.of(conn, self.broadcast_id))
+            self.buttons = await buttons.of(conn, self.broadcast_id)
         if broadcast is None:
             raise PermanentFailure(f"no broadcast {self.broadcast_id}")
         return broadcast
@@ -323,7 +336,13 @@ class GroupSender:
             await self._write(broadcasts.skip, message_id, reason)
             return _SKIPPED
         marked = None
+        assert self.copies is not None
         try:
+            try:
+                # A photo from disk: its file_id known, or ours to upload, before the intent.
+                await self.copies.ready(self._slice_left())
+            except TimeoutError:
+                raise _SliceOver from None
             try:
                 await self.limiter.acquire(
                     self.client.bot_key,
@@ -342,6 +361,7 @@ class GroupSender:
             if marked is None:
                 self.inflight.discard(message_id)
                 await asyncio.shield(self._release(message_id))
+                await asyncio.shield(self.copies.give_back())
         if marked is None:
             async with self.db.connection() as conn:
                 now = await broadcasts.load(conn, self.broadcast_id)
@@ -360,7 +380,7 @@ class GroupSender:
         b = self.broadcast
         assert b is not None
         try:
-            message = await self._call(row.chat_id, row.debug_code)
+            message = await self._call(row)
         except asyncio.CancelledError:
             error = "cancelled while the request was in flight; may have been delivered, not resent"
             await asyncio.shield(self._write(broadcasts.record_outcome, row.message_id, "ambiguous", error))
@@ -386,16 +406,10 @@ class GroupSender:
         self.sent += 1
         return False
 
-    async def _call(self, chat_id: int, code: str) -> Message:
-        b = self.broadcast
-        assert b is not None
-        if b.photo_url is not None:
-            caption = debug_code.appended(b.caption, code, b.parse_mode)
-            return await self.client.send_photo(
-                chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode, reply_markup=self.reply_markup
-            )
-        text = debug_code.appended(b.text, code, b.parse_mode)
-        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode, reply_markup=self.reply_markup)
+    async def _call(self, row: Claimed) -> Message:
+        """The copy for this row (its variant, tracked links, a stored photo by upload or file_id)."""
+        assert self.copies is not None
+        return await self.copies.send(row.message_id, row.chat_id, row.debug_code)
 
     async def _migrate(self, row: Claimed, exc: ChatMigrated) -> None:
         """Rewrite the group id everywhere (this row included) and put the row back to be sent to the

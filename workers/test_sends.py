@@ -1,5 +1,7 @@
 """`tgms_broadcast_test_send`: one broadcast, before it goes out, sent to a test chat exactly as a group
 will get it (text or photo and caption, parse mode, inline buttons, the debug code at its end).
+A photo from disk is uploaded from PostgreSQL by this job; the `file_id` Telegram answers is not
+stored (the test goes through the management bot, and the broadcast's copies must not depend on it).
 
 It goes through the management bot's paced client (the shared rate limit); a 429 snoozes the job. The
 outcome is recorded on the `broadcast_test_sends` row: `sent` with Telegram's message id, or `failed`
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from tgms_tui.backend import buttons, test_sends
+from tgms_tui.backend import broadcast_photos, buttons, test_sends
 from tgms_tui.backend.queue import Job
 
 from .bots import bots_for
@@ -42,11 +44,20 @@ async def broadcast_test_send(ctx: JobContext, job: Job) -> None:
     client = bots.client(role)
     content = found.content
     markup = buttons.reply_markup(content.get("buttons"))
+    photo: str | bytes | None = content.get("photo_url")
+    filename = "photo.jpg"
+    sha = broadcast_photos.sha_of(content.get("photo_url"))
+    if sha is not None:  # a photo from disk: uploaded by this job, its file_id not kept
+        async with bots.db.connection() as conn:
+            stored = await broadcast_photos.content(conn, sha)
+        if stored is None:
+            raise PermanentFailure(f"test send {test_send_id}: its stored photo is gone")
+        photo, filename = stored
     try:
-        if content.get("photo_url"):
+        if photo:
             sent = await client.send_photo(
-                found.chat_id, content["photo_url"], caption=found.message, parse_mode=content.get("parse_mode"),
-                reply_markup=markup,
+                found.chat_id, photo, caption=found.message, parse_mode=content.get("parse_mode"),
+                reply_markup=markup, filename=filename,
             )  # fmt: skip
         else:
             sent = await client.send_message(

@@ -218,3 +218,24 @@ def test_sent_messages_are_listed_per_chat(api: BotApiClient, sim: SimServer, gr
     assert [(r["text"], r["sent_by_bot"]) for r in rows] == [("broadcast #A1", sim.bot.id)]
     assert [r["caption"] for r in sim.control.messages(supergroup, sender="bots")] == ["broadcast #A2"]
     assert sim.state.chat(group).member_count == len(sim.control.chat(group)["members"])
+
+
+def test_an_upload_is_counted_once_and_its_file_id_reused(api: BotApiClient, group: int, sim: SimServer) -> None:
+    control = sim.control
+    data = b"\x89PNG\r\n\x1a\n" + b"p" * 100
+    uploaded = api("sendPhoto", via="multipart", chat_id=group, photo=("poster.png", data, "image/png"))
+    assert uploaded.status == 200
+    sizes = uploaded.body["result"]["photo"]
+    assert all({"file_id", "file_unique_id", "width", "height", "file_size"} <= set(s) for s in sizes)
+    for _ in range(3):
+        assert api.ok("sendPhoto", chat_id=group, photo=sizes[-1]["file_id"])["photo"] == sizes
+    seen = control.uploads()
+    assert seen["count"] == 1
+    (row,) = seen["uploads"]
+    assert (row["method"], row["filename"], row["size"]) == ("sendPhoto", "poster.png", len(data))
+    assert str(row["chat_id"]) == str(group)
+    # A file id of the right shape that this server never issued fails like any unknown id.
+    forged = sizes[-1]["file_id"][:-4] + "AAAA"
+    assert api.error("sendPhoto", chat_id=group, photo=forged) == (
+        400, "Bad Request: wrong file identifier/HTTP URL specified", None)  # fmt: skip
+    assert control.uploads()["count"] == 1

@@ -26,7 +26,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from . import debug_code, groups, health, queue
+from . import ab_assignment, broadcast_photos, debug_code, groups, health, queue
 from .dashboard import DeliveryRow
 from .groups import targets as resolve_targets
 from .message_validation import BroadcastRequest, ValidationError, validate_broadcast
@@ -127,6 +127,7 @@ async def check_submission(conn: AsyncConnection[Any], req: BroadcastRequest, br
     (`check_targets`) and the content with the longest debug code this broadcast can get. Returns the
     groups reached now; raises ValidationError naming the field."""
     reached = await check_targets(conn, req.target, req.is_final)
+    await broadcast_photos.check_ref(conn, req.photo_url)
     code = debug_code.longest(broadcast_id, ordinal_bound(req.target, len(reached)))
     refused = debug_code.refusal(req.text, req.photo_url, req.caption, req.parse_mode, code)
     if refused is not None:
@@ -474,6 +475,9 @@ async def edit_scheduled(
                 f"broadcast {broadcast_id} is {status}: only a broadcast not started yet can be edited"
             )
         current = await get_broadcast(conn, broadcast_id)
+        if {"text", "caption"} & set(changes) and await ab_assignment.has_variants(conn, broadcast_id):
+            field = "caption" if "caption" in changes else "text"
+            raise ValidationError(field, "an A/B broadcast's text is in its variants: cancel it and send a new one")
         data: dict[str, Any] = {
             "parse_mode": current.parse_mode,
             "target": current.target,
@@ -667,7 +671,9 @@ async def start(conn: AsyncConnection[Any], broadcast_id: int) -> list[int] | No
     if row is None:
         return None
     ids = await resolve_targets(conn, row[0] or {"kind": "all"}, bool(row[1]))
+    ids = await ab_assignment.hold_out(conn, broadcast_id, ids)
     await insert_targets(conn, broadcast_id, ids)
+    await ab_assignment.assign(conn, broadcast_id)
     return ids
 
 

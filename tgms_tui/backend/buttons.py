@@ -35,61 +35,62 @@ ON CONFLICT (broadcast_id) DO UPDATE SET rows = EXCLUDED.rows
 SQL_GET = "SELECT rows FROM broadcast_buttons WHERE broadcast_id = %(b)s"
 
 
-def validate(value: Any) -> Rows | None:
-    """The rows of buttons in their stored form, None for none; ValidationError names `buttons`."""
+def validate(value: Any, field: str = FIELD) -> Rows | None:
+    """The rows of buttons in their stored form, None for none; ValidationError names `field`
+    (`buttons`, or `variants[i].buttons` for an A/B variant's own buttons)."""
     if value is None or value == []:
         return None
     if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
-        raise ValidationError(FIELD, 'expected rows of buttons: [[{"text": ..., "url": ...}, ...], ...]')
+        raise ValidationError(field, 'expected rows of buttons: [[{"text": ..., "url": ...}, ...], ...]')
     rows: Rows = []
     count = 0
     for r, row in enumerate(value, start=1):
         if not row:
-            raise ValidationError(FIELD, f"row {r} is empty")
+            raise ValidationError(field, f"row {r} is empty")
         if len(row) > MAX_PER_ROW:
-            raise ValidationError(FIELD, f"row {r} has {len(row)} buttons; at most {MAX_PER_ROW} fit in a row")
+            raise ValidationError(field, f"row {r} has {len(row)} buttons; at most {MAX_PER_ROW} fit in a row")
         checked = []
         for b, button in enumerate(row, start=1):
             where = f"row {r}, button {b}"
             if not isinstance(button, dict) or set(button) != {"text", "url"}:
-                raise ValidationError(FIELD, f'{where}: expected {{"text": ..., "url": ...}}')
+                raise ValidationError(field, f'{where}: expected {{"text": ..., "url": ...}}')
             text, url = button["text"], button["url"]
             if not isinstance(text, str) or not isinstance(url, str):
-                raise ValidationError(FIELD, f"{where}: text and url must be strings")
-            checked.append({"text": check_text(text, where), "url": check_url(url, where)})
+                raise ValidationError(field, f"{where}: text and url must be strings")
+            checked.append({"text": check_text(text, where, field), "url": check_url(url, where, field)})
         count += len(checked)
         rows.append(checked)
     if count > MAX_BUTTONS:
-        raise ValidationError(FIELD, f"{count} buttons; at most {MAX_BUTTONS} fit under a message")
+        raise ValidationError(field, f"{count} buttons; at most {MAX_BUTTONS} fit under a message")
     return rows
 
 
-def check_text(text: str, where: str) -> str:
+def check_text(text: str, where: str, field: str = FIELD) -> str:
     label = text.strip()
     if not label:
-        raise ValidationError(FIELD, f"{where}: the text is empty")
+        raise ValidationError(field, f"{where}: the text is empty")
     if len(label) > MAX_TEXT:
-        raise ValidationError(FIELD, f"{where}: the text is {len(label)} characters; at most {MAX_TEXT}")
+        raise ValidationError(field, f"{where}: the text is {len(label)} characters; at most {MAX_TEXT}")
     if any(ch in label for ch in "\n\r\x00"):
-        raise ValidationError(FIELD, f"{where}: the text must be one line")
+        raise ValidationError(field, f"{where}: the text must be one line")
     return label
 
 
-def check_url(url: str, where: str) -> str:
+def check_url(url: str, where: str, field: str = FIELD) -> str:
     link = url.strip()
     if not link or len(link) > URL_LIMIT or any(ch.isspace() for ch in link):
-        raise ValidationError(FIELD, f"{where}: the url must be 1-{URL_LIMIT} characters without spaces")
+        raise ValidationError(field, f"{where}: the url must be 1-{URL_LIMIT} characters without spaces")
     try:
         parts = urlsplit(link)
     except ValueError:
-        raise ValidationError(FIELD, f"{where}: {link[:60]!r} is not a URL") from None
+        raise ValidationError(field, f"{where}: {link[:60]!r} is not a URL") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        raise ValidationError(FIELD, f"{where}: only http://, https:// and tg:// links, not {link[:60]!r}")
+        raise ValidationError(field, f"{where}: only http://, https:// and tg:// links, not {link[:60]!r}")
     if scheme in ("http", "https") and not parts.hostname:
-        raise ValidationError(FIELD, f"{where}: {link[:60]!r} has no host")
+        raise ValidationError(field, f"{where}: {link[:60]!r} has no host")
     if scheme == "tg" and not (parts.netloc or parts.path):
-        raise ValidationError(FIELD, f"{where}: {link[:60]!r} names nothing")
+        raise ValidationError(field, f"{where}: {link[:60]!r} names nothing")
     return link
 
 

@@ -75,6 +75,8 @@ class Settings:
     # A worker's own /metrics: off unless a port is given; loopback unless a host is given.
     worker_metrics_port: int | None = None
     worker_metrics_host: str = "127.0.0.1"
+    # Where the webhook server is reached from the internet: tracked links point to <it>/r/<token>.
+    public_base_url: str | None = None
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -140,6 +142,7 @@ ENV_NAMES: dict[str, str] = {
     "test_chat_id": "TGMS_TEST_CHAT_ID",
     "worker_metrics_port": "TGMS_WORKER_METRICS_PORT",
     "worker_metrics_host": "TGMS_WORKER_METRICS_HOST",
+    "public_base_url": "TGMS_PUBLIC_BASE_URL",
 }
 
 
@@ -255,6 +258,15 @@ def _api_base(var: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _public_base_url(var: str, raw: str) -> str:
+    """An http(s) origin with an optional path prefix; no query or fragment (a token is appended)."""
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", raw):
+        raise ConfigError(
+            var, f"must be an http(s) URL without query or fragment, e.g. https://tgms.example.org, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
 def _networks(var: str, raw: str) -> tuple[str, ...]:
     import ipaddress
 
@@ -352,6 +364,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "test_chat_id": lambda var, raw: _chat_id(var, raw),
     "worker_metrics_port": lambda var, raw: port_number(var, raw),
     "worker_metrics_host": lambda var, raw: raw,
+    "public_base_url": _public_base_url,
 }
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from . import debug_code, health, queue
+from . import ab_assignment, broadcast_variants, debug_code, health, queue
 from .broadcasts import BroadcastNotFound, BroadcastStateError, get_broadcast
 from .message_validation import ValidationError, validate_broadcast
 
@@ -281,6 +281,14 @@ async def _checked_edit(conn: AsyncConnection[Any], current: Any, changes: dict[
     unknown = set(changes) - {"text", "caption", "parse_mode"}
     if unknown:
         raise ValidationError(sorted(unknown)[0], "a sent broadcast's text, caption and parse_mode can be edited")
+    field = "caption" if current.photo_url is not None else "text"
+    if await ab_assignment.variant_count(conn, current.broadcast_id) > 1:
+        # each copy carries its variant's text: one edit would put the same text on all of them
+        raise ValidationError(
+            field,
+            "an A/B broadcast's copies carry their variants' texts and an edit would give every copy the "
+            "same one: retract it (or pin/unpin), or edit a winner broadcast sent to the held-back groups",
+        )
     data: dict[str, Any] = {"parse_mode": current.parse_mode, "target": current.target}
     if current.photo_url is not None:
         if "text" in changes:
@@ -300,6 +308,11 @@ async def _checked_edit(conn: AsyncConnection[Any], current: Any, changes: dict[
     refused = debug_code.refusal(req.text, req.photo_url, req.caption, req.parse_mode, code)
     if refused is not None:
         raise refused
+    base = await ab_assignment.tracking_base(conn, current.broadcast_id)
+    if base is not None:  # the copies' links that were tracked stay tracked: check it as it goes out
+        broadcast_variants.check_rendered(
+            req, broadcast_variants.AbRequest(track_clicks=True, public_base_url=base), code
+        )
     return req.text, req.caption, req.parse_mode
 
 

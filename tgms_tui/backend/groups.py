@@ -254,6 +254,9 @@ ON CONFLICT (chat_id, user_id) DO UPDATE
 SQL_MOVE_PLAIN = (
     "UPDATE member_count_history SET group_id = %(new)s WHERE group_id = %(old)s",
     "UPDATE kick_audit SET chat_id = %(new)s WHERE chat_id = %(old)s",
+    # A group held back by an A/B broadcast gets the winner at its new id (none if it has both).
+    "UPDATE broadcast_holdout AS h SET chat_id = %(new)s WHERE chat_id = %(old)s AND NOT EXISTS "
+    "(SELECT 1 FROM broadcast_holdout AS n WHERE n.broadcast_id = h.broadcast_id AND n.chat_id = %(new)s)",
 )
 
 

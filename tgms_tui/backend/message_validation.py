@@ -20,6 +20,7 @@ No Textual or Starlette imports: the webhook server, the workers and the TUI all
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -194,6 +195,8 @@ def _check_content(name: str, value: str, parse_mode: str | None, limit: int, *,
 
 
 def _check_photo_url(url: str) -> None:
+    if re.fullmatch(r"tgms-photo:[0-9a-f]{64}", url):
+        return  # a photo uploaded from disk and stored by TGMS (broadcast_photos checks that it exists)
     if len(url) > URL_LIMIT:
         raise ValidationError("photo_url", f"wrong HTTP URL specified (longer than {URL_LIMIT} characters)")
     if any(ch.isspace() for ch in url):

@@ -1,5 +1,9 @@
 """Test sends: a broadcast, before it goes out, sent to one test chat exactly as each group will get
-it — the same text or photo and caption, parse mode, buttons, and a debug code at its end.
+it — the same text or photo and caption, parse mode, buttons, and a debug code at its end. An A/B
+broadcast's test sends each variant (one message each, in order, its own buttons or the broadcast's);
+its links go as written (no tokens exist before it starts, and a test click must not count). A
+photo from disk is stored with the test send and uploaded by the test-send job itself, whose
+`file_id` is not kept: the broadcast's own first copy uploads it through the broadcast's bot.
 
 The debug code is the one the broadcast's first group would get: the id is only known once the
 broadcast is stored, so it is the id it will most likely get (`broadcasts.next_id`). A test send
@@ -19,6 +23,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from . import broadcasts, debug_code, queue
+from .broadcast_variants import AbRequest
 from .buttons import Rows
 from .message_validation import BroadcastRequest, ValidationError
 
@@ -95,30 +100,49 @@ def chat_for(given: Any, configured: int | None) -> int:
 
 
 async def request(
-    conn: AsyncConnection[Any], req: BroadcastRequest, rows: Rows | None, chat_id: int, by: str
-) -> TestSend:
-    """Record a test send and enqueue its job in one transaction; refuses (ValidationError) what
-    Telegram would refuse with the debug code appended, as a real send would be refused."""
+    conn: AsyncConnection[Any],
+    req: BroadcastRequest,
+    rows: Rows | None,
+    chat_id: int,
+    by: str,
+    ab: AbRequest | None = None,
+) -> list[TestSend]:
+    """Record the test send(s) and enqueue their jobs in the caller's transaction: one for a broadcast,
+    one per variant of an A/B broadcast (in order, each with its own buttons or the broadcast's).
+    Refuses (ValidationError) what Telegram would refuse with the debug code appended, as a real send
+    would be refused. Links go as written: a test send has no tracked links and counts no click."""
+    photo = req.photo_url is not None
+    plain = (req.caption if photo else req.text) or ""
+    bodies: list[tuple[int | None, str, Rows | None]] = [(None, plain, rows)]
+    if ab is not None and ab.variants:
+        bodies = [(number, v.body, v.buttons or rows) for number, v in enumerate(ab.variants, start=1)]
     async with conn.transaction():
         code = debug_code.make(await broadcasts.next_id(conn), 1)
-        refused = debug_code.refusal(req.text, req.photo_url, req.caption, req.parse_mode, code)
-        if refused is not None:
-            raise refused
-        content = {
-            "text": req.text,
-            "photo_url": req.photo_url,
-            "caption": req.caption,
-            "parse_mode": req.parse_mode,
-            "buttons": rows,
-        }
-        cur = await conn.execute(SQL_INSERT, {"chat": chat_id, "content": Jsonb(content), "code": code, "by": by})
-        row = await cur.fetchone()
-        assert row is not None
-        test_send_id = int(row[0])
-        job_id = await queue.enqueue(conn, JOB_TYPE, {"test_send_id": test_send_id}, max_retries=MAX_RETRIES)
-        await conn.execute(SQL_SET_JOB, {"job": job_id, "t": test_send_id})
-        found = await get(conn, test_send_id)
-    assert found is not None
+        found = []
+        for number, body, keyboard in bodies:
+            text, caption = (None, body) if photo else (body, None)
+            refused = debug_code.refusal(text, req.photo_url, caption, req.parse_mode, code)
+            if refused is not None:
+                raise ValidationError(
+                    refused.field if number is None else f"variants[{number - 1}].{refused.field}", refused.message
+                )
+            content = {
+                "text": text,
+                "photo_url": req.photo_url,
+                "caption": caption,
+                "parse_mode": req.parse_mode,
+                "buttons": keyboard,
+                "variant": number,
+            }
+            cur = await conn.execute(SQL_INSERT, {"chat": chat_id, "content": Jsonb(content), "code": code, "by": by})
+            row = await cur.fetchone()
+            assert row is not None
+            test_send_id = int(row[0])
+            job_id = await queue.enqueue(conn, JOB_TYPE, {"test_send_id": test_send_id}, max_retries=MAX_RETRIES)
+            await conn.execute(SQL_SET_JOB, {"job": job_id, "t": test_send_id})
+            sent = await get(conn, test_send_id)
+            assert sent is not None
+            found.append(sent)
     return found
 
 

@@ -24,13 +24,15 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcasts, buttons, followups, submission, test_sends
+from tgms_tui.backend import broadcast_variants, broadcasts, buttons, followups, submission, test_sends
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
-from tgms_tui.backend.message_validation import ValidationError, validate_broadcast
+from tgms_tui.backend.message_validation import ValidationError
 from tgms_tui.backend.send_time import FORMS, parse_send_time
 
-ACTIONS = ("send", "list", "show", "cancel", "edit")
+from . import broadcast_ab
+
+ACTIONS = ("send", "list", "show", "cancel", "edit", "send-winner")
 TEST_WAIT_SECONDS = 20.0
 _ID_LIKE = re.compile(r"^\s*-?\d")  # a value that starts like a chat id; the type then checks the rest
 
@@ -85,9 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     send = sub.add_parser("send", help="enqueue a broadcast (the default when the first argument is an option)")
-    content = send.add_mutually_exclusive_group(required=True)
+    content = send.add_mutually_exclusive_group()
     content.add_argument("--text", help="message text (1-4096 characters with the debug code)")
     content.add_argument("--photo-url", help="http(s) URL of a photo")
+    broadcast_ab.add_send_arguments(send, content)
     send.add_argument("--caption", help="photo caption (up to 1024 characters with the debug code)")
     send.add_argument("--parse-mode", choices=["Markdown", "MarkdownV2", "HTML"])
     target = send.add_mutually_exclusive_group()
@@ -144,6 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     edit.add_argument("--send-at", metavar="WHEN", help=f"{FORMS} (local time)")
     edit.add_argument("--json", action="store_true")
 
+    broadcast_ab.add_actions(sub)
     retract = sub.add_parser("retract", help="delete a sent broadcast's copies (Telegram: within 48 hours)")
     retract.add_argument("broadcast_id", type=broadcast_id, metavar="ID")
     retract.add_argument("--json", action="store_true")
@@ -207,19 +211,20 @@ def _send(args: argparse.Namespace) -> int:
     if args.test:
         data["test"] = True
         data["test_chat_id"] = args.test_chat
-    own, options = submission.split(data)
-    request = validate_broadcast(own)
+    photo = broadcast_ab.collect(args, data)
     settings, url = prepare(logging_on=False)
-    reply = asyncio.run(_create(url, request, options, settings.test_chat_id))
+    sub = submission.prepare(data, settings.public_base_url, photo)
+    reply = asyncio.run(_create(url, sub, settings.test_chat_id))
     print(json.dumps(reply))
-    if options.test:
-        return _await_test(url, int(reply["test_send_id"]), max(0.0, args.test_wait))
+    if sub.options.test:  # one test send per A/B variant: each outcome is reported
+        outcomes = [_await_test(url, int(t), max(0.0, args.test_wait)) for t in reply["test_send_ids"]]
+        return max(outcomes)
     return 0
 
 
-async def _create(url: str, request: Any, options: submission.Options, test_chat: int | None) -> dict[str, Any]:
-    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        return await submission.submit(conn, request, options, _who(), test_chat)
+async def _create(url: str, sub: submission.Submission, test_chat: int | None) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        return await submission.submit(conn, sub, _who(), test_chat)
 
 
 def _await_test(url: str, test_send_id: int, timeout: float = TEST_WAIT_SECONDS) -> int:
@@ -259,6 +264,8 @@ def _other(args: argparse.Namespace) -> int:
             return _refused("edit", "nothing to change: give --text, --caption, --parse-mode or --send-at")
     _settings, url = prepare(logging_on=False)
     try:
+        if args.action == "send-winner":
+            return asyncio.run(broadcast_ab.send_winner(url, args, _who()))
         return asyncio.run(_act(url, args, changes))
     except BroadcastNotFound as exc:
         print(f"tgms: broadcast: {exc}", file=sys.stderr)
@@ -283,15 +290,19 @@ async def _act(url: str, args: argparse.Namespace, changes: dict[str, Any]) -> i
             reach = await broadcasts.targets_now(conn, b) if b.status == "pending" else None
             done_after = await followups.detail(conn, b.broadcast_id)
             rows = await buttons.of(conn, b.broadcast_id)
+            ab_report = await broadcast_variants.report(conn, b.broadcast_id)
             if args.json:
                 body = broadcasts.detail_json(b, deliveries, reach)
                 body["buttons"] = rows
                 body["followups"] = done_after
+                body["ab"] = None if ab_report is None else broadcast_variants.report_json(ab_report)
                 print(json.dumps(body, ensure_ascii=False))
             else:
                 _print_detail(b, deliveries, reach)
                 if rows:
                     print("\nbuttons:\n" + buttons.preview(rows))
+                if ab_report is not None:
+                    print("\n".join(broadcast_variants.report_lines(ab_report)))
                 for outcome in done_after:
                     print(followups.describe(outcome))
             return 0

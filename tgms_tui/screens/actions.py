@@ -86,6 +86,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
         mutating=True,
     ),
     ActionSpec("ctrl+s", "save", "Edit: save (checked like a new broadcast)", "Broadcasts", mutating=True),
+    ActionSpec(
+        "W",
+        "send_winner",
+        "A/B broadcast: send the winner to the held-back groups (asks first)",
+        "Broadcasts",
+        mutating=True,
+    ),
     # Join-request queue
     ActionSpec(
         "a d", "decide", "Queue: approve / decline the marked requests (or the cursor's)", "Join queue", mutating=True

@@ -47,6 +47,7 @@ from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
 from .confirm import ConfirmScreen
+from .photo_path import PhotoField, is_url
 from .progress import BroadcastProgressScreen
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class ComposerScreen(Screen[None]):
         self.target_count: int | None = None
         self._validate_timer: Any = None
         self._count_seq = 0
+        self.photo = PhotoField()
 
     @property
     def tgms(self) -> TGMSApp:
@@ -120,8 +122,13 @@ class ComposerScreen(Screen[None]):
                     with Vertical():
                         yield Label("Parse mode", classes="field-label")
                         yield Select(PARSE_MODE_OPTIONS, value="none", allow_blank=False, id="parse-mode")
-                yield Label("Photo URL (http:// or https://)", classes="field-label photo-only")
-                yield Input(placeholder="https://example.com/picture.jpg", id="photo-url", classes="photo-only")
+                yield Label(
+                    "Photo: http(s) URL, or a file here (JPEG, PNG, WebP; uploaded once)",
+                    classes="field-label photo-only",
+                )
+                yield Input(
+                    placeholder="https://example.com/picture.jpg or ~/poster.jpg", id="photo-url", classes="photo-only"
+                )
                 yield Label("Text", classes="field-label", id="body-label")
                 yield TextArea(id="body", soft_wrap=True, tab_behavior="focus")
                 yield Static("", id="counter")
@@ -221,7 +228,7 @@ class ComposerScreen(Screen[None]):
         text = self.query_one("#body", TextArea).text
         data: dict[str, Any] = {"target": self.target(), "final": self.is_final}
         if self.kind == "photo":
-            data["photo_url"] = self.query_one("#photo-url", Input).value.strip()
+            data["photo_url"] = self.photo.photo_url(self.query_one("#photo-url", Input).value)
             data["caption"] = text
         else:
             data["text"] = text
@@ -231,6 +238,11 @@ class ComposerScreen(Screen[None]):
         if send_at:
             data["send_at"] = send_at
         return data
+
+    def _submission(self, data: dict[str, Any]) -> submission.Submission:
+        """What is on screen through the path the admin API and the CLI take (the photo file with it)."""
+        file = self.photo.file if self.kind == "photo" else None
+        return submission.prepare(data, self.tgms.settings.public_base_url, file)
 
     def button_rows(self) -> buttons.Rows | None:
         """The buttons box as rows (ValidationError naming `buttons`)."""
@@ -301,7 +313,9 @@ class ComposerScreen(Screen[None]):
             shown.append(f"✗ Telegram would reject this: {markup_error}", style="bold red")
         elif self.kind == "photo":
             url = self.query_one("#photo-url", Input).value.strip()
-            shown = Text(f"[photo] {url or '(no URL yet)'}\n", style="dim")
+            info = self.photo.info if url and not is_url(url) else None
+            about = f"{url} ({info.media_type}, {info.width}x{info.height}, {info.size:,} bytes)" if info else url
+            shown = Text(f"[photo] {about or '(no URL or file yet)'}\n", style="dim")
             shown.append_text(render_preview(text, mode))
         else:
             shown = render_preview(text, mode) if text else Text("(empty)", style="dim")
@@ -325,7 +339,7 @@ class ComposerScreen(Screen[None]):
         self.request = None
         try:
             request = validate_broadcast(self.body())
-        except ValidationError as exc:
+        except ValidationError as exc:  # also a photo file refused (field `photo`)
             return exc
         except ValueError as exc:  # the send time box
             return ValidationError("send_at", str(exc))
@@ -422,12 +436,12 @@ class ComposerScreen(Screen[None]):
             )
         ):
             return
-        final_req = validate_broadcast(data)  # a scheduled time may have passed while confirming
         who = f"tui:{_user()}"
-        options = submission.Options(buttons=self.button_rows())
         try:
+            # checked again: a scheduled time may have passed while confirming
+            sub = self._submission({**data, "buttons": self.button_rows()})
             created = await self.tgms.attempt(
-                lambda conn: submission.submit(conn, final_req, options, who, None), "Creating the broadcast"
+                lambda conn: submission.submit(conn, sub, who, None), "Creating the broadcast"
             )
         except ValidationError as exc:  # checked again with the real id: nothing was stored
             self._refused(exc)
@@ -455,19 +469,18 @@ class ComposerScreen(Screen[None]):
                 timeout=6,
             )
             return
-        req = self.request
         try:
             chat = test_sends.chat_for(
                 self.query_one("#test-chat", Input).value.strip(), self.tgms.settings.test_chat_id
             )
-            options = submission.Options(buttons=self.button_rows(), test=True, test_chat_id=chat)
+            sub = self._submission({**self.body(), "buttons": self.button_rows(), "test": True, "test_chat_id": chat})
         except ValidationError as exc:
             self.notify(f"No test sent: {exc.field}: {exc.message}", severity="error", timeout=6)
             return
         who = f"tui:{_user()}"
         try:
             answer = await self.tgms.attempt(
-                lambda conn: submission.submit(conn, req, options, who, None), "Enqueueing the test send"
+                lambda conn: submission.submit(conn, sub, who, None), "Enqueueing the test send"
             )
         except ValidationError as exc:
             self._refused(exc)
@@ -514,7 +527,7 @@ class ComposerScreen(Screen[None]):
         body = req.text if req.text is not None else (req.caption or "")
         first = body.strip().splitlines()[0][:60] if body.strip() else "(no caption)"
         lines = [
-            f"{'Photo ' + (req.photo_url or '') if req.photo_url else 'Text message'} "
+            f"{'Photo ' + self.query_one('#photo-url', Input).value.strip() if req.photo_url else 'Text message'} "
             f"({req.parse_mode or 'plain text'})",
             f"“{first}{'…' if len(body) > 60 else ''}”",
             "",
