@@ -157,8 +157,11 @@ def test_variants_carry_their_own_buttons_or_the_top_level_ones_and_an_edit_is_r
     ("body", "field", "words"),
     [
         ({"variants": [{"text": "A", "buttons": [[SHOP] * 9]}, {"text": "B"}]}, "variants[0].buttons", "at most 8"),
-        ({"variants": [{"text": "A"}, {"text": "B", "buttons": [[{"text": "x", "url": "ftp://h/x"}]]}]},
-         "variants[1].buttons", "only http://, https:// and tg://"),  # fmt: skip
+        (
+            {"variants": [{"text": "A"}, {"text": "B", "buttons": [[{"text": "x", "url": "ftp://h/x"}]]}]},
+            "variants[1].buttons",
+            "only http://, https:// and tg://",
+        ),
         ({"text": "A", "buttons": [[SHOP] * 9]}, "buttons", "at most 8"),
         ({"text": "A", "buttons": [[{"text": "", "url": "https://example.org"}]]}, "buttons", "the text is empty"),
     ],
