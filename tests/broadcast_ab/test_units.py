@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
-from tgms_tui.backend import ab_assignment, ab_stats, link_tracking
+from tgms_tui.backend import ab_assignment, ab_stats, link_tracking, submission
 from tgms_tui.backend.ab_stats import VariantResult
 from tgms_tui.backend.broadcast_variants import parse_holdout, split_request
 from tgms_tui.backend.image_header import MAX_PHOTO_BYTES, check_photo, dimensions
@@ -185,3 +185,52 @@ def test_tracking_needs_the_public_base_url() -> None:
     with pytest.raises(ValidationError) as caught:
         split_request({"text": "https://example.org", "track_clicks": True}, None)
     assert caught.value.field == "track_clicks" and "TGMS_PUBLIC_BASE_URL" in caught.value.message
+
+
+# ---------------------------------------------------------------- one submission path
+
+
+def test_prepare_takes_options_variants_and_a_photo_file_together() -> None:
+    photo = images.png(200, 100)
+    rows = [[{"text": "Shop", "url": "https://example.org/shop"}]]
+    data = {
+        "variants": [
+            {"caption": "A"},
+            {"caption": "B", "buttons": [[{"text": "Chat", "url": "tg://resolve?domain=x"}]]},
+        ],
+        "buttons": rows,
+        "track_clicks": True,
+        "delete_after": "2h",
+    }
+    sub = submission.prepare(data, "https://tgms.example.test", (photo, "poster.png"))
+    assert sub.req.photo_url == submission.photo_ref(photo) and sub.photo == (photo, "poster.png")
+    assert sub.options.buttons == rows and sub.options.delete_after is not None
+    assert sub.ab is not None and [v.body for v in sub.ab.variants] == ["A", "B"]
+    assert sub.ab.variants[0].buttons is None and sub.ab.variants[1].buttons is not None
+    # the composer shows the stored photo's reference as its photo_url: the same file is accepted
+    again = submission.prepare({"photo_url": submission.photo_ref(photo), "caption": "x"}, None, (photo, "p.png"))
+    assert again.req.photo_url == submission.photo_ref(photo)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (
+            {"variants": [{"text": "A", "buttons": [[{"text": "x", "url": "https://h"}] * 9]}, {"text": "B"}]},
+            "variants[0].buttons",
+        ),
+        ({"text": "A", "buttons": [[{"text": "x", "url": "https://h"}] * 9]}, "buttons"),
+        ({"variants": [{"text": "A"}, {"text": "B"}], "holdout": 0.5, "test": True}, "holdout"),
+        ({"caption": "A", "photo_url": "https://example.org/p.jpg"}, "photo_url"),
+    ],
+)
+def test_prepare_names_the_field_it_refuses(data: dict[str, Any], field: str) -> None:
+    photo = (images.png(10, 10), "p.png") if "photo_url" in data else None
+    with pytest.raises(ValidationError) as refused:
+        submission.prepare(data, None, photo)
+    assert refused.value.field == field
+
+
+def test_tracked_links_leave_tg_buttons_as_written() -> None:
+    buttons = [[{"text": "Shop", "url": "https://example.org/shop"}, {"text": "Chat", "url": "tg://resolve?domain=x"}]]
+    assert link_tracking.urls_in(None, None, buttons) == ["https://example.org/shop"]
