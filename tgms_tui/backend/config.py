@@ -68,6 +68,11 @@ class Settings:
     http_transport: HttpTransport = "lean"
     # Time limits of job types that override the handlers' own defaults (job type -> seconds).
     job_timeouts: dict[str, float] = field(default_factory=dict)
+    # Event webhooks: deliver to private/loopback/link-local addresses too (local receivers, the demo);
+    # the time one delivery attempt may take; the attempts one worker process makes at once.
+    hooks_allow_private: bool = False
+    hooks_timeout: float = 5.0
+    hooks_concurrency: int = 4
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -129,6 +134,9 @@ ENV_NAMES: dict[str, str] = {
     "log_level": "TGMS_LOG_LEVEL",
     "http_transport": "TGMS_HTTP_TRANSPORT",
     "job_timeouts": "TGMS_JOB_TIMEOUTS",
+    "hooks_allow_private": "TGMS_HOOKS_ALLOW_PRIVATE",
+    "hooks_timeout": "TGMS_HOOKS_TIMEOUT",
+    "hooks_concurrency": "TGMS_HOOKS_CONCURRENCY",
 }
 
 
@@ -262,6 +270,15 @@ def _http_transport(var: str, raw: str) -> HttpTransport:
     raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
 
 
+def _boolean(var: str, raw: str) -> bool:
+    choice = raw.lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(var, f"must be true or false, got {raw!r}")
+
+
 def _job_timeouts(var: str, raw: str) -> dict[str, float]:
     """`job_type=seconds,...`: each job type once, seconds a finite number >= 1."""
     limits: dict[str, float] = {}
@@ -307,6 +324,9 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "log_level": _log_level,
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
+    "hooks_allow_private": _boolean,
+    "hooks_timeout": _number(float, minimum=0.1),
+    "hooks_concurrency": _number(int, minimum=1),
 }
 
 

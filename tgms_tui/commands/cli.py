@@ -44,6 +44,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "unban": ("tgms_tui.commands.bans", "lift a user's fleet ban everywhere"),
     "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
     "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
+    "hooks": (
+        "tgms_tui.commands.hooks",
+        "event webhooks: add (prints the secret once), list, remove, pause, resume, test, replay, log",
+    ),
     "jobs": ("tgms_tui.commands.jobs", "list, cancel (even while running) or retry jobs"),
     "join-requests": ("tgms_tui.commands.join_requests", "the join-request queue: list, approve, decline; raid"),
 }
