@@ -88,7 +88,7 @@ def test_event_lists() -> None:
     assert "join_request.decided" not in hooks.parse_events("all")
     assert hooks.parse_events("all,join_request.decided")[-1] == "join_request.decided"
     assert hooks.parse_events("group.registered, group.registered") == ["group.registered"]
-    with pytest.raises(hooks.HookError, match="unknown event type 'group.nope'"):
+    with pytest.raises(hooks.HookError, match=r"unknown event type 'group\.nope'"):
         hooks.parse_events("group.nope")
     with pytest.raises(hooks.HookError, match="empty"):
         hooks.parse_events(" , ")

@@ -172,8 +172,8 @@ SQL_MIGRATING = "SELECT set_config('tgms.hooks_migrating', %s, true)"
 
 SQL_TEST_EVENT = """
 INSERT INTO hook_events (event_id, event_type, lane, occurred_at, body)
-SELECT id, %(type)s, 'test', now(),
-       json_build_object('version', %(version)s, 'id', id, 'type', %(type)s,
+SELECT id, %(type)s::text, 'test', now(),
+       json_build_object('version', %(version)s::int, 'id', id, 'type', %(type)s::text,
                          'occurred_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                          'data', json_build_object('subscription_id', %(sub)s::bigint))::text
   FROM (SELECT gen_random_uuid() AS id) AS g
@@ -404,14 +404,27 @@ Step = Send | Wait | None
 # ------------------------------------------------------------------------------------------ subscriptions
 
 
-async def add(
-    conn: AsyncConnection[Any], url: str, events: list[str], created_by: str, *, allow_private: bool
-) -> tuple[int, str]:
-    """Create a subscription; returns (id, secret). The URL's host is resolved and checked now too."""
+async def check_url(url: str, *, allow_private: bool) -> None:
+    """A receiver URL TGMS would deliver to now (its host resolved, every address checked)."""
     try:
         await hook_targets.resolve(url, allow_private=allow_private)
     except hook_targets.TargetRefused as exc:
         raise HookError(str(exc), "url") from None
+
+
+async def add(
+    conn: AsyncConnection[Any],
+    url: str,
+    events: list[str],
+    created_by: str,
+    *,
+    allow_private: bool,
+    checked: bool = False,
+) -> tuple[int, str]:
+    """Create a subscription; returns (id, secret). The URL is checked now (as at every delivery)
+    unless the caller just did (`checked`: without holding a connection during the DNS lookup)."""
+    if not checked:
+        await check_url(url, allow_private=allow_private)
     secret = hook_targets.new_secret()
     cur = await conn.execute(SQL_ADD, {"url": url, "events": events, "secret": secret, "by": created_by})
     row = await cur.fetchone()
