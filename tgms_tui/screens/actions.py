@@ -45,6 +45,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("3", "focus_pane('workers')", "Focus the workers pane", "Dashboard", "screen"),
     ActionSpec("4", "focus_pane('joins')", "Focus the join requests pane", "Dashboard", "screen"),
     ActionSpec("Q", "join_queue", "Join-request queue: approve, decline, raid holds", "Dashboard", "screen"),
+    ActionSpec("W", "hooks", "Event webhooks: subscriptions, their state and delivery log", "Dashboard", "screen"),
     ActionSpec("tab", "focus_next", "Next pane (shift+tab: previous)", "Dashboard"),
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
@@ -102,6 +103,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("c", "new_link", "Links: create a named link (asks first)", "Links", mutating=True),
     ActionSpec("X", "revoke_links", "Links: revoke the selected source's links (asks first)", "Links", mutating=True),
     ActionSpec("escape", "back", "Bans and links screens: back", "Bans"),
+    # Event webhooks
+    ActionSpec("r", "replay_delivery", "Webhooks: send the selected delivery again", "Webhooks", mutating=True),
+    ActionSpec("t", "test_hook", "Webhooks: send a test event to the subscription", "Webhooks", mutating=True),
+    ActionSpec("p", "pause_hook", "Webhooks: pause / resume the subscription", "Webhooks", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec("escape", "cancel", "Composer, detail and progress screens: back", "Composer"),

@@ -45,6 +45,7 @@ from .broadcasts import BroadcastsScreen
 from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
+from .hooks import HooksScreen
 from .job_detail import JobDetailScreen
 from .join_queue import JoinQueueScreen
 from .links import LinksScreen
@@ -109,6 +110,7 @@ class DashboardScreen(Screen[None]):
         Binding("3", "focus_pane('workers')", "Workers", show=False),
         Binding("4", "focus_pane('joins')", "Joins", show=False),
         Binding("Q", "join_queue", "Join queue"),
+        Binding("W", "hooks", "Webhooks"),
     ]
 
     def __init__(self) -> None:
@@ -313,6 +315,9 @@ class DashboardScreen(Screen[None]):
 
     def action_broadcasts(self) -> None:
         self.app.push_screen(BroadcastsScreen())
+
+    def action_hooks(self) -> None:
+        self.app.push_screen(HooksScreen())
 
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
