@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +102,19 @@ def test_retry_delays_grow_to_an_hour() -> None:
     assert 1.5 <= delays[0] <= 2.5 and 3.0 <= delays[1] <= 5.0
     assert max(delays) <= hooks.RETRY_CAP_SECONDS * 1.2
     assert sum(delays) > hooks.GIVE_UP_SECONDS  # the backoff spans the 24 hours
+
+
+def test_the_verifier_in_the_docs_accepts_a_signed_body_and_rejects_the_rest() -> None:
+    """docs/metrics.md's five lines of Python, run as written, against TGMS's signature."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    block = text.split("### Verifying the signature", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in block.splitlines() if line.strip()]) == 5
+    scope: dict[str, Any] = {}
+    exec(compile(block, "docs/metrics.md", "exec"), scope)
+    verify = scope["verify"]
+    secret, body = hook_targets.new_secret(), b'{"version":1}'
+    now = int(time.time())
+    assert verify(secret, hook_targets.sign(secret, now, body), body)
+    assert not verify(secret, hook_targets.sign(secret, now, body), body + b" ")
+    assert not verify("whsec_other", hook_targets.sign(secret, now, body), body)
+    assert not verify(secret, hook_targets.sign(secret, now - 3600, body), body)  # too old
