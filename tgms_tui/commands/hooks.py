@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import sys
 import time
 from typing import Any
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         request = _check(args)
     except hooks.HookError as exc:
-        print(f"tgms: hooks {args.action}: {exc}")
+        print(f"tgms: hooks {args.action}: {exc}", file=sys.stderr)
         return 2
     settings, url = prepare(logging_on=False)
     return asyncio.run(_run(url, settings, args, request))
@@ -109,7 +110,7 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace, req: dict
             return await _act(conn, settings, args, req)
         except hooks.HookError as exc:
             await conn.rollback()
-            print(f"tgms: hooks {args.action}: {exc}")
+            print(f"tgms: hooks {args.action}: {exc}", file=sys.stderr)
             return 1
 
 
@@ -142,7 +143,7 @@ async def _act(
         done = await {"remove": hooks.remove, "pause": hooks.pause, "resume": hooks.resume}[action](conn, req["sub"])
         await conn.commit()
         if not done:
-            print(f"tgms: hooks {action}: no subscription {req['sub']}")
+            print(f"tgms: hooks {action}: no subscription {req['sub']}", file=sys.stderr)
             return 1
         print(f"subscription {req['sub']}: {'removed' if action == 'remove' else action + 'd'}")
         return 0
@@ -187,15 +188,17 @@ async def _wait_test(conn: psycopg.AsyncConnection[Any], delivery_id: int) -> in
         found = await hooks.delivery(conn, delivery_id)
         await conn.commit()
         if found is None:
-            print("tgms: hooks test: the delivery is gone (subscription removed?)")
+            print("tgms: hooks test: the delivery is gone (subscription removed?)", file=sys.stderr)
             return 1
         if found.status == "delivered":
             print(f"delivered: HTTP {found.last_status_code} in {found.last_latency_ms or 0:.1f} ms")
             return 0
         if found.status == "failed" or (found.status == "pending" and found.attempts > 0):
-            print(f"tgms: hooks test: attempt {found.attempts} failed: {found.last_error} (retried with backoff)")
+            problem = f"attempt {found.attempts} failed: {found.last_error} (retried with backoff)"
+            print(f"tgms: hooks test: {problem}", file=sys.stderr)
             return 1
         if time.monotonic() > deadline:
-            print(f"tgms: hooks test: not attempted within {TEST_WAIT_SECONDS:.0f} s; is `tgms worker tgms` running?")
+            problem = f"not attempted within {TEST_WAIT_SECONDS:.0f} s; is `tgms worker tgms` running?"
+            print(f"tgms: hooks test: {problem}", file=sys.stderr)
             return 1
         await asyncio.sleep(0.2)
