@@ -2,12 +2,16 @@
 the hook tests and bench/hooks_bench.py post to.
 
 It records every request (event, delivery id, body, the signature header, arrival time) and answers
-200, or — to rehearse a failing receiver — a chosen status for the first N requests. Checking the
-signature is the caller's business (the demo checks it with the secret it was given once).
+200, or — to rehearse a failing receiver — a chosen status for the first N requests. Given the
+subscription's secret (`secret`), it checks each signature as a receiver should (HMAC-SHA256 of
+"<t>.<body>", compared in constant time, the timestamp within five minutes) and records the verdict;
+the tests check signatures with their own code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -24,10 +28,22 @@ class Received:
     body: bytes
     at: float  # time.time() on arrival
     status: int  # what the receiver answered
+    verified: bool | None = None  # the signature checked out (None: no secret to check it with)
 
     def event(self) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(self.body)
         return parsed
+
+
+def signature_ok(secret: str, header: str, body: bytes, tolerance: float = 300.0) -> bool:
+    """The receiver's check of `X-TGMS-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(fields.get("t", ""))
+    except ValueError:
+        return False
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, fields.get("v1", "")) and abs(time.time() - timestamp) <= tolerance
 
 
 class HookReceiver:
@@ -39,6 +55,7 @@ class HookReceiver:
         self.fail_next = 0  # answer `fail_status` to this many requests first
         self.fail_status = 503
         self.delay = 0.0  # seconds to wait before answering (a slow receiver)
+        self.secret: str | None = None
         self._lock = threading.Lock()
         receiver = self
 
@@ -51,15 +68,18 @@ class HookReceiver:
                 status = receiver._answer()
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                signature = self.headers.get("X-TGMS-Signature", "")
+                verified = None if receiver.secret is None else signature_ok(receiver.secret, signature, body)
                 with receiver._lock:
                     receiver.received.append(
                         Received(
                             self.headers.get("X-TGMS-Event", ""),
                             self.headers.get("X-TGMS-Delivery", ""),
-                            self.headers.get("X-TGMS-Signature", ""),
+                            signature,
                             body,
                             time.time(),
                             status,
+                            verified,
                         )
                     )
                 self.send_response(status)
