@@ -6,8 +6,9 @@ retry is due (exponential backoff), so a dead receiver costs no worker slot whil
 
 A slow or dead receiver never slows the worker's other jobs:
 - each attempt has a short total time limit (TGMS_HOOKS_TIMEOUT) and the response body is not read;
-- at most TGMS_HOOKS_CONCURRENCY drainers run at once in one process: a drainer that finds them all
-  busy snoozes for a second without counting a retry, leaving its worker slot to other jobs;
+- at most TGMS_HOOKS_CONCURRENCY drainers send at once in one process, and at most as many more wait
+  (half a second at most) for a free slot; any other snoozes briefly without counting a retry, so
+  deliveries never take more than twice TGMS_HOOKS_CONCURRENCY of the worker's job slots;
 - no database connection is held during the HTTP call;
 - a drainer works in slices that end before the job type's time limit.
 
@@ -41,6 +42,8 @@ DAILY = 86400.0
 # Seconds of database lease on a delivery being sent beyond the attempt's own time limit.
 LEASE_MARGIN = 30.0
 USER_AGENT = "TGMS-Hooks/1"
+# How long a drainer waits for a sending slot before it snoozes (leaving its worker slot).
+SLOT_WAIT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,29 @@ class HookSender:
     slots: asyncio.Semaphore = field(init=False)
     clients: dict[tuple[str, str], httpx.AsyncClient] = field(default_factory=dict)
 
+    waiting: int = 0
+
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
+
+    async def take_slot(self) -> bool:
+        """One of the `concurrency` sending slots, waiting a little for one to free up; False when
+        none did (the drainer then snoozes). At most `concurrency` drainers wait, so deliveries hold
+        at most twice that many of the worker's job slots."""
+        if not self.slots.locked():
+            await self.slots.acquire()
+            return True
+        if self.waiting >= self.concurrency:
+            return False
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(SLOT_WAIT_SECONDS):
+                await self.slots.acquire()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting -= 1
 
     def _client(self, target: hook_targets.Target) -> httpx.AsyncClient:
         key = (target.url.scheme, target.url.host)
@@ -153,9 +177,9 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
     """Drain one lane: send its head, record the outcome, go on; snooze on a failure or a wait."""
     subscription_id, lane = _lane(job.payload)
     sender = sender_for(ctx)
-    if sender.slots.locked():
-        raise Snooze(random.uniform(0.5, 1.5), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
-    async with sender.slots:
+    if not await sender.take_slot():
+        raise Snooze(random.uniform(0.1, 0.4), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
+    try:
         lease = sender.timeout + LEASE_MARGIN
         while True:
             left = time_left()
@@ -186,6 +210,8 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
             if outcome.status == "failing":
                 log.warning("hook subscription %d failed for 24 hours: paused as failing", subscription_id)
             # then on: the next step marks the lane idle (paused subscription), or finds more to send
+    finally:
+        sender.slots.release()
 
 
 async def fleet_daily(ctx: JobContext, job: Job) -> None:
