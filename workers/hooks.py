@@ -7,8 +7,9 @@ retry is due (exponential backoff), so a dead receiver costs no worker slot whil
 A slow or dead receiver never slows the worker's other jobs:
 - each attempt has a short total time limit (TGMS_HOOKS_TIMEOUT) and the response body is not read;
 - at most TGMS_HOOKS_CONCURRENCY drainers send at once in one process, and at most as many more wait
-  (half a second at most) for a free slot; any other snoozes briefly without counting a retry, so
-  deliveries never take more than twice TGMS_HOOKS_CONCURRENCY of the worker's job slots;
+  (half a second at most) for a free slot; any other snoozes for about one attempt's time without
+  counting a retry, so deliveries hold at most twice TGMS_HOOKS_CONCURRENCY of the worker's job slots
+  (plus, for a few milliseconds, drainers claimed only to snooze);
 - no database connection is held during the HTTP call;
 - a drainer works in slices that end before the job type's time limit.
 
@@ -40,7 +41,7 @@ JOB_TYPE = hooks.JOB_TYPE
 DAILY_JOB = hooks.DAILY_JOB
 DAILY = 86400.0
 # Seconds of database lease on a delivery being sent beyond the attempt's own time limit.
-LEASE_MARGIN = 30.0
+LEASE_MARGIN = 10.0
 USER_AGENT = "TGMS-Hooks/1"
 # How long a drainer waits for a sending slot before it snoozes (leaving its worker slot).
 SLOT_WAIT_SECONDS = 0.5
@@ -178,7 +179,9 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
     subscription_id, lane = _lane(job.payload)
     sender = sender_for(ctx)
     if not await sender.take_slot():
-        raise Snooze(random.uniform(0.1, 0.4), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
+        # Every slot stayed busy: receivers are slow. Come back in about one attempt's time, not at
+        # once, or many waiting lanes would spin through the queue while the receivers hang.
+        raise Snooze(sender.timeout * random.uniform(0.5, 1.5), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
     try:
         lease = sender.timeout + LEASE_MARGIN
         while True:
