@@ -16,7 +16,8 @@ A slow or dead receiver never slows the worker's other jobs:
 Every attempt resolves the receiver's host again, checks each address (hook_targets.py) and connects
 to the checked address itself; redirects are not followed (a 3xx is a failed attempt).
 
-`tgms_hooks_daily` emits the fleet.daily summary once a day.
+`tgms_hooks_daily` emits the fleet.daily summary once a day; `tgms_hooks_sweep` (every two minutes)
+gives a lane whose drainer job was lost (failed after its retries, cancelled) a new one.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 
 JOB_TYPE = hooks.JOB_TYPE
 DAILY_JOB = hooks.DAILY_JOB
+SWEEP_JOB = hooks.SWEEP_JOB
 DAILY = 86400.0
+SWEEP_EVERY = 120.0
 # Seconds of database lease on a delivery being sent beyond the attempt's own time limit.
 LEASE_MARGIN = 10.0
 USER_AGENT = "TGMS-Hooks/1"
@@ -224,4 +227,11 @@ async def fleet_daily(ctx: JobContext, job: Job) -> None:
     log.info("fleet.daily %s", "emitted" if event_id else "not wanted by any subscription")
 
 
-__all__ = ["DAILY_JOB", "JOB_TYPE", "HookSender", "deliver_hooks", "fleet_daily"]
+async def sweep_lanes(ctx: JobContext, job: Job) -> None:
+    async with ctx.db.connection() as conn:
+        revived = await hooks.sweep_lanes(conn)
+    if revived:
+        log.warning("%d hook lane(s) had lost their delivery job: rescheduled", revived)
+
+
+__all__ = ["DAILY_JOB", "JOB_TYPE", "SWEEP_JOB", "HookSender", "deliver_hooks", "fleet_daily", "sweep_lanes"]

@@ -43,6 +43,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         followups.JOB_TYPE: followups.broadcast_followup,
         hooks.JOB_TYPE: hooks.deliver_hooks,
         hooks.DAILY_JOB: hooks.fleet_daily,
+        hooks.SWEEP_JOB: hooks.sweep_lanes,
     }
 
 
@@ -53,6 +54,7 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
         PeriodicJob(member_counts.JOB_TYPE, settings.member_count_interval),
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
         PeriodicJob(hooks.DAILY_JOB, hooks.DAILY),
+        PeriodicJob(hooks.SWEEP_JOB, hooks.SWEEP_EVERY),
     )
 
 
@@ -89,6 +91,8 @@ TIME_LIMITS: dict[str, float] = {
     hooks.JOB_TYPE: 120.0,
     # one summary statement and a pruning pass
     hooks.DAILY_JOB: 300.0,
+    # one statement over the few scheduled lanes
+    hooks.SWEEP_JOB: 60.0,
 }
 
 

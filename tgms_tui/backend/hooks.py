@@ -27,6 +27,7 @@ from . import hook_targets
 
 JOB_TYPE = "tgms_deliver_hooks"
 DAILY_JOB = "tgms_hooks_daily"
+SWEEP_JOB = "tgms_hooks_sweep"
 VERSION = 1
 EVENT_TYPES = (
     "group.member_count",
@@ -285,6 +286,23 @@ WITH old AS (
 DELETE FROM hook_events WHERE event_id IN (SELECT event_id FROM old)
 """
 
+# A lane marked scheduled whose drainer job is gone (failed after its retries, cancelled by an
+# operator, pruned) would wait for ever: give it a new one. A lane whose drainer is being enqueued
+# right now is locked by that transaction and skipped.
+SQL_SWEEP = """
+WITH orphan AS (
+    SELECT l.subscription_id, l.lane FROM hook_lanes l
+     WHERE l.scheduled
+       AND NOT EXISTS (SELECT 1 FROM jobs j
+                        WHERE j.job_type = 'tgms_deliver_hooks' AND j.status IN ('pending', 'running')
+                          AND j.payload @> jsonb_build_object('subscription_id', l.subscription_id, 'lane', l.lane))
+       FOR UPDATE OF l SKIP LOCKED
+)
+INSERT INTO jobs (job_type, payload, priority, max_retries)
+SELECT 'tgms_deliver_hooks', jsonb_build_object('subscription_id', subscription_id, 'lane', lane), 5, 20 FROM orphan
+RETURNING job_id
+"""
+
 SQL_NOW = "SELECT now()"
 
 
@@ -537,6 +555,12 @@ async def daily_summary(conn: AsyncConnection[Any]) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ delivery
+
+
+async def sweep_lanes(conn: AsyncConnection[Any]) -> int:
+    """New drainers for scheduled lanes that lost theirs (SQL_SWEEP); how many."""
+    cur = await conn.execute(SQL_SWEEP)
+    return len(await cur.fetchall())
 
 
 async def next_delivery(conn: AsyncConnection[Any], subscription_id: int, lane: str, lease_seconds: float) -> Step:
