@@ -6,10 +6,10 @@ retry is due (exponential backoff), so a dead receiver costs no worker slot whil
 
 A slow or dead receiver never slows the worker's other jobs:
 - each attempt has a short total time limit (TGMS_HOOKS_TIMEOUT) and the response body is not read;
-- at most TGMS_HOOKS_CONCURRENCY drainers send at once in one process, and at most as many more wait
-  (half a second at most) for a free slot; any other snoozes for about one attempt's time without
-  counting a retry, so deliveries hold at most twice TGMS_HOOKS_CONCURRENCY of the worker's job slots
-  (plus, for a few milliseconds, drainers claimed only to snooze);
+- at most TGMS_HOOKS_CONCURRENCY HTTP attempts run at once in one process; at most as many drainers
+  wait (half a second at most) for a free slot, and any other gives its head back untried and snoozes
+  for about one recent attempt's time without counting a retry: a drainer holds a worker job slot
+  for an attempt, a wait of half a second, or a few database statements, never while it is idle;
 - no database connection is held during the HTTP call;
 - a drainer works in slices that end before the job type's time limit.
 
@@ -70,6 +70,14 @@ class HookSender:
     clients: dict[tuple[str, str], httpx.AsyncClient] = field(default_factory=dict)
 
     waiting: int = 0
+    # A moving average of recent attempts' durations (seconds): how soon a sending slot frees up.
+    attempt_seconds: float = 0.05
+
+    def busy_snooze(self) -> float:
+        """How long a drainer that found every slot busy stays away: about one recent attempt's time
+        (a few milliseconds for healthy receivers, up to TGMS_HOOKS_TIMEOUT for hanging ones), so that
+        lanes waiting for a slot neither spin through the queue nor wait longer than they need."""
+        return min(self.timeout, max(0.05, self.attempt_seconds)) * random.uniform(0.5, 1.5)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
@@ -110,6 +118,11 @@ class HookSender:
 
     async def attempt(self, send: hooks.Send) -> AttemptResult:
         """POST the event once; never raises for the receiver's faults."""
+        result = await self._post(send)
+        self.attempt_seconds = 0.8 * self.attempt_seconds + 0.2 * result.latency_ms / 1000.0
+        return result
+
+    async def _post(self, send: hooks.Send) -> AttemptResult:
         started = time.perf_counter()
 
         def elapsed() -> float:
@@ -178,46 +191,47 @@ def _lane(payload: dict[str, Any]) -> tuple[int, str]:
 
 
 async def deliver_hooks(ctx: JobContext, job: Job) -> None:
-    """Drain one lane: send its head, record the outcome, go on; snooze on a failure or a wait."""
+    """Drain one lane: take its head, send it, record the outcome, go on; snooze on a failure, a
+    wait, or when no sending slot comes free (the head is then given back untried)."""
     subscription_id, lane = _lane(job.payload)
     sender = sender_for(ctx)
-    if not await sender.take_slot():
-        # Every slot stayed busy: receivers are slow. Come back in about one attempt's time, not at
-        # once, or many waiting lanes would spin through the queue while the receivers hang.
-        raise Snooze(sender.timeout * random.uniform(0.5, 1.5), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
-    try:
-        lease = sender.timeout + LEASE_MARGIN
-        while True:
-            left = time_left()
-            if left is not None and left < 2 * sender.timeout + 5:
-                raise Snooze(0.0, "slice ended; continuing")
+    lease = sender.timeout + LEASE_MARGIN
+    while True:
+        left = time_left()
+        if left is not None and left < 2 * sender.timeout + 5:
+            raise Snooze(0.0, "slice ended; continuing")
+        async with ctx.db.connection() as conn:
+            step = await hooks.next_delivery(conn, subscription_id, lane, lease)
+        if step is None:
+            return
+        if isinstance(step, hooks.Wait):
+            raise Snooze(max(0.05, step.seconds), "waiting for the lane's next attempt")
+        if not await sender.take_slot():
             async with ctx.db.connection() as conn:
-                step = await hooks.next_delivery(conn, subscription_id, lane, lease)
-            if step is None:
-                return
-            if isinstance(step, hooks.Wait):
-                raise Snooze(max(0.05, step.seconds), "waiting for the lane's next attempt")
+                await hooks.unlease(conn, step)
+            raise Snooze(sender.busy_snooze(), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
+        try:
             result = await sender.attempt(step)
-            async with ctx.db.connection() as conn:
-                outcome = await hooks.record_attempt(
-                    conn,
-                    step,
-                    ok=result.ok,
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                )
-            if outcome.status == "retry":
-                log.info(
-                    "hook delivery %d (subscription %d) attempt %d failed: %s; retry in %.0f s",
-                    step.delivery_id, subscription_id, step.attempt, result.error, outcome.delay,
-                )  # fmt: skip
-                raise Snooze(outcome.delay, f"delivery {step.delivery_id} failed: {result.error}")
-            if outcome.status == "failing":
-                log.warning("hook subscription %d failed for 24 hours: paused as failing", subscription_id)
-            # then on: the next step marks the lane idle (paused subscription), or finds more to send
-    finally:
-        sender.slots.release()
+        finally:
+            sender.slots.release()
+        async with ctx.db.connection() as conn:
+            outcome = await hooks.record_attempt(
+                conn,
+                step,
+                ok=result.ok,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+            )
+        if outcome.status == "retry":
+            log.info(
+                "hook delivery %d (subscription %d) attempt %d failed: %s; retry in %.0f s",
+                step.delivery_id, subscription_id, step.attempt, result.error, outcome.delay,
+            )  # fmt: skip
+            raise Snooze(outcome.delay, f"delivery {step.delivery_id} failed: {result.error}")
+        if outcome.status == "failing":
+            log.warning("hook subscription %d failed for 24 hours: paused as failing", subscription_id)
+        # then on: the next step marks the lane idle (paused subscription), or finds more to send
 
 
 async def fleet_daily(ctx: JobContext, job: Job) -> None:
