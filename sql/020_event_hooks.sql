@@ -129,6 +129,56 @@ BEGIN
     RETURN v_id;
 END $$;
 
+-- The next step of a lane's drainer, in one round trip (workers/hooks.py via backend/hooks.py):
+-- 'idle' (the lane is empty or its subscription not active: the lane is marked unscheduled), 'wait'
+-- (the head is not due, or another drainer holds it: o_wait seconds), or 'send' (the head, leased for
+-- p_lease seconds, its attempt number counted).
+CREATE OR REPLACE FUNCTION tgms_hook_next(p_sub bigint, p_lane text, p_lease double precision)
+RETURNS TABLE (o_kind text, o_delivery_id bigint, o_attempt integer, o_event_type text, o_body text,
+               o_url text, o_secret text, o_wait double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_sub record;
+    v_head record;
+BEGIN
+    PERFORM 1 FROM hook_lanes l WHERE l.subscription_id = p_sub AND l.lane = p_lane FOR UPDATE;
+    SELECT s.url, s.secret, s.status INTO v_sub FROM hook_subscriptions s WHERE s.subscription_id = p_sub;
+    IF FOUND AND v_sub.status = 'active' THEN
+        SELECT d.delivery_id, d.status, d.event_type, e.body,
+               GREATEST(0, EXTRACT(EPOCH FROM d.next_attempt_at - now()))::float8 AS wait,
+               GREATEST(0, EXTRACT(EPOCH FROM d.lease_until - now()))::float8 AS lease_left
+          INTO v_head
+          FROM hook_deliveries d JOIN hook_events e ON e.event_id = d.event_id
+         WHERE d.subscription_id = p_sub AND d.lane = p_lane AND d.status IN ('pending', 'sending')
+         ORDER BY d.delivery_id
+         LIMIT 1;
+        IF FOUND THEN
+            IF v_head.status = 'sending' AND v_head.lease_left > 0 THEN
+                RETURN QUERY SELECT 'wait'::text, NULL::bigint, NULL::integer, NULL::text, NULL::text, NULL::text,
+                                    NULL::text, v_head.lease_left;
+                RETURN;
+            END IF;
+            IF v_head.wait > 0 THEN
+                RETURN QUERY SELECT 'wait'::text, NULL::bigint, NULL::integer, NULL::text, NULL::text, NULL::text,
+                                    NULL::text, v_head.wait;
+                RETURN;
+            END IF;
+            RETURN QUERY
+            UPDATE hook_deliveries d
+               SET status = 'sending', attempts = d.attempts + 1,
+                   lease_until = now() + make_interval(secs => p_lease),
+                   first_attempt_at = COALESCE(d.first_attempt_at, now()), last_attempt_at = now()
+             WHERE d.delivery_id = v_head.delivery_id
+            RETURNING 'send'::text, d.delivery_id, d.attempts, v_head.event_type, v_head.body, v_sub.url,
+                      v_sub.secret, 0::float8;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE hook_lanes l SET scheduled = false WHERE l.subscription_id = p_sub AND l.lane = p_lane;
+    RETURN QUERY SELECT 'idle'::text, NULL::bigint, NULL::integer, NULL::text, NULL::text, NULL::text, NULL::text,
+                        0::float8;
+END $$;
+
 -- Groups: registered (a new row), deactivated / reactivated (is_active flips), member count changed.
 -- A group id rewrite (upgrade to a supergroup) moves rows without any of these: it emits
 -- group.migrated itself and sets tgms.hooks_migrating for its transaction.

@@ -192,27 +192,8 @@ SELECT e.event_id FROM hook_events e, hook_subscriptions s
  ORDER BY e.occurred_at, e.seq
 """
 
-SQL_LOCK_LANE = "SELECT scheduled FROM hook_lanes WHERE subscription_id = %(sub)s AND lane = %(lane)s FOR UPDATE"
-SQL_SUBSCRIPTION = "SELECT url, secret, status FROM hook_subscriptions WHERE subscription_id = %(sub)s"
-SQL_LANE_IDLE = "UPDATE hook_lanes SET scheduled = false WHERE subscription_id = %(sub)s AND lane = %(lane)s"
 
-SQL_HEAD = """
-SELECT d.delivery_id, d.status, d.event_id, d.event_type, e.body,
-       GREATEST(0, EXTRACT(EPOCH FROM d.next_attempt_at - now()))::float8 AS wait,
-       GREATEST(0, EXTRACT(EPOCH FROM d.lease_until - now()))::float8 AS lease_left
-  FROM hook_deliveries d JOIN hook_events e ON e.event_id = d.event_id
- WHERE d.subscription_id = %(sub)s AND d.lane = %(lane)s AND d.status IN ('pending', 'sending')
- ORDER BY d.delivery_id
- LIMIT 1
-"""
-
-SQL_START = """
-UPDATE hook_deliveries
-   SET status = 'sending', attempts = attempts + 1, lease_until = now() + make_interval(secs => %(lease)s),
-       first_attempt_at = COALESCE(first_attempt_at, now()), last_attempt_at = now()
- WHERE delivery_id = %(id)s
-RETURNING attempts
-"""
+SQL_NEXT = "SELECT * FROM tgms_hook_next(%(sub)s, %(lane)s, %(lease)s)"
 
 SQL_RECORD = """
 UPDATE hook_deliveries
@@ -409,7 +390,6 @@ class Send:
 
     delivery_id: int
     attempt: int
-    event_id: str
     event_type: str
     body: bytes
     url: str
@@ -572,33 +552,18 @@ async def sweep_lanes(conn: AsyncConnection[Any]) -> int:
 
 
 async def next_delivery(conn: AsyncConnection[Any], subscription_id: int, lane: str, lease_seconds: float) -> Step:
-    """In one transaction: the lane's head leased for one attempt (Send), a Wait, or IDLE when the
-    lane is empty or its subscription is not active (its drainer then stops; a new delivery or a
-    resume schedules another)."""
-    params = {"sub": subscription_id, "lane": lane}
-    async with conn.transaction():
-        await conn.execute(SQL_LOCK_LANE, params)
-        cur = await conn.execute(SQL_SUBSCRIPTION, params)
-        sub = await cur.fetchone()
-        if sub is None:
-            return IDLE
-        url, secret, status = sub
-        head = None
-        if status == "active":
-            cur = await conn.execute(SQL_HEAD, params)
-            head = await cur.fetchone()
-        if head is None:
-            await conn.execute(SQL_LANE_IDLE, params)
-            return IDLE
-        delivery_id, state, event_id, event_type, body, wait, lease_left = head
-        if state == "sending" and lease_left > 0:
-            return Wait(float(lease_left))
-        if wait > 0:
-            return Wait(float(wait))
-        cur = await conn.execute(SQL_START, {"id": delivery_id, "lease": lease_seconds})
-        started = await cur.fetchone()
-        assert started is not None
-        return Send(int(delivery_id), int(started[0]), str(event_id), str(event_type), body.encode(), url, secret)
+    """In one round trip (tgms_hook_next, migration 020): the lane's head leased for one attempt
+    (Send), a Wait, or IDLE when the lane is empty or its subscription is not active (its drainer
+    then stops; a new delivery or a resume schedules another)."""
+    cur = await conn.execute(SQL_NEXT, {"sub": subscription_id, "lane": lane, "lease": lease_seconds})
+    row = await cur.fetchone()
+    assert row is not None
+    kind, delivery_id, attempt, event_type, body, url, secret, wait = row
+    if kind == "idle":
+        return IDLE
+    if kind == "wait":
+        return Wait(float(wait))
+    return Send(int(delivery_id), int(attempt), str(event_type), str(body).encode(), str(url), str(secret))
 
 
 async def unlease(conn: AsyncConnection[Any], send: Send) -> None:
