@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class HookReceiver:
         self.fail_status = 503
         self.delay = 0.0  # seconds to wait before answering (a slow receiver)
         self.secret: str | None = None
+        self.open_now = 0  # requests being answered right now
+        self.peak_open = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -66,8 +69,14 @@ class HookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 status = receiver._answer()
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                receiver._opened(+1)
+                try:
+                    if receiver.delay:
+                        # Wait, but stop as soon as the client gives up (its socket turns readable at EOF):
+                        # `peak_open` then counts the requests a client really had open at once.
+                        select.select([self.connection], [], [], receiver.delay)
+                finally:
+                    receiver._opened(-1)
                 signature = self.headers.get("X-TGMS-Signature", "")
                 verified = None if receiver.secret is None else signature_ok(receiver.secret, signature, body)
                 with receiver._lock:
@@ -92,6 +101,11 @@ class HookReceiver:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="hook-receiver", daemon=True)
+
+    def _opened(self, change: int) -> None:
+        with self._lock:
+            self.open_now += change
+            self.peak_open = max(self.peak_open, self.open_now)
 
     def _answer(self) -> int:
         with self._lock:
