@@ -6,10 +6,10 @@ retry is due (exponential backoff), so a dead receiver costs no worker slot whil
 
 A slow or dead receiver never slows the worker's other jobs:
 - each attempt has a short total time limit (TGMS_HOOKS_TIMEOUT) and the response body is not read;
-- at most TGMS_HOOKS_CONCURRENCY HTTP attempts run at once in one process; at most as many drainers
-  wait (half a second at most) for a free slot, and any other gives its head back untried and snoozes
-  for about one recent attempt's time without counting a retry: a drainer holds a worker job slot
-  for an attempt, a wait of half a second, or a few database statements, never while it is idle;
+- at most TGMS_HOOKS_CONCURRENCY attempts run at once in one process; at most as many drainers wait
+  (half a second at most) for a free slot, and any other snoozes at once, before any database work,
+  for about one recent attempt's time, without counting a retry: a drainer holds a worker job slot
+  for an attempt, a wait of half a second, or a few statements, never while its lane waits;
 - no database connection is held during the HTTP call;
 - a drainer works in slices that end before the job type's time limit.
 
@@ -192,7 +192,8 @@ def _lane(payload: dict[str, Any]) -> tuple[int, str]:
 
 async def deliver_hooks(ctx: JobContext, job: Job) -> None:
     """Drain one lane: take its head, send it, record the outcome, go on; snooze on a failure, a
-    wait, or when no sending slot comes free (the head is then given back untried)."""
+    wait, or when no sending slot comes free. A slot is held from taking the head (one statement)
+    to the end of its HTTP attempt."""
     subscription_id, lane = _lane(job.payload)
     sender = sender_for(ctx)
     lease = sender.timeout + LEASE_MARGIN
@@ -200,17 +201,16 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
         left = time_left()
         if left is not None and left < 2 * sender.timeout + 5:
             raise Snooze(0.0, "slice ended; continuing")
-        async with ctx.db.connection() as conn:
-            step = await hooks.next_delivery(conn, subscription_id, lane, lease)
-        if step is None:
-            return
-        if isinstance(step, hooks.Wait):
-            raise Snooze(max(0.05, step.seconds), "waiting for the lane's next attempt")
+        # The slot first: a drainer that gets none leaves without touching the database.
         if not await sender.take_slot():
-            async with ctx.db.connection() as conn:
-                await hooks.unlease(conn, step)
             raise Snooze(sender.busy_snooze(), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
         try:
+            async with ctx.db.connection() as conn:
+                step = await hooks.next_delivery(conn, subscription_id, lane, lease)
+            if step is None:
+                return
+            if isinstance(step, hooks.Wait):
+                raise Snooze(max(0.05, step.seconds), "waiting for the lane's next attempt")
             result = await sender.attempt(step)
         finally:
             sender.slots.release()

@@ -213,14 +213,6 @@ VALUES (%(id)s, %(attempt)s, now() - make_interval(secs => %(latency)s / 1000.0)
 ON CONFLICT (delivery_id, attempt) DO NOTHING
 """
 
-# An attempt leased but not made (no sending slot came free): as if it had not been taken.
-SQL_UNLEASE = """
-UPDATE hook_deliveries
-   SET status = 'pending', attempts = attempts - 1, lease_until = NULL,
-       first_attempt_at = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt_at END
- WHERE delivery_id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
-"""
-
 SQL_FAILING = """
 UPDATE hook_subscriptions SET status = 'failing', status_reason = %(reason)s, updated_at = now()
  WHERE subscription_id = %(sub)s AND status = 'active'
@@ -564,11 +556,6 @@ async def next_delivery(conn: AsyncConnection[Any], subscription_id: int, lane: 
     if kind == "wait":
         return Wait(float(wait))
     return Send(int(delivery_id), int(attempt), str(event_type), str(body).encode(), str(url), str(secret))
-
-
-async def unlease(conn: AsyncConnection[Any], send: Send) -> None:
-    """Give back a head taken by `next_delivery` without attempting it."""
-    await conn.execute(SQL_UNLEASE, {"id": send.delivery_id, "attempt": send.attempt})
 
 
 @dataclass(frozen=True)
