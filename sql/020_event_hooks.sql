@@ -60,6 +60,9 @@ CREATE INDEX IF NOT EXISTS hook_deliveries_lane_idx ON hook_deliveries (subscrip
     WHERE status IN ('pending', 'sending');
 CREATE INDEX IF NOT EXISTS hook_deliveries_log_idx ON hook_deliveries (subscription_id, delivery_id DESC);
 CREATE INDEX IF NOT EXISTS hook_deliveries_event_idx ON hook_deliveries (event_id);
+-- The subscriptions list: delivered in the last 24 hours, the last delivery.
+CREATE INDEX IF NOT EXISTS hook_deliveries_delivered_idx ON hook_deliveries (subscription_id, delivered_at)
+    WHERE status = 'delivered';
 
 CREATE TABLE IF NOT EXISTS hook_attempts (
     delivery_id bigint      NOT NULL REFERENCES hook_deliveries (delivery_id) ON DELETE CASCADE,

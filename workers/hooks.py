@@ -26,6 +26,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +74,21 @@ class HookSender:
     # A moving average of recent attempts' durations (seconds): how soon a sending slot frees up.
     attempt_seconds: float = 0.05
 
+    refusals: deque[float] = field(default_factory=deque)  # when drainers found every slot busy
+
     def busy_snooze(self) -> float:
-        """How long a drainer that found every slot busy stays away: about one recent attempt's time
-        (a few milliseconds for healthy receivers, up to TGMS_HOOKS_TIMEOUT for hanging ones), so that
-        lanes waiting for a slot neither spin through the queue nor wait longer than they need."""
-        return min(self.timeout, max(0.05, self.attempt_seconds)) * random.uniform(0.5, 1.5)
+        """How long a drainer that found every slot busy stays away: the time the lanes refused
+        lately need to take their turns — recent refusals / TGMS_HOOKS_CONCURRENCY attempts of
+        recent length (a few milliseconds for healthy receivers, up to TGMS_HOOKS_TIMEOUT for hanging
+        ones) — so that lanes waiting for a slot neither spin through the queue nor wait longer than
+        they need."""
+        now = time.monotonic()
+        per_attempt = min(self.timeout, max(0.05, self.attempt_seconds))
+        self.refusals.append(now)
+        while self.refusals and self.refusals[0] < now - 2 * per_attempt:
+            self.refusals.popleft()
+        turns = max(1.0, len(self.refusals) / self.concurrency)
+        return min(60.0, per_attempt * turns) * random.uniform(0.5, 1.5)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)

@@ -140,8 +140,8 @@ SELECT s.subscription_id, s.url, s.events, s.status, s.status_reason, s.created_
        (SELECT count(*) FROM hook_deliveries d WHERE d.subscription_id = s.subscription_id
                                                AND d.status IN ('pending', 'sending')
                                                AND d.attempts > 0) AS retrying,
-       (SELECT max(d.last_attempt_at) FROM hook_deliveries d WHERE d.subscription_id = s.subscription_id)
-           AS last_attempt_at
+       (SELECT max(d.delivered_at) FROM hook_deliveries d WHERE d.subscription_id = s.subscription_id
+                                                            AND d.status = 'delivered') AS last_delivered_at
   FROM hook_subscriptions s
  ORDER BY s.subscription_id
 """
@@ -302,7 +302,7 @@ class Subscription:
     pending: int
     delivered_24h: int
     retrying: int
-    last_attempt_at: datetime | None
+    last_delivered_at: datetime | None
 
     @property
     def state(self) -> str:
@@ -322,7 +322,7 @@ class Subscription:
             "pending": self.pending,
             "retrying": self.retrying,
             "delivered_24h": self.delivered_24h,
-            "last_attempt_at": self.last_attempt_at.isoformat() if self.last_attempt_at else None,
+            "last_delivered_at": self.last_delivered_at.isoformat() if self.last_delivered_at else None,
         }
 
 

@@ -32,6 +32,7 @@ WATCHED = {"hook_subscriptions", "hook_deliveries", "*"}
 STATE_STYLE = {"active": "green", "active (retrying)": "yellow", "paused": "dim", "failing": "bold red"}
 DELIVERY_STYLE = {"delivered": "green", "failed": "red", "sending": "cyan", "pending": "yellow"}
 LOG_ROWS = 200
+RELOAD_EVERY = 0.5
 
 
 class HooksScreen(Screen[None]):
@@ -50,6 +51,7 @@ class HooksScreen(Screen[None]):
         super().__init__()
         self.subs: dict[str, hooks.Subscription] = {}
         self.log_rows: dict[str, hooks.Delivery] = {}
+        self._reload_pending = False
 
     @property
     def tgms(self) -> TGMSApp:
@@ -69,7 +71,18 @@ class HooksScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.reload()
-        self.tgms.db_changed.subscribe(self, lambda table: self.reload() if table in WATCHED else None)
+        self.tgms.db_changed.subscribe(self, lambda table: self._changed() if table in WATCHED else None)
+
+    def _changed(self) -> None:
+        """Deliveries change many times a second under load: reload at most every RELOAD_EVERY s
+        (a reload per notice would be cancelled by the next one and never finish)."""
+        if not self._reload_pending:
+            self._reload_pending = True
+            self.set_timer(RELOAD_EVERY, self._timed_reload)
+
+    def _timed_reload(self) -> None:
+        self._reload_pending = False
+        self.reload()
 
     def reload(self) -> None:
         if self.is_attached:
