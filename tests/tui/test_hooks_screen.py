@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import hooks
-from tgms_tui.screens.hooks import HooksScreen
+from tgms_tui.screens.hooks import HooksScreen, ReplayRangeDialog
 
 from .conftest import SIZE, make_app, wait_until
 
@@ -60,6 +60,17 @@ async def test_hooks_screen_lists_replays_tests_and_pauses(seeded_url: str) -> N
                          what="replayed")  # fmt: skip
         replayed = sql(seeded_url, "SELECT replay_of, status FROM hook_deliveries ORDER BY delivery_id DESC LIMIT 1")
         assert replayed[0][1] == "pending" and replayed[0][0] is not None
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReplayRangeDialog), what="range dialog")
+        app.screen.query_one("#replay-since", Input).value = "soon"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ReplayRangeDialog)  # explained, nothing queued
+        app.screen.query_one("#replay-since", Input).value = "1h"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: sql(seeded_url, "SELECT count(*) FROM hook_deliveries")[0][0] == 3,
+                         what="range replayed")  # fmt: skip
+        await wait_until(pilot, lambda: isinstance(app.screen, HooksScreen), what="back on the screen")
         await pilot.press("t")
         await wait_until(pilot, lambda: sql(seeded_url, "SELECT count(*) FROM hook_events WHERE event_type ="
                                                         " 'hook.test'")[0][0] == 1, what="test queued")  # fmt: skip
@@ -81,7 +92,7 @@ async def test_read_only_refuses_hook_actions(seeded_url: str) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("W")
         await wait_until(pilot, lambda: isinstance(app.screen, HooksScreen), what="hooks screen")
-        await pilot.press("t", "p")
+        await pilot.press("t", "p", "R")
         await pilot.pause(0.3)
     assert sql(seeded_url, "SELECT count(*) FROM hook_events")[0][0] == 0
     assert sql(seeded_url, "SELECT status FROM hook_subscriptions")[0][0] == "active"

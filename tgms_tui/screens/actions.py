@@ -105,6 +105,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("escape", "back", "Bans and links screens: back", "Bans"),
     # Event webhooks
     ActionSpec("r", "replay_delivery", "Webhooks: send the selected delivery again", "Webhooks", mutating=True),
+    ActionSpec("R", "replay_range", "Webhooks: send again every event since a time", "Webhooks", mutating=True),
     ActionSpec("t", "test_hook", "Webhooks: send a test event to the subscription", "Webhooks", mutating=True),
     ActionSpec("p", "pause_hook", "Webhooks: pause / resume the subscription", "Webhooks", mutating=True),
     # Composer

@@ -1,6 +1,7 @@
 """Event webhooks (W from the dashboard): the subscriptions and their state (active, retrying, paused,
 failing), and the selected one's delivery log — status, attempt, response code, latency, error. `r`
-replays the selected delivery, `t` sends a test event, `p` pauses or resumes, like `tgms hooks`.
+replays the selected delivery, `R` every event since a time, `t` sends a test event, `p` pauses or
+resumes, like `tgms hooks`.
 
 Secrets are never shown here (only `tgms hooks add` / the API's subscribe answer shows one, once).
 URLs and receivers' error texts are shown literally (format.text). Live: reloads when deliveries or
@@ -16,8 +17,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
-from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import hooks
 from tgms_tui.widgets import format as fmt
@@ -35,6 +36,38 @@ LOG_ROWS = 200
 RELOAD_EVERY = 0.5
 
 
+class ReplayRangeDialog(ModalScreen[str | None]):
+    """`since` for a time-range replay (until now); dismisses with the checked text or None."""
+
+    BINDINGS: ClassVar[list[Any]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, subscription_id: int) -> None:
+        super().__init__()
+        self.subscription_id = subscription_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = f"Replay to subscription {self.subscription_id}: every event since…"
+            yield Input(placeholder="a duration ago (30m, 2h, 7d) or an ISO-8601 time", id="replay-since")
+            yield Static("", id="replay-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#replay-since", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        try:
+            if hooks.parse_moment(event.value, "since") is None:
+                raise hooks.HookError("since: give a duration ago (2h) or an ISO-8601 time")
+        except hooks.HookError as exc:
+            self.query_one("#replay-error", Static).update(Text(str(exc), style="bold red"))
+            return
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class HooksScreen(Screen[None]):
     DEFAULT_CSS = """
     HooksScreen #hooks-subs { height: auto; max-height: 40%; }
@@ -43,6 +76,7 @@ class HooksScreen(Screen[None]):
     BINDINGS: ClassVar[list[Any]] = [
         Binding("escape", "back", "Back"),
         Binding("r", "replay_delivery", "Replay"),
+        Binding("R", "replay_range", "Replay since…"),
         Binding("t", "test_hook", "Test"),
         Binding("p", "pause_hook", "Pause/resume"),
     ]
@@ -195,6 +229,34 @@ class HooksScreen(Screen[None]):
         if new_id is not None:
             self.notify(f"Delivery {delivery_id} queued again as {new_id}.", timeout=4)
             self.reload()
+
+    def action_replay_range(self) -> None:
+        if self._refused("replay_range", "replaying events"):
+            return
+        sub = self._current_sub()
+        if sub is not None:
+            self.run_worker(self._replay_range(sub.subscription_id), group="action", exit_on_error=False)
+
+    async def _replay_range(self, sub_id: int) -> None:
+        since_text = await self.app.push_screen_wait(ReplayRangeDialog(sub_id))
+        if since_text is None:
+            return
+        since = hooks.parse_moment(since_text, "since")
+        assert since is not None
+
+        async def replay(conn: Any) -> int:
+            return await hooks.replay_range(conn, sub_id, since, await hooks.db_now(conn))
+
+        try:
+            count = await self.tgms.run_db(replay)
+        except hooks.HookError as exc:
+            self.notify(str(exc), severity="warning", timeout=5)
+            return
+        except Exception as exc:  # DatabaseUnavailable: already shown in the status bar
+            self.notify(f"Replay failed: {exc}", severity="error", timeout=6)
+            return
+        self.notify(f"{count} event(s) since {since:%Y-%m-%d %H:%M %Z} queued again.", timeout=4)
+        self.reload()
 
     def action_test_hook(self) -> None:
         if self._refused("test_hook", "sending a test event"):
