@@ -6,7 +6,7 @@ retry is due (exponential backoff), so a dead receiver costs no worker slot whil
 
 A slow or dead receiver never slows the worker's other jobs:
 - each attempt has a short total time limit (TGMS_HOOKS_TIMEOUT) and the response body is not read;
-- at most TGMS_HOOKS_CONCURRENCY attempts run at once in one process; at most as many drainers wait
+- at most TGMS_HOOKS_CONCURRENCY attempts run at once in one process; a quarter as many drainers wait
   (half a second at most) for a free slot, and any other snoozes at once, before any database work,
   for about one recent attempt's time, without counting a retry: a drainer holds a worker job slot
   for an attempt, a wait of half a second, or a few statements, never while its lane waits;
@@ -95,12 +95,12 @@ class HookSender:
 
     async def take_slot(self) -> bool:
         """One of the `concurrency` sending slots, waiting a little for one to free up; False when
-        none did (the drainer then snoozes). At most `concurrency` drainers wait, so deliveries hold
-        at most twice that many of the worker's job slots."""
+        none did (the drainer then snoozes). At most a quarter as many drainers wait, so deliveries
+        hold at most 1.25 times TGMS_HOOKS_CONCURRENCY of the worker's job slots (default 10 of 16)."""
         if not self.slots.locked():
             await self.slots.acquire()
             return True
-        if self.waiting >= self.concurrency:
+        if self.waiting >= max(1, self.concurrency // 4):
             return False
         self.waiting += 1
         try:

@@ -72,7 +72,7 @@ class Settings:
     # the time one delivery attempt may take; the attempts one worker process makes at once.
     hooks_allow_private: bool = False
     hooks_timeout: float = 5.0
-    hooks_concurrency: int = 4
+    hooks_concurrency: int = 8
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
