@@ -35,6 +35,7 @@ import httpx
 from tgms_tui.backend import hook_targets, hooks
 from tgms_tui.backend.queue import Job
 
+from .bots import bots_for
 from .runner import JobContext, PermanentFailure, Snooze, time_left
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,8 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
     subscription_id, lane = _lane(job.payload)
     sender = sender_for(ctx)
     lease = sender.timeout + LEASE_MARGIN
+    # Each step is one statement: the autocommit pool makes it one round trip.
+    db = (await bots_for(ctx)).db
     while True:
         left = time_left()
         if left is not None and left < 2 * sender.timeout + 5:
@@ -216,7 +219,7 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
         if not await sender.take_slot():
             raise Snooze(sender.busy_snooze(), "hook deliveries at TGMS_HOOKS_CONCURRENCY")
         try:
-            async with ctx.db.connection() as conn:
+            async with db.connection() as conn:
                 step = await hooks.next_delivery(conn, subscription_id, lane, lease)
             if step is None:
                 return
@@ -225,7 +228,7 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
             result = await sender.attempt(step)
         finally:
             sender.slots.release()
-        async with ctx.db.connection() as conn:
+        async with db.connection() as conn:
             outcome = await hooks.record_attempt(
                 conn,
                 step,

@@ -195,34 +195,41 @@ SELECT e.event_id FROM hook_events e, hook_subscriptions s
 
 SQL_NEXT = "SELECT * FROM tgms_hook_next(%(sub)s, %(lane)s, %(lease)s)"
 
+# One attempt's outcome in one statement (one round trip on an autocommit connection): the attempt
+# row; the delivery delivered, due again after `delay`, or given up once its first attempt is
+# `give_up` seconds old — and then the subscription 'failing' and its other pending deliveries given up.
 SQL_RECORD = """
-UPDATE hook_deliveries
-   SET status = CASE WHEN %(ok)s THEN 'delivered'
-                     WHEN now() - first_attempt_at >= make_interval(secs => %(give_up)s) THEN 'failed'
-                     ELSE 'pending' END,
-       delivered_at = CASE WHEN %(ok)s THEN now() END,
-       next_attempt_at = CASE WHEN %(ok)s THEN next_attempt_at ELSE now() + make_interval(secs => %(delay)s) END,
-       lease_until = NULL, last_status_code = %(code)s, last_latency_ms = %(latency)s, last_error = %(error)s
- WHERE delivery_id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
-RETURNING status, subscription_id
+WITH d AS (
+    UPDATE hook_deliveries
+       SET status = CASE WHEN %(ok)s THEN 'delivered'
+                         WHEN now() - first_attempt_at >= make_interval(secs => %(give_up)s) THEN 'failed'
+                         ELSE 'pending' END,
+           delivered_at = CASE WHEN %(ok)s THEN now() END,
+           next_attempt_at = CASE WHEN %(ok)s THEN next_attempt_at
+                                  ELSE now() + make_interval(secs => %(delay)s) END,
+           lease_until = NULL, last_status_code = %(code)s, last_latency_ms = %(latency)s, last_error = %(error)s
+     WHERE delivery_id = %(id)s AND status = 'sending' AND attempts = %(attempt)s
+    RETURNING status, subscription_id
+), attempt AS (
+    INSERT INTO hook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
+    VALUES (%(id)s, %(attempt)s, now() - make_interval(secs => %(latency)s / 1000.0), %(latency)s, %(code)s,
+            %(error)s)
+    ON CONFLICT (delivery_id, attempt) DO NOTHING
+), failing AS (
+    UPDATE hook_subscriptions AS s SET status = 'failing', status_reason = %(reason)s, updated_at = now()
+      FROM d
+     WHERE d.status = 'failed' AND s.subscription_id = d.subscription_id AND s.status = 'active'
+), given_up AS (
+    UPDATE hook_deliveries AS x
+       SET status = 'failed', lease_until = NULL,
+           last_error = COALESCE(x.last_error || '; ', '') || 'given up: subscription paused as failing'
+      FROM d
+     WHERE d.status = 'failed' AND x.subscription_id = d.subscription_id AND x.delivery_id <> %(id)s
+       AND x.status IN ('pending', 'sending')
+)
+SELECT status FROM d
 """
 
-SQL_ATTEMPT = """
-INSERT INTO hook_attempts (delivery_id, attempt, started_at, latency_ms, status_code, error)
-VALUES (%(id)s, %(attempt)s, now() - make_interval(secs => %(latency)s / 1000.0), %(latency)s, %(code)s, %(error)s)
-ON CONFLICT (delivery_id, attempt) DO NOTHING
-"""
-
-SQL_FAILING = """
-UPDATE hook_subscriptions SET status = 'failing', status_reason = %(reason)s, updated_at = now()
- WHERE subscription_id = %(sub)s AND status = 'active'
-"""
-
-SQL_GIVE_UP_PENDING = """
-UPDATE hook_deliveries SET status = 'failed', lease_until = NULL,
-       last_error = COALESCE(last_error || '; ', '') || 'given up: subscription paused as failing'
- WHERE subscription_id = %(sub)s AND status IN ('pending', 'sending')
-"""
 
 SQL_DELIVERIES = """
 SELECT d.delivery_id, d.subscription_id, d.event_id::text, d.event_type, d.lane, d.status, d.attempts,
@@ -573,7 +580,8 @@ async def record_attempt(
     latency_ms: float,
     error: str | None,
 ) -> Outcome:
-    """Store one attempt's outcome; after 24 hours of failures the subscription becomes 'failing'."""
+    """Store one attempt's outcome (one statement: SQL_RECORD); after 24 hours of failures the
+    subscription becomes 'failing'."""
     delay = retry_delay(send.attempt)
     params = {
         "id": send.delivery_id,
@@ -585,20 +593,15 @@ async def record_attempt(
         "delay": delay,
         "give_up": GIVE_UP_SECONDS,
     }
-    async with conn.transaction():
-        await conn.execute(SQL_ATTEMPT, params)
-        cur = await conn.execute(SQL_RECORD, params)
-        row = await cur.fetchone()
-        if row is None:
-            return Outcome("lost")
-        status, subscription_id = row
-        if status == "delivered":
-            return Outcome("delivered")
-        if status == "pending":
-            return Outcome("retry", delay)
-        await conn.execute(SQL_FAILING, {"sub": subscription_id, "reason": FAILING_REASON})
-        await conn.execute(SQL_GIVE_UP_PENDING, {"sub": subscription_id})
-        return Outcome("failing")
+    cur = await conn.execute(SQL_RECORD, {**params, "reason": FAILING_REASON})
+    row = await cur.fetchone()
+    if row is None:
+        return Outcome("lost")
+    if row[0] == "delivered":
+        return Outcome("delivered")
+    if row[0] == "pending":
+        return Outcome("retry", delay)
+    return Outcome("failing")
 
 
 # ------------------------------------------------------------------------------------------ reading
