@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -390,9 +390,9 @@ class Send:
     delivery_id: int
     attempt: int
     event_type: str
-    body: bytes
+    body: bytes = field(repr=False)
     url: str
-    secret: str
+    secret: str = field(repr=False)  # never in a log line or an error
 
 
 @dataclass(frozen=True)
