@@ -70,11 +70,9 @@ class HookSender:
     allow_private: bool
     slots: asyncio.Semaphore = field(init=False)
     clients: dict[tuple[str, str], httpx.AsyncClient] = field(default_factory=dict)
-
-    waiting: int = 0
+    waiting: int = 0  # drainers waiting for a slot
     # A moving average of recent attempts' durations (seconds): how soon a sending slot frees up.
     attempt_seconds: float = 0.05
-
     refusals: deque[float] = field(default_factory=deque)  # when drainers found every slot busy
 
     def busy_snooze(self) -> float:
