@@ -30,6 +30,8 @@ def test_add_list_log_replay_pause_remove(db_url: str) -> None:
     assert replayed.returncode == 0 and "queued again" in replayed.stdout
     ranged = tgms(db_url, "hooks", "replay", "--subscription", "1", "--since", "1h")
     assert ranged.returncode == 0 and ranged.stdout.startswith("1 event(s)")
+    every = tgms(db_url, "hooks", "replay", "--since", "1h", "--until", "2100-01-01T00:00:00")
+    assert every.returncode == 0 and every.stdout.startswith("1 event(s)") and "subscription 1" in every.stdout
     assert tgms(db_url, "hooks", "pause", "1").returncode == 0
     assert "paused" in tgms(db_url, "hooks", "list").stdout
     assert tgms(db_url, "hooks", "resume", "1").returncode == 0
@@ -48,6 +50,7 @@ def test_bad_input_exits_2_naming_the_flag(db_url: str) -> None:
     for args, named in (
         (("hooks", "add", "http://93.184.215.14/", "--events", "group.nope"), "--events"),
         (("hooks", "replay"), "DELIVERY_ID"),
+        (("hooks", "replay", "7", "--since", "1h"), "not both"),
         (("hooks", "replay", "--subscription", "1", "--since", "yesterday"), "--since"),
         (("hooks", "replay", "x"), "DELIVERY_ID"),
         (("hooks", "pause", "-3"), "SUBSCRIPTION_ID"),

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "replay", help="send one delivery again (DELIVERY_ID), or a subscription's events of a time range"
     )
     replay.add_argument("delivery_id", nargs="?", help="the delivery to send again")
-    replay.add_argument("--subscription", help="with --since/--until: the subscription to replay to")
+    replay.add_argument("--subscription", help="with --since/--until: only this subscription (default: every one)")
     replay.add_argument("--since", help="start of the range: a duration ago (2h) or an ISO-8601 time")
     replay.add_argument("--until", help="end of the range (default: now)")
     log = sub.add_parser("log", help="the delivery log, newest first")
@@ -91,11 +91,12 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
             if args.since or args.until or args.subscription:
                 raise hooks.HookError("give DELIVERY_ID, or --subscription with --since/--until, not both")
             return {"delivery": hooks.parse_id(args.delivery_id, "DELIVERY_ID")}
-        if not args.subscription or not args.since:
-            raise hooks.HookError("give DELIVERY_ID, or --subscription ID --since T [--until T]")
+        if not args.since:
+            raise hooks.HookError("give DELIVERY_ID, or --since T [--until T] [--subscription ID]")
         since = hooks.parse_moment(args.since, "--since")
         until = hooks.parse_moment(args.until, "--until")
-        return {"sub": hooks.parse_id(args.subscription, "--subscription"), "since": since, "until": until}
+        sub = None if args.subscription is None else hooks.parse_id(args.subscription, "--subscription")
+        return {"sub": sub, "since": since, "until": until}
     if args.action == "log":
         if args.limit < 1:
             raise hooks.HookError("--limit must be at least 1")
@@ -159,10 +160,12 @@ async def _act(
             print(f"delivery {req['delivery']} queued again as delivery {new_id}")
             return 0
         until = req["until"] or await hooks.db_now(conn)
-        count = await hooks.replay_range(conn, req["sub"], req["since"], until)
+        chosen = [req["sub"]] if req["sub"] else [s.subscription_id for s in await hooks.list_subscriptions(conn)]
+        counts = {sub: await hooks.replay_range(conn, sub, req["since"], until) for sub in chosen}
         await conn.commit()
-        print(f"{count} event(s) from {req['since'].isoformat()} to {until.isoformat()} queued again "
-              f"for subscription {req['sub']}")  # fmt: skip
+        for sub, count in counts.items():
+            print(f"{count} event(s) from {req['since'].isoformat()} to {until.isoformat()} queued again "
+                  f"for subscription {sub}")  # fmt: skip
         return 0
     listed_deliveries = await hooks.deliveries(conn, subscription_id=req["sub"], status=args.status, limit=args.limit)
     if args.json:
