@@ -209,9 +209,10 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
     lease = sender.timeout + LEASE_MARGIN
     # Each step is one statement: the autocommit pool makes it one round trip.
     db = (await bots_for(ctx)).db
+    attempts = 0
     while True:
         left = time_left()
-        if left is not None and left < 2 * sender.timeout + 5:
+        if attempts and left is not None and left < 2 * sender.timeout + 5:  # (one attempt at least)
             raise Snooze(0.0, "slice ended; continuing")
         # The slot first: a drainer that gets none leaves without touching the database.
         if not await sender.take_slot():
@@ -224,6 +225,7 @@ async def deliver_hooks(ctx: JobContext, job: Job) -> None:
             if isinstance(step, hooks.Wait):
                 raise Snooze(max(0.05, step.seconds), "waiting for the lane's next attempt")
             result = await sender.attempt(step)
+            attempts += 1
         finally:
             sender.slots.release()
         async with db.connection() as conn:
