@@ -270,6 +270,14 @@ def _http_transport(var: str, raw: str) -> HttpTransport:
     raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
 
 
+def _hooks_timeout(var: str, raw: str) -> float:
+    """Seconds per delivery attempt: 0.1 to 60 (a drainer's job has 120 s; receivers answer fast)."""
+    value = _number(float, minimum=0.1)(var, raw)
+    if value > 60:
+        raise ConfigError(var, f"must be at most 60 seconds, got {raw!r}")
+    return value
+
+
 def _boolean(var: str, raw: str) -> bool:
     choice = raw.lower()
     if choice in ("1", "true", "yes", "on"):
@@ -325,7 +333,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "http_transport": _http_transport,
     "job_timeouts": _job_timeouts,
     "hooks_allow_private": _boolean,
-    "hooks_timeout": _number(float, minimum=0.1),
+    "hooks_timeout": _hooks_timeout,
     "hooks_concurrency": _number(int, minimum=1),
 }
 
