@@ -12,6 +12,9 @@ The activation rule (every statement that activates or deactivates a group appli
 - Reactivating clears `deactivated_at` and the reason and starts the failure count afresh (or the
   next error would deactivate the group again).
 
+Every registration, activation change and member-count change raises its event webhook in the same
+transaction, whichever statement made it: triggers of migration 020 write the event (hooks.py).
+
 Automatic reasons are the ones TGMS writes itself: they start with "bot " (the bot's rights or
 membership changed) or count consecutive broadcast failures. Anything else is an operator's.
 
