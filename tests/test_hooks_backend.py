@@ -87,3 +87,14 @@ async def test_opt_in_events_and_lanes(db_url: str) -> None:
         await conn.execute("UPDATE jobs SET status = 'failed' WHERE job_type = %s", (hooks.JOB_TYPE,))
         assert await hooks.sweep_lanes(conn) == 2
         assert await hooks.sweep_lanes(conn) == 0
+
+
+async def test_prune_forgets_old_events_with_their_deliveries(db_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await _subscribe(conn, ["group.registered"])
+        for n in range(3):
+            await groups.register(conn, -1001 - n, title="x")
+        await conn.execute("UPDATE hook_events SET occurred_at = now() - interval '31 days' WHERE lane <> '-1003'")
+        assert await hooks.prune(conn) == 2
+        cur = await conn.execute("SELECT lane FROM hook_deliveries")
+        assert await cur.fetchall() == [("-1003",)]

@@ -47,6 +47,7 @@ STATUSES = ("active", "paused", "failing")
 FLEET_LANE = "fleet"
 GIVE_UP_SECONDS = 24 * 3600.0
 RETENTION_DAYS = 30
+PRUNE_BATCH = 10_000  # the LIMIT of SQL_PRUNE_EVENTS
 RETRY_BASE_SECONDS = 2.0
 RETRY_CAP_SECONDS = 3600.0
 FAILING_REASON = "receiver failed for 24 hours; paused (resume, then replay what it missed)"
@@ -269,7 +270,7 @@ SELECT json_build_object(
 
 SQL_PRUNE_EVENTS = """
 WITH old AS (
-    SELECT event_id FROM hook_events WHERE occurred_at < now() - make_interval(days => %(days)s) LIMIT 10000
+    SELECT event_id FROM hook_events WHERE occurred_at < now() - make_interval(secs => %(days)s * 86400) LIMIT 10000
 )
 DELETE FROM hook_events WHERE event_id IN (SELECT event_id FROM old)
 """
@@ -537,8 +538,19 @@ async def daily_summary(conn: AsyncConnection[Any]) -> str | None:
     row = await cur.fetchone()
     assert row is not None
     event_id = await emit(conn, "fleet.daily", FLEET_LANE, row[0])
-    await conn.execute(SQL_PRUNE_EVENTS, {"days": RETENTION_DAYS})
+    await prune(conn)
     return event_id
+
+
+async def prune(conn: AsyncConnection[Any], days: float = RETENTION_DAYS) -> int:
+    """Forget events older than `days` with their deliveries and attempts, in batches (no statement
+    holds its locks for long); how many events went."""
+    total = 0
+    while True:
+        cur = await conn.execute(SQL_PRUNE_EVENTS, {"days": days})
+        total += cur.rowcount
+        if cur.rowcount < PRUNE_BATCH:
+            return total
 
 
 # ------------------------------------------------------------------------------------------ delivery
