@@ -36,6 +36,7 @@ from . import admin_broadcasts
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .admin import AdminSend
 from .bans_api import AdminBans
+from .hooks_api import HooksApi
 from .intake import UpdateIntake
 from .join_gate_api import JoinGateApi
 from .runtime import Runtime
@@ -185,6 +186,7 @@ def create_app(
         *admin_broadcasts.routes(runtime, admin),
         *JoinGateApi(runtime, admin).routes(),
         *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
+        *HooksApi(runtime, admin, settings).routes(),
         Route("/healthz", allow_listed(healthz, monitors)),
         Route("/readyz", allow_listed(readyz, monitors)),
         Route("/metrics", allow_listed(metrics, monitors)),

@@ -13,6 +13,7 @@ from . import (
     followups,
     group_check,
     group_sender,
+    hooks,
     inactive_members,
     invite_links,
     join_gate,
@@ -45,6 +46,9 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         group_check.JOB_TYPE: group_check.register_group,
         followups.JOB_TYPE: followups.broadcast_followup,
         test_sends.JOB_TYPE: test_sends.broadcast_test_send,
+        hooks.JOB_TYPE: hooks.deliver_hooks,
+        hooks.DAILY_JOB: hooks.fleet_daily,
+        hooks.SWEEP_JOB: hooks.sweep_lanes,
     }
 
 
@@ -57,6 +61,8 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
     return (
         PeriodicJob(member_counts.JOB_TYPE, settings.member_count_interval),
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
+        PeriodicJob(hooks.DAILY_JOB, hooks.DAILY),
+        PeriodicJob(hooks.SWEEP_JOB, hooks.SWEEP_EVERY),
     )
 
 
@@ -90,6 +96,13 @@ TIME_LIMITS: dict[str, float] = {
     # one paced edit/delete/pin per copy; works in slices (snoozes 30 s before the limit) and resumes
     # from its per-copy rows, so the limit bounds a slice, never a whole follow-up
     followups.JOB_TYPE: 600.0,
+    # drains one hook lane in slices that end before this (each attempt is capped by TGMS_HOOKS_TIMEOUT,
+    # and a failure snoozes the job instead of waiting in it), so the limit bounds a slice
+    hooks.JOB_TYPE: 120.0,
+    # one summary statement and a pruning pass
+    hooks.DAILY_JOB: 300.0,
+    # one statement over the few scheduled lanes
+    hooks.SWEEP_JOB: 60.0,
 }
 
 

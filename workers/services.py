@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .bots import Bots
+    from .hooks import HookSender
 
 
 @dataclass
@@ -16,6 +17,8 @@ class Services:
     pool) is made on first use by `bots_for`, once the event loop and the database exist."""
 
     bots: Bots | None = None
+    # Event webhook delivery: its HTTP clients and concurrency bound (workers/hooks.py), made on first use.
+    hooks: HookSender | None = None
     # The broadcast sender's bookkeeping in this process: rows with a send in flight (a sweep must
     # not take them for a crashed sender's), and how many senders run per broadcast.
     sending: set[int] = field(default_factory=set)
@@ -24,3 +27,5 @@ class Services:
     async def aclose(self) -> None:
         if self.bots is not None:
             await self.bots.aclose()
+        if self.hooks is not None:
+            await self.hooks.aclose()

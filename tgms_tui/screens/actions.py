@@ -46,6 +46,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("4", "focus_pane('joins')", "Focus the join requests pane", "Dashboard", "screen"),
     ActionSpec("Q", "join_queue", "Join-request queue: approve, decline, raid holds", "Dashboard", "screen"),
     ActionSpec("C", "analytics", "Charts: members, joins, deliveries, active (fleet / group)", "Dashboard", "screen"),
+    ActionSpec("W", "hooks", "Event webhooks: subscriptions, their state and delivery log", "Dashboard", "screen"),
     ActionSpec("tab", "focus_next", "Next pane (shift+tab: previous)", "Dashboard"),
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
@@ -114,6 +115,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("w", "next_window", "Charts: next window (24h, 7d, 30d; or 1 2 3)", "Charts"),
     ActionSpec("g", "toggle_scope", "Charts: the fleet / the group chosen (dashboard cursor, detail)", "Charts"),
     ActionSpec("C", "analytics", "Group detail: this group's charts", "Charts"),
+    # Event webhooks
+    ActionSpec("r", "replay_delivery", "Webhooks: send the selected delivery again", "Webhooks", mutating=True),
+    ActionSpec("R", "replay_range", "Webhooks: send again every event since a time", "Webhooks", mutating=True),
+    ActionSpec("t", "test_hook", "Webhooks: send a test event to the subscription", "Webhooks", mutating=True),
+    ActionSpec("p", "pause_hook", "Webhooks: pause / resume the subscription", "Webhooks", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec(

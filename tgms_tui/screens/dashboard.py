@@ -46,6 +46,7 @@ from .broadcasts import BroadcastsScreen
 from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
+from .hooks import HooksScreen
 from .job_detail import JobDetailScreen
 from .join_queue import JoinQueueScreen
 from .links import LinksScreen
@@ -111,6 +112,7 @@ class DashboardScreen(Screen[None]):
         Binding("4", "focus_pane('joins')", "Joins", show=False),
         Binding("Q", "join_queue", "Join queue"),
         Binding("C", "analytics", "Charts"),
+        Binding("W", "hooks", "Webhooks"),
     ]
 
     def __init__(self) -> None:
@@ -320,6 +322,9 @@ class DashboardScreen(Screen[None]):
         """The fleet's charts; `g` there switches to the group under the groups pane's cursor."""
         row = self.groups.cursor_item
         self.app.push_screen(AnalyticsScreen(row.group_id if row is not None else None))
+
+    def action_hooks(self) -> None:
+        self.app.push_screen(HooksScreen())
 
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
