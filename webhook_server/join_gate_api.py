@@ -4,7 +4,7 @@
 - `POST /api/tgms/groups/{id}/release`, `POST /api/tgms/fleet/release`: end a raid hold now
 - `GET /api/tgms/join-gate`, `POST|PATCH /api/tgms/join-gate` `{"group_per_minute", "fleet_per_minute",
   "calm_seconds"}`: the anti-raid thresholds and the fleet's hold
-- `GET /api/tgms/join-requests?status=pending[,held]&group_id=ID`: the queue
+- `GET /api/tgms/join-requests?status=pending[,held,ambiguous]&group_id=ID`: the queue (default: all three)
 - `POST /api/tgms/join-requests/{id}/approve|decline`, `POST /api/tgms/join-requests/approve|decline`
   `{"ids": [...]}` or `{"group_id": ID}`: decisions, queued for the TGMS worker (202)
 """
@@ -32,8 +32,8 @@ from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
-LIST_STATUSES = ("pending", "held", "verifying", "processing", "approved", "declined", "verification_failed",
-                 "expired", "failed")  # fmt: skip
+LIST_STATUSES = ("pending", "held", "ambiguous", "verifying", "processing", "approved", "declined",
+                 "verification_failed", "expired", "failed", "already_member", "banned")  # fmt: skip
 
 
 class _Refused(Exception):
@@ -139,7 +139,7 @@ class JoinGateApi:
         return 200, {"status": "ok", "fleet": fleet._asdict()}
 
     async def list_requests(self, conn: Any, request: Request) -> tuple[int, Any]:
-        statuses = tuple(s for s in request.query_params.get("status", "pending,held").split(",") if s)
+        statuses = tuple(s for s in request.query_params.get("status", ",".join(join_gate.QUEUE)).split(",") if s)
         bad = [s for s in statuses if s not in LIST_STATUSES]
         if bad:
             raise ValueError(f"status must be among {', '.join(LIST_STATUSES)}")

@@ -15,8 +15,8 @@ import psycopg
 from tgms_tui.backend import join_gate
 from tgms_tui.backend.bootstrap import prepare
 
-STATUSES = ("pending", "held", "verifying", "processing", "approved", "declined", "verification_failed",
-            "expired", "failed", "already_member", "skipped_unmanaged", "skipped_inactive")  # fmt: skip
+STATUSES = ("pending", "held", "ambiguous", "verifying", "processing", "approved", "declined", "verification_failed",
+            "expired", "failed", "already_member", "skipped_unmanaged", "skipped_inactive", "banned")  # fmt: skip
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,8 @@ def gate_fields(args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = sub.add_parser("list", help="list join requests (default: those waiting for an operator)")
-    ls.add_argument("--status", default="pending,held", help="comma-separated statuses (default pending,held)")
+    ls.add_argument("--status", default=",".join(join_gate.QUEUE),
+                    help=f"comma-separated statuses (default {','.join(join_gate.QUEUE)}: the queue)")  # fmt: skip
     ls.add_argument("--group", type=int, help="only this group")
     ls.add_argument("--json", action="store_true", help="one JSON array")
     for name in ("approve", "decline"):
