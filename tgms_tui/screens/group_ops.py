@@ -68,6 +68,19 @@ async def toggle_final(app: TGMSApp, g: GroupRow) -> bool:
     return True
 
 
+async def release_hold(app: TGMSApp, g: GroupRow) -> bool:
+    """End the group's raid hold now (the queue keeps its held requests for a decision)."""
+    if app.refuse_if_read_only("releasing a raid hold"):
+        return False
+    if not g.held:
+        app.notify(f"Group {_label(g)} is not on raid hold.", severity="warning", timeout=3)
+        return False
+    if not await app.perform(lambda conn: join_gate.release_group(conn, g.group_id), "Releasing the hold"):
+        return False
+    app.notify(f"Group {_label(g)} released; its held requests wait in the queue (Q).", timeout=4)
+    return True
+
+
 async def refresh_members(app: TGMSApp, g: GroupRow) -> bool:
     if app.refuse_if_read_only("refreshing the member count"):
         return False
