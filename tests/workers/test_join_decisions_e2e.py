@@ -9,7 +9,9 @@ import sys
 import time
 from typing import Any
 
-from .harness import REPO, Stack
+import httpx
+
+from .harness import ADMIN_KEY, REPO, Stack
 
 APPROVE, DECLINE = "approveChatJoinRequest", "declineChatJoinRequest"
 
@@ -17,6 +19,12 @@ APPROVE, DECLINE = "approveChatJoinRequest", "declineChatJoinRequest"
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tgms_tui.commands.cli", *args], cwd=REPO, env=stack.env(),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def _api(stack: Stack, method: str, path: str, body: Any = None) -> httpx.Response:
+    assert stack.webhook_url is not None
+    return httpx.request(method, f"{stack.webhook_url}{path}", json=body, headers={"x-api-key": ADMIN_KEY},
+                         timeout=10)  # fmt: skip
 
 
 def _queue(stack: Stack, chat_id: int, n: int) -> list[int]:
@@ -153,3 +161,55 @@ def test_a_worker_killed_mid_approve_records_the_approvals_telegram_carried_out(
             assert status == "approved"
     assert sum(1 for s, _u in rows.values() if s == "approved") == len(approved_calls)
     assert sum(1 for s, _u in rows.values() if s in ("approved", "ambiguous")) == len(users)
+
+
+def test_decisions_by_invite_link_from_the_cli_and_the_api(stack: Stack) -> None:
+    ctl = stack.ctl
+    stack.start_worker("tgms")
+    chats = [ctl.create_chat("supergroup", f"Linked {i}", bots=[stack.tgms_bot_id])["id"] for i in range(2)]
+    for chat in chats:
+        stack.add_group({"id": chat, "type": "supergroup"}, join_policy="manual")
+    groups = ",".join(map(str, chats))
+    for name, where in (("ads-june", f"--groups={groups}"), ("partner", f"--groups={chats[0]}")):
+        made = _cli(stack, "links", "create", "--name", name, where)
+        assert made.returncode == 0, made.stdout + made.stderr
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM invite_links WHERE status = 'active'") == 3,
+                   what="links created")  # fmt: skip
+    rows = stack.sql("SELECT link_id, name, group_id, invite_link FROM invite_links")
+    links = {(n, g): (i, u) for i, n, g, u in rows}
+    ads = [ctl.join_request(chats[0], None, invite_link=links["ads-june", chats[0]][1])["user_id"] for _ in range(3)]
+    ads += [ctl.join_request(chats[1], None, invite_link=links["ads-june", chats[1]][1])["user_id"] for _ in range(2)]
+    partner = [ctl.join_request(chats[0], None, invite_link=links["partner", chats[0]][1])["user_id"]
+               for _ in range(2)]  # fmt: skip
+    plain = ctl.join_request(chats[0])["user_id"]
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE status = 'pending'") == 8,
+                   what="8 requests queued")  # fmt: skip
+
+    # Bad input is refused in one line naming the option / field; nothing is queued.
+    bad = _cli(stack, "join-requests", "decline", "--link", "no-such-source")
+    assert bad.returncode == 2 and "--link: no invite link is named" in bad.stdout, bad.stdout
+    response = _api(stack, "POST", "/api/tgms/join-requests/decline", {"link": "no-such-source"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("link:"), response.text
+    assert _api(stack, "POST", "/api/tgms/join-requests/decline", {"link": ["x"]}).status_code == 422
+    none = _cli(stack, "join-requests", "approve", "--link", "partner", "--group", str(chats[1]))
+    assert none.returncode == 1 and "no waiting request matches" in none.stdout
+    assert stack.scalar("SELECT count(*) FROM jobs WHERE job_type = 'tgms_decide_join_requests'") == 0
+
+    # By name: the source's links in every group. By id (API): one link.
+    declined = _cli(stack, "join-requests", "decline", "--link", "ads-june")
+    assert declined.returncode == 0, declined.stdout + declined.stderr
+    assert len(json.loads(declined.stdout)["request_ids"]) == 5
+    response = _api(stack, "POST", "/api/tgms/join-requests/approve", {"link": links["partner", chats[0]][0]})
+    assert response.status_code == 202 and len(response.json()["request_ids"]) == 2, response.text
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE status = 'pending'") == 1,
+                   what="linked requests decided")  # fmt: skip
+    _decisions_idle(stack)
+    statuses = {**_statuses(stack, chats[0]), **_statuses(stack, chats[1])}
+    assert {u: statuses[u] for u in ads} == {u: "declined" for u in ads}
+    assert {u: statuses[u] for u in partner} == {u: "approved" for u in partner}
+    assert statuses[plain] == "pending"
+    declines = {**_ok_calls(stack, DECLINE, chats[0]), **_ok_calls(stack, DECLINE, chats[1])}
+    assert declines == {u: 1 for u in ads}
+    assert _ok_calls(stack, APPROVE, chats[0]) == {u: 1 for u in partner}
+    by = dict(stack.sql("SELECT user_id, decided_by FROM join_requests WHERE status IN ('approved', 'declined')"))
+    assert {by[u] for u in ads} == {"cli"} and {by[u] for u in partner} == {"api:127.0.0.1"}

@@ -448,7 +448,7 @@ async def request_decisions(
         cur = await conn.execute(SQL_LINKS, {"link": link})
         links = [int(row[0]) for row in await cur.fetchall()]
         if not links:
-            raise LinkNotFound(f"no invite link is named (or has the id) {link!r}")
+            raise LinkNotFound(f"link: no invite link is named (or has the id) {link!r}")
     params = {"statuses": list(QUEUE), "group": group_id, "ids": ids, "links": links}
     cur = await conn.execute(SQL_WAITING_IDS, params)
     found = [int(row[0]) for row in await cur.fetchall()]

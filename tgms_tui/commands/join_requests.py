@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sp = sub.add_parser(name, help=f"{name} waiting requests (queued for the TGMS worker)")
         sp.add_argument("request_ids", type=int, nargs="*", help="request ids (from `list`)")
         sp.add_argument("--group", type=int, help="every waiting request of this group")
+        sp.add_argument("--link", metavar="NAME_OR_ID",
+                        help="every waiting request that came through this invite link: a source's name "
+                             "(`tgms links list`: its links in every group) or one link's id")  # fmt: skip
     raid = sub.add_parser("raid", help="show or change the anti-raid thresholds")
     raid.add_argument("--group-per-minute", type=int, help="default per-group threshold (0: off)")
     raid.add_argument("--fleet-per-minute", type=int, help="fleet-wide threshold (0: off)")
@@ -91,12 +94,20 @@ async def _run(url: str, args: argparse.Namespace) -> int:
             print(f"{len(rows)} request(s)")
             return 0
         if args.action in ("approve", "decline"):
-            if not args.request_ids and args.group is None:
-                print(f"tgms: join-requests: {args.action}: name request ids or --group")
+            if not args.request_ids and args.group is None and args.link is None:
+                print(f"tgms: join-requests: {args.action}: name request ids, --group or --link")
                 return 2
-            job, ids = await join_gate.request_decisions(
-                conn, args.action, by="cli", ids=args.request_ids or None, group_id=args.group
-            )
+            if args.link is not None and not args.link.strip():
+                print(f"tgms: join-requests: {args.action}: --link needs a link's name or id")
+                return 2
+            try:
+                job, ids = await join_gate.request_decisions(
+                    conn, args.action, by="cli", ids=args.request_ids or None, group_id=args.group,
+                    link=None if args.link is None else args.link.strip(),
+                )  # fmt: skip
+            except join_gate.LinkNotFound as exc:
+                print(f"tgms: join-requests: {args.action}: --{exc}")
+                return 2
             await conn.commit()
             if not ids:
                 print(f"tgms: join-requests: {args.action}: no waiting request matches")
