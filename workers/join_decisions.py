@@ -115,9 +115,9 @@ class BulkDecider:
         stranded = await self._with_conn(lambda conn: join_gate.stranded(conn, self.ids, self.job.job_id))
         if stranded:
             await self._resolve_stranded(stranded)
-        # Its own ambiguous rows are not this job's to decide again: an operator's next decision is.
-        ids = [i for i in self.ids if i not in {row.request_id for row in stranded}]
-        self.todo.extend(await self._with_conn(lambda conn: join_gate.still_waiting(conn, ids)))
+        # Rows it left ambiguous (now or in any earlier run) are not this job's to decide again: an
+        # operator's next decision is. `claim_batch` skips them.
+        self.todo.extend(await self._with_conn(lambda conn: join_gate.still_waiting(conn, self.ids)))
         try:
             sliced = await self._decide_all()
         finally:

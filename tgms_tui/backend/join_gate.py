@@ -195,7 +195,8 @@ SELECT j.request_id FROM join_requests j
  ORDER BY j.requested_at, j.request_id
 """
 
-# An operator's decision job takes the next requests of its list in one statement. A request
+# An operator's decision job takes the next requests of its list in one statement (never one it left
+# ambiguous itself, in an earlier run: only a new decision may call again). A request
 # replaced by a newer one of the same user in that chat is gone in Telegram (a user has one pending
 # request per chat): it becomes 'expired' here, since approve/decline would act on the newer one.
 SQL_CLAIM_BATCH = """
@@ -206,6 +207,7 @@ WITH pick AS (
                AS superseded
       FROM join_requests j
      WHERE j.request_id = ANY(%(ids)s::bigint[]) AND j.status = ANY(%(expect)s::text[])
+       AND NOT (j.status = 'ambiguous' AND j.job_id = %(job)s)
        FOR UPDATE OF j
 )
 UPDATE join_requests j
