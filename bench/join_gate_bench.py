@@ -11,8 +11,11 @@ Target: p99 <= 50 ms for each.
 Phase 2 (raid): `--raid-requests` requests over `--raid-seconds` into `--raid-groups` groups whose
 threshold is `--threshold` per minute. Checked: approvals per group before the hold (<= threshold),
 approvals after the hold began (0), every held request listed by the queue (join_gate.list_requests);
-then the bulk decline of all held requests at the bot's rate (TGMS_RATE_PER_SECOND) against its floor
-(held / rate).
+then the bulk decline of all held requests (one `decline --group` per group, as an operator would) at
+the bot's rate (TGMS_RATE_PER_SECOND) against its floor (held / rate), timed from the first decision
+queued to the last decline Telegram answered; and exactly once: one decline Telegram carried out per
+held request, every held row 'declined'. The raid starts where it fits in one calendar minute (the
+counts are per minute), waiting for the next one if need be.
 
 Usage: ./dev.sh bench join_gate_bench [--rate 50] [--seconds 10] [--raid-requests 5000] [--raid-seconds 10]
 Uses TGMS_BENCH_DATABASE_URL when set, else a throwaway embedded PostgreSQL.

@@ -58,7 +58,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("space", "mark", "Mark / unmark for a broadcast to marked groups", "Groups", "groups"),
     ActionSpec("u", "clear_marks", "Unmark all groups", "Groups", "groups"),
     ActionSpec(
-        "a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups", mutating=True
+        "a",
+        "toggle_active",
+        "Activate (once Telegram confirms the bot's rights) / deactivate (asks first)",
+        "Groups",
+        "groups",
+        mutating=True,
     ),
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("J", "set_join_policy", "Set join policy: auto / verify / manual", "Groups", "groups", mutating=True),
