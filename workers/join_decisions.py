@@ -6,7 +6,8 @@ take one request at a time (read, token, claim, call, record: four round trips a
 It works in batches, and keeps several batches in flight:
 
 1. take as many rate-limit tokens as the bot's bucket holds, up to a batch (one statement,
-   `RateLimiter.acquire_up_to`); tokens not used after all are given back;
+   `RateLimiter.acquire_up_to`; one decision job per process polls the bucket at a time); tokens
+   not used after all are given back;
 2. claim that many requests of its list in one conditional statement (`join_gate.claim_batch`):
    only rows still in the queue move to 'processing' with this job's id, so two operators, an
    expiry or a ban never decide a request twice;
@@ -151,7 +152,12 @@ class BulkDecider:
                 return True
             want = min(BATCH, len(self.todo) + len(ready))
             try:
-                tokens = await self.limiter.acquire_up_to(self.bot_key, want, timeout=left)
+                # One decision job of this process polls the shared bucket at a time, waking when a
+                # quarter of it has refilled: few statements, and room for a late wake-up.
+                async with self.ctx.services.decision_tokens:
+                    tokens = await self.limiter.acquire_up_to(
+                        self.bot_key, want, timeout=left, batch=self.limiter.burst / 4
+                    )
             except RateLimitTimeout:
                 return True
             rows = [r.row for r in ready[:tokens]]

@@ -151,17 +151,21 @@ class RateLimiter:
             # A little jitter so processes woken by the same refill do not collide in lockstep.
             await asyncio.sleep(wait + random.uniform(0.0, min(0.02, wait / 4)))
 
-    async def acquire_up_to(self, bot_key: str, want: int, *, timeout: float | None = None) -> int:
+    async def acquire_up_to(
+        self, bot_key: str, want: int, *, timeout: float | None = None, batch: float | None = None
+    ) -> int:
         """Wait until at least one call of `bot_key` (no particular chat) is allowed, and take as many
         tokens as are there, up to `want`: a batch of calls pays in one statement. Returns how many
         were taken (>= 1). With `timeout`, raises RateLimitTimeout (consuming nothing) instead of
         waiting longer. A caller refused sleeps until a share of the bucket (half its capacity, at
-        most `want`) has refilled, so several batch takers do not poll for every token."""
+        most `want`; `batch` if given) has refilled, so several batch takers do not poll for every
+        token. A smaller `batch` wakes sooner: less of the bucket's capacity is used up waiting, so a
+        late wake-up loses no refill (the caller should be the only one of its process polling)."""
         if want < 1:
             raise ValueError("want must be >= 1")
         buckets = self.buckets(bot_key)
         keys = [b.key for b in buckets]
-        target = max(1.0, min(float(want), self.burst / 2))
+        target = max(1.0, min(float(want), self.burst / 2 if batch is None else batch))
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
