@@ -16,6 +16,7 @@ from . import (
     hooks,
     inactive_members,
     invite_links,
+    join_decisions,
     join_gate,
     join_requests,
     maintenance,
@@ -36,7 +37,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
     return {
         join_requests.JOB_TYPE: join_requests.process_join_request,
         join_gate.CALLBACK_JOB: join_gate.process_callback_query,
-        join_gate.DECIDE_JOB: join_gate.decide_join_requests,
+        join_gate.DECIDE_JOB: join_decisions.decide_join_requests,
         join_gate.DEADLINE_JOB: join_gate.join_request_deadline,
         group_sender.JOB_TYPE: group_sender.send_to_groups,
         member_counts.JOB_TYPE: member_counts.update_member_counts,
@@ -89,7 +90,8 @@ TIME_LIMITS: dict[str, float] = {
     invite_links.JOB_TYPE: 600.0,
     # a button press: one claim statement, one approve or decline call, one answerCallbackQuery
     join_gate.CALLBACK_JOB: 90.0,
-    # an operator's decisions at the bot's rate: a held raid of thousands takes minutes
+    # an operator's decisions at the bot's rate, in slices that end a margin before this limit and
+    # carry on in a fresh run: a held raid of thousands takes minutes
     join_gate.DECIDE_JOB: 3600.0,
     # one request past its deadline: decline or queue it
     join_gate.DEADLINE_JOB: 90.0,

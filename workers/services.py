@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,9 @@ class Services:
     # not take them for a crashed sender's), and how many senders run per broadcast.
     sending: set[int] = field(default_factory=set)
     senders: Counter[int] = field(default_factory=Counter)
+    # Join-request decision jobs of this process take rate-limit tokens one at a time: one of them
+    # polls the shared bucket at any moment, not every job (workers/join_decisions.py).
+    decision_tokens: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def aclose(self) -> None:
         if self.bots is not None:

@@ -322,12 +322,20 @@ async def remove(conn: AsyncConnection[Any], group_id: int) -> bool:
 
 
 async def request_registration(
-    conn: AsyncConnection[Any], group_id: int, *, title: str | None = None, phase: str | None = None
+    conn: AsyncConnection[Any],
+    group_id: int,
+    *,
+    title: str | None = None,
+    phase: str | None = None,
+    reactivate: bool = False,
 ) -> int:
     """Ask the TGMS worker to check a chat with Telegram and register it (the control center's way to
-    add a group: it makes no Bot API calls itself). Returns the job id; the job fails, with the
-    reason as its error, when the bot cannot manage the chat."""
+    add a group: it makes no Bot API calls itself), or with `reactivate` to reactivate a managed
+    group after the same check (`tgms groups set --active yes` runs it too). Returns the job id; the
+    job fails, with the reason as its error, when the bot cannot manage the chat."""
     payload: dict[str, Any] = {"group_id": group_id}
+    if reactivate:
+        payload["reactivate"] = True
     if title:
         payload["title"] = title
     if phase is not None:

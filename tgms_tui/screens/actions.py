@@ -60,11 +60,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("space", "mark", "Mark / unmark for a broadcast to marked groups", "Groups", "groups"),
     ActionSpec("u", "clear_marks", "Unmark all groups", "Groups", "groups"),
     ActionSpec(
-        "a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups", mutating=True
+        "a",
+        "toggle_active",
+        "Activate (once Telegram confirms the bot's rights) / deactivate (asks first)",
+        "Groups",
+        "groups",
+        mutating=True,
     ),
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("J", "set_join_policy", "Set join policy: auto / verify / manual", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
+    ActionSpec("H", "release_hold", "End the group's raid hold now", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
     ActionSpec("+", "add_group", "Add a group by id (checked with Telegram)", "Groups", "groups", mutating=True),
     # Broadcasts screen
@@ -100,6 +106,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("r", "release", "Queue: release the cursor's group from its raid hold", "Join queue", mutating=True),
     ActionSpec("R", "release_fleet", "Queue: release the fleet's raid hold", "Join queue", mutating=True),
+    ActionSpec(
+        "l L",
+        "decide_link",
+        "Queue: approve / decline every waiting request that came through the cursor's invite link",
+        "Join queue",
+        mutating=True,
+    ),
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
