@@ -98,3 +98,20 @@ def test_root_keeps_its_data_out_of_its_home(monkeypatch: pytest.MonkeyPatch) ->
     assert default_data_dir() == Path("/var/lib/tgms")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert default_data_dir().name == "tgms" and default_data_dir() != Path("/var/lib/tgms")
+
+
+def test_event_webhook_settings() -> None:
+    settings = load_settings({}, dotenv=None)
+    assert (settings.hooks_allow_private, settings.hooks_timeout, settings.hooks_concurrency) == (False, 5.0, 8)
+    chosen = load_settings(
+        {"TGMS_HOOKS_ALLOW_PRIVATE": "true", "TGMS_HOOKS_TIMEOUT": "2.5", "TGMS_HOOKS_CONCURRENCY": "3"}, dotenv=None
+    )
+    assert (chosen.hooks_allow_private, chosen.hooks_timeout, chosen.hooks_concurrency) == (True, 2.5, 3)
+    for variable, value in (
+        ("TGMS_HOOKS_ALLOW_PRIVATE", "maybe"),
+        ("TGMS_HOOKS_TIMEOUT", "61"),
+        ("TGMS_HOOKS_TIMEOUT", "0"),
+        ("TGMS_HOOKS_CONCURRENCY", "0"),
+    ):
+        with pytest.raises(ConfigError, match=variable):
+            load_settings({variable: value}, dotenv=None)

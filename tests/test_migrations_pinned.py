@@ -27,6 +27,7 @@ PINNED = {
     "009_idempotency_keys.sql": "402e039075ff0ac6772807f9a5fd531f2bdd485e85b2838a8766add2e84fe531",
     "013_join_gate.sql": "af3d1a06c084a31ae7aeed1ec6812c73c48c947b2b21dd0e730ac02ec271d009",
     "016_broadcast_followups.sql": "77165f57f480101a1d4a8bd233994d5a0722aca8603b33649396c243564a0a9c",
+    "020_event_hooks.sql": "d86cdae774b7dd3a0bdfab7fa33d657956c35aca98fadec440c43f6704dc6b71",
     "015_jobs_failed_by_pool.sql": "a24342fbd957a1d6fc218bfb1e0c0cd714a25e4330c3e46304115d9a070cc710",
     "018_broadcast_buttons_test_sends.sql": "b54a38b77f98c0b1b19f3dbc9a345f7dc5269e73d75d7d3ab287e79f738ed627",
     "021_analytics.sql": "d454b2748772871378a0dfd9ed719dc155e34e390c6c6cac74f6c579aa79894d",

@@ -40,6 +40,7 @@ from .admin import AdminSend
 from .admin_variants import AdminVariants
 from .bans_api import AdminBans
 from .click_redirects import ClickRedirects
+from .hooks_api import HooksApi
 from .intake import UpdateIntake
 from .join_gate_api import JoinGateApi
 from .runtime import Runtime
@@ -197,6 +198,7 @@ def create_app(
         *ClickRedirects(runtime).routes(),
         *JoinGateApi(runtime, admin).routes(),
         *AdminBans(runtime, settings.admin_api_key, settings.admin_allow_networks).routes(),
+        *HooksApi(runtime, admin, settings).routes(),
         Route("/healthz", allow_listed(healthz, monitors)),
         Route("/readyz", allow_listed(readyz, monitors)),
         Route("/metrics", allow_listed(metrics, monitors)),

@@ -14,6 +14,7 @@ work simply runs in a transaction. Keys are per endpoint (`scope`) and kept at l
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -67,10 +68,17 @@ class Once:
         return self._reject(400, "invalid", f"{HEADER} must be 1-255 visible ASCII characters", field=HEADER)
 
     async def respond(
-        self, request: Request, body: bytes, work: Work, on_commit: Callable[[dict[str, Any]], None] | None = None
+        self,
+        request: Request,
+        body: bytes,
+        work: Work,
+        on_commit: Callable[[dict[str, Any]], None] | None = None,
+        kept_as: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> Response:
         """Run `work(conn)` in a transaction, at most once per key; its answer, or the stored one.
-        `on_commit(body)` runs after a fresh (not replayed) answer committed: metrics, logs."""
+        `on_commit(body)` runs after a fresh (not replayed) answer committed: metrics, logs.
+        `kept_as(body)` is what a replay gets instead of the fresh answer (e.g. without a secret that
+        is shown once)."""
         if (problem := self.key_problem(request)) is not None:
             return problem
         key = request.headers.get(HEADER)
@@ -94,7 +102,8 @@ class Once:
                 status, answer = await work(conn)
                 response = JSONResponse(answer, status_code=status)
                 if key is not None:
-                    await idempotency.record(conn, self._scope, key, status, bytes(response.body).decode())
+                    kept = bytes(response.body).decode() if kept_as is None else json.dumps(kept_as(answer))
+                    await idempotency.record(conn, self._scope, key, status, kept)
         except (psycopg.OperationalError, PoolTimeout, NotStarted) as exc:
             log.warning("%s not done: %s", self._scope, type(exc).__name__)
             return self._reject(503, "unavailable", "database unavailable, retry later")

@@ -4,9 +4,10 @@
 - `POST /api/tgms/groups/{id}/release`, `POST /api/tgms/fleet/release`: end a raid hold now
 - `GET /api/tgms/join-gate`, `POST|PATCH /api/tgms/join-gate` `{"group_per_minute", "fleet_per_minute",
   "calm_seconds"}`: the anti-raid thresholds and the fleet's hold
-- `GET /api/tgms/join-requests?status=pending[,held]&group_id=ID`: the queue
+- `GET /api/tgms/join-requests?status=pending[,held,ambiguous]&group_id=ID`: the queue (default: all three)
 - `POST /api/tgms/join-requests/{id}/approve|decline`, `POST /api/tgms/join-requests/approve|decline`
-  `{"ids": [...]}` or `{"group_id": ID}`: decisions, queued for the TGMS worker (202)
+  `{"ids": [...]}`, `{"group_id": ID}` and/or `{"link": NAME_OR_ID}` (a named invite link: every
+  waiting request that came through it): decisions, queued for the TGMS worker (202)
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
-LIST_STATUSES = ("pending", "held", "verifying", "processing", "approved", "declined", "verification_failed",
-                 "expired", "failed")  # fmt: skip
+LIST_STATUSES = ("pending", "held", "ambiguous", "verifying", "processing", "approved", "declined",
+                 "verification_failed", "expired", "failed", "already_member", "banned")  # fmt: skip
 
 
 class _Refused(Exception):
@@ -139,7 +140,7 @@ class JoinGateApi:
         return 200, {"status": "ok", "fleet": fleet._asdict()}
 
     async def list_requests(self, conn: Any, request: Request) -> tuple[int, Any]:
-        statuses = tuple(s for s in request.query_params.get("status", "pending,held").split(",") if s)
+        statuses = tuple(s for s in request.query_params.get("status", ",".join(join_gate.QUEUE)).split(",") if s)
         bad = [s for s in statuses if s not in LIST_STATUSES]
         if bad:
             raise ValueError(f"status must be among {', '.join(LIST_STATUSES)}")
@@ -157,21 +158,29 @@ class JoinGateApi:
 
     async def decide_many(self, conn: Any, request: Request, decision: str) -> tuple[int, Any]:
         body = await self._body(request)
-        ids, group_id = body.get("ids"), body.get("group_id")
+        unknown = set(body) - {"ids", "group_id", "link"}
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        ids, group_id, link = body.get("ids"), body.get("group_id"), body.get("link")
         if ids is not None and (not isinstance(ids, list) or not all(type(i) is int for i in ids)):
             raise ValueError("ids must be a list of request ids")
         if group_id is not None and type(group_id) is not int:
             raise ValueError("group_id must be an integer")
-        return await self._decide(conn, request, decision, ids=ids, group_id=group_id, one=False)
+        if type(link) is int:
+            link = str(link)  # a link's id
+        if link is not None and (not isinstance(link, str) or not link.strip() or len(link) > 64):
+            raise ValueError("link must be an invite link's name or id")
+        return await self._decide(conn, request, decision, ids=ids, group_id=group_id, link=link, one=False)
 
     async def _decide(self, conn: Any, request: Request, decision: str, *, ids: list[int] | None,
-                      group_id: int | None, one: bool) -> tuple[int, Any]:  # fmt: skip
+                      group_id: int | None, one: bool, link: str | None = None) -> tuple[int, Any]:  # fmt: skip
         if decision not in join_gate.DECISIONS:
             raise _Refused(404, "unknown action: use approve or decline")
         client = request.client.host if request.client else "?"
+        # An unknown link is a LinkNotFound (a ValueError): 422 naming the field.
         async with conn.transaction():
             job, found = await join_gate.request_decisions(conn, decision, by=f"api:{client}", ids=ids,
-                                                           group_id=group_id)  # fmt: skip
+                                                           group_id=group_id, link=link and link.strip())  # fmt: skip
         if not found:
             raise _Refused(409 if one else 404, "no waiting join request matches (already decided or unknown)")
         return 202, {"status": "ok", "decision": decision, "job_id": job, "request_ids": found}

@@ -1,5 +1,6 @@
 """Whether the group-management bot can manage a chat, asked of Telegram; and the job that registers a
-group after that check (`tgms_register_group`, how the control center adds a group by id).
+group after that check (`tgms_register_group`, how the control center adds a group by id, and with
+`"reactivate": true` how it reactivates one).
 
 One check serves `tgms groups add`, `tgms groups set --active yes` and the control center, so the
 three refuse the same chats for the same reasons: getChat (the chat exists for this bot, and is a group
@@ -92,8 +93,9 @@ async def check_chat(client: TelegramClient, chat_id: int) -> ChatCheck:
 
 async def register_group(ctx: JobContext, job: Job) -> None:
     """`tgms_register_group`: check the chat with the group-management bot, then register it with its
-    real title and type. A chat the bot cannot manage fails the job at once, the reason as its error
-    (the control center shows it). Idempotent: registering twice updates the same row."""
+    real title and type (or, with `reactivate`, reactivate the managed group). A chat the bot cannot
+    manage fails the job at once, the reason as its error (the control center shows it). Idempotent:
+    registering twice updates the same row."""
     payload = job.payload if isinstance(job.payload, dict) else {}
     group_id = payload.get("group_id")
     if not isinstance(group_id, int) or isinstance(group_id, bool):
@@ -107,6 +109,15 @@ async def register_group(ctx: JobContext, job: Job) -> None:
         check = await check_chat(bots.client(role), group_id)
     except RetryAfter as exc:
         raise Snooze(exc.retry_after, f"429 from Telegram: retry after {exc.retry_after:g}s") from None
+    if payload.get("reactivate") is True:
+        if check.problem is not None:
+            raise PermanentFailure(f"group {group_id} not reactivated: {check.problem}")
+        async with ctx.db.connection() as conn:
+            found = await groups.reactivate(conn, group_id)
+        if not found:
+            raise PermanentFailure(f"group {group_id} not reactivated: it is no longer managed")
+        log.info("group %s reactivated by an operator", group_id)
+        return
     if check.problem is not None:
         raise PermanentFailure(f"group {group_id} not registered: {check.problem}")
     title = str(payload.get("title") or check.title)

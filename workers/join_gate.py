@@ -9,8 +9,8 @@ deadlines, and the presses of the verification buttons.
 - `process_callback_query` (`tgms_process_callback_query`): a press. The button data is
   `jg:<token>:<code>`, both random and stored with the request, so nobody can approve a request by
   forging data; the right code approves, any other fails verification. `answerCallbackQuery` always.
-- `decide_join_requests` (`tgms_decide_join_requests`): an operator's approve/decline of queued
-  requests, one by one at the bot's rate (TGMS_RATE_PER_SECOND, shared by every process).
+- an operator's approve/decline of queued requests (`tgms_decide_join_requests`) is in
+  workers/join_decisions.py: batches at the bot's rate (TGMS_RATE_PER_SECOND, shared by every process).
 - `join_request_deadline` (`tgms_join_request_deadline`): no answer in time, or queued too long.
 
 Exactly once: every decision goes through `join_gate.claim` (one conditional statement), so a press
@@ -240,28 +240,6 @@ async def process_callback_query(ctx: JobContext, job: Job) -> None:
 # ------------------------------------------------------------------ operators and deadlines
 
 
-async def decide_join_requests(ctx: JobContext, job: Job) -> None:
-    """An operator's decision on queued requests, paced by the bot's shared rate limit."""
-    try:
-        ids = [int(i) for i in job.payload["ids"]]
-        decision = str(job.payload["decision"])
-        by = str(job.payload.get("by") or "operator")
-    except (KeyError, TypeError, ValueError):
-        raise PermanentFailure("payload needs ids and decision") from None
-    if decision not in join_gate.DECISIONS:
-        raise PermanentFailure("decision must be approve or decline")
-    bots = await bots_for(ctx)
-    bot_key = bots.client(bots.resolve_role(None, "tgms"), paced=False).bot_key
-    for request_id in ids:
-        async with bots.db.connection() as conn:
-            status = await join_gate.waiting_status(conn, request_id)
-        if status not in join_gate.WAITING and status != "processing":
-            continue  # decided meanwhile (or a re-run of this job): nothing to do
-        await bots.limiter.acquire(bot_key)
-        await _decide(ctx, job, request_id, decision, join_gate.WAITING, join_gate.DECISIONS[decision],
-                      f"{decision}d by {by}", by=by)  # fmt: skip
-
-
 async def join_request_deadline(ctx: JobContext, job: Job) -> None:
     try:
         request_id, kind = int(job.payload["request_id"]), str(job.payload["kind"])
@@ -281,5 +259,5 @@ async def join_request_deadline(ctx: JobContext, job: Job) -> None:
                       by="expiry")  # fmt: skip
 
 
-__all__ = ["CALLBACK_JOB", "DEADLINE_JOB", "DECIDE_JOB", "decide_join_requests", "gate", "join_request_deadline",
+__all__ = ["CALLBACK_JOB", "DEADLINE_JOB", "DECIDE_JOB", "gate", "join_request_deadline",
            "process_callback_query"]  # fmt: skip

@@ -155,6 +155,44 @@ class RateLimiter:
             # A little jitter so processes woken by the same refill do not collide in lockstep.
             await asyncio.sleep(wait + random.uniform(0.0, min(0.02, wait / 4)))
 
+    async def acquire_up_to(
+        self, bot_key: str, want: int, *, timeout: float | None = None, batch: float | None = None
+    ) -> int:
+        """Wait until at least one call of `bot_key` (no particular chat) is allowed, and take as many
+        tokens as are there, up to `want`: a batch of calls pays in one statement. Returns how many
+        were taken (>= 1). With `timeout`, raises RateLimitTimeout (consuming nothing) instead of
+        waiting longer. A caller refused sleeps until a share of the bucket (half its capacity, at
+        most `want`; `batch` if given) has refilled, so several batch takers do not poll for every
+        token. A smaller `batch` wakes sooner: less of the bucket's capacity is used up waiting, so a
+        late wake-up loses no refill (the caller should be the only one of its process polling)."""
+        if want < 1:
+            raise ValueError("want must be >= 1")
+        buckets = self.buckets(bot_key)
+        keys = [b.key for b in buckets]
+        target = max(1.0, min(float(want), self.burst / 2 if batch is None else batch))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            if any(b not in self._ensured for b in buckets):
+                await self._ensure(buckets)
+            async with self.pool.connection() as conn:
+                granted, wait, found = await rate_buckets.take_up_to(conn, keys, want, target)
+            if found < len(buckets):
+                self._ensured.difference_update(buckets)
+                continue
+            if granted:
+                return granted
+            wait = max(wait, 0.001)
+            if timeout is not None and loop.time() - started + wait > timeout:
+                raise RateLimitTimeout(wait)
+            await asyncio.sleep(wait + random.uniform(0.0, min(0.01, wait / 4)))
+
+    async def give_back(self, bot_key: str, tokens: int) -> None:
+        """Return tokens taken by `acquire_up_to` for calls that were not made."""
+        if tokens > 0:
+            async with self.pool.connection() as conn:
+                await rate_buckets.give_back(conn, [b.key for b in self.buckets(bot_key)], tokens)
+
     async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None) -> None:
         """After a 429: no sends for this bot (or only to this chat) for `seconds`, in every process."""
         bucket = self._pause_bucket(bot_key, chat_id)

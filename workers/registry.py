@@ -13,8 +13,10 @@ from . import (
     followups,
     group_check,
     group_sender,
+    hooks,
     inactive_members,
     invite_links,
+    join_decisions,
     join_gate,
     join_requests,
     maintenance,
@@ -35,7 +37,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
     return {
         join_requests.JOB_TYPE: join_requests.process_join_request,
         join_gate.CALLBACK_JOB: join_gate.process_callback_query,
-        join_gate.DECIDE_JOB: join_gate.decide_join_requests,
+        join_gate.DECIDE_JOB: join_decisions.decide_join_requests,
         join_gate.DEADLINE_JOB: join_gate.join_request_deadline,
         group_sender.JOB_TYPE: group_sender.send_to_groups,
         member_counts.JOB_TYPE: member_counts.update_member_counts,
@@ -45,6 +47,9 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         group_check.JOB_TYPE: group_check.register_group,
         followups.JOB_TYPE: followups.broadcast_followup,
         test_sends.JOB_TYPE: test_sends.broadcast_test_send,
+        hooks.JOB_TYPE: hooks.deliver_hooks,
+        hooks.DAILY_JOB: hooks.fleet_daily,
+        hooks.SWEEP_JOB: hooks.sweep_lanes,
     }
 
 
@@ -57,6 +62,8 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
     return (
         PeriodicJob(member_counts.JOB_TYPE, settings.member_count_interval),
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
+        PeriodicJob(hooks.DAILY_JOB, hooks.DAILY),
+        PeriodicJob(hooks.SWEEP_JOB, hooks.SWEEP_EVERY),
     )
 
 
@@ -83,13 +90,21 @@ TIME_LIMITS: dict[str, float] = {
     invite_links.JOB_TYPE: 600.0,
     # a button press: one claim statement, one approve or decline call, one answerCallbackQuery
     join_gate.CALLBACK_JOB: 90.0,
-    # an operator's decisions at the bot's rate: a held raid of thousands takes minutes
+    # an operator's decisions at the bot's rate, in slices that end a margin before this limit and
+    # carry on in a fresh run: a held raid of thousands takes minutes
     join_gate.DECIDE_JOB: 3600.0,
     # one request past its deadline: decline or queue it
     join_gate.DEADLINE_JOB: 90.0,
     # one paced edit/delete/pin per copy; works in slices (snoozes 30 s before the limit) and resumes
     # from its per-copy rows, so the limit bounds a slice, never a whole follow-up
     followups.JOB_TYPE: 600.0,
+    # drains one hook lane in slices that end before this (each attempt is capped by TGMS_HOOKS_TIMEOUT,
+    # and a failure snoozes the job instead of waiting in it), so the limit bounds a slice
+    hooks.JOB_TYPE: 120.0,
+    # one summary statement and a pruning pass
+    hooks.DAILY_JOB: 300.0,
+    # one statement over the few scheduled lanes
+    hooks.SWEEP_JOB: 60.0,
 }
 
 

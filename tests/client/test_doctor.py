@@ -182,6 +182,25 @@ async def test_rejected_token_and_missing_settings(sim: SimServer, db_url: str) 
     assert UNKNOWN_TOKEN.split(":")[1] not in text
 
 
+async def test_a_polling_only_set_up_needs_no_webhook_secret(sim: SimServer, db_url: str) -> None:
+    # Neither bot has a webhook (long polling with `tgms poll`): nothing asks for a webhook secret.
+    settings = settings_for(sim, db_url, webhook_secret=None)
+    findings: list[Finding] = []
+    await diagnose(settings, emit=findings.append, db_url=db_url, check_groups=False)
+    text = "\n".join(f.line() for f in findings)
+    assert "OK   config: TGMS_WEBHOOK_SECRET not set: not needed, every bot uses long polling" in text
+    assert "WARN config: TGMS_WEBHOOK_SECRET" not in text
+
+    # One bot on a webhook: the secret is needed again.
+    async with TelegramClient(sim.bots[1].token, api_base=sim.base_url) as tg:
+        assert await tg.set_webhook("https://bots.example.org/api/webhook/tgms")
+    findings.clear()
+    await diagnose(settings, emit=findings.append, db_url=db_url, check_groups=False)
+    text = "\n".join(f.line() for f in findings)
+    assert "WARN config: TGMS_WEBHOOK_SECRET not set: forged updates cannot be told from Telegram's" in text
+    assert "not needed" not in text
+
+
 async def test_weak_secrets_are_warned_about_never_shown(sim: SimServer, db_url: str) -> None:
     findings: list[Finding] = []
     settings = settings_for(sim, db_url, admin_api_key="k" * 40, webhook_secret="ab")

@@ -128,3 +128,35 @@ async def test_concurrent_takers_never_overdraw(pool: AsyncConnectionPool, capac
     )
     results = await asyncio.gather(*(limiter.try_acquire("13", -42) for _ in range(40)))
     assert sum(1 for r in results if r == 0.0) == capacity
+
+
+async def test_batch_take_grants_what_the_bucket_holds_and_never_overdraws(pool: AsyncConnectionPool) -> None:
+    # Capacity 10, one token per ~3 hours: 12 takers of up to 4 tokens on 8 connections share exactly 10.
+    limiter = RateLimiter(pool, rate_per_second=0.0001, burst=10)
+    results = await asyncio.gather(
+        *(limiter.acquire_up_to("14", 4, timeout=0.5) for _ in range(12)), return_exceptions=True
+    )
+    granted = [r for r in results if isinstance(r, int)]
+    assert sum(granted) == 10 and all(1 <= g <= 4 for g in granted)
+    assert all(isinstance(r, RateLimitTimeout) for r in results if not isinstance(r, int))
+    assert await bucket_tokens(pool, "bot:14") < 1.0
+
+
+async def test_batch_take_waits_for_refill_respects_pauses_and_takes_tokens_back(pool: AsyncConnectionPool) -> None:
+    limiter = RateLimiter(pool, rate_per_second=20.0, burst=4)
+    assert await limiter.acquire_up_to("15", 10) == 4  # the whole bucket, not more
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    taken = 0
+    while taken < 6:  # 6 more tokens at 20/s cannot come in less than 0.3 s
+        taken += await limiter.acquire_up_to("15", 6 - taken)
+    assert taken == 6 and loop.time() - started >= 0.3 * 0.9
+    await limiter.give_back("15", 3)
+    assert await limiter.acquire_up_to("15", 10) >= 3
+    await limiter.give_back("15", 100)  # never above the capacity
+    assert await bucket_tokens(pool, "bot:15") <= 4.0
+    await limiter.pause("15", 30)
+    with pytest.raises(RateLimitTimeout):
+        await limiter.acquire_up_to("15", 1, timeout=0.2)
+    with pytest.raises(ValueError):
+        await limiter.acquire_up_to("15", 0)

@@ -127,3 +127,13 @@ def test_summary_text_says_what_happened(demo_run: dict[str, Any]) -> None:
     assert f"{demo_run['db']['join_requests']['approved']} approved" in text
     assert "3 consecutive broadcast failures" in text
     assert "managed under the new id: yes" in text
+
+
+def test_event_webhooks_reach_the_local_receiver_signed(demo_run: dict[str, Any]) -> None:
+    hooks = demo_run["hooks"]
+    by_type = hooks["by_type"]
+    assert hooks["received"] > 0 and hooks["verified"] == hooks["received"]
+    assert by_type.get("group.registered", 0) >= demo_run["groups"]
+    for expected in ("group.deactivated", "group.migrated", "broadcast.finished", "join_request.decided"):
+        assert by_type.get(expected, 0) >= 1, (expected, by_type)
+    assert "event webhooks" in demo_run["_stderr"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
+from tgms_tui.backend import groups as group_store
 from tgms_tui.screens.confirm import ConfirmScreen
 from tgms_tui.screens.group_detail import GroupDetailScreen
 from tgms_tui.screens.job_detail import JobDetailScreen
@@ -50,12 +53,54 @@ async def test_toggle_active_asks_before_deactivating(seeded_url: str) -> None:
         assert group_row(seeded_url, "alpha")[4] == "deactivated by an operator"
         await wait_until(pilot, lambda: str(groups.get_cell(str(GROUPS["alpha"]), "state")) == "✗ OFF")
 
-        # Activating asks nothing and starts the failure count afresh (Gamma had 3).
+        # Activating asks the TGMS worker to check the bot's rights with Telegram first (the check
+        # `tgms groups set --active yes` makes); the worker reactivates the group when they hold, and
+        # the failure count starts afresh (Gamma had 3).
         groups.move_to_key(str(GROUPS["gamma"]))
         await pilot.press("a")
-        await wait_until(pilot, lambda: group_row(seeded_url, "gamma")[0] is True, what="activation")
-        assert group_row(seeded_url, "gamma")[3] == 0
+        job = await _reactivation_job(pilot, seeded_url, GROUPS["gamma"])
         assert not isinstance(app.screen, ConfirmScreen)
+        async with await psycopg.AsyncConnection.connect(seeded_url, autocommit=True) as conn:
+            await group_store.reactivate(conn, GROUPS["gamma"])  # what the worker does after the check
+            await conn.execute("UPDATE jobs SET status = 'done' WHERE job_id = %s", (job,))
+        await wait_until(pilot, lambda: "activated." in " ".join(_notes(app)), what="activation reported")
+        assert group_row(seeded_url, "gamma")[0] is True and group_row(seeded_url, "gamma")[3] == 0
+
+        # The check fails: the reason is shown, and the operator may reactivate anyway (like --force).
+        reason = f"group {GROUPS['alpha']} not reactivated: the bot is not an administrator of the group"
+        for answer, active in (("n", False), ("y", True)):
+            groups.move_to_key(str(GROUPS["alpha"]))
+            await pilot.press("a")
+            job = await _reactivation_job(pilot, seeded_url, GROUPS["alpha"])
+            with psycopg.connect(seeded_url, autocommit=True) as conn:
+                conn.execute("UPDATE jobs SET status = 'failed', last_error = %s WHERE job_id = %s", (reason, job))
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="reactivate anyway?")
+            assert reason in str(app.screen.query_one("#question").render())
+            await pilot.press(answer)
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+            await pilot.pause(0.3)
+            assert group_row(seeded_url, "alpha")[0] is active
+            with psycopg.connect(seeded_url, autocommit=True) as conn:
+                conn.execute("DELETE FROM jobs WHERE job_id = %s", (job,))
+
+
+def _notes(app: Any) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+async def _reactivation_job(pilot: Any, url: str, group_id: int) -> int:
+    query = ("SELECT job_id FROM jobs WHERE job_type = 'tgms_register_group' AND payload = %s::jsonb "
+             "AND status = 'pending'")  # fmt: skip
+    payload = f'{{"group_id": {group_id}, "reactivate": true}}'
+    found: list[int] = []
+
+    def queued() -> bool:
+        with psycopg.connect(url) as conn:
+            found[:] = [r[0] for r in conn.execute(query, (payload,)).fetchall()]
+        return len(found) == 1
+
+    await wait_until(pilot, queued, what="the rights check queued")
+    return found[0]
 
 
 async def test_phase_final_and_member_refresh(seeded_url: str) -> None:

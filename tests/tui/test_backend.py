@@ -59,6 +59,8 @@ POLLED: dict[str, tuple[str, Any]] = {
     "dashboard.SQL_WORKERS": (dashboard.SQL_WORKERS, None),
     "dashboard.SQL_JOIN_REQUESTS": (dashboard.SQL_JOIN_REQUESTS, (100,)),
     "dashboard.SQL_DELIVERIES": (dashboard.SQL_DELIVERIES, {"groups": [-1, -2], "bid": 1}),
+    "dashboard.SQL_RAID_HOLDS": (dashboard.SQL_RAID_HOLDS, {"cap": dashboard.HELD_COUNT_CAP}),
+    "dashboard.SQL_HELD_GROUPS": (dashboard.SQL_HELD_GROUPS, {"n": dashboard.RAID_BANNER_GROUPS}),
     "group_actions.SQL_GROUP": (group_actions.SQL_GROUP, (-1,)),
     "group_actions.SQL_HISTORY": (group_actions.SQL_HISTORY, (-1, 120)),
     "group_actions.SQL_GROUP_JOIN_REQUESTS": (group_actions.SQL_GROUP_JOIN_REQUESTS, (-1, 50)),
@@ -83,8 +85,8 @@ POLLED: dict[str, tuple[str, Any]] = {
         )
     },
 }
-# Read whole by design (every group is listed; one row per worker process).
-READ_WHOLE = {"managed_groups", "bot_health"}
+# Read whole by design (every group is listed; one row per worker process; the join gate's one row).
+READ_WHOLE = {"managed_groups", "bot_health", "join_gate"}
 
 
 def test_every_read_model_query_is_explained() -> None:

@@ -8,7 +8,8 @@ broadcast is never stored without its job nor enqueued without its row. What the
 is refused here first (`check_submission`, inside the insert's transaction, once the id that shapes
 the debug codes is known): a broadcast is accepted only if every copy it can send goes through.
 Targets are resolved again by the sender when it starts; the count returned here is what the admin
-sees now.
+sees now. A broadcast reaching a final status raises broadcast.finished (an event webhook, with its
+copies counted per status), written by a trigger in the same transaction (hooks.py).
 
 The sender's statements (workers/group_sender.py tells the protocol) are one statement, one round
 trip each, on an autocommit connection; those that also touch the group apply the rules of

@@ -77,6 +77,11 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     # Where the webhook server is reached from the internet: tracked links point to <it>/r/<token>.
     public_base_url: str | None = None
+    # Event webhooks: deliver to private/loopback/link-local addresses too (local receivers, the demo);
+    # the time one delivery attempt may take; the attempts one worker process makes at once.
+    hooks_allow_private: bool = False
+    hooks_timeout: float = 5.0
+    hooks_concurrency: int = 8
 
     def require(self, name: str) -> str:
         """Return a secret/required string setting or raise ConfigError naming its variable."""
@@ -143,6 +148,9 @@ ENV_NAMES: dict[str, str] = {
     "worker_metrics_port": "TGMS_WORKER_METRICS_PORT",
     "worker_metrics_host": "TGMS_WORKER_METRICS_HOST",
     "public_base_url": "TGMS_PUBLIC_BASE_URL",
+    "hooks_allow_private": "TGMS_HOOKS_ALLOW_PRIVATE",
+    "hooks_timeout": "TGMS_HOOKS_TIMEOUT",
+    "hooks_concurrency": "TGMS_HOOKS_CONCURRENCY",
 }
 
 
@@ -315,6 +323,23 @@ def _http_transport(var: str, raw: str) -> HttpTransport:
     raise ConfigError(var, f"must be lean or httpx, got {raw!r}")
 
 
+def _hooks_timeout(var: str, raw: str) -> float:
+    """Seconds per delivery attempt: 0.1 to 60 (a drainer's job has 120 s; receivers answer fast)."""
+    value = _number(float, minimum=0.1)(var, raw)
+    if value > 60:
+        raise ConfigError(var, f"must be at most 60 seconds, got {raw!r}")
+    return value
+
+
+def _boolean(var: str, raw: str) -> bool:
+    choice = raw.lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(var, f"must be true or false, got {raw!r}")
+
+
 def _job_timeouts(var: str, raw: str) -> dict[str, float]:
     """`job_type=seconds,...`: each job type once, seconds a finite number >= 1."""
     limits: dict[str, float] = {}
@@ -365,6 +390,9 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "worker_metrics_port": lambda var, raw: port_number(var, raw),
     "worker_metrics_host": lambda var, raw: raw,
     "public_base_url": _public_base_url,
+    "hooks_allow_private": _boolean,
+    "hooks_timeout": _hooks_timeout,
+    "hooks_concurrency": _number(int, minimum=1),
 }
 
 

@@ -44,6 +44,11 @@ class GroupRow(NamedTuple):
     consecutive_failures: int
     last_broadcast_at: datetime | None
     deactivated_reason: str | None
+    held_until: datetime | None = None  # set while the group is on raid hold (join requests wait)
+
+    @property
+    def held(self) -> bool:
+        return self.held_until is not None
 
     @property
     def member_trend(self) -> int | None:
@@ -51,6 +56,27 @@ class GroupRow(NamedTuple):
         if self.member_count is None or self.member_count_prev is None:
             return None
         return self.member_count - self.member_count_prev
+
+
+class HeldGroup(NamedTuple):
+    group_id: int
+    title: str | None
+    held_since: datetime | None
+    held_until: datetime
+    held_requests: int
+
+
+class RaidHolds(NamedTuple):
+    """What the dashboard's raid banner shows; `active` when the fleet or a group is on hold."""
+
+    fleet_held_until: datetime | None
+    groups_held: int
+    held_requests: int  # requests waiting as 'held' (at most HELD_COUNT_CAP + 1: "more than")
+    groups: list[HeldGroup]
+
+    @property
+    def active(self) -> bool:
+        return self.fleet_held_until is not None or self.groups_held > 0
 
 
 class PoolStats(NamedTuple):
@@ -163,13 +189,36 @@ class DeliveryRow(NamedTuple):
     sent_at: datetime | None
 
 
+# held_until only while the hold lasts, so a group's row changes (and is redrawn) when it ends.
 SQL_GROUPS = """
 SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
-       consecutive_failures, last_broadcast_at, deactivated_reason
+       consecutive_failures, last_broadcast_at, deactivated_reason,
+       CASE WHEN held_until > now() THEN held_until END
   FROM managed_groups
 """
 
 SQL_GROUPS_BY_ID = SQL_GROUPS + " WHERE group_id = ANY(%s)"
+
+# The raid banner: the fleet's hold, how many groups are held, the held requests (counted up to a
+# cap: a raid may leave 100,000), and the first groups on hold with their own held requests (each
+# counted through the queue's partial index).
+RAID_BANNER_GROUPS = 8
+HELD_COUNT_CAP = 100_000
+SQL_RAID_HOLDS = """
+SELECT CASE WHEN f.fleet_held_until > now() THEN f.fleet_held_until END,
+       (SELECT count(*) FROM managed_groups WHERE held_until > now()),
+       (SELECT count(*) FROM (SELECT 1 FROM join_requests WHERE status = 'held' LIMIT %(cap)s + 1) AS h)
+  FROM join_gate f
+"""
+
+SQL_HELD_GROUPS = """
+SELECT g.group_id, g.title, g.held_since, g.held_until,
+       (SELECT count(*) FROM join_requests j WHERE j.chat_id = g.group_id AND j.status = 'held')
+  FROM managed_groups g
+ WHERE g.held_until > now()
+ ORDER BY g.held_since, g.group_id
+ LIMIT %(n)s
+"""
 
 # One UNION ALL branch per status so that each is served by its own partial index.
 SQL_POOL_STATS = """
@@ -281,6 +330,20 @@ async def fetch_groups_by_id(conn: AsyncConnection[Any], group_ids: Iterable[int
     async with conn.cursor(row_factory=lambda _cur: GroupRow._make) as cur:
         await cur.execute(SQL_GROUPS_BY_ID, (list(group_ids),))
         return await cur.fetchall()
+
+
+async def fetch_raid_holds(conn: AsyncConnection[Any]) -> RaidHolds:
+    """The fleet's and the groups' raid holds and the requests they hold, for the banner."""
+    cur = await conn.execute(SQL_RAID_HOLDS, {"cap": HELD_COUNT_CAP})
+    row = await cur.fetchone()
+    if row is None:  # no join_gate row: nothing is held
+        return RaidHolds(None, 0, 0, [])
+    fleet_until, groups_held, held = row
+    groups: list[HeldGroup] = []
+    if groups_held:
+        cur = await conn.execute(SQL_HELD_GROUPS, {"n": RAID_BANNER_GROUPS})
+        groups = [HeldGroup(*r) for r in await cur.fetchall()]
+    return RaidHolds(fleet_until, int(groups_held), int(held), groups)
 
 
 async def fetch_pool_stats(conn: AsyncConnection[Any]) -> list[PoolStats]:

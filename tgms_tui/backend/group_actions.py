@@ -73,6 +73,9 @@ class GroupDetail:
     deactivated_at: datetime | None
     member_count_at: datetime | None
     created_at: datetime
+    join_policy: str
+    held_since: datetime | None
+    held_requests: int  # join requests of the group waiting as 'held' (a raid hold's)
     history: list[MemberCountPoint]
     join_requests: list[GroupJoinRequest]
     broadcasts: list[ReceivedBroadcast]
@@ -82,8 +85,11 @@ class GroupDetail:
 SQL_GROUP = """
 SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
        consecutive_failures, last_broadcast_at, deactivated_reason,
-       chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at
-  FROM managed_groups WHERE group_id = %s
+       CASE WHEN held_until > now() THEN held_until END,
+       chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at,
+       join_policy, held_since,
+       (SELECT count(*) FROM join_requests j WHERE j.chat_id = g.group_id AND j.status = 'held')
+  FROM managed_groups g WHERE group_id = %s
 """
 
 SQL_HISTORY = """
@@ -149,8 +155,9 @@ async def fetch_group_detail(conn: AsyncConnection[Any], group_id: int) -> Group
     row = await cur.fetchone()
     if row is None:
         raise GroupNotFound(group_id)
-    group = GroupRow(*row[:10])
-    chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at = row[10:]
+    group = GroupRow(*row[:11])
+    chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at = row[11:17]
+    join_policy, held_since, held_requests = row[17:]
     cur = await conn.execute(SQL_HISTORY, (group_id, HISTORY_POINTS))
     history = [MemberCountPoint(*r) for r in await cur.fetchall()]
     cur = await conn.execute(SQL_GROUP_JOIN_REQUESTS, (group_id, DETAIL_LIMIT))
@@ -167,6 +174,9 @@ async def fetch_group_detail(conn: AsyncConnection[Any], group_id: int) -> Group
         deactivated_at=deactivated_at,
         member_count_at=member_count_at,
         created_at=created_at,
+        join_policy=join_policy,
+        held_since=held_since,
+        held_requests=held_requests,
         history=history,
         join_requests=joins,
         broadcasts=broadcasts,

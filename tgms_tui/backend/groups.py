@@ -12,6 +12,9 @@ The activation rule (every statement that activates or deactivates a group appli
 - Reactivating clears `deactivated_at` and the reason and starts the failure count afresh (or the
   next error would deactivate the group again).
 
+Every registration, activation change and member-count change raises its event webhook in the same
+transaction, whichever statement made it: triggers of migration 020 write the event (hooks.py).
+
 Automatic reasons are the ones TGMS writes itself: they start with "bot " (the bot's rights or
 membership changed) or count consecutive broadcast failures. Anything else is an operator's.
 
@@ -22,7 +25,9 @@ others find nothing left to do. The group id is a key in every table, so this on
 them all. The new supergroup may already have rows of its own (the bot's `my_chat_member` in the
 new chat can register it first), so every table is merged, not blindly updated: the old group's
 settings (phase, activity, policy) win because they are the admin's choices, and a broadcast that
-already has a row for the new id keeps that row (the old one is skipped, never sent twice).
+already has a row for the new id keeps that row (the old one is skipped, never sent twice). The
+rewrite emits one `group.migrated` event (hooks.py), in its transaction; the rows it moves raise no
+other group event.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 
-from . import queue
+from . import hooks, queue
 
 log = logging.getLogger(__name__)
 
@@ -320,12 +325,20 @@ async def remove(conn: AsyncConnection[Any], group_id: int) -> bool:
 
 
 async def request_registration(
-    conn: AsyncConnection[Any], group_id: int, *, title: str | None = None, phase: str | None = None
+    conn: AsyncConnection[Any],
+    group_id: int,
+    *,
+    title: str | None = None,
+    phase: str | None = None,
+    reactivate: bool = False,
 ) -> int:
     """Ask the TGMS worker to check a chat with Telegram and register it (the control center's way to
-    add a group: it makes no Bot API calls itself). Returns the job id; the job fails, with the
-    reason as its error, when the bot cannot manage the chat."""
+    add a group: it makes no Bot API calls itself), or with `reactivate` to reactivate a managed
+    group after the same check (`tgms groups set --active yes` runs it too). Returns the job id; the
+    job fails, with the reason as its error, when the bot cannot manage the chat."""
     payload: dict[str, Any] = {"group_id": group_id}
+    if reactivate:
+        payload["reactivate"] = True
     if title:
         payload["title"] = title
     if phase is not None:
@@ -414,14 +427,18 @@ async def rewrite_id(conn: AsyncConnection[Any], old_id: int, new_id: int) -> bo
     params = {"old": old_id, "new": new_id}
     async with conn.transaction():
         await conn.execute(SQL_LOCK, params)
+        await hooks.quiet_group_triggers(conn, old_id)
         cur = await conn.execute(SQL_MERGE_GROUP, params)
         moved_group = await cur.fetchone() is not None
+        if moved_group:
+            await hooks.emit(conn, "group.migrated", str(old_id), {"old_group_id": old_id, "group_id": new_id})
         await conn.execute(SQL_SKIP_DUPLICATE_SENDS, params)
         await conn.execute(SQL_MOVE_SENDS, params)
         await conn.execute(SQL_MOVE_JOIN_REQUESTS, params)
         await conn.execute(SQL_MERGE_ACTIVITY, params)
         for statement in SQL_MOVE_PLAIN:
             await conn.execute(statement, params)
+        await hooks.quiet_group_triggers(conn, None)
     if moved_group:
         log.info("group %s was upgraded to supergroup %s: group id rewritten everywhere", old_id, new_id)
     return moved_group

@@ -160,7 +160,7 @@ async def record_leave(conn: AsyncConnection[Any], chat_id: int, user_id: int, d
 
 # `x` is the link as received; `l` the link as created. A whole URL matches itself, a truncated one
 # ("https://t.me/+abcd...") the created URL it starts.
-_SAME_LINK = (
+SAME_LINK = (
     "({x}.invite_link = l.invite_link OR (right({x}.invite_link, 3) = '...' "
     "AND starts_with(l.invite_link, left({x}.invite_link, -3))))"
 )
@@ -178,7 +178,7 @@ SELECT l.link_id, l.name, l.group_id, g.title, l.invite_link, l.status, l.error,
              count(*) FILTER (WHERE jr.status = 'approved') AS approved,
              count(*) FILTER (WHERE jr.status IN ('declined', 'banned', 'verification_failed')) AS declined
         FROM join_requests jr
-       WHERE jr.chat_id = l.group_id AND l.invite_link IS NOT NULL AND {_SAME_LINK.format(x="jr")}
+       WHERE jr.chat_id = l.group_id AND l.invite_link IS NOT NULL AND {SAME_LINK.format(x="jr")}
   ) r ON true
   LEFT JOIN LATERAL (
       SELECT count(*) AS joined,
@@ -194,7 +194,7 @@ SELECT l.link_id, l.name, l.group_id, g.title, l.invite_link, l.status, l.error,
                   WHERE a.chat_id = m.chat_id AND a.user_id = m.user_id
                     AND a.last_seen_at >= now() - make_interval(days => %(active_days)s))) AS active
         FROM invite_link_members m
-       WHERE m.chat_id = l.group_id AND l.invite_link IS NOT NULL AND {_SAME_LINK.format(x="m")}
+       WHERE m.chat_id = l.group_id AND l.invite_link IS NOT NULL AND {SAME_LINK.format(x="m")}
   ) m ON true
  WHERE %(name)s::text IS NULL OR l.name = %(name)s::text
  ORDER BY l.name, l.group_id, l.link_id

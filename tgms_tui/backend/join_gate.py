@@ -6,13 +6,20 @@ it for the raid detector and picks its path); every later step moves that row an
 
     verifying --press right--> processing --> approved
     verifying --wrong / no answer / unreachable--> verification_failed (declined) | pending (manual queue)
-    pending | held --operator--> processing --> approved | declined
+    pending | held | ambiguous --operator--> processing --> approved | declined | ambiguous
     pending | held --older than manual_expire_hours--> declined
 
-`claim` is the one statement before a decision's Bot API call: it moves a waiting row to
+`claim` is the one statement before a press's or a deadline's Bot API call: it moves a waiting row to
 'processing' with the decision and the deciding job, so two operators, two presses or a press racing a
 timeout decide a request once. `settle` is the one after. A row left 'processing' by a crashed job is
 taken again only by a re-run of the same job (same decision), as the approval path does.
+
+An operator's decisions go in batches (`claim_batch`, `settle_batch`: one statement each for a batch
+of requests, whose calls run side by side). A row one of them left 'processing' when its worker died
+may or may not have been decided in Telegram: the re-run of the job finds it (`stranded`) and marks it
+'ambiguous' instead of calling again, since approve/decline name the user, not the request, and a
+repeated call could decide a newer request of the same user. An ambiguous request waits in the queue;
+an operator may decide it again (Telegram answers "HIDE_REQUESTER_MISSING" if it was decided).
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ from typing import Any, NamedTuple
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from .invite_links import SAME_LINK
 from .queue import enqueue
 
 POLICIES = ("auto", "verify", "manual")
 FALLBACKS = ("decline", "manual")
 WAITING = ("pending", "held")
+# What waits for an operator: the queue lists these and an operator's decision may take them.
+QUEUE = ("pending", "held", "ambiguous")
 DECISIONS = {"approve": "approved", "decline": "declined"}
 DECIDE_JOB = "tgms_decide_join_requests"
 DEADLINE_JOB = "tgms_join_request_deadline"
@@ -71,6 +81,8 @@ class QueuedRequest(NamedTuple):
     status: str
     requested_at: Any
     note: str | None
+    link_name: str | None = None  # the named invite link (source) the request came through
+    link_id: int | None = None
 
 
 class Claimed(NamedTuple):
@@ -80,6 +92,18 @@ class Claimed(NamedTuple):
     username: str | None
     bot: str | None
     retried: bool  # the row was already 'processing' for this job: an earlier run may have called
+
+
+class BatchRow(NamedTuple):
+    """A request taken by an operator's decision job (`status` 'processing': call Telegram; 'expired':
+    a newer request of the same user in that chat replaced it, so there is nothing to call)."""
+
+    request_id: int
+    chat_id: int
+    user_id: int
+    username: str | None
+    bot: str | None
+    status: str
 
 
 class TokenRow(NamedTuple):
@@ -93,6 +117,10 @@ class TokenRow(NamedTuple):
 
 class GroupNotFound(LookupError):
     pass
+
+
+class LinkNotFound(ValueError):
+    """A decision named an invite link that no `tgms links create` made."""
 
 
 _GATE_COLUMNS = """g.group_id, g.title, g.join_policy, g.verify_text, g.verify_question, g.verify_answers,
@@ -129,19 +157,101 @@ WITH f AS (UPDATE join_gate SET fleet_held_until = NULL, fleet_held_since = NULL
 DELETE FROM join_request_rates WHERE minute >= date_trunc('minute', now()) - interval '1 minute'
 """
 
-SQL_LIST = """
-SELECT j.request_id, j.chat_id, g.title, j.user_id, j.username, j.status, j.requested_at, j.note
+# The named link a request came through (a request records the URL as its bot received it).
+_LINK_OF_REQUEST = f"""
+LEFT JOIN LATERAL (
+    SELECT l.name, l.link_id FROM invite_links l
+     WHERE l.group_id = j.chat_id AND l.invite_link IS NOT NULL AND {SAME_LINK.format(x="j")}
+     ORDER BY l.link_id DESC LIMIT 1
+) src ON j.invite_link IS NOT NULL
+"""
+
+SQL_LIST = f"""
+SELECT j.request_id, j.chat_id, g.title, j.user_id, j.username, j.status, j.requested_at, j.note,
+       src.name, src.link_id
   FROM join_requests j LEFT JOIN managed_groups g ON g.group_id = j.chat_id
+  {_LINK_OF_REQUEST}
  WHERE j.status = ANY(%(statuses)s) AND (%(group)s::bigint IS NULL OR j.chat_id = %(group)s)
  ORDER BY j.requested_at, j.request_id
  LIMIT %(limit)s
 """
 
-SQL_WAITING_IDS = """
-SELECT request_id FROM join_requests
- WHERE status = ANY(%(statuses)s) AND (%(group)s::bigint IS NULL OR chat_id = %(group)s)
-   AND (%(ids)s::bigint[] IS NULL OR request_id = ANY(%(ids)s))
- ORDER BY requested_at, request_id
+# `link` names a source (every group's link of that name) or, when no link has that name, one link
+# by its id.
+SQL_LINKS = """
+SELECT link_id FROM invite_links
+ WHERE name = %(link)s
+    OR (NOT EXISTS (SELECT 1 FROM invite_links WHERE name = %(link)s) AND link_id::text = %(link)s)
+"""
+
+SQL_WAITING_IDS = f"""
+SELECT j.request_id FROM join_requests j
+ WHERE j.status = ANY(%(statuses)s) AND (%(group)s::bigint IS NULL OR j.chat_id = %(group)s)
+   AND (%(ids)s::bigint[] IS NULL OR j.request_id = ANY(%(ids)s))
+   AND (%(links)s::bigint[] IS NULL OR (j.invite_link IS NOT NULL AND EXISTS (
+        SELECT 1 FROM invite_links l
+         WHERE l.link_id = ANY(%(links)s) AND l.group_id = j.chat_id AND l.invite_link IS NOT NULL
+           AND {SAME_LINK.format(x="j")})))
+ ORDER BY j.requested_at, j.request_id
+"""
+
+# An operator's decision job takes the next requests of its list in one statement (never one it left
+# ambiguous itself, in an earlier run: only a new decision may call again). A request
+# replaced by a newer one of the same user in that chat is gone in Telegram (a user has one pending
+# request per chat): it becomes 'expired' here, since approve/decline would act on the newer one.
+SQL_CLAIM_BATCH = """
+WITH pick AS (
+    SELECT j.request_id,
+           EXISTS (SELECT 1 FROM join_requests n
+                    WHERE n.chat_id = j.chat_id AND n.user_id = j.user_id AND n.requested_at > j.requested_at)
+               AS superseded
+      FROM join_requests j
+     WHERE j.request_id = ANY(%(ids)s::bigint[]) AND j.status = ANY(%(expect)s::text[])
+       AND NOT (j.status = 'ambiguous' AND j.job_id = %(job)s)
+       FOR UPDATE OF j
+)
+UPDATE join_requests j
+   SET status = CASE WHEN pick.superseded THEN 'expired' ELSE 'processing' END,
+       decision = %(decision)s, decided_by = %(by)s, job_id = %(job)s,
+       error = CASE WHEN pick.superseded THEN 'replaced by a newer request of the same user' END,
+       processed_at = CASE WHEN pick.superseded THEN now() ELSE j.processed_at END,
+       decided_at = CASE WHEN pick.superseded THEN now() ELSE j.decided_at END
+  FROM pick
+ WHERE j.request_id = pick.request_id
+RETURNING j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status
+"""
+
+# Rows of the job's list that an earlier run of the job claimed and did not settle (it died).
+SQL_STRANDED = """
+SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
+ WHERE request_id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND job_id = %(job)s
+"""
+
+# Rows a decision job claimed but did not call (Telegram refused without acting, and the run ends):
+# back to the queue. A held request keeps its held_at; every other one waited as pending.
+SQL_RELEASE_BATCH = """
+UPDATE join_requests
+   SET status = CASE WHEN held_at IS NOT NULL THEN 'held' ELSE 'pending' END, decision = NULL,
+       error = %(error)s
+ WHERE request_id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND job_id = %(job)s
+"""
+
+SQL_SETTLE_BATCH = """
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(errors)s::text[]) AS v(id, status, error)
+), upd AS (
+    UPDATE join_requests j
+       SET status = v.status, error = v.error, note = COALESCE(%(note)s, j.note), processed_at = now(),
+           decided_at = now()
+      FROM v
+     WHERE j.request_id = v.id AND j.status = 'processing' AND j.job_id = %(job)s
+    RETURNING j.chat_id, j.user_id, j.username, j.status
+)
+INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
+SELECT DISTINCT ON (chat_id, user_id) chat_id, user_id, username, 'member', false, now(), now()
+  FROM upd WHERE status IN ('approved', 'already_member')
+ON CONFLICT (chat_id, user_id) DO UPDATE
+   SET username = COALESCE(EXCLUDED.username, m.username), status = 'member', last_seen_at = now()
 """
 
 SQL_CLAIM = """
@@ -312,7 +422,7 @@ async def release_fleet(conn: AsyncConnection[Any]) -> None:
 
 
 async def list_requests(
-    conn: AsyncConnection[Any], statuses: tuple[str, ...] = WAITING, group_id: int | None = None, limit: int = 10_000
+    conn: AsyncConnection[Any], statuses: tuple[str, ...] = QUEUE, group_id: int | None = None, limit: int = 10_000
 ) -> list[QueuedRequest]:
     cur = await conn.execute(SQL_LIST, {"statuses": list(statuses), "group": group_id, "limit": limit})
     return [QueuedRequest(*row) for row in await cur.fetchall()]
@@ -325,14 +435,24 @@ async def request_decisions(
     by: str,
     ids: list[int] | None = None,
     group_id: int | None = None,
+    link: str | None = None,
 ) -> tuple[int | None, list[int]]:
-    """Queue a decision on waiting requests (the listed ids, or all of a group, or all): one job that
-    the TGMS worker carries out at Telegram's pace. Returns (job id, the ids it covers)."""
+    """Queue a decision on waiting requests (the listed ids, all of a group, all that came through an
+    invite link — a source's name or one link's id —, or what matches several of these): one job that
+    the TGMS worker carries out at Telegram's pace. Returns (job id, the ids it covers); LinkNotFound
+    for a link nobody created."""
     if decision not in DECISIONS:
         raise ValueError("decision must be approve or decline")
-    if ids is None and group_id is None:
-        raise ValueError("name the requests (ids) or a group")
-    cur = await conn.execute(SQL_WAITING_IDS, {"statuses": list(WAITING), "group": group_id, "ids": ids})
+    if ids is None and group_id is None and link is None:
+        raise ValueError("name the requests (ids), a group or an invite link")
+    links = None
+    if link is not None:
+        cur = await conn.execute(SQL_LINKS, {"link": link})
+        links = [int(row[0]) for row in await cur.fetchall()]
+        if not links:
+            raise LinkNotFound(f"link: no invite link is named (or has the id) {link!r}")
+    params = {"statuses": list(QUEUE), "group": group_id, "ids": ids, "links": links}
+    cur = await conn.execute(SQL_WAITING_IDS, params)
     found = [int(row[0]) for row in await cur.fetchall()]
     if not found:
         return None, []
@@ -374,6 +494,47 @@ async def settle(
     joined = status in ("approved", "already_member")
     await conn.execute(SQL_SETTLE, {"id": request_id, "status": status, "error": error, "note": note,
                                     "joined": joined})  # fmt: skip
+
+
+async def still_waiting(conn: AsyncConnection[Any], ids: list[int]) -> list[int]:
+    """Of `ids`, those an operator's decision may still take, in the queue's order."""
+    cur = await conn.execute(SQL_WAITING_IDS, {"statuses": list(QUEUE), "group": None, "ids": ids, "links": None})
+    return [int(row[0]) for row in await cur.fetchall()]
+
+
+async def claim_batch(
+    conn: AsyncConnection[Any], ids: list[int], decision: str, job_id: int, by: str
+) -> list[BatchRow]:
+    """Take those of `ids` still in the queue for this decision job, in one statement."""
+    cur = await conn.execute(
+        SQL_CLAIM_BATCH, {"ids": ids, "expect": list(QUEUE), "decision": decision, "job": job_id, "by": by}
+    )
+    return [BatchRow(*row) for row in await cur.fetchall()]
+
+
+async def stranded(conn: AsyncConnection[Any], ids: list[int], job_id: int) -> list[BatchRow]:
+    """Of `ids`, those an earlier run of `job_id` claimed and never settled."""
+    cur = await conn.execute(SQL_STRANDED, {"ids": ids, "job": job_id})
+    return [BatchRow(*row) for row in await cur.fetchall()]
+
+
+async def settle_batch(
+    conn: AsyncConnection[Any], job_id: int, outcomes: list[tuple[int, str, str | None]], note: str | None
+) -> None:
+    """Record (request id, status, error) for rows this job holds 'processing', in one statement."""
+    if not outcomes:
+        return
+    await conn.execute(
+        SQL_SETTLE_BATCH,
+        {"ids": [o[0] for o in outcomes], "statuses": [o[1] for o in outcomes], "errors": [o[2] for o in outcomes],
+         "job": job_id, "note": note},
+    )  # fmt: skip
+
+
+async def release_batch(conn: AsyncConnection[Any], job_id: int, ids: list[int], error: str | None) -> None:
+    """Put rows this job claimed but did not call back in the queue."""
+    if ids:
+        await conn.execute(SQL_RELEASE_BATCH, {"ids": ids, "job": job_id, "error": error})
 
 
 async def to_queue(conn: AsyncConnection[Any], request_id: int, note: str, *, answered: bool = False) -> bool:

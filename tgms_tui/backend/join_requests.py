@@ -5,7 +5,8 @@ inserts the request's row, a final status straight away for an unmanaged or inac
 'declining' (the intent to decline) for a user on the fleet's ban list, else the gate's path
 ('processing', the intent to approve, on the auto path). `finish` is the one after: it writes the
 outcome of a row still 'processing' or 'declining' (a finished request is never rewritten) and, on
-approval, the member's activity.
+approval, the member's activity. A request's outcome (processed_at set) raises join_request.decided
+for the event webhooks that ask for it, by a trigger in the same transaction (hooks.py).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 the only way TGMS knows who is inactive, since the Bot API cannot list members), and the kick audit.
 
 (Join-request approvals record activity in the join request's own statement: see join_requests.py.)
+A member count that changes raises group.member_count (an event webhook, written by a trigger in the
+same transaction: hooks.py).
 """
 
 from __future__ import annotations

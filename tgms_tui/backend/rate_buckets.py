@@ -61,6 +61,50 @@ SELECT verdict.found, verdict.granted AND verdict.found = %(n)s, verdict.wait, (
   FROM verdict
 """
 
+# Up to `want` tokens from every bucket of `keys` at once (a batch of calls that need only these
+# buckets): as many as the poorest bucket holds whole, none while any is paused or missing. When it
+# grants none, `wait` is how long until `target` tokens could be taken (a caller that wants a batch
+# sleeps for a batch, not for each token, so fewer statements compete for the rows).
+TAKE_UP_TO = """
+WITH cur AS (
+    SELECT key,
+           LEAST(capacity, tokens + refill_per_sec
+                 * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))) AS level,
+           refill_per_sec,
+           paused_until
+      FROM rate_buckets
+     WHERE key = ANY(%(keys)s::text[])
+     ORDER BY key
+       FOR UPDATE
+), verdict AS (
+    SELECT count(*) AS found,
+           CASE WHEN count(*) = %(n)s
+                     AND bool_and(paused_until IS NULL OR paused_until <= clock_timestamp())
+                THEN LEAST(%(want)s, GREATEST(0, floor(min(level))))::int ELSE 0 END AS granted,
+           coalesce(max(GREATEST(
+               GREATEST(0, %(target)s - level) / refill_per_sec,
+               coalesce(EXTRACT(EPOCH FROM paused_until - clock_timestamp()), 0))), 0) AS wait
+      FROM cur
+), take AS (
+    UPDATE rate_buckets AS b
+       SET tokens = cur.level - verdict.granted,
+           updated_at = clock_timestamp()
+      FROM cur, verdict
+     WHERE b.key = cur.key AND verdict.granted > 0
+    RETURNING b.key
+)
+SELECT verdict.found, verdict.granted, verdict.wait, (SELECT count(*) FROM take) FROM verdict
+"""
+
+# Tokens taken for calls that were not made after all go back (never above the capacity).
+GIVE_BACK = """
+UPDATE rate_buckets
+   SET tokens = LEAST(capacity, tokens + %(n)s + refill_per_sec
+                      * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))),
+       updated_at = clock_timestamp()
+ WHERE key = ANY(%(keys)s::text[])
+"""
+
 # A 429: pause a bucket (created if missing); an earlier, longer pause is kept.
 PAUSE_BUCKET = """
 INSERT INTO rate_buckets AS b (key, tokens, capacity, refill_per_sec, updated_at, paused_until)
@@ -93,6 +137,23 @@ async def take(conn: AsyncConnection[Any], keys: Sequence[str]) -> tuple[bool, f
     assert row is not None  # the aggregate always yields one row
     found, granted, wait, _taken = row
     return bool(granted), float(wait), int(found)
+
+
+async def take_up_to(
+    conn: AsyncConnection[Any], keys: Sequence[str], want: int, target: float
+) -> tuple[int, float, int]:
+    """Up to `want` tokens from every bucket of `keys`: (granted, seconds until `target` tokens could
+    be taken, buckets found)."""
+    params = {"keys": list(keys), "n": len(keys), "want": int(want), "target": float(target)}
+    cur = await conn.execute(TAKE_UP_TO, params)
+    row = await cur.fetchone()
+    assert row is not None  # the aggregate always yields one row
+    found, granted, wait, _taken = row
+    return int(granted), float(wait), int(found)
+
+
+async def give_back(conn: AsyncConnection[Any], keys: Sequence[str], n: int) -> None:
+    await conn.execute(GIVE_BACK, {"keys": list(keys), "n": float(n)})
 
 
 async def pause(conn: AsyncConnection[Any], key: str, capacity: float, rate: float, seconds: float) -> None:

@@ -45,6 +45,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bans": ("tgms_tui.commands.bans", "the fleet's ban list: 'list', 'show USER_ID'"),
     "links": ("tgms_tui.commands.bans", "named invite links: 'create', 'list' (requests, joins, retention), 'revoke'"),
     "stats": ("tgms_tui.commands.stats", "charts' figures per group or for the fleet over 24h/7d/30d (--json, --csv)"),
+    "hooks": (
+        "tgms_tui.commands.hooks",
+        "event webhooks: add (prints the secret once), list, remove, pause, resume, test, replay, log",
+    ),
     "jobs": ("tgms_tui.commands.jobs", "list, cancel (even while running) or retry jobs"),
     "join-requests": ("tgms_tui.commands.join_requests", "the join-request queue: list, approve, decline; raid"),
 }

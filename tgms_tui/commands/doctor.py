@@ -117,12 +117,17 @@ async def diagnose(
     check_configuration(settings, note)
     url = await check_database(settings, note, db_url)
     bots = await check_tokens(settings, note, factory)
+    configured = {role for role in BOT_ROLES if getattr(settings, "tgms_bot_token" if role == "tgms" else "bot_token")}
+    modes: list[str | None] = []
     try:
         seen = await _pollers(url) if url is not None else None
         for role, client in bots.items():
             if role == "main" and settings.bot_token == settings.tgms_bot_token:
                 continue  # one bot in both roles: its one webhook is the group bot's (checked next)
-            await check_webhook(role, client, note, seen)
+            modes.append(await check_webhook(role, client, note, seen))
+        # Polling only: every configured bot answered, and none has a webhook set.
+        polling_only = bool(modes) and set(bots) == configured and all(m == "polling" for m in modes)
+        check_webhook_secret(settings, note, polling_only=polling_only)
         group_bot = bots.get("tgms") or bots.get("main")
         if check_groups and url is not None and group_bot is not None:
             await check_groups_rights(url, group_bot, note)
@@ -193,21 +198,6 @@ def check_configuration(settings: Settings, note: Note) -> None:
         note("WARN", "config", f"ADMIN_API_KEY {weakness}", f"use a random one: {GENERATE_SECRET}")
     else:
         note("OK", "config", "ADMIN_API_KEY set")
-    if not settings.webhook_secret:
-        note(
-            "WARN",
-            "config",
-            "TGMS_WEBHOOK_SECRET not set: forged updates cannot be told from Telegram's",
-            "set TGMS_WEBHOOK_SECRET (A-Z a-z 0-9 _ -) and run `tgms set-webhook --url ...` again",
-        )
-    elif weakness := secret_weakness(settings.webhook_secret):
-        fix = f"use a random one ({GENERATE_SECRET}) and run `tgms set-webhook --url ...` again"
-        note("WARN", "config", f"TGMS_WEBHOOK_SECRET {weakness}", fix)
-    elif settings.webhook_secret == settings.admin_api_key:
-        fix = "give each its own random value; Telegram (and its logs) must never hold the admin key"
-        note("WARN", "config", "TGMS_WEBHOOK_SECRET is the same as ADMIN_API_KEY", fix)
-    else:
-        note("OK", "config", "TGMS_WEBHOOK_SECRET set")
     note(
         "OK",
         "config",
@@ -228,6 +218,35 @@ def _describe_db_url(url: str) -> str:
     host = parts.hostname or "local socket"
     port = f":{parts.port}" if parts.port else ""
     return f"{host}{port}{parts.path or ''}"
+
+
+def check_webhook_secret(settings: Settings, note: Note, *, polling_only: bool) -> None:
+    """TGMS_WEBHOOK_SECRET proves that an update came from Telegram; a set-up where every bot uses
+    long polling (`tgms poll`, no webhook set) receives no webhook calls and needs none."""
+    if not settings.webhook_secret:
+        if polling_only:
+            note(
+                "OK",
+                "config",
+                "TGMS_WEBHOOK_SECRET not set: not needed, every bot uses long polling (set one before "
+                "`tgms set-webhook`)",
+            )
+            return
+        note(
+            "WARN",
+            "config",
+            "TGMS_WEBHOOK_SECRET not set: forged updates cannot be told from Telegram's",
+            "set TGMS_WEBHOOK_SECRET (A-Z a-z 0-9 _ -) and run `tgms set-webhook --url ...` again"
+            + ("" if polling_only else "; with long polling only (`tgms poll`) no secret is needed"),
+        )
+    elif weakness := secret_weakness(settings.webhook_secret):
+        fix = f"use a random one ({GENERATE_SECRET}) and run `tgms set-webhook --url ...` again"
+        note("WARN", "config", f"TGMS_WEBHOOK_SECRET {weakness}", fix)
+    elif settings.webhook_secret == settings.admin_api_key:
+        fix = "give each its own random value; Telegram (and its logs) must never hold the admin key"
+        note("WARN", "config", "TGMS_WEBHOOK_SECRET is the same as ADMIN_API_KEY", fix)
+    else:
+        note("OK", "config", "TGMS_WEBHOOK_SECRET set")
 
 
 # ------------------------------------------------------------------ database
@@ -335,20 +354,20 @@ async def _pollers(url: str) -> list[pollers.PollerRow] | None:
 
 async def check_webhook(
     role: str, client: TelegramClient, note: Note, seen: list[pollers.PollerRow] | None = None
-) -> None:
+) -> str | None:
     """Which mode the bot is in — webhook (a URL is set) or long polling (`tgms poll`) — and
-    whether that mode is working."""
+    whether that mode is working. Returns the mode ('webhook' | 'polling'; None: Telegram could not say)."""
     subject = f"{role} bot webhook"
     try:
         info = await client.get_webhook_info()
     except TelegramError as exc:
         note("FAIL", subject, f"getWebhookInfo failed: {exc}", "check the bot token and network")
-        return
+        return None
     url = info.get("url") or ""
     live = [p for p in seen or [] if p.bot == role and p.alive]
     if not url:
         check_polling(role, note, live, seen is not None)
-        return
+        return "polling"
     shown = _strip_userinfo(_strip_query(url))
     wrong = webhook_url_problem(url, role)
     if wrong is not None:
@@ -399,6 +418,7 @@ async def check_webhook(
             "allowed_updates excludes chat_join_request: join requests will not arrive",
             "run `tgms set-webhook --url ...` again (it asks for every update type TGMS needs)",
         )
+    return "webhook"
 
 
 def check_polling(role: str, note: Note, live: list[pollers.PollerRow], known: bool) -> None:

@@ -15,8 +15,8 @@ import psycopg
 from tgms_tui.backend import join_gate
 from tgms_tui.backend.bootstrap import prepare
 
-STATUSES = ("pending", "held", "verifying", "processing", "approved", "declined", "verification_failed",
-            "expired", "failed", "already_member", "skipped_unmanaged", "skipped_inactive")  # fmt: skip
+STATUSES = ("pending", "held", "ambiguous", "verifying", "processing", "approved", "declined", "verification_failed",
+            "expired", "failed", "already_member", "skipped_unmanaged", "skipped_inactive", "banned")  # fmt: skip
 
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,13 +52,17 @@ def gate_fields(args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = sub.add_parser("list", help="list join requests (default: those waiting for an operator)")
-    ls.add_argument("--status", default="pending,held", help="comma-separated statuses (default pending,held)")
+    ls.add_argument("--status", default=",".join(join_gate.QUEUE),
+                    help=f"comma-separated statuses (default {','.join(join_gate.QUEUE)}: the queue)")  # fmt: skip
     ls.add_argument("--group", type=int, help="only this group")
     ls.add_argument("--json", action="store_true", help="one JSON array")
     for name in ("approve", "decline"):
         sp = sub.add_parser(name, help=f"{name} waiting requests (queued for the TGMS worker)")
         sp.add_argument("request_ids", type=int, nargs="*", help="request ids (from `list`)")
         sp.add_argument("--group", type=int, help="every waiting request of this group")
+        sp.add_argument("--link", metavar="NAME_OR_ID",
+                        help="every waiting request that came through this invite link: a source's name "
+                             "(`tgms links list`: its links in every group) or one link's id")  # fmt: skip
     raid = sub.add_parser("raid", help="show or change the anti-raid thresholds")
     raid.add_argument("--group-per-minute", type=int, help="default per-group threshold (0: off)")
     raid.add_argument("--fleet-per-minute", type=int, help="fleet-wide threshold (0: off)")
@@ -90,12 +94,20 @@ async def _run(url: str, args: argparse.Namespace) -> int:
             print(f"{len(rows)} request(s)")
             return 0
         if args.action in ("approve", "decline"):
-            if not args.request_ids and args.group is None:
-                print(f"tgms: join-requests: {args.action}: name request ids or --group")
+            if not args.request_ids and args.group is None and args.link is None:
+                print(f"tgms: join-requests: {args.action}: name request ids, --group or --link")
                 return 2
-            job, ids = await join_gate.request_decisions(
-                conn, args.action, by="cli", ids=args.request_ids or None, group_id=args.group
-            )
+            if args.link is not None and not args.link.strip():
+                print(f"tgms: join-requests: {args.action}: --link needs a link's name or id")
+                return 2
+            try:
+                job, ids = await join_gate.request_decisions(
+                    conn, args.action, by="cli", ids=args.request_ids or None, group_id=args.group,
+                    link=None if args.link is None else args.link.strip(),
+                )  # fmt: skip
+            except join_gate.LinkNotFound as exc:
+                print(f"tgms: join-requests: {args.action}: --{exc}")
+                return 2
             await conn.commit()
             if not ids:
                 print(f"tgms: join-requests: {args.action}: no waiting request matches")

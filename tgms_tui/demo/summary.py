@@ -131,6 +131,13 @@ def format_text(summary: dict[str, Any]) -> str:
                 f"  429 storm        {sim.get('too_many_requests', 0)} answers 'Too Many Requests' "
                 "from the simulator (snoozed, never counted as failures)"
             )
+        hooks = summary.get("hooks") or {}
+        if hooks:
+            kinds = ", ".join(f"{name} {n}" for name, n in hooks["by_type"].items()) or "none"
+            lines.append(
+                f"  event webhooks   {hooks['received']} delivered to the local receiver, "
+                f"{hooks['verified']} with a valid signature: {kinds}"
+            )
         groups = db["groups"]
         lines.append(
             f"  groups           {groups['active']} of {groups['total']} active · {groups['members']} "

@@ -9,6 +9,11 @@ Ports are picked free. Groups reach TGMS the production way (both bots added as 
 `my_chat_member` → the main worker registers them). Quitting (q, Ctrl-C, SIGTERM) stops every child,
 drops the run's database and stops the server; `--headless --duration S` runs the same without the
 TUI and prints what happened, from TGMS's tables and from the simulator's record (`--json` for tests).
+
+Event webhooks: a local receiver (hook_receiver.py) runs in this process, subscribed to every event
+type before the workers start, so the groups' registration, member counts, broadcasts and the
+rest arrive there signed (the TUI's W screen shows the deliveries; the summary counts them). Its
+address is loopback, so the workers get TGMS_HOOKS_ALLOW_PRIVATE=true: the demo only.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from tgms_tui.backend import analytics, fleet
+from tgms_tui.backend import analytics, fleet, hooks
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, load_settings
 from tgms_tui.backend.redaction import install_log_redaction, redact
 
 from .database import DemoDatabase
+from .hook_receiver import HookReceiver
 from .processes import Child, ChildFailed, Supervisor, pid_alive, port_is_listening
 from .summary import collect_database, collect_simulator, database_busy, format_text, progress_line, sim_busy
 from .traffic import DemoWorld, Traffic, build_world, plan_groups
@@ -145,6 +151,7 @@ class Demo:
         self.errors: list[str] = []
         self.postmaster_pid: int | None = None
         self.traffic_seconds = 0.0
+        self.receiver: HookReceiver | None = None
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ configuration
@@ -231,6 +238,8 @@ class Demo:
         env = self._roles_env()
         self.settings = load_settings(environ={**self.supervisor.env, **env}, dotenv=None)
         _say(f"PostgreSQL ready (database {self.db.dbname}), simulator on :{self.sim.port}")
+        self._subscribe_receiver()
+        env = {**env, "TGMS_HOOKS_ALLOW_PRIVATE": "true"}
         # The workers start while the webhook starts: groups register only once both run.
         self.supervisor.start("worker-main", ["worker", "main", "--grace", "5"], env=env)
         self.supervisor.start("worker-tgms", ["worker", "tgms", "--grace", "5"], env=env)
@@ -277,6 +286,37 @@ class Demo:
                 return await analytics.seed_demo_history(conn, sizes)
 
         return asyncio.run(seed())
+
+    def _subscribe_receiver(self) -> None:
+        """Start the local event receiver and subscribe it to every event type (join requests too)."""
+        assert self.url is not None
+        self.receiver = HookReceiver().start()
+        url = self.receiver.url
+
+        async def subscribe() -> str:
+            async with await psycopg.AsyncConnection.connect(self.url or "") as conn:
+                events = [*hooks.DEFAULT_EVENTS, *hooks.OPT_IN_EVENTS]
+                _sub_id, secret = await hooks.add(conn, url, events, "demo", allow_private=True)
+                await conn.commit()
+                return secret
+
+        self.receiver.secret = asyncio.run(subscribe())
+        _say(f"event webhooks: a local receiver on {url} is subscribed to every event (press W in the TUI)")
+
+    def hooks_summary(self) -> dict[str, Any]:
+        """What the local receiver got: deliveries by event type, and how many were signed correctly."""
+        if self.receiver is None:
+            return {}
+        got = self.receiver.accepted()
+        by_type: dict[str, int] = {}
+        for r in got:
+            by_type[r.event_type] = by_type.get(r.event_type, 0) + 1
+        return {
+            "url": self.receiver.url,
+            "received": len(got),
+            "verified": sum(1 for r in got if r.verified),
+            "by_type": dict(sorted(by_type.items())),
+        }
 
     def _set_webhooks(self) -> None:
         """What `tgms set-webhook --url ...` does: main bot → /api/webhook, tgms bot → /api/webhook/tgms."""
@@ -362,7 +402,8 @@ class Demo:
                 if elapsed >= next_progress:
                     next_progress += PROGRESS_EVERY
                     with contextlib.suppress(psycopg.Error):
-                        _say(f"[+{elapsed:4.0f}s] {progress_line(self.url)}")
+                        received = self.receiver.accepted() if self.receiver else []
+                        _say(f"[+{elapsed:4.0f}s] {progress_line(self.url)} · {len(received)} events received")
             self.traffic_seconds = time.monotonic() - started
             self.traffic.stop()
             self._drain(DRAIN_SECONDS)
@@ -410,6 +451,7 @@ class Demo:
             "duration_seconds": round(self.traffic_seconds, 1),
             "traffic": self.traffic.stats.as_dict() if self.traffic is not None else {},
             "world": self._world_info(),
+            "hooks": self.hooks_summary(),
             "errors": self.errors,
         }
         if self.url is not None:
@@ -427,6 +469,8 @@ class Demo:
             except (SimControlError, OSError) as exc:
                 self.errors.append(f"reading the simulator: {exc}")
         log.info("summary collected")
+        if self.receiver is not None:
+            self.receiver.stop()
         self.supervisor.stop_all(grace=5.0)
         postgres = "not stopped (error)"
         try:

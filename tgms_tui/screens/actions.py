@@ -46,6 +46,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("4", "focus_pane('joins')", "Focus the join requests pane", "Dashboard", "screen"),
     ActionSpec("Q", "join_queue", "Join-request queue: approve, decline, raid holds", "Dashboard", "screen"),
     ActionSpec("C", "analytics", "Charts: members, joins, deliveries, active (fleet / group)", "Dashboard", "screen"),
+    ActionSpec("W", "hooks", "Event webhooks: subscriptions, their state and delivery log", "Dashboard", "screen"),
     ActionSpec("tab", "focus_next", "Next pane (shift+tab: previous)", "Dashboard"),
     # Any table
     ActionSpec("s", "cycle_sort", "Sort by the next column (or click a header)", "Tables", "pane"),
@@ -59,11 +60,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("space", "mark", "Mark / unmark for a broadcast to marked groups", "Groups", "groups"),
     ActionSpec("u", "clear_marks", "Unmark all groups", "Groups", "groups"),
     ActionSpec(
-        "a", "toggle_active", "Activate / deactivate (asks before deactivating)", "Groups", "groups", mutating=True
+        "a",
+        "toggle_active",
+        "Activate (once Telegram confirms the bot's rights) / deactivate (asks first)",
+        "Groups",
+        "groups",
+        mutating=True,
     ),
     ActionSpec("P", "set_phase", "Set phase: growth / monitoring", "Groups", "groups", mutating=True),
     ActionSpec("J", "set_join_policy", "Set join policy: auto / verify / manual", "Groups", "groups", mutating=True),
     ActionSpec("f", "toggle_final", "Allow / forbid the final message", "Groups", "groups", mutating=True),
+    ActionSpec("H", "release_hold", "End the group's raid hold now", "Groups", "groups", mutating=True),
     ActionSpec("r", "refresh_members", "Refresh the member count now", "Groups", "groups", mutating=True),
     ActionSpec("+", "add_group", "Add a group by id (checked with Telegram)", "Groups", "groups", mutating=True),
     # Broadcasts screen
@@ -106,6 +113,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("r", "release", "Queue: release the cursor's group from its raid hold", "Join queue", mutating=True),
     ActionSpec("R", "release_fleet", "Queue: release the fleet's raid hold", "Join queue", mutating=True),
+    ActionSpec(
+        "l L",
+        "decide_link",
+        "Queue: approve / decline every waiting request that came through the cursor's invite link",
+        "Join queue",
+        mutating=True,
+    ),
     # Jobs pane
     ActionSpec("enter", "job_detail", "Job payload and error", "Jobs", "jobs"),
     ActionSpec("R", "retry_job", "Retry a failed (or cancelled) job", "Jobs", "jobs", mutating=True),
@@ -121,6 +135,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("w", "next_window", "Charts: next window (24h, 7d, 30d; or 1 2 3)", "Charts"),
     ActionSpec("g", "toggle_scope", "Charts: the fleet / the group chosen (dashboard cursor, detail)", "Charts"),
     ActionSpec("C", "analytics", "Group detail: this group's charts", "Charts"),
+    # Event webhooks
+    ActionSpec("r", "replay_delivery", "Webhooks: send the selected delivery again", "Webhooks", mutating=True),
+    ActionSpec("R", "replay_range", "Webhooks: send again every event since a time", "Webhooks", mutating=True),
+    ActionSpec("t", "test_hook", "Webhooks: send a test event to the subscription", "Webhooks", mutating=True),
+    ActionSpec("p", "pause_hook", "Webhooks: pause / resume the subscription", "Webhooks", mutating=True),
     # Composer
     ActionSpec("ctrl+s", "review", "Composer: review and send (asks first)", "Composer", mutating=True),
     ActionSpec(

@@ -5,6 +5,9 @@ stale; the scheduler coalesces them and calls `_refresh`, which loads only the s
 transaction and hands the rows to the tables (which update them in place). Database failures make
 `_refresh` return False: the status bar says so and the scheduler retries; nothing is raised.
 
+Above the panes, the raid banner (widgets/raid_banner.py) appears while the fleet or a group is on
+raid hold; it is read on every tick and on changes to groups, join requests and the join gate.
+
 Groups are the big pane (10,000 rows): a NOTIFY on 'tgms_groups' names the changed ids and only those
 rows are read ("group_rows"). All groups are read at start, after a reconnect, when a statement
 changed too many to name, every FULL_GROUPS_EVERY periodic ticks as a safety net, and on every tick
@@ -36,6 +39,7 @@ from tgms_tui.widgets.broadcasts import BroadcastJobsTable
 from tgms_tui.widgets.key_bar import KeyBar
 from tgms_tui.widgets.live_table import LiveTable
 from tgms_tui.widgets.panes import GroupsTable, JoinRequestsTable, PoolStatsView, WorkersTable
+from tgms_tui.widgets.raid_banner import RaidBanner
 from tgms_tui.widgets.status_bar import StatusBar
 
 from . import group_ops
@@ -46,6 +50,7 @@ from .broadcasts import BroadcastsScreen
 from .composer import ComposerScreen
 from .confirm import ConfirmScreen
 from .group_detail import GroupDetailScreen
+from .hooks import HooksScreen
 from .job_detail import JobDetailScreen
 from .join_queue import JoinQueueScreen
 from .links import LinksScreen
@@ -54,16 +59,19 @@ if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
 
 PANES = ("groups", "jobs", "workers", "joins")
-TICK_PANES = ("jobs", "workers", "joins")
+TICK_PANES = ("jobs", "workers", "joins", "raid")
+# Everything the scheduler refreshes: the panes and the raid banner.
+REFRESHED = (*PANES, "raid")
 FULL_GROUPS_EVERY = 15  # periodic ticks: 30 s at the default 2 s
 
 # Which panes a NOTIFY from each table makes stale (groups come by id on their own channel).
 TABLE_PANES: dict[str, tuple[str, ...]] = {
-    "managed_groups": ("joins",),
+    "managed_groups": ("joins", "raid"),
     "jobs": ("jobs",),
     "broadcasts": ("jobs",),  # a sender job shows its broadcast's outcome
     "bot_health": ("workers",),
-    "join_requests": ("joins",),
+    "join_requests": ("joins", "raid"),
+    "join_gate": ("raid",),
 }
 
 
@@ -90,6 +98,8 @@ async def load_panes(
         loaded["workers"] = await data.fetch_workers(conn)
     if "joins" in stale:
         loaded["joins"] = await data.fetch_join_requests(conn, search=searches.get("joins", ""))
+    if "raid" in stale:
+        loaded["raid"] = await data.fetch_raid_holds(conn)
     return loaded
 
 
@@ -111,6 +121,7 @@ class DashboardScreen(Screen[None]):
         Binding("4", "focus_pane('joins')", "Joins", show=False),
         Binding("Q", "join_queue", "Join queue"),
         Binding("C", "analytics", "Charts"),
+        Binding("W", "hooks", "Webhooks"),
     ]
 
     def __init__(self) -> None:
@@ -127,6 +138,7 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(read_only=self.tgms.read_only, id="status")
+        yield RaidBanner(id="raid-banner")
         with Vertical(id="panes"):
             yield GroupsTable(id="groups")
             with Vertical(id="jobs-box"):
@@ -141,7 +153,7 @@ class DashboardScreen(Screen[None]):
     def on_mount(self) -> None:
         app = self.tgms
         self.scheduler = RefreshScheduler(
-            self._refresh, PANES, min_gap=app.min_refresh_gap, period=app.refresh_period, periodic=self._tick_panes
+            self._refresh, REFRESHED, min_gap=app.min_refresh_gap, period=app.refresh_period, periodic=self._tick_panes
         )
         app.db_changed.subscribe(self, self._on_db_change)
         app.group_changes.subscribe(self, self._on_group_change)
@@ -186,7 +198,7 @@ class DashboardScreen(Screen[None]):
 
     def _tick_panes(self, tick: int) -> tuple[str, ...]:
         if not self.tgms.listening or tick % FULL_GROUPS_EVERY == 0:
-            return PANES
+            return REFRESHED
         return TICK_PANES
 
     def _on_db_state(self, state: DatabaseState) -> None:
@@ -220,6 +232,8 @@ class DashboardScreen(Screen[None]):
                 self.query_one(WorkersTable).show(loaded["workers"])
             if "joins" in loaded:
                 self._show_searched("joins", loaded)
+            if "raid" in loaded:
+                self.query_one(RaidBanner).show(loaded["raid"])
         self.last_refresh = RefreshStats(time.time(), (time.perf_counter() - started) * 1000, stale)
         self.query_one(StatusBar).set_refresh(self.last_refresh)
         return True
@@ -321,6 +335,9 @@ class DashboardScreen(Screen[None]):
         row = self.groups.cursor_item
         self.app.push_screen(AnalyticsScreen(row.group_id if row is not None else None))
 
+    def action_hooks(self) -> None:
+        self.app.push_screen(HooksScreen())
+
     # ---------------------------------------------------------------- row actions
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self.run_worker(work, name=name, group="actions", exit_on_error=False)
@@ -338,6 +355,7 @@ class DashboardScreen(Screen[None]):
             "set_phase": self._set_phase,
             "set_join_policy": self._set_join_policy,
             "toggle_final": self._toggle_final,
+            "release_hold": self._release_hold,
             "refresh_members": self._refresh_members,
             "add_group": self._add_group,
             "job_detail": self._job_detail,
@@ -365,6 +383,11 @@ class DashboardScreen(Screen[None]):
     async def _set_phase(self, g: data.GroupRow) -> None:
         if await group_ops.set_phase(self.tgms, g):
             self._group_changed(g)
+
+    async def _release_hold(self, g: data.GroupRow) -> None:
+        if await group_ops.release_hold(self.tgms, g):
+            self._group_changed(g)
+            self._mark("raid")
 
     async def _toggle_final(self, g: data.GroupRow) -> None:
         if await group_ops.toggle_final(self.tgms, g):

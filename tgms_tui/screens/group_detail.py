@@ -41,6 +41,7 @@ class GroupDetailScreen(Screen[None]):
         Binding("f", "toggle_final", "Final"),
         Binding("r", "refresh_members", "Count"),
         Binding("C", "analytics", "Charts"),
+        Binding("H", "release_hold", "Release hold", show=False),
     ]
 
     def __init__(self, group_id: int) -> None:
@@ -111,6 +112,16 @@ class GroupDetailScreen(Screen[None]):
                 f"since {fmt.timestamp(d.deactivated_at)})",
                 style="bold red",
             )
+        facts.append(f" · join policy {fmt.plain(d.join_policy, 20)}")
+        if g.held_until is not None:
+            since = f" since {fmt.timestamp(d.held_since)}" if d.held_since else ""
+            facts.append(
+                f" · ⏸ RAID HOLD{since} until {g.held_until:%H:%M:%S} ({d.held_requests:,} held request(s): Q on "
+                "the dashboard decides them, H releases the group)",
+                style="bold magenta",
+            )
+        elif d.held_requests:
+            facts.append(f" · {d.held_requests:,} held request(s) wait in the queue (Q)", style="magenta")
         facts.append("\n")
         facts.append(f"members {fmt.count(g.member_count)} ")
         facts.append_text(fmt.trend(g.member_trend))
@@ -168,3 +179,6 @@ class GroupDetailScreen(Screen[None]):
 
     def action_refresh_members(self) -> None:
         self._group_action(group_ops.refresh_members)
+
+    def action_release_hold(self) -> None:
+        self._group_action(group_ops.release_hold)

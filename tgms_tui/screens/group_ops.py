@@ -25,21 +25,53 @@ def _label(g: GroupRow) -> str:
 
 
 async def toggle_active(app: TGMSApp, g: GroupRow) -> bool:
-    """Deactivation asks first (the group then gets nothing); activation does not."""
+    """Deactivation asks first (the group then gets nothing). Reactivation first has the TGMS worker
+    ask Telegram whether the bot can still manage the group (the check `tgms groups set --active yes`
+    makes); when it cannot, the reason is shown and the operator may reactivate anyway."""
     if app.refuse_if_read_only("activating or deactivating a group"):
         return False
-    if g.is_active:
-        question = (
-            f"Deactivate group {_label(g)}?\n\n"
-            "It will get no broadcasts and its join requests are skipped until it is activated again."
-        )
-        if not await app.push_screen_wait(ConfirmScreen(question, yes="Deactivate", no="Keep active")):
-            return False
-    if not await app.perform(
-        lambda conn: group_actions.set_active(conn, g.group_id, not g.is_active), "Changing the group"
-    ):
+    if not g.is_active:
+        return await _reactivate(app, g)
+    question = (
+        f"Deactivate group {_label(g)}?\n\n"
+        "It will get no broadcasts and its join requests are skipped until it is activated again."
+    )
+    if not await app.push_screen_wait(ConfirmScreen(question, yes="Deactivate", no="Keep active")):
         return False
-    app.notify(f"Group {_label(g)} {'deactivated' if g.is_active else 'activated'}.", timeout=3)
+    if not await app.perform(lambda conn: group_actions.set_active(conn, g.group_id, False), "Changing the group"):
+        return False
+    app.notify(f"Group {_label(g)} deactivated.", timeout=3)
+    return True
+
+
+async def _reactivate(app: TGMSApp, g: GroupRow) -> bool:
+    job_id = await app.attempt(
+        lambda conn: groups.request_registration(conn, g.group_id, reactivate=True), "Queueing the rights check"
+    )
+    if job_id is None:
+        return False
+    app.notify(f"Checking the bot's rights in {_label(g)} with Telegram (job {job_id})…", timeout=3)
+    job = await _finished(app, job_id)
+    if job is not None and job.status == "done":
+        app.notify(f"Group {_label(g)} activated.", timeout=4)
+        return True
+    if job is None or job.status != "failed":
+        detail = f" (last error: {job.last_error})" if job is not None and job.last_error else ""
+        app.notify(
+            f"Job {job_id} is still {job.status if job else 'unknown'}{detail}: is the TGMS worker running? It "
+            "reactivates the group once the check passes; the Jobs pane shows how it ends.",
+            severity="warning",
+            timeout=15,
+        )
+        return False
+    reason = job.last_error or "the check failed"
+    question = f"{reason}\n\nReactivate {_label(g)} anyway? Broadcasts and join requests there may fail."
+    if not await app.push_screen_wait(ConfirmScreen(question, yes="Reactivate anyway", no="Leave inactive")):
+        app.notify(f"Group {_label(g)} left inactive: {reason}", severity="warning", timeout=8)
+        return False
+    if not await app.perform(lambda conn: group_actions.set_active(conn, g.group_id, True), "Changing the group"):
+        return False
+    app.notify(f"Group {_label(g)} activated anyway.", severity="warning", timeout=5)
     return True
 
 
@@ -65,6 +97,19 @@ async def toggle_final(app: TGMSApp, g: GroupRow) -> bool:
     ):
         return False
     app.notify(f"Final message {'allowed' if allowed else 'not allowed'} in {_label(g)}.", timeout=3)
+    return True
+
+
+async def release_hold(app: TGMSApp, g: GroupRow) -> bool:
+    """End the group's raid hold now (the queue keeps its held requests for a decision)."""
+    if app.refuse_if_read_only("releasing a raid hold"):
+        return False
+    if not g.held:
+        app.notify(f"Group {_label(g)} is not on raid hold.", severity="warning", timeout=3)
+        return False
+    if not await app.perform(lambda conn: join_gate.release_group(conn, g.group_id), "Releasing the hold"):
+        return False
+    app.notify(f"Group {_label(g)} released; its held requests wait in the queue (Q).", timeout=4)
     return True
 
 

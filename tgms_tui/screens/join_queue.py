@@ -1,9 +1,11 @@
 """The join-request queue: requests waiting for an operator (manual groups, failed verifications sent to
-the queue, raid holds), with a banner naming the groups (or the fleet) on hold.
+the queue, raid holds, decisions left ambiguous by a crash), with a banner naming the groups (or the
+fleet) on hold and the named invite link each request came through.
 
 Keys: space marks, `a` / `d` approve / decline the marked requests (or the one under the cursor), `A` / `D`
-every waiting request of the cursor's group, `r` releases the cursor's group from its hold, `R` the fleet.
-Decisions are queued for the TGMS worker (which keeps to the bot's rate); each asks first.
+every waiting request of the cursor's group, `l` / `L` every waiting request that came through the
+cursor's invite link (its source name, in every group), `r` releases the cursor's group from its hold,
+`R` the fleet. Decisions are queued for the TGMS worker (which keeps to the bot's rate); each asks first.
 Also `JoinPolicyScreen`, the group action that picks a group's join policy.
 """
 
@@ -34,15 +36,15 @@ async def _load(conn: Any) -> tuple[join_gate.FleetGate, list[join_gate.GroupGat
     return await join_gate.fleet(conn), await join_gate.held_groups(conn), await join_gate.list_requests(conn)
 
 
-def banner_text(fleet: join_gate.FleetGate, held: list[join_gate.GroupGate]) -> str:
-    """What is on hold, in one line ('' when nothing is)."""
+def banner_text(fleet: join_gate.FleetGate, held: list[join_gate.GroupGate]) -> Text:
+    """What is on hold, in one line (empty when nothing is). Titles come from Telegram: literal."""
     parts = []
     if fleet.fleet_held:
         parts.append(f"FLEET ON HOLD until {fleet.fleet_held_until:%H:%M:%S} (R releases)")
     if held:
-        names = ", ".join(f"{g.title or g.group_id}" for g in held[:5]) + (" ..." if len(held) > 5 else "")
-        parts.append(f"{len(held)} group(s) on raid hold: {names}")
-    return "  |  ".join(parts)
+        names = ", ".join(fmt.plain(g.title or g.group_id, 40) for g in held[:5]) + (" ..." if len(held) > 5 else "")
+        parts.append(f"{len(held)} group(s) on raid hold: {names} (r releases the cursor's group)")
+    return Text("  |  ".join(parts))
 
 
 class JoinQueueScreen(Screen[None]):
@@ -53,6 +55,8 @@ class JoinQueueScreen(Screen[None]):
         Binding("d", "decide('decline', False)", "Decline"),
         Binding("A", "decide('approve', True)", "Approve group"),
         Binding("D", "decide('decline', True)", "Decline group"),
+        Binding("l", "decide_link('approve')", "Approve link"),
+        Binding("L", "decide_link('decline')", "Decline link"),
         Binding("r", "release", "Release group"),
         Binding("R", "release_fleet", "Release fleet", show=False),
     ]
@@ -69,7 +73,7 @@ class JoinQueueScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="join-banner")
         table: DataTable[str | Text] = DataTable(id="join-queue", cursor_type="row")
-        table.add_columns("", "id", "group", "user", "username", "status", "requested", "note")
+        table.add_columns("", "id", "group", "user", "username", "status", "requested", "link", "note")
         yield table
 
     async def on_mount(self) -> None:
@@ -84,8 +88,8 @@ class JoinQueueScreen(Screen[None]):
         fleet, held, rows = loaded
         banner = self.query_one("#join-banner", Static)
         text = banner_text(fleet, held)
-        banner.update(text or f"No hold. {len(rows)} request(s) waiting.")
-        banner.set_class(bool(text), "-held")
+        banner.update(text if text.plain else Text(f"No hold. {len(rows)} request(s) waiting."))
+        banner.set_class(bool(text.plain), "-held")
         self.rows = {r.request_id: r for r in rows}
         self.marked &= set(self.rows)
         table: DataTable[str | Text] = self.query_one(DataTable)
@@ -95,7 +99,8 @@ class JoinQueueScreen(Screen[None]):
             table.add_row(
                 # Titles, usernames and notes come from Telegram: shown literally, never as markup.
                 "●" if r.request_id in self.marked else "", str(r.request_id), fmt.text(r.title or r.chat_id, limit=40),
-                str(r.user_id), fmt.text(r.username or "", limit=32), r.status, f"{r.requested_at:%m-%d %H:%M:%S}",
+                str(r.user_id), fmt.text(r.username or "", limit=32), fmt.status(r.status),
+                f"{r.requested_at:%m-%d %H:%M:%S}", fmt.text(r.link_name or "", limit=32),
                 fmt.text(r.note or "", limit=80),
                 key=str(r.request_id),
             )  # fmt: skip
@@ -133,13 +138,35 @@ class JoinQueueScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(question, yes=decision.capitalize(), no="Back"),
                              lambda yes: self._run_decision(yes, decision, ids, group))  # fmt: skip
 
-    def _run_decision(self, yes: bool | None, decision: str, ids: list[int] | None, group: int | None) -> None:
+    async def action_decide_link(self, decision: str) -> None:
+        """Every waiting request that came through the cursor's invite link (by its source name, so
+        in every group that has a link of that name)."""
+        if self.tgms.refuse_if_read_only(f"{decision} join requests"):
+            return
+        current = self._current()
+        if current is None:
+            return
+        if current.link_name is None:
+            self.app.notify("This request did not come through a named invite link.", severity="warning", timeout=4)
+            return
+        name = current.link_name
+        waiting = sum(1 for r in self.rows.values() if r.link_name == name)
+        question = (
+            f"{decision.capitalize()} every waiting request that came through the invite link "
+            f"{fmt.plain(name, 40)!r} ({waiting:,} listed here)? Telegram is told at the bot's rate."
+        )
+        self.app.push_screen(ConfirmScreen(question, yes=decision.capitalize(), no="Back"),
+                             lambda yes: self._run_decision(yes, decision, None, None, link=name))  # fmt: skip
+
+    def _run_decision(
+        self, yes: bool | None, decision: str, ids: list[int] | None, group: int | None, *, link: str | None = None
+    ) -> None:
         if not yes:
             return
 
         async def work() -> None:
             result = await self.tgms.attempt(
-                lambda conn: join_gate.request_decisions(conn, decision, by="tui", ids=ids, group_id=group),
+                lambda conn: join_gate.request_decisions(conn, decision, by="tui", ids=ids, group_id=group, link=link),
                 "Queueing the decision",
             )
             if result is not None:

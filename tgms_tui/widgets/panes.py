@@ -74,7 +74,7 @@ class GroupsTable(ActionTable):
         "id": attrgetter("group_id"),
         "title": lambda g: g.title.lower(),
         "phase": attrgetter("phase"),
-        "state": lambda g: (g.is_active, -g.consecutive_failures),
+        "state": lambda g: (g.is_active, not g.held, -g.consecutive_failures),
         "members": attrgetter("member_count"),
         "trend": lambda g: g.member_trend,
         "final": attrgetter("final_message_allowed"),
@@ -87,6 +87,7 @@ class GroupsTable(ActionTable):
         Binding("a", "toggle_active", "Active"),
         Binding("P", "set_phase", "Phase"),
         Binding("J", "set_join_policy", "Join policy", show=False),
+        Binding("H", "release_hold", "Release hold", show=False),
         Binding("f", "toggle_final", "Final"),
         Binding("r", "refresh_members", "Count"),
         Binding("plus", "add_group", "Add", key_display="+"),
@@ -103,6 +104,8 @@ class GroupsTable(ActionTable):
     def cells(self, g: GroupRow) -> tuple[Cell, ...]:
         if not g.is_active:
             state = Text("✗ OFF", style="bold red")
+        elif g.held:
+            state = Text("⏸ HELD", style="bold magenta")
         elif g.consecutive_failures:
             state = Text(f"! FAIL×{g.consecutive_failures}", style="bold yellow")
         else:
@@ -121,12 +124,17 @@ class GroupsTable(ActionTable):
 
     def search_text(self, g: GroupRow) -> str:
         state = "inactive off" if not g.is_active else ("failing fail" if g.consecutive_failures else "active")
+        if g.held:
+            state += " held raid"
         return f"{g.group_id} {g.title} {g.phase} {state}".lower()
 
     def summary(self) -> str:
         inactive = sum(1 for g in self.items.values() if not g.is_active)
         failing = sum(1 for g in self.items.values() if g.is_active and g.consecutive_failures)
+        held = sum(1 for g in self.items.values() if g.held)
         parts = []
+        if held:
+            parts.append(f"{held:,} on raid hold")
         if inactive:
             parts.append(f"{inactive:,} inactive")
         if failing:
@@ -150,6 +158,9 @@ class GroupsTable(ActionTable):
 
     def action_toggle_final(self) -> None:
         self.request("toggle_final")
+
+    def action_release_hold(self) -> None:
+        self.request("release_hold")
 
     def action_refresh_members(self) -> None:
         self.request("refresh_members")
