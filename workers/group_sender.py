@@ -66,6 +66,7 @@ from .telegram_api import (
     Forbidden,
     Message,
     RetryAfter,
+    StarBalanceTooLow,
     TelegramClient,
     TelegramError,
     Unauthorized,
@@ -328,6 +329,7 @@ class GroupSender:
                     int(row["chat_id"]),
                     pace_key=f"broadcast:{self.broadcast_id}",
                     timeout=self._slice_left(),
+                    paid=b.paid,
                 )
             except RateLimitTimeout:
                 raise _SliceOver from None  # the reservation is given back below
@@ -365,7 +367,7 @@ class GroupSender:
             raise
         except RetryAfter as exc:
             # Pause the bot in the shared limiter (every process); the next claim waits it out.
-            await self.limiter.pause(self.client.bot_key, exc.retry_after)
+            await self.limiter.pause(self.client.bot_key, exc.retry_after, paid=b.paid)
             error = f"429 from Telegram: retry after {exc.retry_after:g}s"
             await self._write(broadcasts.requeue, row.message_id, error, counted=False)
             return False
@@ -387,11 +389,12 @@ class GroupSender:
     async def _call(self, chat_id: int, code: str) -> Message:
         b = self.broadcast
         assert b is not None
+        paid: dict[str, Any] = {"allow_paid_broadcast": True} if b.paid else {}
         if b.photo_url is not None:
             caption = debug_code.appended(b.caption, code, b.parse_mode)
-            return await self.client.send_photo(chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode)
+            return await self.client.send_photo(chat_id, b.photo_url, caption=caption, parse_mode=b.parse_mode, **paid)
         text = debug_code.appended(b.text, code, b.parse_mode)
-        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode)
+        return await self.client.send_message(chat_id, text, parse_mode=b.parse_mode, **paid)
 
     async def _migrate(self, row: Claimed, exc: ChatMigrated) -> None:
         """Rewrite the group id everywhere (this row included) and put the row back to be sent to the
@@ -415,6 +418,12 @@ class GroupSender:
         if isinstance(exc, Unauthorized):
             await self._write(broadcasts.record_outcome, row.message_id, "failed", error)
             await self._stop_broadcast("failed", f"the bot token was rejected: {error}")
+            raise _Stop
+        if isinstance(exc, StarBalanceTooLow):
+            # Not sent, not charged, and every later paid copy would fail alike: stop, blame no group.
+            await self._write(broadcasts.record_outcome, row.message_id, "failed", error)
+            why = f"the bot's Telegram Stars balance is too low for a paid broadcast: {error}"
+            await self._stop_broadcast("stopped", why)
             raise _Stop
         if isinstance(exc, Forbidden | ChatNotFound | ChatAdminRequired):
             await self._delivery_failed(row, error)
