@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from tgms_tui.backend import paid_broadcasts
 from tgms_tui.backend.broadcasts import create_broadcast
 from tgms_tui.backend.message_validation import BroadcastRequest, ValidationError, validate_broadcast
 
@@ -130,7 +131,10 @@ class AdminSend:
         except ValidationError as exc:  # what needs the database: the groups, the debug code's length
             self._metrics.rejected[(ROUTE, "invalid")] += 1
             return 422, {"detail": exc.message, "field": exc.field}
-        return 200, {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+        answer = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+        if req.paid:  # the most it can cost, for the caller's records
+            answer.update(paid=True, estimated_stars=paid_broadcasts.estimated_stars(groups))
+        return 200, answer
 
     def _created(self, answer: dict[str, Any], client: str | None) -> None:
         if "broadcast_id" not in answer:
