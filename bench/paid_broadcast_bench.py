@@ -98,7 +98,12 @@ def main() -> int:
         tempfile.TemporaryDirectory() as tmp,
         Stack(url, Path(tmp), sim_config=config, env=env) as stack,
     ):
-        print(f"creating {args.groups} groups, starting {args.workers} TGMS workers ...", file=sys.stderr)
+        print(f"starting {args.workers} TGMS workers, creating {args.groups} groups ...", file=sys.stderr)
+        # Workers first: their start-up member-count run then has no group to read (10,000 would take
+        # minutes), and the next one is an hour away.
+        for _ in range(args.workers):
+            stack.start_worker("tgms")
+        stack.wait_jobs_idle(timeout=120)
         state = stack.sim.state
         chats = [state.create_chat("supergroup", f"Bench group {i}", bots=[stack.tgms_bot_id], members=3)
                  for i in range(args.groups)]  # fmt: skip
@@ -107,9 +112,6 @@ def main() -> int:
                   "SELECT g, t, 'supergroup', true FROM unnest(%s::bigint[], %s::text[]) AS u(g, t)",
                   (groups, [c.title for c in chats]))  # fmt: skip
         stack.ctl.set_stars(stack.tgms_bot_id, estimated_stars(args.groups) + 100)
-        for _ in range(args.workers):
-            stack.start_worker("tgms")
-        stack.wait_jobs_idle(timeout=300)  # start-up periodic jobs (member counts) out of the way
         for side in ("paid", "free"):
             if args.only in (None, side):
                 runs.append(broadcast(stack, groups, side == "paid"))
