@@ -64,7 +64,7 @@ def broadcast(stack: Stack, groups: list[int], paid: bool) -> Run:
     stack.wait_for(
         lambda: stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s AND status NOT IN "
                              "('pending', 'running')", (broadcast_id,)),
-        timeout=run.floor * 4 + 120, what=f"{run.name} broadcast finished", interval=0.2,
+        timeout=run.floor * 4 + len(groups) / 10 + 120, what=f"{run.name} broadcast finished", interval=0.2,
     )  # fmt: skip
     sends = stack.calls("sendMessage")
     ok = [c for c in sends if c["ok"]]
