@@ -429,6 +429,13 @@ class Worker:
                 log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
         except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if run.stop_reason not in (None, TIME_LIMIT):
+                # Stopped because the job is no longer ours (lease lost or lapsed), and the handler
+                # turned its cancellation into an error on the way out (e.g. a database write it
+                # retried): still nothing to write.
+                log.warning("job %d (%s): handler stopped: %s (it ended with %s)", job.job_id, job.job_type,
+                            run.stop_reason, redact(detail))  # fmt: skip
+                return
             if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
                 detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
