@@ -46,7 +46,9 @@ def _finished(stack: Stack, broadcast_id: int) -> tuple[str, str | None]:
         row = stack.sql("SELECT status, error FROM broadcasts WHERE broadcast_id = %s", (broadcast_id,))[0]
         return None if row[0] in ("pending", "running") else (str(row[0]), row[1])
 
-    return stack.wait_for(done, timeout=60, what=f"broadcast {broadcast_id} finished")
+    finished = stack.wait_for(done, timeout=60, what=f"broadcast {broadcast_id} finished")
+    assert finished is not None  # wait_for returns only a true value
+    return finished
 
 
 def test_paid_broadcast_goes_past_the_free_rate_and_is_billed(stack: Stack) -> None:
