@@ -164,7 +164,7 @@ class NamespacedPostgres:
 
     Server-side TCP keepalives are on (10 s idle, 3 probes 3 s apart, tcp_user_timeout 20 s): a client
     host that vanishes mid-transaction has its session ended and its locks released in ~20 s instead
-    of the kernel's two hours. docs/reliability.md asks the same of a production server.
+    of the kernel's two hours. The README (Running on several hosts) asks the same of a production server.
     """
 
     SERVER_SETTINGS = (
