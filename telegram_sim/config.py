@@ -19,6 +19,8 @@ class SimConfig:
     # Flood control (Bots FAQ: ~30 msg/s per bot, 20 msg/min per group, ~1 msg/s per chat with bursts).
     enforce_flood_limits: bool = True
     per_bot_per_sec: float = 30.0
+    # allow_paid_broadcast: up to 1000 messages/s, each beyond per_bot_per_sec billed 0.1 Star.
+    paid_per_bot_per_sec: float = 1000.0
     per_group_per_min: float = 20.0
     per_chat_per_sec: float = 1.0
     per_chat_burst: int = 3

@@ -64,6 +64,13 @@ class _ControlMethods:
     def bots(self) -> Any:
         return self._request("GET", "/_sim/bots")
 
+    def stars(self, bot_id: int) -> Any:
+        """{"balance": Stars, "billed_messages": n}: what paid broadcasts cost the bot so far."""
+        return self._request("GET", f"/_sim/bots/{bot_id}/stars")
+
+    def set_stars(self, bot_id: int, balance: float) -> Any:
+        return self._request("POST", f"/_sim/bots/{bot_id}/stars", json={"balance": balance})
+
     def create_bot(self, token: str | None = None, *, username: str | None = None,
                    first_name: str | None = None, can_read_all_group_messages: bool = False) -> Any:  # fmt: skip
         body = _clean({"token": token, "username": username, "first_name": first_name})

@@ -56,6 +56,8 @@ class ControlApi:
             r("/_sim/reset", self.reset, ["POST"]),
             r("/_sim/bots", self.list_bots),
             r("/_sim/bots", self.create_bot, ["POST"]),
+            r("/_sim/bots/{bot_id:chatid}/stars", self.get_stars),
+            r("/_sim/bots/{bot_id:chatid}/stars", self.set_stars, ["POST"]),
             r("/_sim/users", self.list_users),
             r("/_sim/users", self.create_user, ["POST"]),
             r("/_sim/users/{user_id:chatid}/block", self.block_user, ["POST"]),
@@ -141,6 +143,28 @@ class ControlApi:
             row["token"] = bot.token
         self.dispatcher_wake(bot.id)
         return JSONResponse(row, status_code=201)
+
+    async def get_stars(self, request: Request) -> Response:
+        """The bot's Telegram Stars balance and paid messages billed so far (paid broadcasts)."""
+        bot_id = int(request.path_params["bot_id"])
+        with self.state.lock:
+            self._require_bot(bot_id)
+            return JSONResponse(self.state.flood.stars(bot_id))
+
+    async def set_stars(self, request: Request) -> Response:
+        """{"balance": N}: set the bot's Star balance (a paid message beyond the free rate costs 0.1)."""
+        bot_id = int(request.path_params["bot_id"])
+        balance = (await _body(request)).get("balance")
+        if isinstance(balance, bool) or not isinstance(balance, int | float) or balance < 0:
+            raise SimError("balance must be a number >= 0")
+        with self.state.lock:
+            self._require_bot(bot_id)
+            self.state.flood.set_stars(bot_id, float(balance))
+            return JSONResponse(self.state.flood.stars(bot_id))
+
+    def _require_bot(self, bot_id: int) -> None:
+        if bot_id not in self.state.bots:
+            raise SimError(f"no bot {bot_id}", status=404)
 
     def dispatcher_wake(self, bot_id: int) -> None:
         with self.state.lock:

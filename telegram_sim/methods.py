@@ -17,6 +17,7 @@ from telegram_sim import objects
 from telegram_sim.access import chat_for, has_right, require_send_right, user_id_param
 from telegram_sim.context import CallContext, method
 from telegram_sim.errors import bad_request, too_many_requests
+from telegram_sim.flood import StarBalanceTooLow
 from telegram_sim.markdown import (
     EntityParseError,
     FormattedText,
@@ -50,7 +51,12 @@ def formatted_param(params: Params, text_name: str, mode_name: str, entities_nam
 
 
 def flood_check(ctx: CallContext, chat: Chat) -> None:
-    retry_after = ctx.state.flood.acquire(ctx.bot.id, chat.id, chat.is_group_like, time.monotonic())
+    """The last check before a send succeeds; `allow_paid_broadcast` may lift the bot's rate for Stars."""
+    paid = ctx.params.flag("allow_paid_broadcast")
+    try:
+        retry_after = ctx.state.flood.acquire(ctx.bot.id, chat.id, chat.is_group_like, time.monotonic(), paid=paid)
+    except StarBalanceTooLow:
+        raise bad_request("BALANCE_TOO_LOW") from None
     if retry_after is not None:
         raise too_many_requests(retry_after)
 

@@ -43,6 +43,21 @@ def test_negative_group_ids_as_users_type_them(db_url: str) -> None:
     assert rows(db_url, "SELECT DISTINCT created_by LIKE 'cli%%' FROM broadcasts") == [(True,)]
 
 
+def test_paid_broadcast_says_what_it_can_cost(db_url: str) -> None:
+    seed(db_url)
+    sent = tgms(db_url, "broadcast", "--text", "hi", "--paid")
+    assert sent.returncode == 0, sent.stderr
+    reply = json.loads(sent.stdout)
+    assert (reply["groups"], reply["paid"], reply["estimated_stars"]) == (2, True, 0.2)
+    free = json.loads(tgms(db_url, "broadcast", "--text", "hi").stdout)
+    assert "paid" not in free and "estimated_stars" not in free
+    assert rows(db_url, "SELECT paid FROM broadcasts ORDER BY broadcast_id") == [(True,), (False,)]
+    shown = tgms(db_url, "broadcast", "show", str(reply["broadcast_id"]))
+    assert "allow_paid_broadcast; up to 0.2 Telegram Stars" in shown.stdout, shown.stdout
+    listed = tgms(db_url, "broadcast", "show", str(reply["broadcast_id"]), "--json")
+    assert json.loads(listed.stdout)["paid"] is True
+
+
 def test_refusals_exit_2_naming_the_field_and_store_nothing(db_url: str) -> None:
     seed(db_url)
     too_long = tgms(db_url, "broadcast", "--text", "x" * 4095)

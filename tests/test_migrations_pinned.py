@@ -32,6 +32,7 @@ PINNED = {
     "018_broadcast_buttons_test_sends.sql": "b54a38b77f98c0b1b19f3dbc9a345f7dc5269e73d75d7d3ab287e79f738ed627",
     "021_analytics.sql": "d454b2748772871378a0dfd9ed719dc155e34e390c6c6cac74f6c579aa79894d",
     "019_photos_and_variants.sql": "024429c45d46a02dc87740ca16db9c4cd169651cc6d646cda4d02996471f6c29",
+    "023_paid_broadcasts.sql": "66186ff461c640124702e0e38139c02d703dc735bb0bee513c40865821fa5a50",
 }
 
 

@@ -6,6 +6,7 @@ upload once and by `file_id` after that.
 - A copy of an A/B or tracked broadcast carries its variant's text and URL buttons (the top-level
   buttons when its variant has none), its links rewritten to the copy's own tokens
   (`ab_assignment.copy_content`, one round trip) — the top-level buttons' links too.
+- A paid broadcast's copy carries `allow_paid_broadcast` (whatever else it is).
 - A stored photo (`photo_url = tgms-photo:<sha256>`): the first sender to need it takes the upload
   lease and sends the bytes with its copy; the `file_id` in Telegram's answer is stored and every
   later copy, in any worker, is sent by id. A sender that finds someone else uploading waits, before
@@ -110,6 +111,8 @@ class CopySender:
                 )
                 body, reply_markup = rendered, link_tracking.markup(buttons)
         extra: dict[str, Any] = {} if reply_markup is None else {"reply_markup": reply_markup}
+        if b.paid:  # allow_paid_broadcast on every copy of a paid broadcast, an upload included
+            extra["allow_paid_broadcast"] = True
         if b.photo_url is None:
             return await self.client.send_message(
                 chat_id, debug_code.appended(body, code, b.parse_mode), parse_mode=b.parse_mode, **extra

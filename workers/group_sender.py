@@ -67,6 +67,7 @@ from .telegram_api import (
     Forbidden,
     Message,
     RetryAfter,
+    StarBalanceTooLow,
     TelegramClient,
     TelegramError,
     Unauthorized,
@@ -347,8 +348,11 @@ class GroupSender:
                 await self.limiter.acquire(
                     self.client.bot_key,
                     int(row["chat_id"]),
-                    pace_key=f"broadcast:{self.broadcast_id}",
+                    # A paid broadcast is paced by the paid bot rate alone: the delay between groups
+                    # exists to stay under the free rate, which it pays to exceed.
+                    pace_key=None if b.paid else f"broadcast:{self.broadcast_id}",
                     timeout=self._slice_left(),
+                    paid=b.paid,
                 )
             except RateLimitTimeout:
                 raise _SliceOver from None  # the reservation is given back below
@@ -387,7 +391,7 @@ class GroupSender:
             raise
         except RetryAfter as exc:
             # Pause the bot in the shared limiter (every process); the next claim waits it out.
-            await self.limiter.pause(self.client.bot_key, exc.retry_after)
+            await self.limiter.pause(self.client.bot_key, exc.retry_after, paid=b.paid)
             error = f"429 from Telegram: retry after {exc.retry_after:g}s"
             await self._write(broadcasts.requeue, row.message_id, error, counted=False)
             return False
@@ -433,6 +437,12 @@ class GroupSender:
         if isinstance(exc, Unauthorized):
             await self._write(broadcasts.record_outcome, row.message_id, "failed", error)
             await self._stop_broadcast("failed", f"the bot token was rejected: {error}")
+            raise _Stop
+        if isinstance(exc, StarBalanceTooLow):
+            # Not sent, not charged, and every later paid copy would fail alike: stop, blame no group.
+            await self._write(broadcasts.record_outcome, row.message_id, "failed", error)
+            why = f"the bot's Telegram Stars balance is too low for a paid broadcast: {error}"
+            await self._stop_broadcast("stopped", why)
             raise _Stop
         if isinstance(exc, Forbidden | ChatNotFound | ChatAdminRequired):
             await self._delivery_failed(row, error)

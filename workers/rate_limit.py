@@ -4,6 +4,8 @@ Each limit is a token bucket row in `rate_buckets` (tgms_tui/backend/rate_bucket
 from the database clock, so any number of processes on any number of hosts share one budget:
 
 - `bot:<bot>`               the bot's overall rate (TGMS_RATE_PER_SECOND, seed default 5/s)
+- `paid:<bot>`              instead of `bot:<bot>` for a paid broadcast's copies (allow_paid_broadcast):
+                            TGMS_PAID_RATE_PER_SECOND, default 1000/s, Telegram's paid limit
 - `group:<bot>:<chat>`      Telegram's 20 messages per minute in a group (chat ids < 0)
 - `chat:<bot>:<chat>`       at most one message per `chat_min_interval` (1 s) in any chat
 - `pace:<key>`              optional pacing stream, e.g. one broadcast's "3 s between groups"
@@ -66,11 +68,13 @@ class RateLimiter:
         group_burst: float = 1.0,
         chat_min_interval: float = 1.0,
         pace_interval: float = 3.0,
+        paid_rate_per_second: float = 1000.0,
     ) -> None:
-        if rate_per_second <= 0 or group_limit <= 0 or group_period <= 0:
+        if rate_per_second <= 0 or paid_rate_per_second <= 0 or group_limit <= 0 or group_period <= 0:
             raise ValueError("rates must be positive")
         self.pool = pool
         self.rate_per_second = rate_per_second
+        self.paid_rate_per_second = paid_rate_per_second
         self.burst = max(1.0, float(burst))
         self.group_rate = group_limit / group_period
         self.group_burst = max(1.0, float(group_burst))
@@ -86,15 +90,25 @@ class RateLimiter:
             "rate_per_second": settings.rate_per_second,
             "group_limit": settings.group_per_minute,
             "pace_interval": settings.group_delay_seconds,
+            "paid_rate_per_second": settings.paid_rate_per_second,
         }
         kw.update(overrides)
         return cls(pool, **kw)
 
     # -------------------------------------------------------------- bucket sets
 
-    def buckets(self, bot_key: str, chat_id: int | None = None, pace_key: str | None = None) -> list[Bucket]:
+    def _bot_bucket(self, bot_key: str, paid: bool) -> Bucket:
+        """The bot's overall limit; a paid send (allow_paid_broadcast) has its own, faster one. The
+        per-group and per-chat limits apply to paid sends too: Telegram lifts only the broadcast limit."""
+        if paid:
+            return Bucket(f"paid:{bot_key}", self.burst, self.paid_rate_per_second)
+        return Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)
+
+    def buckets(
+        self, bot_key: str, chat_id: int | None = None, pace_key: str | None = None, *, paid: bool = False
+    ) -> list[Bucket]:
         """Every bucket one message from `bot_key` to `chat_id` must pay."""
-        out = [Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)]
+        out = [self._bot_bucket(bot_key, paid)]
         if chat_id is not None:
             if chat_id < 0:  # groups, supergroups and channels have negative ids
                 out.append(Bucket(f"group:{bot_key}:{chat_id}", self.group_burst, self.group_rate))
@@ -104,18 +118,20 @@ class RateLimiter:
             out.append(Bucket(f"pace:{pace_key}", 1.0, 1.0 / self.pace_interval))
         return sorted(out, key=lambda b: b.key)
 
-    def _pause_bucket(self, bot_key: str, chat_id: int | None) -> Bucket:
+    def _pause_bucket(self, bot_key: str, chat_id: int | None, paid: bool = False) -> Bucket:
         if chat_id is None:
-            return Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)
+            return self._bot_bucket(bot_key, paid)
         interval = self.chat_min_interval if self.chat_min_interval > 0 else 1.0
         return Bucket(f"chat:{bot_key}:{chat_id}", 1.0, 1.0 / interval)
 
     # -------------------------------------------------------------- operations
 
-    async def try_acquire(self, bot_key: str, chat_id: int | None = None, *, pace_key: str | None = None) -> float:
+    async def try_acquire(
+        self, bot_key: str, chat_id: int | None = None, *, pace_key: str | None = None, paid: bool = False
+    ) -> float:
         """Take one token from every relevant bucket if all can pay now: returns 0.0. Otherwise
         take nothing and return the seconds until they could (a job may snooze that long)."""
-        buckets = self.buckets(bot_key, chat_id, pace_key)
+        buckets = self.buckets(bot_key, chat_id, pace_key, paid=paid)
         missing = [b for b in buckets if b not in self._ensured]
         if missing:
             await self._ensure(missing)
@@ -136,6 +152,7 @@ class RateLimiter:
         *,
         pace_key: str | None = None,
         timeout: float | None = None,
+        paid: bool = False,
     ) -> float:
         """Wait until one message from `bot_key` to `chat_id` is allowed, and take it.
 
@@ -145,7 +162,7 @@ class RateLimiter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            wait = await self.try_acquire(bot_key, chat_id, pace_key=pace_key)
+            wait = await self.try_acquire(bot_key, chat_id, pace_key=pace_key, paid=paid)
             if wait == 0.0:
                 waited = loop.time() - started
                 METRICS.rate_limited(waited)
@@ -193,9 +210,10 @@ class RateLimiter:
             async with self.pool.connection() as conn:
                 await rate_buckets.give_back(conn, [b.key for b in self.buckets(bot_key)], tokens)
 
-    async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None) -> None:
-        """After a 429: no sends for this bot (or only to this chat) for `seconds`, in every process."""
-        bucket = self._pause_bucket(bot_key, chat_id)
+    async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None, *, paid: bool = False) -> None:
+        """After a 429: no sends for this bot (or only to this chat; or only paid ones) for `seconds`,
+        in every process."""
+        bucket = self._pause_bucket(bot_key, chat_id, paid)
         METRICS.paused(seconds)
         async with self.pool.connection() as conn:
             await rate_buckets.pause(conn, bucket.key, bucket.capacity, bucket.refill_per_sec, seconds)

@@ -18,6 +18,9 @@ Stuck work never holds a job for ever:
 - A job whose lease this worker no longer holds (re-queued by a reaper, cancelled by an operator)
   has its handler cancelled at once: on the `cancel:<job_id>` notification, else at the next
   heartbeat that fails to extend the lease. Nothing is written for it: the job is not ours any more.
+  A worker cut off from the database (a partition) cannot learn that: it stops a handler itself once
+  the lease it last obtained has run out by its own clock (measured from before the claim or
+  extension was sent, so never later than the database's), the moment another worker may take it.
 - A handler that blocks the event loop (a synchronous call) stops every timer, the heartbeat
   included. A watchdog thread notices the loop's silence, records the stall in `bot_health` (status
   'stalled', the job and the code that blocks) and, if the loop stays blocked for `stall_exit_seconds`,
@@ -125,6 +128,7 @@ async def uninterruptible(step: Awaitable[T]) -> T:
 
 # The stop reason of a handler cancelled by its time limit (the other reasons are only logged).
 TIME_LIMIT = "time limit"
+LEASE_LAPSED = "lease lapsed: no heartbeat reached the database for a whole lease"
 
 
 @dataclass
@@ -137,6 +141,9 @@ class _Run:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # why the runner cancelled the handler: TIME_LIMIT, lease lost, cancelled
     handler_done: bool = False  # the handler returned or raised: only its outcome is left to write
+    # time.monotonic() by which the lease the database holds for us has surely run out, unless a
+    # heartbeat extends it: measured from before the claim / extension was sent.
+    lease_until: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,7 @@ class Worker:
             self._wakeup.clear()  # a NOTIFY arriving during the claim sets it again: no lost wake-up
             try:
                 assert self._db is not None
+                asked = time.monotonic()
                 async with self._db.connection() as conn:
                     jobs = await queue.claim_batch(conn, self.pool, self.worker_id, want, opts.lease_seconds)
                 failures = 0
@@ -319,7 +327,7 @@ class Worker:
                 continue
             for job in jobs:
                 METRICS.job_claimed(job.job_type)
-                self._start_run(ctx, job)
+                self._start_run(ctx, job, asked + opts.lease_seconds)
             if len(jobs) < want:
                 await self._idle_wait()
 
@@ -373,12 +381,12 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), delay)
 
     # ------------------------------------------------------------------ running one job
-    def _start_run(self, ctx: JobContext, job: Job) -> None:
+    def _start_run(self, ctx: JobContext, job: Job, lease_until: float = float("inf")) -> None:
         stale = self._inflight.get(job.job_id)
         if stale is not None:  # our own earlier run lost the lease (a blocked loop) and we got it back
             self._stop_run(stale, "lease lost: the job was re-queued and claimed again")
         limit = self.options.time_limit(job.job_type, self.settings.job_timeouts)
-        run = _Run(job, limit, time.monotonic() + limit)
+        run = _Run(job, limit, time.monotonic() + limit, lease_until=lease_until)
         run.task = asyncio.create_task(self._execute(ctx, run))
         self._inflight[job.job_id] = run
 
@@ -427,6 +435,13 @@ class Worker:
                 log.warning("job %d (%s): handler stopped: %s", job.job_id, job.job_type, run.stop_reason)
         except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if run.stop_reason not in (None, TIME_LIMIT):
+                # Stopped because the job is no longer ours (lease lost or lapsed), and the handler
+                # turned its cancellation into an error on the way out (e.g. a database write it
+                # retried): still nothing to write.
+                log.warning("job %d (%s): handler stopped: %s (it ended with %s)", job.job_id, job.job_type,
+                            run.stop_reason, redact(detail))  # fmt: skip
+                return
             if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
                 detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
@@ -553,6 +568,9 @@ class Worker:
             now = time.monotonic()
             snapshot = {j: run for j, run in self._inflight.items() if now < run.deadline + lease}
             held = await queue.extend_leases(conn, snapshot, self.worker_id, lease)
+            for j in held:
+                if j in snapshot:
+                    snapshot[j].lease_until = now + lease
             # Jobs that finished during the await (their outcome written or being written) are not
             # lost, nor are jobs claimed meanwhile: only handlers still running here whose lease was
             # not extended. They are cancelled at once: the job is someone else's, or cancelled.
@@ -612,8 +630,12 @@ class Worker:
             for run in list(self._inflight.values()):
                 if run.deadline <= now:
                     self._stop_run(run, TIME_LIMIT)
+                elif run.lease_until <= now and not run.handler_done:
+                    # Cut off from the database for a whole lease (a partition, a hung connection):
+                    # the job may already run elsewhere, so this copy stops rather than race it.
+                    self._stop_run(run, LEASE_LAPSED)
                 else:
-                    wake = min(wake, run.deadline)
+                    wake = min(wake, run.deadline, run.lease_until)
             await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     # ------------------------------------------------------------------ the event-loop watchdog

@@ -125,6 +125,11 @@ class HideRequesterMissing(BadRequest):
     """HIDE_REQUESTER_MISSING: no pending join request (already handled elsewhere, or expired)."""
 
 
+class StarBalanceTooLow(BadRequest):
+    """BALANCE_TOO_LOW: a paid send (allow_paid_broadcast) the bot's Telegram Stars cannot pay for.
+    Every further paid send fails the same way until the balance is topped up; no group is at fault."""
+
+
 class ChatAdminRequired(BadRequest):
     """The bot lacks an admin right: CHAT_ADMIN_REQUIRED or "not enough rights to ..."."""
 
@@ -237,6 +242,7 @@ def forbidden_kind(description: str) -> ForbiddenKind:
 _BAD_REQUEST_RULES: tuple[tuple[str, type[BadRequest]], ...] = (
     ("user_already_participant", UserAlreadyParticipant),
     ("hide_requester_missing", HideRequesterMissing),
+    ("balance_too_low", StarBalanceTooLow),
     ("chat not found", ChatNotFound),
     ("peer_id_invalid", ChatNotFound),
     ("channel_invalid", ChatNotFound),

@@ -131,6 +131,31 @@ async def test_confirmed_broadcast_matches_the_admin_api(seeded_url: str) -> Non
     assert tui["job_type"] == "tgms_send_to_groups" and tui["run_at"] == tui["send_at"]
 
 
+async def test_paid_broadcast_shows_its_cost_before_confirming(seeded_url: str) -> None:
+    app = make_app(seeded_url)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_composer(app, pilot)
+        screen.query_one("#target", Select).value = "phase"
+        screen.query_one("#phase", Select).value = "growth"
+        screen.query_one("#body", TextArea).text = "Flash sale"
+        await wait_until(pilot, lambda: "ready" in problem_text(screen), what="valid broadcast")
+        estimate = screen.query_one("#estimate", Static)
+        await wait_until(pilot, lambda: "2 groups" in str(estimate.render()), what="target count")
+        assert "Stars" not in str(estimate.render())
+        screen.query_one("#paid", Select).value = "yes"
+        await wait_until(pilot, lambda: "up to 0.2 Telegram Stars" in str(estimate.render()), what="cost shown")
+        assert screen.body()["paid"] is True
+
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        question = app.screen.question  # type: ignore[attr-defined]
+        assert "Cost: up to 0.2 Telegram Stars (2 messages × 0.1 Star" in question
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, BroadcastProgressScreen), what="progress")
+    with psycopg.connect(seeded_url) as conn:
+        assert conn.execute("SELECT paid, text FROM broadcasts").fetchall() == [(True, "Flash sale")]
+
+
 async def test_marked_groups_become_the_target(seeded_url: str) -> None:
     app = make_app(seeded_url)
     async with app.run_test(size=SIZE) as pilot:
@@ -177,3 +202,5 @@ def test_send_time_and_estimate() -> None:
     assert estimate_seconds(101, settings) == 300
     fast = Settings(rate_per_second=2.0, group_delay_seconds=0.0)
     assert estimate_seconds(11, fast) == 5.0  # the bot rate is the limit when there is no pause
+    paid = Settings(rate_per_second=5.0, group_delay_seconds=3.0, paid_rate_per_second=1000.0)
+    assert estimate_seconds(10_001, paid, paid=True) == 10.0  # no delay between groups, the paid rate

@@ -95,6 +95,8 @@ async def test_invalid_bodies_are_422_naming_the_field(client: httpx.AsyncClient
         ({"text": "a", "parse_mode": "bbcode"}, "parse_mode"),
         ({"text": "a", "target": {"phase": "old"}}, "target"),
         ({"text": "a", "send_at": "2031-01-01T10:00:00"}, "send_at"),
+        ({"text": "a", "paid": "yes"}, "paid"),
+        ({"text": "a", "allow_paid_broadcast": 1}, "allow_paid_broadcast"),
         ([1, 2], "body"),
     ]
     for body, field in cases:

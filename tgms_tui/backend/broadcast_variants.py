@@ -424,6 +424,7 @@ async def send_winner(
             parse_mode=b.parse_mode,
             target={"kind": "groups", "group_ids": reachable},
             is_final=b.is_final,
+            paid=b.paid,  # the winner goes out as the test did
         )
         cur = await conn.execute(
             "SELECT public_base_url FROM broadcast_ab WHERE broadcast_id = %(b)s", {"b": broadcast_id}

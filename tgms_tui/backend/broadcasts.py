@@ -48,9 +48,9 @@ LIST_LIMIT = 50
 MAX_LIST_LIMIT = 500
 
 SQL_INSERT_BROADCAST = """
-INSERT INTO broadcasts (text, photo_url, caption, parse_mode, target, is_final, send_at, created_by)
+INSERT INTO broadcasts (text, photo_url, caption, parse_mode, target, is_final, send_at, created_by, paid)
 VALUES (%(text)s, %(photo_url)s, %(caption)s, %(parse_mode)s, %(target)s, %(is_final)s, %(send_at)s,
-        %(created_by)s)
+        %(created_by)s, %(paid)s)
 RETURNING broadcast_id
 """
 
@@ -162,6 +162,7 @@ async def create_broadcast(conn: AsyncConnection[Any], req: BroadcastRequest, cr
                 "is_final": req.is_final,
                 "send_at": req.send_at,
                 "created_by": created_by,
+                "paid": req.paid,
             },
         )
         row = await cur.fetchone()
@@ -228,6 +229,7 @@ class BroadcastSummary(NamedTuple):
     failed: int
     ambiguous: int
     skipped: int
+    paid: bool = False
 
     @property
     def scheduled(self) -> bool:
@@ -245,7 +247,7 @@ _SUMMARY_COLUMNS = """b.broadcast_id, b.status, b.error, b.text, b.photo_url, b.
        b.is_final, b.send_at, b.created_by, b.cancelled_by, b.job_id, b.created_at, b.edited_at,
        b.started_at, b.finished_at,
        COALESCE(c.total, 0), COALESCE(c.pending, 0), COALESCE(c.sent, 0), COALESCE(c.failed, 0),
-       COALESCE(c.ambiguous, 0), COALESCE(c.skipped, 0)"""
+       COALESCE(c.ambiguous, 0), COALESCE(c.skipped, 0), b.paid"""
 
 _COUNTS = """LEFT JOIN LATERAL (
     SELECT count(*) AS total,
@@ -386,6 +388,7 @@ def summary_json(b: BroadcastSummary) -> dict[str, Any]:
         "parse_mode": b.parse_mode,
         "target": b.target,
         "final": b.is_final,
+        "paid": b.paid,
         "send_at": _iso(b.send_at),
         "created_by": b.created_by,
         "cancelled_by": b.cancelled_by,
@@ -520,6 +523,7 @@ class Broadcast:
     is_final: bool
     status: str
     send_at: datetime | None
+    paid: bool = False  # allow_paid_broadcast on every copy, paced by the paid rate
 
 
 SQL_START = """
@@ -535,7 +539,7 @@ ON CONFLICT (broadcast_id, chat_id) DO NOTHING
 """
 
 SQL_BROADCAST = """
-SELECT broadcast_id, text, photo_url, caption, parse_mode, is_final, status, send_at
+SELECT broadcast_id, text, photo_url, caption, parse_mode, is_final, status, send_at, paid
   FROM broadcasts WHERE broadcast_id = %(b)s
 """
 

@@ -49,12 +49,18 @@ class Settings:
     web_token: str | None = field(default=None, repr=False)
     telegram_api_base: str = "https://api.telegram.org"
     rate_per_second: float = 5.0
+    # A paid broadcast's bot rate (allow_paid_broadcast: Telegram allows up to 1000 messages/s).
+    paid_rate_per_second: float = 1000.0
     group_delay_seconds: float = 3.0
     group_per_minute: int = 20
     max_consecutive_failures: int = 3
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     worker_concurrency: int = 16
     lease_seconds: float = 60.0
+    # A TCP connection to PostgreSQL that has not acknowledged data (or keepalive probes) for this long
+    # is given up (libpq keepalives + tcp_user_timeout), so a network partition ends in an error, not a
+    # wait of many minutes. 0 leaves the operating system's defaults. See db.tcp_options().
+    db_tcp_timeout: float = 20.0
     member_count_interval: float = 3600.0
     job_retention_days: float = 7.0
     admin_allow_networks: tuple[str, ...] = ()
@@ -128,12 +134,14 @@ ENV_NAMES: dict[str, str] = {
     "web_token": "TGMS_WEB_TOKEN",
     "telegram_api_base": "TELEGRAM_API_BASE",
     "rate_per_second": "TGMS_RATE_PER_SECOND",
+    "paid_rate_per_second": "TGMS_PAID_RATE_PER_SECOND",
     "group_delay_seconds": "TGMS_GROUP_DELAY_SECONDS",
     "group_per_minute": "TGMS_GROUP_MESSAGES_PER_MINUTE",
     "max_consecutive_failures": "TGMS_MAX_CONSECUTIVE_FAILURES",
     "data_dir": "TGMS_DATA_DIR",
     "worker_concurrency": "TGMS_WORKER_CONCURRENCY",
     "lease_seconds": "TGMS_JOB_LEASE_SECONDS",
+    "db_tcp_timeout": "TGMS_DB_TCP_TIMEOUT_SECONDS",
     "member_count_interval": "TGMS_MEMBER_COUNT_INTERVAL_SECONDS",
     "job_retention_days": "TGMS_JOB_RETENTION_DAYS",
     "admin_allow_networks": "TGMS_ADMIN_ALLOW_NETWORKS",
@@ -370,12 +378,14 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "web_token": web_token,
     "telegram_api_base": _api_base,
     "rate_per_second": _number(float, minimum=0, allow_equal=False),
+    "paid_rate_per_second": _number(float, minimum=0, allow_equal=False),
     "group_delay_seconds": _number(float, minimum=0),
     "group_per_minute": _number(int, minimum=1),
     "max_consecutive_failures": _number(int, minimum=1),
     "data_dir": lambda var, raw: Path(raw).expanduser(),
     "worker_concurrency": _number(int, minimum=1),
     "lease_seconds": _number(float, minimum=1),
+    "db_tcp_timeout": _number(float, minimum=0),
     "member_count_interval": _number(float, minimum=1),
     "job_retention_days": _number(float, minimum=0, allow_equal=False),
     "admin_allow_networks": _networks,

@@ -12,8 +12,10 @@ import hashlib
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from . import json_loads
@@ -36,10 +38,47 @@ def sql_dir() -> Path:
 
 
 def database_url(settings: Settings, *, cleanup: CleanupMode = "stop") -> str:
-    """DATABASE_URL when set, else the embedded server in TGMS_DATA_DIR (started or joined)."""
+    """DATABASE_URL (with the TCP timeouts of `tcp_options`) when set, else the embedded server in
+    TGMS_DATA_DIR (started or joined)."""
     if settings.database_url:
-        return settings.database_url
+        return tcp_options(settings.database_url, settings.db_tcp_timeout)
     return embedded_url(settings.data_dir, cleanup=cleanup)
+
+
+def tcp_options(url: str, timeout: float) -> str:
+    """`url` plus libpq's TCP keepalives, `tcp_user_timeout` and `connect_timeout`, for a TCP server,
+    each only where the URL does not set it: the URL always wins.
+
+    Why: a PostgreSQL host that vanishes (network partition, a failover that moves the address, a
+    crashed host) does not close the connections to it. A worker waiting on such a half-open connection
+    would wait for the kernel's retransmission timeout (~15 min on Linux) while its leases lapse and
+    other workers take its jobs. With these options, idle connections are probed after `timeout` / 2
+    and given up within about `timeout` seconds, and so is a statement whose data goes unacknowledged
+    for `timeout`: the caller gets an OperationalError and reconnects. 0 leaves the system defaults.
+    """
+    if timeout <= 0:
+        return url
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return url  # not ours to judge here: connecting reports it
+    host = str(params.get("host") or "")
+    if not host or all(h.startswith("/") or h.startswith("@") for h in host.split(",")):
+        return url  # a Unix socket: no TCP to time out
+    wanted = {
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(timeout / 2)),
+        "keepalives_interval": max(1, round(timeout / 6)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(timeout * 1000),
+        "connect_timeout": max(2, round(timeout / 2)),
+    }
+    missing = {k: v for k, v in wanted.items() if k not in params}
+    if not missing:
+        return url
+    if "://" in url:
+        return f"{url}{'&' if '?' in url else '?'}{urlencode(missing)}"
+    return " ".join([url, *(f"{k}={v}" for k, v in missing.items())])
 
 
 def migration_files() -> list[Path]:

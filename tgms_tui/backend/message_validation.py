@@ -50,7 +50,10 @@ SEND_AT_TOLERANCE = timedelta(minutes=1)
 PHASES = ("growth", "monitoring")
 _BIGINT = 2**63
 
-_KNOWN_FIELDS = {"text", "photo_url", "caption", "parse_mode", "target", "final", "is_final", "send_at"}
+_KNOWN_FIELDS = {
+    "text", "photo_url", "caption", "parse_mode", "target", "final", "is_final", "send_at", "paid",
+    "allow_paid_broadcast",
+}  # fmt: skip
 
 
 class ValidationError(ValueError):
@@ -74,6 +77,8 @@ class BroadcastRequest:
     target: dict[str, Any]
     is_final: bool = False
     send_at: datetime | None = None
+    # Telegram's allow_paid_broadcast on every copy: up to 1000 messages/s for Stars (docs/broadcasts.md).
+    paid: bool = False
 
 
 # ---------------------------------------------------------------- the request
@@ -123,6 +128,7 @@ def validate_broadcast(data: Mapping[str, Any], *, now: datetime | None = None) 
         final = False
     if not isinstance(final, bool):
         raise ValidationError("final", "must be true or false")
+    paid = _paid(data)
 
     return BroadcastRequest(
         text=text,
@@ -132,7 +138,17 @@ def validate_broadcast(data: Mapping[str, Any], *, now: datetime | None = None) 
         target=normalise_target(data.get("target")),
         is_final=final,
         send_at=_send_at(data.get("send_at"), now),
+        paid=paid,
     )
+
+
+def _paid(data: Mapping[str, Any]) -> bool:
+    """`paid` (or Telegram's own name, `allow_paid_broadcast`): a boolean, false when absent."""
+    for name in ("paid", "allow_paid_broadcast"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ValidationError(name, "must be true or false")
+    return bool(data.get("paid") or data.get("allow_paid_broadcast"))
 
 
 def normalise_target(value: Any) -> dict[str, Any]:

@@ -8,14 +8,18 @@ path every entry point takes:
 - `test` / `test_chat_id` (send it to a test chat only, test_sends.py);
 - `variants`, `track_clicks`, `holdout` (A/B variants and click tracking, broadcast_variants.py);
 - a photo from disk: its bytes, stored in `broadcast_photos` with the broadcast
-  (`photo_url = tgms-photo:<sha256>`).
+  (`photo_url = tgms-photo:<sha256>`);
+- `paid` (Telegram's `allow_paid_broadcast`, a field of the broadcast itself, validate_broadcast):
+  the answer then adds `"paid": true, "estimated_stars"` (paid_broadcasts.py). A test send is
+  never paid (one message to one chat needs no paid rate).
 
 `prepare` takes a payload apart and checks it (ValidationError naming the field); `submit` stores
 what it asks for in ONE transaction — the photo, the broadcast, its A/B rows, its buttons, its expiry,
 or the test send(s) — so a refusal at any step stores nothing, not even the photo. It returns the
 answer every entry point prints: `{"status": "ok", "message": "Broadcast enqueued", "broadcast_id",
-"groups"}`, or for a test `{"status": "ok", "message": "Test send enqueued", "test_send_id", "chat_id",
-"debug_code", "test_send_ids"}` (one test send per A/B variant, `test_send_id` the first).
+"groups"}` (+ `paid`, `estimated_stars` for a paid one), or for a test `{"status": "ok", "message":
+"Test send enqueued", "test_send_id", "chat_id", "debug_code", "test_send_ids"}` (one test send per
+A/B variant, `test_send_id` the first).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from . import broadcast_photos, broadcast_variants, buttons, followups, test_sends
+from . import broadcast_photos, broadcast_variants, buttons, followups, paid_broadcasts, test_sends
 from .broadcast_variants import AbRequest
 from .buttons import Rows
 from .image_header import check_photo
@@ -119,4 +123,8 @@ async def submit(
         await buttons.attach(conn, broadcast_id, sub.options.buttons)
         if sub.options.delete_after is not None:
             await followups.schedule_expiry(conn, broadcast_id, sub.options.delete_after, by)
-    return {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id, "groups": groups}
+    answer: dict[str, Any] = {"status": "ok", "message": "Broadcast enqueued", "broadcast_id": broadcast_id}
+    answer["groups"] = groups
+    if sub.req.paid:  # the most it can cost, for the caller's records
+        answer.update(paid=True, estimated_stars=paid_broadcasts.estimated_stars(groups))
+    return answer

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from tgms_tui.backend import broadcast_variants, broadcasts, buttons, followups, submission, test_sends
+from tgms_tui.backend import broadcast_variants, broadcasts, buttons, followups, paid_broadcasts, submission, test_sends
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError, BroadcastSummary
 from tgms_tui.backend.message_validation import ValidationError
@@ -105,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--final", action="store_true", help="also reach inactive groups whose final_message_allowed is true"
     )
     send.add_argument("--send-at", metavar="WHEN", help=f"schedule it: {FORMS} (local time)")
+    send.add_argument(
+        "--paid",
+        action="store_true",
+        help="paid broadcast (Telegram's allow_paid_broadcast): up to 1000 msg/s for 0.1 Telegram Star per message "
+        "from the bot's balance; the reply shows the most it can cost",
+    )
     send.add_argument("--delete-after", metavar="DURATION", help="retract its copies this long after it goes out (24h)")
     send.add_argument(
         "--button",
@@ -191,7 +197,7 @@ def _send_at(value: str | None) -> str | None:
 
 
 def _send(args: argparse.Namespace) -> int:
-    data: dict[str, Any] = {"final": args.final}
+    data: dict[str, Any] = {"final": args.final, "paid": args.paid}
     for name in ("text", "photo_url", "caption", "parse_mode"):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
@@ -395,6 +401,8 @@ def _print_detail(b: BroadcastSummary, deliveries: list[Any], reach: int | None)
     kind = f"photo {b.photo_url}" if b.photo_url else "text"
     print(f"  content:   {kind}, {b.parse_mode or 'plain text'}: {_first_line(b, 60)}")
     print(f"  target:    {describe_target(b)}" + (f" ({reach} group(s) now)" if reach is not None else ""))
+    if b.paid:
+        print(f"  paid:      allow_paid_broadcast; {paid_broadcasts.describe_cost(b.total or reach or 0)}")
     print(f"  by:        {b.created_by or '—'}" + (f"; cancelled by {b.cancelled_by}" if b.cancelled_by else ""))
     print(
         f"  created:   {_when(b.created_at)}; scheduled {_when(b.send_at)}; started {_when(b.started_at)}; "

@@ -27,7 +27,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input, Label, Select, Static, TextArea
 
-from tgms_tui.backend import buttons, debug_code, submission, test_sends
+from tgms_tui.backend import buttons, debug_code, paid_broadcasts, submission, test_sends
 from tgms_tui.backend.broadcasts import check_targets, next_id, ordinal_bound
 from tgms_tui.backend.config import Settings
 from tgms_tui.backend.markup import check_markup, visible_length
@@ -59,20 +59,24 @@ VALIDATE_DELAY = 0.12
 TEST_WAIT_SECONDS = 20.0
 
 
-def estimate_seconds(groups: int, settings: Settings) -> float:
+def estimate_seconds(groups: int, settings: Settings, paid: bool = False) -> float:
     """How long sending to `groups` groups takes: one group per TGMS_GROUP_DELAY_SECONDS, and never
-    faster than TGMS_RATE_PER_SECOND (the shared bot limit); the first message goes at once."""
+    faster than TGMS_RATE_PER_SECOND (the shared bot limit); the first message goes at once. A paid
+    broadcast goes at TGMS_PAID_RATE_PER_SECOND alone."""
     if groups <= 0:
         return 0.0
+    if paid:
+        return (groups - 1) / settings.paid_rate_per_second
     interval = max(settings.group_delay_seconds, 1.0 / settings.rate_per_second)
     return (groups - 1) * interval
 
 
-def describe_estimate(groups: int, settings: Settings) -> str:
-    return (
-        f"≈ {fmt.duration(estimate_seconds(groups, settings))} for {groups:,} group{'s' if groups != 1 else ''} "
-        f"(one group every {settings.group_delay_seconds:g} s, bot limit {settings.rate_per_second:g} msg/s)"
-    )
+def describe_estimate(groups: int, settings: Settings, paid: bool = False) -> str:
+    plural = "s" if groups != 1 else ""
+    took = f"≈ {fmt.duration(estimate_seconds(groups, settings, paid))} for {groups:,} group{plural}"
+    if paid:
+        return f"{took} (paid: {settings.paid_rate_per_second:g} msg/s)\nCost: {paid_broadcasts.describe_cost(groups)}"
+    return f"{took} (one group every {settings.group_delay_seconds:g} s, bot limit {settings.rate_per_second:g} msg/s)"
 
 
 PARSE_MODE_OPTIONS = [("plain text", "none"), ("Markdown", "Markdown"), ("MarkdownV2", "MarkdownV2"), ("HTML", "HTML")]
@@ -162,6 +166,13 @@ class ComposerScreen(Screen[None]):
                     allow_blank=False,
                     id="final",
                 )
+                yield Label("Paid broadcast? (allow_paid_broadcast: faster, costs Stars)", classes="field-label")
+                yield Select(
+                    [("no: free, at the bot limit", "no"), ("yes: up to 1000 msg/s, 0.1 Star per message", "yes")],
+                    value="no",
+                    allow_blank=False,
+                    id="paid",
+                )
                 yield Label("Send at (local): now, +30m, 18:00, 2026-05-01 09:00", classes="field-label")
                 yield Input(placeholder="now", id="send-at")
                 yield Label("Buttons (optional): one row per line, Text=URL | Text=URL", classes="field-label")
@@ -215,6 +226,10 @@ class ComposerScreen(Screen[None]):
     def is_final(self) -> bool:
         return self._value("#final") == "yes"
 
+    @property
+    def is_paid(self) -> bool:
+        return self._value("#paid") == "yes"
+
     def target(self) -> dict[str, Any]:
         kind = self._value("#target")
         if kind == "phase":
@@ -227,6 +242,8 @@ class ComposerScreen(Screen[None]):
         """The admin API's JSON body for what is on screen (ValueError for a bad send time)."""
         text = self.query_one("#body", TextArea).text
         data: dict[str, Any] = {"target": self.target(), "final": self.is_final}
+        if self.is_paid:
+            data["paid"] = True
         if self.kind == "photo":
             data["photo_url"] = self.photo.photo_url(self.query_one("#photo-url", Input).value)
             data["caption"] = text
@@ -264,6 +281,8 @@ class ComposerScreen(Screen[None]):
         self._schedule_validate()
         if event.select.id in ("target", "phase", "final"):
             self._count_targets()
+        elif event.select.id == "paid":
+            self._show_estimate()
 
     def _apply_kind(self) -> None:
         photo = self.kind == "photo"
@@ -383,7 +402,7 @@ class ComposerScreen(Screen[None]):
         if self.target_count is None:
             return
         line = Text(f"→ {self.target_count:,} group{'s' if self.target_count != 1 else ''} now\n", style="bold")
-        line.append(describe_estimate(self.target_count, self.tgms.settings), style="")
+        line.append(describe_estimate(self.target_count, self.tgms.settings, self.is_paid), style="")
         if self.target_problem is not None:
             line.append(f"\n✗ target: {self.target_problem.message}", style="bold red")
         self.query_one("#estimate", Static).update(line)
@@ -533,7 +552,7 @@ class ComposerScreen(Screen[None]):
             "",
             f"To: {where}: {groups:,} groups now.",
             f"When: {req.send_at.astimezone().strftime('%Y-%m-%d %H:%M %Z') if req.send_at else 'now'}.",
-            f"Takes: {describe_estimate(groups, self.tgms.settings)}.",
+            f"Takes: {describe_estimate(groups, self.tgms.settings, req.paid)}.",
         ]
         return "\n".join(lines)
 
