@@ -227,3 +227,29 @@ def test_a_refused_submission_stores_no_photo(stack: Stack) -> None:
     assert stack.scalar("SELECT count(*) FROM broadcast_photos") == 0
     assert stack.scalar("SELECT count(*) FROM broadcast_test_sends") == 0
     assert stack.scalar("SELECT count(*) FROM broadcasts") == 0
+
+
+def test_a_paid_photo_ab_broadcast_is_paid_on_every_copy_and_its_test_is_not(stack: Stack) -> None:
+    """`paid` is one more field of the same submission: with a photo file, variants and buttons every
+    copy (the upload included) carries allow_paid_broadcast; a test send of it does not."""
+    groups = _groups(stack, 4)
+    test_chat = int(stack.ctl.create_chat("supergroup", bots=[stack.tgms_bot_id], members=1)["id"])
+    stack.start_worker("tgms")
+    photo = images.png(320, 240)
+    payload = {"variants": [{"caption": "Paid A"}, {"caption": "Paid B"}], "buttons": [[SHOP]], "paid": True}
+    tested = _post_photo(stack, photo, {**payload, "test": True, "test_chat_id": test_chat})
+    assert tested.status_code == 200, tested.text
+    sent = "SELECT count(*) FROM broadcast_test_sends WHERE status = 'sent'"
+    stack.wait_for(lambda: stack.scalar(sent) == 2 or None, timeout=60, what="test sends delivered")
+    answer = _post_photo(stack, photo, payload)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["paid"] is True and answer.json()["estimated_stars"] == 0.4
+    _wait_done(stack, int(answer.json()["broadcast_id"]))
+    calls = stack.calls("sendPhoto", ok=True)
+    to_groups = [c for c in calls if int(c["chat_id"]) in groups]
+    assert len(to_groups) == len(groups)
+    assert all(str(c["params"].get("allow_paid_broadcast")).lower() == "true" for c in to_groups)
+    assert any(isinstance(c["params"].get("photo"), dict) for c in to_groups)  # the upload was paid too
+    to_test = [c for c in calls if int(c["chat_id"]) == test_chat]
+    assert len(to_test) == 2 and all("allow_paid_broadcast" not in c["params"] for c in to_test)
+    assert {_copy(stack, g)["caption"].split("\n")[0] for g in groups} == {"Paid A", "Paid B"}
