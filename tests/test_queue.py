@@ -268,26 +268,27 @@ async def test_prune_removes_only_old_finished_jobs(pool: AsyncConnectionPool) -
 
 async def test_insert_notifies_the_pool_channel(pool: AsyncConnectionPool, db_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
-        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        for name in (queue.NOTIFY_CHANNEL, queue.wake_channel("main"), queue.wake_channel("tgms")):
+            await listener.execute(f"LISTEN {name}")
         async with pool.connection() as conn:
             await queue.enqueue_many(conn, [NewJob("tgms_a"), NewJob("tgms_b"), NewJob("main_c")])
-        # One NOTIFY per statement and pool, not per row: exactly two arrive.
-        payloads = [note.payload async for note in listener.notifies(timeout=2.0)]
-    assert sorted(payloads) == ["main", "tgms"]
+        # One NOTIFY per statement and pool, not per row, each on its pool's channel: exactly two arrive.
+        notes = [(note.channel, note.payload) async for note in listener.notifies(timeout=2.0)]
+    assert sorted(notes) == [("tgms_jobs_main", ""), ("tgms_jobs_tgms", "")]
 
 
 async def test_scheduled_jobs_notify_when_they_are_due(pool: AsyncConnectionPool, db_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
-        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        await listener.execute(f"LISTEN {queue.wake_channel('tgms')}")
         soon, later = datetime.now(UTC) + timedelta(seconds=30), datetime.now(UTC) + timedelta(hours=1)
         async with pool.connection() as conn:
             await queue.enqueue_many(
                 conn, [NewJob("tgms_a", run_at=later), NewJob("tgms_b", run_at=soon), NewJob("tgms_c")]
             )
         payloads = sorted([note.payload async for note in listener.notifies(timeout=2.0)])
-    # Due now: the pool's name; scheduled: "pool+<seconds until the earliest>" (not one per job).
-    assert payloads[0] == "tgms" and payloads[1].startswith("tgms+") and len(payloads) == 2
-    assert 25 < float(payloads[1].removeprefix("tgms+")) <= 30
+    # Due now: ''; scheduled: "+<seconds until the earliest>" (not one per job).
+    assert payloads[0] == "" and payloads[1].startswith("+") and len(payloads) == 2
+    assert 25 < float(payloads[1].removeprefix("+")) <= 30
 
 
 SEED_MONITORING_QUERIES = [

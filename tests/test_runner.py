@@ -112,7 +112,7 @@ async def test_scheduled_job_runs_on_time_and_idle_wakeups_ask_nothing(
         before = plans
         async with pool.connection() as conn:
             for _ in range(5):  # what a worker sees when its peers take every job
-                await conn.execute("SELECT pg_notify(%s, 'tgms')", (queue.NOTIFY_CHANNEL,))
+                await conn.execute("SELECT pg_notify(%s, '')", (queue.wake_channel("tgms"),))
         await asyncio.sleep(0.5)
         assert plans == before
         enqueued = time.monotonic()

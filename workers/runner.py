@@ -40,7 +40,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
 # The time limit of a job type that declares none (every registered handler declares its own).
 DEFAULT_TIME_LIMIT = 300.0
+# The watch's session advisory lock, one per pool (two-key form: the first key says "TGMS watch").
+WATCH_LOCK_KEYS: dict[Pool, tuple[int, int]] = {"main": (0x7467_6D73, 1), "tgms": (0x7467_6D73, 2)}
+# How often at most a worker tells the control center that jobs changed.
+ANNOUNCE_SECONDS = 1.0
 # The exit status of a worker whose event loop stayed blocked (EX_SOFTWARE): a supervisor restarts it.
 EXIT_LOOP_STALLED = 70
 
@@ -87,6 +91,9 @@ class PermanentFailure(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once."""
 
 
+Conn = psycopg.AsyncConnection[Any]
+
+
 @dataclass
 class JobContext:
     """What a handler gets besides its job: the database, settings and who is running it."""
@@ -96,10 +103,30 @@ class JobContext:
     worker_id: str
     pool: Pool
     services: Services = field(default_factory=Services)
+    # Jobs whose handler completed them itself (`complete`): the runner writes nothing more for them.
+    completed: set[int] = field(default_factory=set, repr=False)
+
+    async def complete(self, conn: Conn, job: Job) -> None:
+        """Mark `job` done on `conn`, in the caller's transaction: the job's outcome commits with the
+        handler's own writes, and the runner writes no completion of its own afterwards. Only while
+        this worker holds the job's lease (otherwise nothing changes, as with any completion). The
+        handler must return normally after the transaction commits; if it raises instead, the
+        runner records a failure, which the lease check makes a no-op once the job is done."""
+        await queue.complete_in(conn, job.job_id, self.worker_id)
+        self.completed.add(job.job_id)
+
+    @contextlib.asynccontextmanager
+    async def finishing(self, job: Job, db: AsyncConnectionPool | None = None) -> AsyncIterator[Conn]:
+        """A connection for the handler's last writes (from `db`, default the handlers' pool): one
+        transaction that also completes `job`, sent as one pipeline, so the writes and the
+        completion cost one round trip and one commit. Statements run in it must not read results
+        (a read forces a round trip of its own, which is still correct, only slower)."""
+        async with (db or self.db).connection() as conn, conn.pipeline(), conn.transaction():
+            yield conn
+            await self.complete(conn, job)
 
 
 Handler = Callable[[JobContext, Job], Awaitable[None]]
-Conn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
 
@@ -213,6 +240,11 @@ class Worker:
         self._plan_known = False  # False: ask the database (start, poll, a due time that passed)
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The watch (see _watch): wanted while this worker can take more jobs.
+        self._watch_wanted = asyncio.Event()
+        self._watch_unwanted = asyncio.Event()
+        self.watching = False
+        self._jobs_changed = False  # since the last announcement on the control center's channel
         self._status = "starting"
         # The watchdog: the loop's last sign of life (time.monotonic()), the loop's thread, its stop.
         self._loop_beat = time.monotonic()
@@ -226,6 +258,7 @@ class Worker:
         self._stopping.set()
         self._wakeup.set()
         self._slot_free.set()
+        self._update_watch()
 
     async def run(self) -> None:
         opts = self.options
@@ -244,12 +277,15 @@ class Worker:
         ctx = JobContext(handler_db, self.settings, self.worker_id, self.pool, self.services)
         background = [
             asyncio.create_task(self._listen(), name="listen"),
+            asyncio.create_task(self._watch(), name="watch"),
+            asyncio.create_task(self._announce_changes(), name="announce"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._completer(), name="completer"),
             asyncio.create_task(self._loop_beats(), name="loop-beat"),
             asyncio.create_task(self._enforce_time_limits(), name="time-limits"),
         ]
         watchdog = self._start_watchdog()
+        self._update_watch()
         log.info("worker %s serving pool %r (concurrency %d)", self.worker_id, self.pool, opts.concurrency)
         self._status = "running"
         try:
@@ -379,6 +415,8 @@ class Worker:
         run = _Run(job, limit, time.monotonic() + limit)
         run.task = asyncio.create_task(self._execute(ctx, run))
         self._inflight[job.job_id] = run
+        self._jobs_changed = True
+        self._update_watch()
 
     def _stop_run(self, run: _Run, reason: str) -> None:
         """Cancel a handler whose job is no longer ours (nothing will be written for it)."""
@@ -426,14 +464,18 @@ class Worker:
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
             await self._record_failure(job, detail, permanent=False)
         else:
-            self._to_complete.append(job.job_id)
-            self._completion_wanted.set()
+            if job.job_id not in ctx.completed:  # else the handler completed it in its own transaction
+                self._to_complete.append(job.job_id)
+                self._completion_wanted.set()
             self.jobs_done += 1
         finally:
+            ctx.completed.discard(job.job_id)
             self.last_activity = time.time()
+            self._jobs_changed = True
             if self._inflight.get(job.job_id) is run:
                 del self._inflight[job.job_id]
             self._slot_free.set()
+            self._update_watch()
 
     async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> None:
         error = redact(error)
@@ -494,33 +536,112 @@ class Worker:
 
     # ------------------------------------------------------------------ wake-ups
     async def _listen(self) -> None:
-        """LISTEN on a dedicated autocommit connection (not the pool); reconnect for ever."""
+        """LISTEN for operators' cancel notices on a dedicated autocommit connection (not the pool);
+        reconnect for ever. Wake-ups for new jobs come through the watch (`_watch`)."""
         failures = 0
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
                     failures = 0
-                    self._plan_known = False  # we may have missed notifications while disconnected
-                    self._wakeup.set()
-                    later = self.pool + "+"
                     async for note in conn.notifies():
-                        if note.payload == self.pool:
-                            self._wakeup.set()
-                        elif note.payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
+                        if note.payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
                             with contextlib.suppress(ValueError):
                                 run = self._inflight.get(int(note.payload[len(queue.CANCEL_NOTICE) :]))
                                 if run is not None:
                                     self._stop_run(run, "cancelled by an operator")
-                        elif note.payload.startswith(later):  # scheduled: "pool+<seconds until due>"
-                            with contextlib.suppress(ValueError):
-                                self._plan(float(note.payload[len(later) :]))
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
                 failures += 1
                 log.debug("listener lost (%s); reconnecting", exc)
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    def _update_watch(self) -> None:
+        """Want the watch while this worker can take more jobs; give it up when full or stopping."""
+        wanted = not self._stopping.is_set() and len(self._inflight) < self.options.concurrency
+        if wanted:
+            self._watch_unwanted.clear()
+            self._watch_wanted.set()
+        else:
+            self._watch_wanted.clear()
+            self._watch_unwanted.set()
+
+    async def _watch(self) -> None:
+        """Hold the pool's watch and hear of new jobs. One idle worker per pool watches at a time: the
+        holder of a session advisory lock (one key per pool) on a connection of its own LISTENs on
+        the pool's wake channel; the others wait for the lock, which PostgreSQL hands to the next
+        waiter when the holder gives it up (full, stopping) or its session ends (the worker died).
+        So a new job wakes one worker, not all of them, and a worker that takes the watch claims at
+        once (jobs may have arrived while nobody watched). A worker that is not watching still
+        claims on its poll and when a job it retried or snoozed is due."""
+        channel = queue.wake_channel(self.pool)
+        key = WATCH_LOCK_KEYS[self.pool]
+        failures = 0
+        while True:
+            await self._watch_wanted.wait()
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    while True:
+                        await self._watch_wanted.wait()
+                        await conn.execute("SELECT pg_advisory_lock(%s, %s)", key)
+                        await conn.execute(f"LISTEN {channel}")
+                        failures = 0
+                        self.watching = True
+                        self._plan_known = False  # nobody may have heard of jobs scheduled meanwhile
+                        self._wakeup.set()
+                        try:
+                            await self._hear_wakeups(conn)
+                        finally:
+                            self.watching = False
+                        await conn.execute(f"UNLISTEN {channel}")
+                        await conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                log.debug("watch connection lost (%s); reconnecting", exc)
+                self._plan_known = False
+                self._wakeup.set()  # notifications may have been missed: look once
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    async def _hear_wakeups(self, conn: Conn) -> None:
+        """Turn the wake channel's notifications into claims until the watch is no longer wanted."""
+
+        async def read() -> None:
+            async for note in conn.notifies():
+                if not note.payload:
+                    self._wakeup.set()
+                elif note.payload.startswith(queue.LATER_NOTICE):  # "+<seconds until due>"
+                    with contextlib.suppress(ValueError):
+                        self._plan(float(note.payload[len(queue.LATER_NOTICE) :]))
+
+        reader = asyncio.create_task(read())
+        unwanted = asyncio.create_task(self._watch_unwanted.wait())
+        try:
+            await asyncio.wait((reader, unwanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            unwanted.cancel()
+            await asyncio.gather(reader, unwanted, return_exceptions=True)
+        failure = reader.exception() if reader.done() and not reader.cancelled() else None
+        if failure is not None:
+            raise failure  # the connection failed: _watch reconnects
+
+    async def _announce_changes(self) -> None:
+        """Tell the control center that jobs changed, at most once a second (the queue's tables send
+        no NOTIFY per statement: every listening session would be woken by each)."""
+        while True:
+            await asyncio.sleep(ANNOUNCE_SECONDS)
+            if not self._jobs_changed:
+                continue
+            self._jobs_changed = False
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    await queue.announce_changes(conn)
+            except (psycopg.Error, OSError) as exc:
+                log.debug("could not announce job changes: %s", exc)
 
     # ------------------------------------------------------------------ heartbeat
     async def _heartbeat_loop(self) -> None:
