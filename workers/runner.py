@@ -106,6 +106,14 @@ class JobContext:
     # Jobs whose handler completed them itself (`complete`): the runner writes nothing more for them.
     completed: set[int] = field(default_factory=set, repr=False)
 
+    def completion(self, job: Job) -> queue.Completion:
+        """`job`'s completion, for a repository statement that takes one (e.g. `join_requests.finish`):
+        the handler's last write and the job's completion in one statement. The runner then writes no
+        completion of its own once the handler returns; a handler must not swallow that statement's
+        error (if it raises, the runner records a failure, a no-op once the job is done)."""
+        self.completed.add(job.job_id)
+        return queue.Completion(job.job_id, self.worker_id)
+
     async def complete(self, conn: Conn, job: Job) -> None:
         """Mark `job` done on `conn`, in the caller's transaction: the job's outcome commits with the
         handler's own writes, and the runner writes no completion of its own afterwards. Only while
@@ -182,6 +190,10 @@ class WorkerOptions:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 5.0
     grace_seconds: float = 20.0
+    # Seconds to let jobs gather after an idle worker is woken, before it claims them, and after a
+    # handler finishes, before its completion is written: one claim and one completion for several
+    # jobs. For pools whose jobs are not latency-critical (the main pool's updates); 0 = at once.
+    batch_delay_seconds: float = 0.0
     backoff: Backoff = field(default_factory=Backoff)
     periodic: tuple[PeriodicJob, ...] = ()
     # Seconds per job type (the handlers' defaults: workers/registry.py); TGMS_JOB_TIMEOUTS wins.
@@ -356,6 +368,9 @@ class Worker:
                 self._start_run(ctx, job)
             if len(jobs) < want:
                 await self._idle_wait()
+                if opts.batch_delay_seconds > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), opts.batch_delay_seconds)
 
     async def _idle_wait(self) -> None:
         """Sleep until a NOTIFY, the next scheduled job, or the poll. The next scheduled job is asked
@@ -515,6 +530,8 @@ class Worker:
     async def _completer(self) -> None:
         while True:
             await self._completion_wanted.wait()
+            if self.options.batch_delay_seconds > 0:
+                await asyncio.sleep(self.options.batch_delay_seconds)
             self._completion_wanted.clear()
             await self._flush_completions()
 

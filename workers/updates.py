@@ -170,14 +170,10 @@ class UpdateHandler:
         status = new["status"]
         if status == "restricted" and new.get("is_member") is False:
             status = "left"
-        # The member's activity, the link's retention and the job's completion: one transaction.
-        async with self.ctx.finishing(self.job, self.bots.db) as conn:
-            await self._record(chat_id, [user], status, _date(change), False, conn)
-            await self._link_membership(chat_id, user["id"], change, status, conn)
+        await self._record(chat_id, [user], status, _date(change), False)
+        await self._link_membership(chat_id, user["id"], change, status)
 
-    async def _link_membership(
-        self, chat_id: int, user_id: int, change: dict[str, Any], status: str, conn: psycopg.AsyncConnection[Any]
-    ) -> None:
+    async def _link_membership(self, chat_id: int, user_id: int, change: dict[str, Any], status: str) -> None:
         """Joins through an invite link and the leaves that follow them (invite-link retention)."""
         old = change.get("old_chat_member")
         was_in = isinstance(old, dict) and (
@@ -187,9 +183,11 @@ class UpdateHandler:
         link = change.get("invite_link")
         url = link.get("invite_link") if isinstance(link, dict) else None
         if now_in and not was_in and isinstance(url, str):
-            await invite_links.record_join(conn, chat_id, user_id, url, _date(change))
+            async with self.bots.db.connection() as conn:
+                await invite_links.record_join(conn, chat_id, user_id, url, _date(change))
         elif was_in and not now_in:
-            await invite_links.record_leave(conn, chat_id, user_id, _date(change))
+            async with self.bots.db.connection() as conn:
+                await invite_links.record_leave(conn, chat_id, user_id, _date(change))
 
     async def _message(self, message: Any, *, edited: bool) -> None:
         if not isinstance(message, dict):
@@ -227,8 +225,11 @@ class UpdateHandler:
         writes = [([u for u, s in told if s == status], status, False) for status in sorted({s for _, s in told})]
         if seen:
             writes.append((seen, "member", True))
-        if writes:  # with the job's completion: one transaction, one round trip
-            async with self.ctx.finishing(self.job, self.bots.db) as conn:
+        if len(writes) == 1:  # the usual case: one statement, alone in autocommit
+            users, status, soft = writes[0]
+            await self._record(chat_id, users, status, date, soft)
+        elif writes:
+            async with self.ctx.db.connection() as conn:  # several writes: one transaction
                 for users, status, soft in writes:
                     await self._record(chat_id, users, status, date, soft, conn)
 

@@ -428,6 +428,39 @@ async def complete_many(conn: AsyncConnection[Any], job_ids: Iterable[int], work
     return cur.rowcount
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A job to complete inside another statement (`with_completion`): its id and its lease holder."""
+
+    job_id: int
+    worker_id: str
+
+    def params(self) -> dict[str, Any]:
+        return {"complete_job": self.job_id, "complete_worker": self.worker_id}
+
+
+# Completes one job when prefixed to a handler's statement (the job's row moves to the history);
+# nothing when its lease is no longer held by the worker.
+_COMPLETION_CTES = f"""_job_done AS (
+    DELETE FROM jobs_active
+     WHERE job_id = %(complete_job)s AND status = 'running' AND locked_by = %(complete_worker)s
+    RETURNING *
+),
+_job_history AS (
+    {_to_history("_job_done", status="'done'")}
+)"""
+
+
+def with_completion(sql: str) -> str:
+    """`sql` (one INSERT, UPDATE, DELETE or SELECT, optionally starting with WITH) that also completes
+    a job: run it with `{**params, **completion.params()}`. One statement, one round trip and one
+    commit for a handler's last write and its job's completion."""
+    body = sql.strip()
+    if body[:5].upper() == "WITH ":
+        return f"WITH {_COMPLETION_CTES},\n{body[5:]}"
+    return f"WITH {_COMPLETION_CTES}\n{body}"
+
+
 async def complete_in(conn: AsyncConnection[Any], job_id: int, worker_id: str) -> None:
     """Mark one job done in the caller's transaction without reading the result, so that it can ride
     in a pipeline with the handler's last writes (see workers/runner.py `JobContext.finishing`)."""
