@@ -63,6 +63,8 @@ BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
 DEFAULT_TIME_LIMIT = 300.0
 # The watch's session advisory lock, one per pool (two-key form: the first key says "TGMS watch").
 WATCH_LOCK_KEYS: dict[Pool, tuple[int, int]] = {"main": (0x7467_6D73, 1), "tgms": (0x7467_6D73, 2)}
+# A worker that stopped running jobs keeps listening for cancel notices this long before UNLISTEN.
+CANCEL_LISTEN_LINGER = 5.0
 # How often at most a worker tells the control center that jobs changed.
 ANNOUNCE_SECONDS = 1.0
 # The exit status of a worker whose event loop stayed blocked (EX_SOFTWARE): a supervisor restarts it.
@@ -256,6 +258,8 @@ class Worker:
         self._watch_wanted = asyncio.Event()
         self._watch_unwanted = asyncio.Event()
         self.watching = False
+        self._cancel_listen_wanted = asyncio.Event()
+        self._cancel_listen_unwanted = asyncio.Event()
         self._jobs_changed = False  # since the last announcement on the control center's channel
         self._status = "starting"
         # The watchdog: the loop's last sign of life (time.monotonic()), the loop's thread, its stop.
@@ -553,20 +557,21 @@ class Worker:
 
     # ------------------------------------------------------------------ wake-ups
     async def _listen(self) -> None:
-        """LISTEN for operators' cancel notices on a dedicated autocommit connection (not the pool);
-        reconnect for ever. Wake-ups for new jobs come through the watch (`_watch`)."""
+        """LISTEN for operators' cancel notices when the watch does not hear them: while this worker
+        runs jobs without watching. On a dedicated autocommit connection (not the pool), reconnected
+        for ever; UNLISTEN after a few idle seconds, because PostgreSQL wakes every listening session
+        of the database for each NOTIFY on any channel."""
         failures = 0
         while True:
+            await self._cancel_listen_wanted.wait()
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
-                    failures = 0
-                    async for note in conn.notifies():
-                        if note.payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
-                            with contextlib.suppress(ValueError):
-                                run = self._inflight.get(int(note.payload[len(queue.CANCEL_NOTICE) :]))
-                                if run is not None:
-                                    self._stop_run(run, "cancelled by an operator")
+                    while True:
+                        await self._cancel_listen_wanted.wait()
+                        await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+                        failures = 0
+                        await self._hear(conn, self._cancel_listen_unwanted, linger=CANCEL_LISTEN_LINGER)
+                        await conn.execute("UNLISTEN *")
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
@@ -574,15 +579,53 @@ class Worker:
                 log.debug("listener lost (%s); reconnecting", exc)
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
 
+    def _on_notice(self, payload: str) -> None:
+        if not payload:  # the watched pool has jobs due now
+            self._wakeup.set()
+        elif payload.startswith(queue.LATER_NOTICE):  # "+<seconds until due>"
+            with contextlib.suppress(ValueError):
+                self._plan(float(payload[len(queue.LATER_NOTICE) :]))
+        elif payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
+            with contextlib.suppress(ValueError):
+                run = self._inflight.get(int(payload[len(queue.CANCEL_NOTICE) :]))
+                if run is not None:
+                    self._stop_run(run, "cancelled by an operator")
+
+    async def _hear(self, conn: Conn, until: asyncio.Event, *, linger: float = 0.0) -> None:
+        """Handle the notifications `conn` LISTENs to until `until` is set (and, with `linger`, has
+        stayed set that long); raises when the connection fails."""
+
+        async def read() -> None:
+            async for note in conn.notifies():
+                self._on_notice(note.payload)
+
+        async def ended() -> None:
+            while True:
+                await until.wait()
+                if not linger:
+                    return
+                await asyncio.sleep(linger)
+                if until.is_set():
+                    return
+
+        reader = asyncio.create_task(read())
+        stop = asyncio.create_task(ended())
+        try:
+            await asyncio.wait((reader, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            stop.cancel()
+            await asyncio.gather(reader, stop, return_exceptions=True)
+        failure = reader.exception() if reader.done() and not reader.cancelled() else None
+        if failure is not None:
+            raise failure  # the connection failed: the caller reconnects
+
     def _update_watch(self) -> None:
-        """Want the watch while this worker can take more jobs; give it up when full or stopping."""
-        wanted = not self._stopping.is_set() and len(self._inflight) < self.options.concurrency
-        if wanted:
-            self._watch_unwanted.clear()
-            self._watch_wanted.set()
-        else:
-            self._watch_wanted.clear()
-            self._watch_unwanted.set()
+        """Want the watch while this worker can take more jobs; give it up when full or stopping.
+        Listen for cancel notices apart from the watch while running jobs without it."""
+        _toggle(self._watch_wanted, self._watch_unwanted,
+                not self._stopping.is_set() and len(self._inflight) < self.options.concurrency)  # fmt: skip
+        _toggle(self._cancel_listen_wanted, self._cancel_listen_unwanted, bool(self._inflight) and not self.watching)
 
     async def _watch(self) -> None:
         """Hold the pool's watch and hear of new jobs. One idle worker per pool watches at a time: the
@@ -602,16 +645,18 @@ class Worker:
                     while True:
                         await self._watch_wanted.wait()
                         await conn.execute("SELECT pg_advisory_lock(%s, %s)", key)
-                        await conn.execute(f"LISTEN {channel}")
+                        await conn.execute(f"LISTEN {channel}; LISTEN {queue.NOTIFY_CHANNEL}")
                         failures = 0
                         self.watching = True
+                        self._update_watch()
                         self._plan_known = False  # nobody may have heard of jobs scheduled meanwhile
                         self._wakeup.set()
                         try:
-                            await self._hear_wakeups(conn)
+                            await self._hear(conn, self._watch_unwanted)
                         finally:
                             self.watching = False
-                        await conn.execute(f"UNLISTEN {channel}")
+                            self._update_watch()
+                        await conn.execute("UNLISTEN *")
                         await conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
             except asyncio.CancelledError:
                 raise
@@ -621,29 +666,6 @@ class Worker:
                 self._plan_known = False
                 self._wakeup.set()  # notifications may have been missed: look once
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
-
-    async def _hear_wakeups(self, conn: Conn) -> None:
-        """Turn the wake channel's notifications into claims until the watch is no longer wanted."""
-
-        async def read() -> None:
-            async for note in conn.notifies():
-                if not note.payload:
-                    self._wakeup.set()
-                elif note.payload.startswith(queue.LATER_NOTICE):  # "+<seconds until due>"
-                    with contextlib.suppress(ValueError):
-                        self._plan(float(note.payload[len(queue.LATER_NOTICE) :]))
-
-        reader = asyncio.create_task(read())
-        unwanted = asyncio.create_task(self._watch_unwanted.wait())
-        try:
-            await asyncio.wait((reader, unwanted), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            reader.cancel()
-            unwanted.cancel()
-            await asyncio.gather(reader, unwanted, return_exceptions=True)
-        failure = reader.exception() if reader.done() and not reader.cancelled() else None
-        if failure is not None:
-            raise failure  # the connection failed: _watch reconnects
 
     async def _announce_changes(self) -> None:
         """Tell the control center that jobs changed, at most once a second (the queue's tables send
@@ -820,3 +842,9 @@ class Worker:
                 )
         except Exception as exc:  # the database may be what is slow; the log line stands
             log.debug("could not record the loop stall: %s", redact(str(exc)))
+
+
+def _toggle(on: asyncio.Event, off: asyncio.Event, value: bool) -> None:
+    """Set one of a pair of events (wanted / unwanted) and clear the other."""
+    (off if value else on).clear()
+    (on if value else off).set()
