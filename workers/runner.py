@@ -63,6 +63,10 @@ BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
 DEFAULT_TIME_LIMIT = 300.0
 # The watch's session advisory lock, one per pool (two-key form: the first key says "TGMS watch").
 WATCH_LOCK_KEYS: dict[Pool, tuple[int, int]] = {"main": (0x7467_6D73, 1), "tgms": (0x7467_6D73, 2)}
+# A watching worker that stays full this long (or stops) hands the watch on. A full worker still claims
+# as soon as a slot frees, so only longer spells need another worker; a shorter linger passed the
+# watch back and forth under load (a lock, LISTEN and claim each time).
+WATCH_HANDOFF_SECONDS = 0.5
 # A worker that stopped running jobs keeps listening for cancel notices this long before UNLISTEN.
 CANCEL_LISTEN_LINGER = 5.0
 # How often at most a worker tells the control center that jobs changed.
@@ -602,9 +606,10 @@ class Worker:
         async def ended() -> None:
             while True:
                 await until.wait()
-                if not linger:
+                if not linger or self._stopping.is_set():
                     return
-                await asyncio.sleep(linger)
+                with contextlib.suppress(TimeoutError):  # a stop ends the linger at once
+                    await asyncio.wait_for(self._stopping.wait(), linger)
                 if until.is_set():
                     return
 
@@ -652,7 +657,7 @@ class Worker:
                         self._plan_known = False  # nobody may have heard of jobs scheduled meanwhile
                         self._wakeup.set()
                         try:
-                            await self._hear(conn, self._watch_unwanted)
+                            await self._hear(conn, self._watch_unwanted, linger=WATCH_HANDOFF_SECONDS)
                         finally:
                             self.watching = False
                             self._update_watch()
