@@ -149,8 +149,11 @@ class CpuBy:
         self._procs: dict[str, list[psutil.Process]] = {"simulator + driver": [psutil.Process()]}
         for name, proc, _log in stack.procs:
             self._procs.setdefault(name, []).append(psutil.Process(proc.pid))
-        backend_pid, self._database = stack.sql("SELECT pg_backend_pid(), current_database()")[0]
-        self._postmaster = psutil.Process(psutil.Process(int(backend_pid)).ppid())
+        with psycopg.connect(stack.db_url) as conn:  # held open: its session process must exist to ask
+            row = conn.execute("SELECT pg_backend_pid(), current_database()").fetchone()
+            assert row is not None
+            self._database = str(row[1])
+            self._postmaster = psutil.Process(psutil.Process(int(row[0])).ppid())
         self._seen: dict[int, float] = {}
 
     def _postgres(self) -> list[psutil.Process]:
