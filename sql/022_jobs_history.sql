@@ -39,6 +39,11 @@ SELECT job_id, job_type, payload, status, retries, max_retries, priority, run_at
   FROM jobs_history WHERE status IN ('pending', 'running');
 DELETE FROM jobs_history WHERE status IN ('pending', 'running');
 
+UPDATE jobs_active SET finished_at = NULL WHERE finished_at IS NOT NULL;
+-- Unfinished jobs have no finish time: queries on recent finished jobs (`finished_at > ...`) leave
+-- jobs_active out, as they leave jobs_history out for `status = 'pending'` (below).
+ALTER TABLE jobs_active ADD CONSTRAINT jobs_active_unfinished_check CHECK (finished_at IS NULL);
+
 ALTER TABLE jobs_history ALTER COLUMN job_id DROP DEFAULT;
 -- Validated, so that the planner leaves jobs_history out of `jobs WHERE status = 'pending'` (and
 -- jobs_active out of `status = 'failed'`): constraint exclusion applies to UNION ALL views.
@@ -81,6 +86,7 @@ DECLARE
     was_active boolean;
     now_active boolean;
 BEGIN
+    PERFORM pg_notify('tgms_changes', 'jobs');  -- a script's change shows in the control center at once
     IF TG_OP = 'DELETE' THEN
         DELETE FROM jobs_active WHERE job_id = OLD.job_id;
         IF NOT FOUND THEN
@@ -108,7 +114,7 @@ BEGIN
                        status = NEW.status, retries = NEW.retries, max_retries = NEW.max_retries,
                        priority = NEW.priority, run_at = NEW.run_at, locked_by = NEW.locked_by,
                        locked_until = NEW.locked_until, last_error = NEW.last_error, dedupe_key = NEW.dedupe_key,
-                       created_at = NEW.created_at, updated_at = NEW.updated_at, finished_at = NEW.finished_at
+                       created_at = NEW.created_at, updated_at = NEW.updated_at
                  WHERE job_id = OLD.job_id;
             ELSE
                 UPDATE jobs_history SET job_id = NEW.job_id, job_type = NEW.job_type, payload = NEW.payload,
@@ -131,7 +137,7 @@ BEGIN
                                  locked_by, locked_until, last_error, dedupe_key, created_at, updated_at, finished_at)
         VALUES (NEW.job_id, NEW.job_type, NEW.payload, NEW.status, NEW.retries, NEW.max_retries, NEW.priority,
                 NEW.run_at, NEW.locked_by, NEW.locked_until, NEW.last_error, NEW.dedupe_key, NEW.created_at,
-                NEW.updated_at, NEW.finished_at);
+                NEW.updated_at, NULL);
     ELSE
         INSERT INTO jobs_history (job_id, job_type, payload, status, retries, max_retries, priority, run_at,
                                   locked_by, locked_until, last_error, dedupe_key, created_at, updated_at, finished_at)
@@ -172,6 +178,6 @@ CREATE TRIGGER jobs_active_notify_insert AFTER INSERT ON jobs_active
 -- Live views: no per-statement 'jobs' NOTIFY on the queue's tables any more. PostgreSQL signals
 -- every listening session of the database for every NOTIFY, whatever its channel, so one per claim,
 -- completion and insert woke every worker's listener several times per job. Workers announce job
--- changes on 'tgms_changes' at most once a second instead, and the operators' actions (cancel,
--- retry, reschedule, prune) announce theirs; the control center also refreshes its jobs pane on a
--- timer.
+-- changes on 'tgms_changes' at most once a second instead, the operators' actions (cancel, retry,
+-- reschedule, prune) and writes through the `jobs` view announce theirs; the control center also
+-- refreshes its jobs pane on a timer.

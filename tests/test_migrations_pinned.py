@@ -28,6 +28,7 @@ PINNED = {
     "013_join_gate.sql": "af3d1a06c084a31ae7aeed1ec6812c73c48c947b2b21dd0e730ac02ec271d009",
     "016_broadcast_followups.sql": "77165f57f480101a1d4a8bd233994d5a0722aca8603b33649396c243564a0a9c",
     "015_jobs_failed_by_pool.sql": "a24342fbd957a1d6fc218bfb1e0c0cd714a25e4330c3e46304115d9a070cc710",
+    "022_jobs_history.sql": "a1db48a204b2b0fd5fe2bd9e55526a6daa2e665e45d03781d7c96f06dcc67bea",
 }
 
 
