@@ -403,8 +403,8 @@ async def test_writes_through_the_jobs_view_land_in_the_right_table(pool: AsyncC
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         cur = await conn.execute(
-            "INSERT INTO jobs (job_type, status, finished_at) VALUES ('tgms_a', 'done', now()), ('tgms_b', DEFAULT, NULL) "
-            "RETURNING job_id, pool"
+            "INSERT INTO jobs (job_type, status, finished_at) "
+            "VALUES ('tgms_a', 'done', now()), ('tgms_b', DEFAULT, NULL) RETURNING job_id, pool"
         )
         (done, done_pool), (pending, _) = await cur.fetchall()
         assert done_pool == "tgms"
