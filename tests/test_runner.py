@@ -425,3 +425,29 @@ async def test_a_handler_can_complete_its_job_in_its_own_statement(
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM kick_audit")
         assert await cur.fetchone() == (5,)
+
+
+async def test_finishing_commits_a_handlers_last_writes_with_its_completion(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    """`JobContext.finishing`: several statements and the completion in one transaction; an error
+    inside rolls all of it back and the job is retried like any failure."""
+    attempts: list[int] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        attempts.append(job.job_id)
+        insert = "INSERT INTO kick_audit (chat_id, user_id, action) VALUES (%s, %s, 'x')"
+        async with ctx.finishing(job) as conn:
+            await conn.execute(insert, (1, len(attempts)))
+            await conn.execute(insert, (2, len(attempts)))
+            if len(attempts) == 1:
+                raise RuntimeError("first attempt fails after its writes")
+
+    async with pool.connection() as conn:
+        await queue.enqueue(conn, "tgms_a")
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _all_status(pool, "done", 1))
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT chat_id, user_id FROM kick_audit ORDER BY chat_id")
+        assert await cur.fetchall() == [(1, 2), (2, 2)]  # only the second attempt's writes
+    assert len(attempts) == 2
