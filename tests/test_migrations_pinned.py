@@ -31,6 +31,7 @@ PINNED = {
     "015_jobs_failed_by_pool.sql": "a24342fbd957a1d6fc218bfb1e0c0cd714a25e4330c3e46304115d9a070cc710",
     "018_broadcast_buttons_test_sends.sql": "b54a38b77f98c0b1b19f3dbc9a345f7dc5269e73d75d7d3ab287e79f738ed627",
     "021_analytics.sql": "d454b2748772871378a0dfd9ed719dc155e34e390c6c6cac74f6c579aa79894d",
+    "022_jobs_history.sql": "a1db48a204b2b0fd5fe2bd9e55526a6daa2e665e45d03781d7c96f06dcc67bea",
 }
 
 
