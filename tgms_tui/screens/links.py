@@ -95,7 +95,7 @@ class LinksScreen(Screen[None]):
     def reload(self) -> None:
         if not self.is_attached:
             return
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        self.run_worker(self._load, group="load", exclusive=True, exit_on_error=False)
 
     async def _load(self) -> None:
         sources = await self.tgms.attempt(invite_links.stats, "Loading invite links")
@@ -157,7 +157,7 @@ class LinksScreen(Screen[None]):
         if not is_allowed(self.app, "new_link"):
             self.tgms.refuse_if_read_only("creating invite links")
             return
-        self.run_worker(self._new_link(), group="action", exit_on_error=False)
+        self.run_worker(self._new_link, group="action", exit_on_error=False)
 
     async def _new_link(self) -> None:
         where = f"{len(self.marked)} marked group(s)" if self.marked else "every active group"
@@ -183,7 +183,7 @@ class LinksScreen(Screen[None]):
         if not is_allowed(self.app, "revoke_links"):
             self.tgms.refuse_if_read_only("revoking invite links")
             return
-        self.run_worker(self._revoke(), group="action", exit_on_error=False)
+        self.run_worker(self._revoke, group="action", exit_on_error=False)
 
     async def _revoke(self) -> None:
         source = self._current()
