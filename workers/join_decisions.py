@@ -307,8 +307,8 @@ async def is_member(client: TelegramClient, chat_id: int, user_id: int) -> bool:
 
 
 async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
-    """Periodic job: rows a decision job claimed and will never settle (it failed for good, was
-    cancelled or pruned) leave 'processing' for what we know, without another approve/decline:
+    """Periodic job: rows a decision job claimed and will never settle (it failed for good or was
+    cancelled) leave 'processing' for what we know, without another approve/decline:
     approved when the user is a member now, else ambiguous, in the queue for an operator."""
     bots = await bots_for(ctx)
     async with bots.db.connection() as conn:

@@ -41,8 +41,8 @@ QUEUE = ("pending", "held", "ambiguous")
 DECISIONS = {"approve": "approved", "decline": "declined"}
 DECIDE_JOB = "tgms_decide_join_requests"
 DEADLINE_JOB = "tgms_join_request_deadline"
-# Periodic (tgms pool): rows a decision job claimed and can no longer settle (the job failed for good,
-# was cancelled or is gone) become visible again; see `abandoned`.
+# Periodic (tgms pool): rows a decision job claimed and can no longer settle (the job failed for good
+# or was cancelled) become visible again; see `abandoned`.
 SWEEP_JOB = "tgms_join_decisions_sweep"
 DEFAULT_VERIFY_TEXT = "To join {group}, please confirm you are human by pressing the button below."
 DEFAULT_BUTTON = "I'm human"
@@ -230,18 +230,21 @@ SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
  WHERE request_id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND job_id = %(job)s
 """
 
-# Rows claimed for a decision ('processing' with a decision) whose job will never run again: it
-# failed for good (retries used up, a time limit, its worker killed on the last attempt), was
-# cancelled, or was pruned. Only after a lease since the job's last change, so a handler still
-# winding down (recording its calls' outcomes) is not overtaken. A job still pending or running
-# resolves its own rows (`stranded`).
+# Rows a decision job claimed and will never settle: the job failed for good (retries used up, a
+# time limit, its worker killed on the last attempt) or was cancelled. Found from those jobs (few, and
+# the jobs table is pruned) through their payload's ids, so no scan of join_requests. Only a lease
+# after the job's last change, so a handler still winding down (recording its calls' outcomes) is not
+# overtaken. A job still pending or running resolves its own rows (`stranded`).
 SQL_ABANDONED = """
-SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id,
-       COALESCE(o.status, 'gone')
-  FROM join_requests j LEFT JOIN jobs o ON o.job_id = j.job_id
- WHERE j.status = 'processing' AND j.decision IS NOT NULL
-   AND (o.job_id IS NULL
-        OR (o.status IN ('done', 'failed', 'cancelled') AND o.updated_at < now() - make_interval(secs => %(grace)s)))
+SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id, o.status
+  FROM jobs o
+ CROSS JOIN LATERAL jsonb_array_elements_text(
+           CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END) AS x(id)
+  JOIN join_requests j
+    ON j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
+   AND j.job_id = o.job_id AND j.status = 'processing'
+ WHERE o.job_type = %(job_type)s AND o.status IN ('failed', 'cancelled')
+   AND o.updated_at < now() - make_interval(secs => %(grace)s)
  ORDER BY j.request_id
  LIMIT %(limit)s
 """
@@ -581,12 +584,12 @@ class AbandonedRow(NamedTuple):
     status: str
     decision: str
     job_id: int
-    job_status: str  # failed, cancelled, done, or gone (pruned)
+    job_status: str  # failed or cancelled
 
 
 async def abandoned(conn: AsyncConnection[Any], grace_seconds: float, limit: int = 1000) -> list[AbandonedRow]:
-    """Rows left 'processing' by a decision job that failed for good, was cancelled or is gone."""
-    cur = await conn.execute(SQL_ABANDONED, {"grace": grace_seconds, "limit": limit})
+    """Rows left 'processing' by a decision job that failed for good or was cancelled."""
+    cur = await conn.execute(SQL_ABANDONED, {"job_type": DECIDE_JOB, "grace": grace_seconds, "limit": limit})
     return [AbandonedRow(*row) for row in await cur.fetchall()]
 
 
