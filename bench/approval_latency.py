@@ -23,8 +23,12 @@ side by side with the ratio. Polling always asks for every update type TGMS subs
 the moment the join request was made at the simulator (the webhook's delivery starts at once, so the
 two starts are the same instant for the webhook).
 
+`--baseline-tree PATH` runs another source tree (say `git worktree add /tmp/baseline <rev>`) beside this
+one in the same run: both stacks up at once, requests alternating between them in rounds at `--rate`,
+and prints CPU milliseconds per approval per process for each tree and their ratio (every update type).
+
 Usage: ./dev.sh bench approval_latency [--intake webhook|poll|both] [--updates both|join|all] [--rate 100]
-       [--seconds 20] [--groups 20]
+       [--seconds 20] [--groups 20] [--baseline-tree PATH [--rounds 4]]
 Uses TGMS_BENCH_DATABASE_URL when set, else a throwaway embedded PostgreSQL. Targets: p50 <= 10 ms,
 p99 <= 50 ms at 100 requests/s.
 """
@@ -32,22 +36,27 @@ p99 <= 50 ms at 100 requests/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_database
+import psycopg
+from _common import bench_database, bench_server, fresh_database
 
 from telegram_sim.config import SimConfig
 from tests.poll.helpers import start_poller
 from tests.support import percentile
-from tests.workers.harness import WEBHOOK_SECRET, Stack
+from tests.workers.harness import REPO, WEBHOOK_SECRET, Stack
 
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 50.0
 
@@ -130,25 +139,48 @@ def measure(stack: Stack, made: list[tuple[int, int]]) -> dict[str, list[float]]
 class CpuBy:
     """CPU seconds per role over the measured window: the simulator and this driver (one process),
     each TGMS process, and PostgreSQL; with everything on 2 cores, CPU per request is what decides
-    whether the pipeline keeps up."""
+    whether the pipeline keeps up.
+
+    PostgreSQL counts only our server's processes (children of the postmaster that serves the stack's
+    database; other servers on a shared machine are left out): the sessions of the stack's database
+    and the server's own background processes (WAL writer, checkpointer, autovacuum ...)."""
 
     def __init__(self, stack: Stack) -> None:
-        import psutil
-
-        self._procs = {"simulator + driver": [psutil.Process()]}
+        self._procs: dict[str, list[psutil.Process]] = {"simulator + driver": [psutil.Process()]}
         for name, proc, _log in stack.procs:
             self._procs.setdefault(name, []).append(psutil.Process(proc.pid))
-        self._procs["postgres"] = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        with psycopg.connect(stack.db_url) as conn:  # held open: its session process must exist to ask
+            row = conn.execute("SELECT pg_backend_pid(), current_database()").fetchone()
+            assert row is not None
+            self._database = str(row[1])
+            self._postmaster = psutil.Process(psutil.Process(int(row[0])).ppid())
+        self._seen: dict[int, float] = {}
+
+    def _postgres(self) -> list[psutil.Process]:
+        mine = []
+        for child in self._postmaster.children():
+            try:
+                title = " ".join(child.cmdline())
+            except psutil.Error:
+                continue
+            # A session's title is "postgres: <user> <database> <client> <state>"; background
+            # processes name no database.
+            words = title.split()
+            session = len(words) >= 4 and words[0] == "postgres:" and (words[3] == "[local]" or "(" in words[3])
+            if session and words[2] != self._database:
+                continue
+            mine.append(child)
+        return [self._postmaster, *mine]
 
     def sample(self) -> dict[str, float]:
         out = {}
-        for role, procs in self._procs.items():
+        for role, procs in [*self._procs.items(), ("postgres", self._postgres())]:
             total = 0.0
             for proc in procs:
                 try:
                     t = proc.cpu_times()
                     total += t.user + t.system
-                except Exception:  # a backend that ended: its CPU is gone from the sum either way
+                except psutil.Error:  # a backend that ended: its CPU is gone from the sum either way
                     pass
             out[role] = total
         return out
@@ -258,6 +290,132 @@ def compare(args: argparse.Namespace) -> None:
     )
 
 
+def tree_database(server_url: str, name: str, tree: Path) -> str:
+    """A fresh database migrated by `tree`'s own code and migrations (a baseline has its own schema)."""
+    url = fresh_database(server_url, name)
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from tgms_tui.backend.db import migrate; migrate(sys.argv[1])", url],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+    )  # fmt: skip
+    return url
+
+
+def tree_label(tree: Path) -> str:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    return rev.stdout.strip() or str(tree)
+
+
+def compare_trees(args: argparse.Namespace) -> None:
+    """CPU per approval of this tree and of a baseline tree, side by side in one run: both stacks run
+    at once (each its own database on one server, its own processes started from its own tree),
+    and the requests alternate between them in rounds, so that load from elsewhere hits both alike.
+    The scenario is every update type (three updates per approval)."""
+    trees = {"baseline": Path(args.baseline_tree).resolve(), "this tree": REPO}
+    labels = {name: tree_label(tree) for name, tree in trees.items()}
+    with bench_server() as server, tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as exits:
+        stacks: dict[str, Stack] = {}
+        chats: dict[str, list[int]] = {}
+        for i, (name, tree) in enumerate(trees.items()):
+            database = f"bench_cpu_{i}"
+            url = tree_database(server.url, database, tree)
+            exits.callback(drop_database, server.url, database)
+            workdir = Path(tmp) / str(i)
+            workdir.mkdir()
+            stack = exits.enter_context(Stack(url, workdir, sim_config=SimConfig(enforce_flood_limits=True), tree=tree))
+            print(f"[{name} {labels[name]}] starting the webhook and workers ...", file=sys.stderr)
+            for _ in range(args.workers):
+                stack.start_worker("tgms")
+            stack.start_worker("main")
+            chats[name] = [
+                stack.add_group(stack.ctl.create_chat("supergroup", f"Bench {n}", bots=[stack.tgms_bot_id]))
+                for n in range(args.groups)
+            ]
+            stacks[name] = stack
+        for name, stack in stacks.items():
+            drive(stack, chats[name], args.rate, args.warmup)
+            stack.wait_jobs_idle("tgms_process_join_request", timeout=60)
+        used: dict[str, dict[str, float]] = {name: {} for name in trees}
+        made_count = dict.fromkeys(trees, 0)
+        latencies: dict[str, list[float]] = {name: [] for name in trees}
+        window = args.seconds / args.rounds
+        for r in range(args.rounds):
+            for name in list(trees) if r % 2 == 0 else list(reversed(trees)):
+                stack = stacks[name]
+                print(f"[round {r + 1}/{args.rounds}] {name}: {args.rate:.0f} requests/s for {window:.1f} s",
+                      file=sys.stderr)  # fmt: skip
+                cpu = CpuBy(stack)
+                made_at: dict[tuple[int, int], float] = {}
+                before = cpu.sample()
+                made = drive(stack, chats[name], args.rate, window, made_at)
+                made_count[name] += len(made)
+                # Until the window's work is all done (on a loaded machine it lags behind the requests):
+                # the CPU it took, not just the part that fit in the window.
+                settle(stack, made_count[name] + int(args.rate * args.warmup))
+                after = cpu.sample()
+                for role, seconds in after.items():
+                    used[name][role] = used[name].get(role, 0.0) + seconds - before.get(role, 0.0)
+                latencies[name] += made_to_approved(stack, made_at)
+
+    base, new = "baseline", "this tree"
+    roles = list(dict.fromkeys([*used[base], *used[new]]))
+    per = {name: {role: used[name].get(role, 0.0) / made_count[name] * 1000 for role in roles} for name in trees}
+    print(
+        f"\n== CPU per approval, side by side: baseline {labels[base]} ({trees[base]}) vs this tree "
+        f"{labels[new]}; every update type (3 updates per approval), {args.rate:.0f} requests/s, "
+        f"{args.rounds} alternating rounds of {window:.1f} s each, {args.workers} TGMS worker(s) + 1 main"
+    )
+    print(f"\n{'CPU ms per approval':<44} {'baseline':>10} {'this tree':>10} {'ratio':>8}")
+    print("-" * 76)
+
+    def line(label: str, a: float, b: float) -> None:
+        print(f"{label:<44} {a:>10.2f} {b:>10.2f} {b / a if a else float('nan'):>7.2f}x")
+
+    for role in roles:
+        line(role, per[base][role], per[new][role])
+    pipeline = [r for r in roles if r != "simulator + driver"]
+    line("total", sum(per[base].values()), sum(per[new].values()))
+    line("  TGMS + PostgreSQL (without the simulator)", sum(per[base][r] for r in pipeline),
+         sum(per[new][r] for r in pipeline))  # fmt: skip
+    print(f"\n{'latency, join request made -> approved (ms)':<44} {'n':>6} {'p50':>8} {'p90':>8} {'p99':>8} "
+          f"{'max':>8} {'mean':>8}")  # fmt: skip
+    print("-" * 96)
+    for name in trees:
+        print(row(name, latencies[name]))
+    ratio = sum(per[new].values()) / sum(per[base].values())
+    ratio_pipeline = sum(per[new][r] for r in pipeline) / sum(per[base][r] for r in pipeline)
+    verdict = "MET" if ratio <= 0.5 else "NOT MET"
+    print(
+        f"\ntarget: this tree's CPU per approval <= half the baseline's: {verdict} (total {ratio:.2f}x; "
+        f"without the simulator {ratio_pipeline:.2f}x)"
+    )
+
+
+SETTLED = """
+SELECT (SELECT count(*) FROM join_requests WHERE status = 'approved') >= %s
+       AND NOT EXISTS (SELECT FROM jobs WHERE status = 'running' OR (status = 'pending' AND run_at <= now()))
+"""
+
+
+def settle(stack: Stack, approvals: int, timeout: float = 180.0) -> None:
+    """Until `approvals` requests are approved and no job is due or running twice in a row (the
+    updates each approval brings arrive after it), polling on one connection every 0.2 s: the poll's
+    own cost in PostgreSQL stays small next to 100 requests/s."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        while quiet < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stack did not settle within {timeout:.0f} s\n{stack.log_tails()}")
+            row = conn.execute(SETTLED, (approvals,)).fetchone()
+            quiet = quiet + 1 if row and row[0] else 0
+            time.sleep(0.2)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 SCENARIOS = {
     "join": "join requests only: the TGMS bot receives chat_join_request (and my_chat_member)",
     "all": "every update TGMS subscribes to: each approval also brings a chat_member update and the join "
@@ -283,7 +441,16 @@ def main() -> int:
     parser.add_argument("--intake", choices=["webhook", "poll", "both"], default="webhook",
                         help="how updates arrive: the webhook (default), tgms poll, or both side by side "
                              "(the 'all' scenario for each)")  # fmt: skip
+    parser.add_argument("--baseline-tree", metavar="PATH",
+                        help="another source tree (e.g. `git worktree add /tmp/baseline <rev>`): measure CPU per "
+                             "approval of both side by side, every update type, in alternating rounds")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds with --baseline-tree (default 4)")
     args = parser.parse_args()
+    if args.baseline_tree:
+        if not (Path(args.baseline_tree) / "tgms_tui").is_dir():
+            parser.error(f"--baseline-tree {args.baseline_tree}: not a TGMS source tree (no tgms_tui/ in it)")
+        compare_trees(args)
+        return 0
     if args.intake == "both":
         compare(args)
         return 0

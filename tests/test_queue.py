@@ -268,26 +268,27 @@ async def test_prune_removes_only_old_finished_jobs(pool: AsyncConnectionPool) -
 
 async def test_insert_notifies_the_pool_channel(pool: AsyncConnectionPool, db_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
-        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        for name in (queue.NOTIFY_CHANNEL, queue.wake_channel("main"), queue.wake_channel("tgms")):
+            await listener.execute(f"LISTEN {name}")
         async with pool.connection() as conn:
             await queue.enqueue_many(conn, [NewJob("tgms_a"), NewJob("tgms_b"), NewJob("main_c")])
-        # One NOTIFY per statement and pool, not per row: exactly two arrive.
-        payloads = [note.payload async for note in listener.notifies(timeout=2.0)]
-    assert sorted(payloads) == ["main", "tgms"]
+        # One NOTIFY per statement and pool, not per row, each on its pool's channel: exactly two arrive.
+        notes = [(note.channel, note.payload) async for note in listener.notifies(timeout=2.0)]
+    assert sorted(notes) == [("tgms_jobs_main", ""), ("tgms_jobs_tgms", "")]
 
 
 async def test_scheduled_jobs_notify_when_they_are_due(pool: AsyncConnectionPool, db_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listener:
-        await listener.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        await listener.execute(f"LISTEN {queue.wake_channel('tgms')}")
         soon, later = datetime.now(UTC) + timedelta(seconds=30), datetime.now(UTC) + timedelta(hours=1)
         async with pool.connection() as conn:
             await queue.enqueue_many(
                 conn, [NewJob("tgms_a", run_at=later), NewJob("tgms_b", run_at=soon), NewJob("tgms_c")]
             )
         payloads = sorted([note.payload async for note in listener.notifies(timeout=2.0)])
-    # Due now: the pool's name; scheduled: "pool+<seconds until the earliest>" (not one per job).
-    assert payloads[0] == "tgms" and payloads[1].startswith("tgms+") and len(payloads) == 2
-    assert 25 < float(payloads[1].removeprefix("tgms+")) <= 30
+    # Due now: ''; scheduled: "+<seconds until the earliest>" (not one per job).
+    assert payloads[0] == "" and payloads[1].startswith("+") and len(payloads) == 2
+    assert 25 < float(payloads[1].removeprefix("+")) <= 30
 
 
 SEED_MONITORING_QUERIES = [
@@ -343,3 +344,87 @@ async def test_a_number_python_cannot_load_as_int_does_not_stall_claims(pool: As
     by_type = {job.job_type: job.payload for job in claimed}
     assert by_type["tgms_plain"] == {"k": 1}
     assert by_type["tgms_odd"] == {"n": float("inf"), "m": float("-inf"), "k": 12}
+
+
+async def _tables(pool: AsyncConnectionPool, job_id: int) -> tuple[int, int]:
+    """How many rows the job has in jobs_active and in jobs_history."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM jobs_active WHERE job_id = %s), "
+            "(SELECT count(*) FROM jobs_history WHERE job_id = %s)",
+            (job_id, job_id),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def test_finished_jobs_move_to_the_history_and_back_on_retry(pool: AsyncConnectionPool) -> None:
+    """The hot table holds only pending and running jobs; each way of finishing moves the row, a retry
+    brings it back under the same id, and the `jobs` view shows every job wherever it is."""
+    async with pool.connection() as conn:
+        done, failed, cancelled, pending = await queue.enqueue_many(conn, [NewJob("tgms_x") for _ in range(4)])
+        claimed = {j.job_id for j in await queue.claim_batch(conn, "tgms", "w", 2, 30)}
+        assert claimed == {done, failed}
+        assert await queue.complete_many(conn, [done], "w") == 1
+        assert await queue.fail(conn, failed, "w", "boom", permanent=True) == "failed"
+        assert await queue.cancel(conn, cancelled) == "pending"
+    assert [await _tables(pool, j) for j in (done, failed, cancelled, pending)] == [(0, 1), (0, 1), (0, 1), (1, 0)]
+    assert await _status(pool, failed) == ("failed", 1, "boom")
+    async with pool.connection() as conn:
+        assert await queue.claim_batch(conn, "tgms", "w", 10, 30) != []  # only `pending` is left to claim
+        assert await queue.retry(conn, failed)
+    assert await _tables(pool, failed) == (1, 0)
+    assert await _status(pool, failed) == ("pending", 0, "boom")
+
+
+async def test_a_dedupe_key_holds_while_its_job_is_in_the_history(pool: AsyncConnectionPool) -> None:
+    """One job per key for as long as its row exists, finished or not: a periodic job done within its
+    period is not enqueued again by the next worker's heartbeat; pruning frees the key."""
+    async with pool.connection() as conn:
+        first = await queue.enqueue_periodic(conn, "tgms_sweep", 3600)
+        assert first is not None
+        (job,) = await queue.claim_batch(conn, "tgms", "w", 1, 30)
+        assert await queue.complete_many(conn, [job.job_id], "w") == 1
+        assert await queue.enqueue_periodic(conn, "tgms_sweep", 3600) is None
+        keyed = await queue.enqueue(conn, "tgms_k", dedupe_key="k1")
+        assert keyed is not None
+        assert await queue.enqueue(conn, "tgms_k", dedupe_key="k1") is None
+        assert await queue.enqueue_many(conn, [NewJob("tgms_k", dedupe_key="k2"), NewJob("tgms_k", dedupe_key="k2")])
+        cur = await conn.execute("SELECT count(*) FROM jobs WHERE dedupe_key = 'k2'")
+        assert await cur.fetchone() == (1,)
+        await conn.execute("UPDATE jobs_history SET finished_at = now() - interval '10 days'")
+        assert await queue.prune(conn, 7 * 86400) == 1
+        assert await queue.enqueue_periodic(conn, "tgms_sweep", 3600) is not None
+
+
+async def test_writes_through_the_jobs_view_land_in_the_right_table(pool: AsyncConnectionPool) -> None:
+    """Scripts and tests may still INSERT, UPDATE and DELETE through `jobs`: rows are routed by status."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        cur = await conn.execute(
+            "INSERT INTO jobs (job_type, status, finished_at) "
+            "VALUES ('tgms_a', 'done', now()), ('tgms_b', DEFAULT, NULL) RETURNING job_id, pool"
+        )
+        (done, done_pool), (pending, _) = await cur.fetchall()
+        assert done_pool == "tgms"
+        assert (await _tables(pool, done), await _tables(pool, pending)) == ((0, 1), (1, 0))
+        await conn.execute("UPDATE jobs SET status = 'pending', finished_at = NULL WHERE job_id = %s", (done,))
+        await conn.execute("UPDATE jobs SET max_retries = 9 WHERE job_id = %s", (pending,))
+        assert await _tables(pool, done) == (1, 0)
+        await conn.execute("DELETE FROM jobs WHERE job_id = %s", (pending,))
+        assert await _tables(pool, pending) == (0, 0)
+
+
+async def test_a_statement_can_complete_its_job(pool: AsyncConnectionPool) -> None:
+    """`with_completion`: a handler's last write and its job's completion in one statement, only for
+    the lease holder."""
+    async with pool.connection() as conn:
+        a, b = await queue.enqueue_many(conn, [NewJob("tgms_x"), NewJob("tgms_x")])
+        await queue.claim_batch(conn, "tgms", "w", 2, 30)
+        sql = queue.with_completion("SELECT %(n)s::int")
+        cur = await conn.execute(sql, {"n": 1, **queue.Completion(a, "w").params()})
+        assert await cur.fetchone() == (1,)
+        await conn.execute(sql, {"n": 2, **queue.Completion(b, "someone else").params()})
+    assert await _status(pool, a) == ("done", 0, None)
+    assert (await _status(pool, b))[0] == "running"

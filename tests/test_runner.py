@@ -112,7 +112,7 @@ async def test_scheduled_job_runs_on_time_and_idle_wakeups_ask_nothing(
         before = plans
         async with pool.connection() as conn:
             for _ in range(5):  # what a worker sees when its peers take every job
-                await conn.execute("SELECT pg_notify(%s, 'tgms')", (queue.NOTIFY_CHANNEL,))
+                await conn.execute("SELECT pg_notify(%s, '')", (queue.wake_channel("tgms"),))
         await asyncio.sleep(0.5)
         assert plans == before
         enqueued = time.monotonic()
@@ -366,3 +366,88 @@ async def test_worker_survives_a_postgres_restart(tmp_path: Path) -> None:
         finally:
             await p.close()
     assert sorted(ran) == list(range(40))
+
+
+async def test_one_worker_of_a_pool_watches_and_hands_the_watch_on_when_it_stops(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    """A new job wakes one worker, not every worker of the pool: only the watch holder listens. When
+    it stops, another worker takes the watch and is woken by the next job long before its poll."""
+    ran: list[str] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        ran.append(ctx.worker_id)
+
+    first = make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)
+    second = make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)
+    async with running(first), running(second):
+        await wait_until(lambda: _true_when(first.watching or second.watching))
+        await asyncio.sleep(0.5)
+        assert first.watching != second.watching  # exactly one watches
+        watcher, other = (first, second) if first.watching else (second, first)
+        async with pool.connection() as conn:
+            await queue.enqueue(conn, "tgms_a")
+        await wait_until(lambda: _true_when(len(ran) == 1), timeout=10)
+        assert ran == [watcher.worker_id]
+        watcher.stop()
+        await wait_until(lambda: _true_when(other.watching), timeout=10)
+        async with pool.connection() as conn:
+            await queue.enqueue(conn, "tgms_a")
+        await wait_until(lambda: _true_when(len(ran) == 2), timeout=10)  # far below the 60 s poll
+        assert ran[1] == other.worker_id
+
+
+async def test_a_handler_can_complete_its_job_in_its_own_statement(
+    pool: AsyncConnectionPool, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`JobContext.completion`: the handler's write and the job's completion commit together; the runner
+    writes nothing more for the job (nor does it count it twice)."""
+    runner_completions: list[list[int]] = []
+    complete_many = queue.complete_many
+
+    async def counting(conn: Any, job_ids: Any, worker_id: str) -> int:
+        runner_completions.append(list(job_ids))
+        return await complete_many(conn, job_ids, worker_id)
+
+    monkeypatch.setattr(queue, "complete_many", counting)
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        async with ctx.db.connection() as conn:
+            sql = queue.with_completion("INSERT INTO kick_audit (chat_id, user_id, action) VALUES (%(i)s, 1, 'x')")
+            await conn.execute(sql, {"i": job.payload["i"], **ctx.completion(job).params()})
+
+    async with pool.connection() as conn:
+        await queue.enqueue_many(conn, [NewJob("tgms_a", {"i": i}) for i in range(5)])
+    async with running(make_worker(db_url, {"tgms_a": handler})) as worker:
+        await wait_until(lambda: _all_status(pool, "done", 5))
+        assert worker.jobs_done == 5
+    assert runner_completions == []
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM kick_audit")
+        assert await cur.fetchone() == (5,)
+
+
+async def test_finishing_commits_a_handlers_last_writes_with_its_completion(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    """`JobContext.finishing`: several statements and the completion in one transaction; an error
+    inside rolls all of it back and the job is retried like any failure."""
+    attempts: list[int] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        attempts.append(job.job_id)
+        insert = "INSERT INTO kick_audit (chat_id, user_id, action) VALUES (%s, %s, 'x')"
+        async with ctx.finishing(job) as conn:
+            await conn.execute(insert, (1, len(attempts)))
+            await conn.execute(insert, (2, len(attempts)))
+            if len(attempts) == 1:
+                raise RuntimeError("first attempt fails after its writes")
+
+    async with pool.connection() as conn:
+        await queue.enqueue(conn, "tgms_a")
+    async with running(make_worker(db_url, {"tgms_a": handler})):
+        await wait_until(lambda: _all_status(pool, "done", 1))
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT chat_id, user_id FROM kick_audit ORDER BY chat_id")
+        assert await cur.fetchall() == [(1, 2), (2, 2)]  # only the second attempt's writes
+    assert len(attempts) == 2

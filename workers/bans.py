@@ -19,7 +19,7 @@ again after a lease and the call is repeated; both calls are idempotent in Teleg
 waits for ban calls still in flight, so an unban never lands before the ban it lifts.
 
 On a ban, the user's join requests that wait for a decision (manual queue, verification, a raid
-hold) are declined first, at once.
+hold) or whose decision's outcome is unknown (ambiguous) are declined first, at once, one call each.
 """
 
 from __future__ import annotations
@@ -182,21 +182,30 @@ class FleetBan:
                 await asyncio.sleep(min(5.0, 0.5 * 2**failures))
 
     async def _decline_waiting_requests(self) -> None:
+        """Decline the user's requests still waiting (or ambiguous) in our queue, one call each: a
+        row is taken first, so an operator's decision running meanwhile never calls for it too."""
         async with self.db.connection() as conn:
             waiting = await bans.waiting_requests(conn, self.target.user_id)
         for request_id, chat_id, bot, was in waiting:
+            async with self.db.connection() as conn:
+                if not await bans.claim_banned(conn, request_id, was):
+                    continue
             role = self.bots.resolve_role(bot if bot in ("main", "tgms") else None, "tgms")
             client = self.bots.client(role, paced=False)
             note: str | None = "declined: the user was banned from the fleet"
             try:
                 await client.decline_chat_join_request(chat_id, self.target.user_id)
             except (HideRequesterMissing, UserAlreadyParticipant) as exc:
+                # Handled already (an ambiguous decision that did reach Telegram, the user withdrew
+                # it, or is in): nothing was waiting there; the ban itself follows.
                 note = f"banned; Telegram: {exc.description}"
             except TelegramError as exc:
                 log.warning("join request %d of banned user %s not declined: %s", request_id, self.target.user_id, exc)
+                async with self.db.connection() as conn:
+                    await bans.unclaim_banned(conn, request_id, was, f"decline on ban failed: {exc.description}")
                 continue
             async with self.db.connection() as conn:
-                await bans.request_banned(conn, request_id, was, note)
+                await bans.request_banned(conn, request_id, note)
 
 
 async def apply_fleet_ban(ctx: JobContext, job: Job) -> None:

@@ -26,6 +26,11 @@ decide them again. A call whose answer was lost after it left (a timeout, a brok
 ambiguous the same way. A call Telegram refused without acting (429, a 5xx from the Bot API itself,
 a connection that never opened) is made again later in the same run.
 
+A job that never runs again leaves its claimed rows behind: it failed for good (retries used up, its
+worker killed on the last attempt), or an operator cancelled it. The periodic sweep
+(`sweep_abandoned_decisions`, every lease) resolves them the same way, a lease after the job's last
+change, without calling approve/decline: approved when the user is a member, else ambiguous.
+
 Slices: the job has a time limit like every job; a run stops claiming a margin before it, lets its
 batches finish and snoozes the job for 0 s, which carries on in a fresh run.
 """
@@ -76,6 +81,11 @@ AMBIGUOUS_CRASH = (
     "the worker stopped during the call: Telegram may have acted on it; not repeated (decide it again if it "
     "is still waiting in Telegram)"
 )
+AMBIGUOUS_ABANDONED = (
+    "the decision job {job} ended ({how}) during the call: Telegram may have acted on it; not repeated (decide "
+    "it again if it is still waiting in Telegram)"
+)
+SWEEP_LIMIT = 1000
 
 
 @dataclass
@@ -258,7 +268,7 @@ class BulkDecider:
         approval whose user is a member now did go through; everything else is ambiguous."""
 
         async def outcome(row: BatchRow) -> tuple[int, str, str | None]:
-            if self.decision == "approve" and await self._is_member(row):
+            if self.decision == "approve" and await is_member(self._client(row), row.chat_id, row.user_id):
                 return row.request_id, "approved", None
             return row.request_id, "ambiguous", AMBIGUOUS_CRASH
 
@@ -268,13 +278,6 @@ class BulkDecider:
         if unknown:
             log.warning("decision job %d: %d request(s) left mid-call by a stopped worker marked ambiguous",
                         self.job.job_id, unknown)  # fmt: skip
-
-    async def _is_member(self, row: BatchRow) -> bool:
-        try:
-            member = await self._client(row).get_chat_member(row.chat_id, row.user_id)
-        except TelegramError:
-            return False
-        return member.get("status") in MEMBER_STATUSES
 
     # ------------------------------------------------------------ database writes that must land
 
@@ -294,6 +297,39 @@ class BulkDecider:
                 await asyncio.sleep(min(2.0, 0.1 * 2**failures))
 
 
+async def is_member(client: TelegramClient, chat_id: int, user_id: int) -> bool:
+    """Whether Telegram lists the user as in the chat now (a read: it decides nothing)."""
+    try:
+        member = await client.get_chat_member(chat_id, user_id)
+    except TelegramError:
+        return False
+    return member.get("status") in MEMBER_STATUSES
+
+
+async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
+    """Periodic job: rows a decision job claimed and will never settle (it failed for good or was
+    cancelled) leave 'processing' for what we know, without another approve/decline:
+    approved when the user is a member now, else ambiguous, in the queue for an operator."""
+    bots = await bots_for(ctx)
+    async with bots.db.connection() as conn:
+        rows = await join_gate.abandoned(conn, ctx.settings.lease_seconds, SWEEP_LIMIT)
+    if not rows:
+        return
+
+    async def outcome(row: join_gate.AbandonedRow) -> tuple[join_gate.AbandonedRow, str, str | None]:
+        client = bots.client(bots.resolve_role(row.bot, "tgms"), paced=False)
+        if row.decision == "approve" and await is_member(client, row.chat_id, row.user_id):
+            return row, "approved", None
+        return row, "ambiguous", AMBIGUOUS_ABANDONED.format(job=row.job_id, how=row.job_status)
+
+    outcomes = list(await asyncio.gather(*(outcome(row) for row in rows)))
+    async with bots.db.connection() as conn:
+        await join_gate.settle_abandoned(conn, outcomes)
+    unknown = sum(1 for o in outcomes if o[1] == "ambiguous")
+    log.warning("%d request(s) left 'processing' by decision jobs that ended: %d ambiguous, %d approved",
+                len(outcomes), unknown, len(outcomes) - unknown)  # fmt: skip
+
+
 async def decide_join_requests(ctx: JobContext, job: Job) -> None:
     """Job handler: an operator's decision on queued requests, paced by the bot's shared rate limit."""
     try:
@@ -308,4 +344,4 @@ async def decide_join_requests(ctx: JobContext, job: Job) -> None:
     await decider.run()
 
 
-__all__ = ["BulkDecider", "decide_join_requests"]
+__all__ = ["BulkDecider", "decide_join_requests", "is_member", "sweep_abandoned_decisions"]

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 CALLBACK_JOB = "tgms_process_callback_query"
 DECIDE_JOB = join_gate.DECIDE_JOB
 DEADLINE_JOB = join_gate.DEADLINE_JOB
+SWEEP_JOB = join_gate.SWEEP_JOB
 DATA_PREFIX = "jg:"
 MEMBER_STATUSES = frozenset({"creator", "administrator", "member", "restricted"})
 
@@ -259,5 +260,5 @@ async def join_request_deadline(ctx: JobContext, job: Job) -> None:
                       by="expiry")  # fmt: skip
 
 
-__all__ = ["CALLBACK_JOB", "DEADLINE_JOB", "DECIDE_JOB", "gate", "join_request_deadline",
+__all__ = ["CALLBACK_JOB", "DEADLINE_JOB", "DECIDE_JOB", "SWEEP_JOB", "gate", "join_request_deadline",
            "process_callback_query"]  # fmt: skip

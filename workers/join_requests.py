@@ -10,7 +10,8 @@ call and one after:
    are admins and both got the request (it leaves the request to the job that logged it, unless that
    job is no longer pending or running).
 2. approveChatJoinRequest, with the bot that received the request (the one with rights in the chat).
-3. `join_requests.finish` writes the outcome and, on approval, the member's activity (for kicks).
+3. `join_requests.finish` writes the outcome and, on approval, the member's activity (for kicks), in
+   the statement that completes the job (`JobContext.completion`: one round trip, one commit).
 
 A requester on the fleet's ban list (a ban in force, checked inside `begin`: one lookup on an index)
 is declined instead (`declineChatJoinRequest`), status 'banned'.
@@ -129,8 +130,8 @@ async def process_join_request(ctx: JobContext, job: Job) -> None:
                 await join_requests.note_error(conn, request, error)
             raise TransientTelegramError(error or "temporary Telegram error")
         outcome = "failed"  # out of retries: the row must not stay 'processing' for ever
-    async with db.connection() as conn:
-        await join_requests.finish(conn, request, outcome, error)
+    async with db.connection() as conn:  # the outcome and the job's completion: one statement
+        await join_requests.finish(conn, request, outcome, error, ctx.completion(job))
     log.debug("join request of user %s to %s: %s", request.user, request.chat, outcome)
 
 

@@ -39,6 +39,7 @@ def handlers_for(pool: Pool) -> dict[str, Handler]:
         join_gate.CALLBACK_JOB: join_gate.process_callback_query,
         join_gate.DECIDE_JOB: join_decisions.decide_join_requests,
         join_gate.DEADLINE_JOB: join_gate.join_request_deadline,
+        join_gate.SWEEP_JOB: join_decisions.sweep_abandoned_decisions,
         group_sender.JOB_TYPE: group_sender.send_to_groups,
         member_counts.JOB_TYPE: member_counts.update_member_counts,
         inactive_members.JOB_TYPE: inactive_members.kick_inactive_members,
@@ -64,6 +65,8 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
         PeriodicJob(inactive_members.JOB_TYPE, inactive_members.DAILY, inactive_members.periodic_payload()),
         PeriodicJob(hooks.DAILY_JOB, hooks.DAILY),
         PeriodicJob(hooks.SWEEP_JOB, hooks.SWEEP_EVERY),
+        # rows of decision jobs that ended for good are resolved a lease after the job's end
+        PeriodicJob(join_gate.SWEEP_JOB, settings.lease_seconds),
     )
 
 
@@ -95,6 +98,8 @@ TIME_LIMITS: dict[str, float] = {
     join_gate.DECIDE_JOB: 3600.0,
     # one request past its deadline: decline or queue it
     join_gate.DEADLINE_JOB: 90.0,
+    # one statement, a getChatMember per abandoned approval (side by side), one statement
+    join_gate.SWEEP_JOB: 120.0,
     # one paced edit/delete/pin per copy; works in slices (snoozes 30 s before the limit) and resumes
     # from its per-copy rows, so the limit bounds a slice, never a whole follow-up
     followups.JOB_TYPE: 600.0,

@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +65,16 @@ log = logging.getLogger(__name__)
 BOT_NAMES: dict[Pool, str] = {"main": "main_worker", "tgms": "tgms_worker"}
 # The time limit of a job type that declares none (every registered handler declares its own).
 DEFAULT_TIME_LIMIT = 300.0
+# The watch's session advisory lock, one per pool (two-key form: the first key says "TGMS watch").
+WATCH_LOCK_KEYS: dict[Pool, tuple[int, int]] = {"main": (0x7467_6D73, 1), "tgms": (0x7467_6D73, 2)}
+# A watching worker that stays full this long (or stops) hands the watch on. A full worker still claims
+# as soon as a slot frees, so only longer spells need another worker; a shorter linger passed the
+# watch back and forth under load (a lock, LISTEN and claim each time).
+WATCH_HANDOFF_SECONDS = 0.5
+# A worker that stopped running jobs keeps listening for cancel notices this long before UNLISTEN.
+CANCEL_LISTEN_LINGER = 5.0
+# How often at most a worker tells the control center that jobs changed.
+ANNOUNCE_SECONDS = 1.0
 # The exit status of a worker whose event loop stayed blocked (EX_SOFTWARE): a supervisor restarts it.
 EXIT_LOOP_STALLED = 70
 
@@ -91,6 +101,9 @@ class PermanentFailure(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once."""
 
 
+Conn = psycopg.AsyncConnection[Any]
+
+
 @dataclass
 class JobContext:
     """What a handler gets besides its job: the database, settings and who is running it."""
@@ -100,10 +113,38 @@ class JobContext:
     worker_id: str
     pool: Pool
     services: Services = field(default_factory=Services)
+    # Jobs whose handler completed them itself (`complete`): the runner writes nothing more for them.
+    completed: set[int] = field(default_factory=set, repr=False)
+
+    def completion(self, job: Job) -> queue.Completion:
+        """`job`'s completion, for a repository statement that takes one (e.g. `join_requests.finish`):
+        the handler's last write and the job's completion in one statement. The runner then writes no
+        completion of its own once the handler returns; a handler must not swallow that statement's
+        error (if it raises, the runner records a failure, a no-op once the job is done)."""
+        self.completed.add(job.job_id)
+        return queue.Completion(job.job_id, self.worker_id)
+
+    async def complete(self, conn: Conn, job: Job) -> None:
+        """Mark `job` done on `conn`, in the caller's transaction: the job's outcome commits with the
+        handler's own writes, and the runner writes no completion of its own afterwards. Only while
+        this worker holds the job's lease (otherwise nothing changes, as with any completion). The
+        handler must return normally after the transaction commits; if it raises instead, the
+        runner records a failure, which the lease check makes a no-op once the job is done."""
+        await queue.complete_in(conn, job.job_id, self.worker_id)
+        self.completed.add(job.job_id)
+
+    @contextlib.asynccontextmanager
+    async def finishing(self, job: Job, db: AsyncConnectionPool | None = None) -> AsyncIterator[Conn]:
+        """A connection for the handler's last writes (from `db`, default the handlers' pool): one
+        transaction that also completes `job`, sent as one pipeline, so the writes and the
+        completion cost one round trip and one commit. Statements run in it must not read results
+        (a read forces a round trip of its own, which is still correct, only slower)."""
+        async with (db or self.db).connection() as conn, conn.pipeline(), conn.transaction():
+            yield conn
+            await self.complete(conn, job)
 
 
 Handler = Callable[[JobContext, Job], Awaitable[None]]
-Conn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
 
@@ -163,6 +204,10 @@ class WorkerOptions:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 5.0
     grace_seconds: float = 20.0
+    # Seconds to let jobs gather after an idle worker is woken, before it claims them, and after a
+    # handler finishes, before its completion is written: one claim and one completion for several
+    # jobs. For pools whose jobs are not latency-critical (the main pool's updates); 0 = at once.
+    batch_delay_seconds: float = 0.0
     backoff: Backoff = field(default_factory=Backoff)
     periodic: tuple[PeriodicJob, ...] = ()
     # Seconds per job type (the handlers' defaults: workers/registry.py); TGMS_JOB_TIMEOUTS wins.
@@ -221,6 +266,13 @@ class Worker:
         self._plan_known = False  # False: ask the database (start, poll, a due time that passed)
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The watch (see _watch): wanted while this worker can take more jobs.
+        self._watch_wanted = asyncio.Event()
+        self._watch_unwanted = asyncio.Event()
+        self.watching = False
+        self._cancel_listen_wanted = asyncio.Event()
+        self._cancel_listen_unwanted = asyncio.Event()
+        self._jobs_changed = False  # since the last announcement on the control center's channel
         self._status = "starting"
         # The watchdog: the loop's last sign of life (time.monotonic()), the loop's thread, its stop.
         self._loop_beat = time.monotonic()
@@ -234,6 +286,7 @@ class Worker:
         self._stopping.set()
         self._wakeup.set()
         self._slot_free.set()
+        self._update_watch()
 
     async def run(self) -> None:
         opts = self.options
@@ -252,12 +305,15 @@ class Worker:
         ctx = JobContext(handler_db, self.settings, self.worker_id, self.pool, self.services)
         background = [
             asyncio.create_task(self._listen(), name="listen"),
+            asyncio.create_task(self._watch(), name="watch"),
+            asyncio.create_task(self._announce_changes(), name="announce"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._completer(), name="completer"),
             asyncio.create_task(self._loop_beats(), name="loop-beat"),
             asyncio.create_task(self._enforce_time_limits(), name="time-limits"),
         ]
         watchdog = self._start_watchdog()
+        self._update_watch()
         log.info("worker %s serving pool %r (concurrency %d)", self.worker_id, self.pool, opts.concurrency)
         self._status = "running"
         try:
@@ -330,6 +386,9 @@ class Worker:
                 self._start_run(ctx, job, asked + opts.lease_seconds)
             if len(jobs) < want:
                 await self._idle_wait()
+                if opts.batch_delay_seconds > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), opts.batch_delay_seconds)
 
     async def _idle_wait(self) -> None:
         """Sleep until a NOTIFY, the next scheduled job, or the poll. The next scheduled job is asked
@@ -389,6 +448,8 @@ class Worker:
         run = _Run(job, limit, time.monotonic() + limit, lease_until=lease_until)
         run.task = asyncio.create_task(self._execute(ctx, run))
         self._inflight[job.job_id] = run
+        self._jobs_changed = True
+        self._update_watch()
 
     def _stop_run(self, run: _Run, reason: str) -> None:
         """Cancel a handler whose job is no longer ours (nothing will be written for it)."""
@@ -448,17 +509,21 @@ class Worker:
             outcome = await self._record_failure(job, detail, permanent=False)
         else:
             outcome = "done"
-            self._to_complete.append(job.job_id)
-            self._completion_wanted.set()
+            if job.job_id not in ctx.completed:  # else the handler completed it in its own transaction
+                self._to_complete.append(job.job_id)
+                self._completion_wanted.set()
             self.jobs_done += 1
         finally:
+            ctx.completed.discard(job.job_id)
             METRICS.in_flight -= 1
             if outcome is not None:
                 METRICS.job_finished(job.job_type, outcome, time.monotonic() - started)
             self.last_activity = time.time()
+            self._jobs_changed = True
             if self._inflight.get(job.job_id) is run:
                 del self._inflight[job.job_id]
             self._slot_free.set()
+            self._update_watch()
 
     async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> str:
         """Write the failure; "final" when the job failed for good, else "retry" (for /metrics)."""
@@ -500,6 +565,8 @@ class Worker:
     async def _completer(self) -> None:
         while True:
             await self._completion_wanted.wait()
+            if self.options.batch_delay_seconds > 0:
+                await asyncio.sleep(self.options.batch_delay_seconds)
             self._completion_wanted.clear()
             await self._flush_completions()
 
@@ -521,33 +588,131 @@ class Worker:
 
     # ------------------------------------------------------------------ wake-ups
     async def _listen(self) -> None:
-        """LISTEN on a dedicated autocommit connection (not the pool); reconnect for ever."""
+        """LISTEN for operators' cancel notices when the watch does not hear them: while this worker
+        runs jobs without watching. On a dedicated autocommit connection (not the pool), reconnected
+        for ever; UNLISTEN after a few idle seconds, because PostgreSQL wakes every listening session
+        of the database for each NOTIFY on any channel."""
         failures = 0
         while True:
+            await self._cancel_listen_wanted.wait()
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
-                    failures = 0
-                    self._plan_known = False  # we may have missed notifications while disconnected
-                    self._wakeup.set()
-                    later = self.pool + "+"
-                    async for note in conn.notifies():
-                        if note.payload == self.pool:
-                            self._wakeup.set()
-                        elif note.payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
-                            with contextlib.suppress(ValueError):
-                                run = self._inflight.get(int(note.payload[len(queue.CANCEL_NOTICE) :]))
-                                if run is not None:
-                                    self._stop_run(run, "cancelled by an operator")
-                        elif note.payload.startswith(later):  # scheduled: "pool+<seconds until due>"
-                            with contextlib.suppress(ValueError):
-                                self._plan(float(note.payload[len(later) :]))
+                    while True:
+                        await self._cancel_listen_wanted.wait()
+                        await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+                        failures = 0
+                        await self._hear(conn, self._cancel_listen_unwanted, linger=CANCEL_LISTEN_LINGER)
+                        await conn.execute("UNLISTEN *")
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
                 failures += 1
                 log.debug("listener lost (%s); reconnecting", exc)
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    def _on_notice(self, payload: str) -> None:
+        if not payload:  # the watched pool has jobs due now
+            self._wakeup.set()
+        elif payload.startswith(queue.LATER_NOTICE):  # "+<seconds until due>"
+            with contextlib.suppress(ValueError):
+                self._plan(float(payload[len(queue.LATER_NOTICE) :]))
+        elif payload.startswith(queue.CANCEL_NOTICE):  # an operator cancelled a job
+            with contextlib.suppress(ValueError):
+                run = self._inflight.get(int(payload[len(queue.CANCEL_NOTICE) :]))
+                if run is not None:
+                    self._stop_run(run, "cancelled by an operator")
+
+    async def _hear(self, conn: Conn, until: asyncio.Event, *, linger: float = 0.0) -> None:
+        """Handle the notifications `conn` LISTENs to until `until` is set (and, with `linger`, has
+        stayed set that long); raises when the connection fails."""
+
+        async def read() -> None:
+            async for note in conn.notifies():
+                self._on_notice(note.payload)
+
+        async def ended() -> None:
+            while True:
+                await until.wait()
+                if not linger or self._stopping.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):  # a stop ends the linger at once
+                    await asyncio.wait_for(self._stopping.wait(), linger)
+                if until.is_set():
+                    return
+
+        reader = asyncio.create_task(read())
+        stop = asyncio.create_task(ended())
+        try:
+            await asyncio.wait((reader, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            stop.cancel()
+            await asyncio.gather(reader, stop, return_exceptions=True)
+        failure = reader.exception() if reader.done() and not reader.cancelled() else None
+        if failure is not None:
+            raise failure  # the connection failed: the caller reconnects
+
+    def _update_watch(self) -> None:
+        """Want the watch while this worker can take more jobs; give it up when full or stopping.
+        Listen for cancel notices apart from the watch while running jobs without it."""
+        _toggle(self._watch_wanted, self._watch_unwanted,
+                not self._stopping.is_set() and len(self._inflight) < self.options.concurrency)  # fmt: skip
+        _toggle(self._cancel_listen_wanted, self._cancel_listen_unwanted, bool(self._inflight) and not self.watching)
+
+    async def _watch(self) -> None:
+        """Hold the pool's watch and hear of new jobs. One idle worker per pool watches at a time: the
+        holder of a session advisory lock (one key per pool) on a connection of its own LISTENs on
+        the pool's wake channel; the others wait for the lock, which PostgreSQL hands to the next
+        waiter when the holder gives it up (full, stopping) or its session ends (the worker died).
+        So a new job wakes one worker, not all of them, and a worker that takes the watch claims at
+        once (jobs may have arrived while nobody watched). A worker that is not watching still
+        claims on its poll and when a job it retried or snoozed is due."""
+        channel = queue.wake_channel(self.pool)
+        key = WATCH_LOCK_KEYS[self.pool]
+        failures = 0
+        while True:
+            await self._watch_wanted.wait()
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    while True:
+                        await self._watch_wanted.wait()
+                        await conn.execute("SELECT pg_advisory_lock(%s, %s)", key)
+                        await conn.execute(f"LISTEN {channel}; LISTEN {queue.NOTIFY_CHANNEL}")
+                        failures = 0
+                        self.watching = True
+                        self._update_watch()
+                        self._plan_known = False  # nobody may have heard of jobs scheduled meanwhile
+                        self._wakeup.set()
+                        try:
+                            await self._hear(conn, self._watch_unwanted, linger=WATCH_HANDOFF_SECONDS)
+                        finally:
+                            self.watching = False
+                            self._update_watch()
+                        await conn.execute("UNLISTEN *")
+                        await conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                log.debug("watch connection lost (%s); reconnecting", exc)
+                self._plan_known = False
+                self._wakeup.set()  # notifications may have been missed: look once
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    async def _announce_changes(self) -> None:
+        """Tell the control center that jobs changed, at most once a second (the queue's tables send
+        no NOTIFY per statement: every listening session would be woken by each)."""
+        while True:
+            await asyncio.sleep(ANNOUNCE_SECONDS)
+            if not self._jobs_changed:
+                continue
+            self._jobs_changed = False
+            try:
+                assert self._db is not None
+                async with self._db.connection() as conn:
+                    await queue.announce_changes(conn)
+            except (psycopg.Error, OSError) as exc:
+                log.debug("could not announce job changes: %s", exc)
 
     # ------------------------------------------------------------------ heartbeat
     async def _heartbeat_loop(self) -> None:
@@ -716,3 +881,9 @@ class Worker:
                 )
         except Exception as exc:  # the database may be what is slow; the log line stands
             log.debug("could not record the loop stall: %s", redact(str(exc)))
+
+
+def _toggle(on: asyncio.Event, off: asyncio.Event, value: bool) -> None:
+    """Set one of a pair of events (wanted / unwanted) and clear the other."""
+    (off if value else on).clear()
+    (on if value else off).set()

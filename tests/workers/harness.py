@@ -52,8 +52,10 @@ class Stack:
         sim_config: SimConfig | None = None,
         env: dict[str, str] | None = None,
         webhook: bool = True,
+        tree: Path = REPO,
     ) -> None:
         self.db_url = db_url
+        self.tree = tree  # the source tree the processes run from (a benchmark's baseline: another one)
         self.workdir = workdir
         self.main_bot_id = 5_100_000_000 + secrets.randbelow(10**6)
         self.tgms_bot_id = 6_100_000_000 + secrets.randbelow(10**6)
@@ -113,7 +115,11 @@ class Stack:
         self._counter += 1
         log_path = self.workdir / f"{self._counter:02d}-{name}.log"
         handle = log_path.open("wb")
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        if self.tree != REPO:
+            env = {**env, "PYTHONPATH": str(self.tree)}
+        proc = subprocess.Popen(
+            [sys.executable, *args], cwd=self.tree, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
         handle.close()
         self.procs.append((name, proc, log_path))
         return proc

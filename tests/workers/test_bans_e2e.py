@@ -159,6 +159,44 @@ def test_until_maps_to_until_date_and_the_entry_expires(stack: Stack) -> None:
     assert cli(stack, "ban", str(user), "--reason", "again").returncode == 0
 
 
+def test_a_ban_declines_the_users_ambiguous_requests_too_once_each(stack: Stack) -> None:
+    """Ambiguous requests (a decision whose outcome is unknown) of a banned user are declined with the
+    waiting ones: one still waiting in Telegram is declined; one Telegram already handled (the lost
+    decision did reach it) gets HIDE_REQUESTER_MISSING and is recorded banned with Telegram's word."""
+    ctl = stack.ctl
+    stack.start_worker("tgms")
+    villain = ctl.create_user("Ambiguous")["id"]
+    still, handled = (ctl.create_chat("supergroup", f"Ambiguous {i}", bots=[stack.tgms_bot_id]) for i in range(2))
+    # Seeded as in the manual queue: logged before the groups are managed, then made ambiguous.
+    for chat in (still, handled):
+        ctl.join_request(chat["id"], villain)
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE user_id = %s", (villain,)) == 2,
+                   what="requests logged")  # fmt: skip
+    for chat in (still, handled):
+        stack.add_group(chat)
+    stack.sql("UPDATE join_requests SET status = 'ambiguous', error = 'timed out (may have reached Telegram)' "
+              "WHERE user_id = %s", (villain,))  # fmt: skip
+    # The lost decision of the second one did reach Telegram: it no longer has the request.
+    with stack.sim.state.lock:
+        assert stack.sim.state.chats[handled["id"]].join_requests.pop(villain, None) is not None
+
+    banned = cli(stack, "ban", str(villain), "--reason", "spam", "--wait")
+    assert banned.returncode == 0, banned.stdout + banned.stderr
+    rows = {int(c): (s, e) for c, s, e in stack.sql(
+        "SELECT chat_id, status, error FROM join_requests WHERE user_id = %s", (villain,))}  # fmt: skip
+    assert rows[still["id"]] == ("banned", "declined: the user was banned from the fleet")
+    status, error = rows[handled["id"]]
+    assert status == "banned" and error is not None and "HIDE_REQUESTER_MISSING" in error
+    assert not [r for r in ctl.join_requests(still["id"]) if int(r["user"]["id"]) == villain]
+    # One decline call per request by the ban; Telegram refused the handled one.
+    assert len(stack.calls("declineChatJoinRequest", chat_id=still["id"], ok=True)) == 1
+    refused = stack.calls("declineChatJoinRequest", chat_id=handled["id"])
+    assert len(refused) == 1 and "HIDE_REQUESTER_MISSING" in str(refused[0].get("description"))
+    for chat in (still, handled):
+        assert villain in banned_in(stack, chat["id"])
+    assert stack.scalar("SELECT count(*) FROM join_requests WHERE processed_at IS NULL") == 0
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_ban_resumes_and_every_group_ends_banned(stack: Stack) -> None:
     ctl = stack.ctl

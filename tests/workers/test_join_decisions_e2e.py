@@ -213,3 +213,49 @@ def test_decisions_by_invite_link_from_the_cli_and_the_api(stack: Stack) -> None
     assert _ok_calls(stack, APPROVE, chats[0]) == {u: 1 for u in partner}
     by = dict(stack.sql("SELECT user_id, decided_by FROM join_requests WHERE status IN ('approved', 'declined')"))
     assert {by[u] for u in ads} == {"cli"} and {by[u] for u in partner} == {"api:127.0.0.1"}
+
+
+def test_rows_of_a_decision_job_that_failed_for_good_are_swept_to_ambiguous_and_decidable(stack: Stack) -> None:
+    """A decision job on its last attempt whose worker dies mid-call fails for good: no run of it will
+    resolve its rows. The sweep (run by any TGMS worker) makes them ambiguous without calling
+    Telegram again; an operator's new decision settles them on Telegram's answer."""
+    ctl = stack.ctl
+    worker = stack.start_worker("tgms", TGMS_RATE_PER_SECOND="10", TGMS_JOB_LEASE_SECONDS="3")
+    chat = ctl.create_chat("supergroup", "Abandoned", bots=[stack.tgms_bot_id])["id"]
+    stack.add_group({"id": chat, "type": "supergroup"}, join_policy="manual")
+    users = _queue(stack, chat, 12)
+    ids = [r[0] for r in stack.sql("SELECT request_id FROM join_requests WHERE chat_id = %s", (chat,))]
+    hang = ctl.add_fault("hang", method=DECLINE, times=2, seconds=2.0, apply=True)
+    job = stack.enqueue("tgms_decide_join_requests", {"ids": ids, "decision": "decline", "by": "cli"},
+                        max_retries=0)  # fmt: skip
+    stack.wait_for(lambda: not any(f["id"] == hang["id"] for f in ctl.faults()), what="both hung calls made")
+    hung_since = time.monotonic()
+    stack.kill(worker)
+    left = {r[0] for r in stack.sql("SELECT request_id FROM join_requests WHERE status = 'processing'")}
+    assert len(left) >= 2
+    time.sleep(max(0.0, hung_since + 2.5 - time.monotonic()))  # Telegram carries the hung calls out
+    calls_before = _ok_calls(stack, DECLINE, chat)
+    # Another worker reaps the dead lease: no retries left, the job fails for good; then the sweep.
+    stack.start_worker("tgms", TGMS_RATE_PER_SECOND="10", TGMS_JOB_LEASE_SECONDS="3")
+    stack.wait_for(lambda: stack.scalar("SELECT status FROM jobs WHERE job_id = %s", (job,)) == "failed",
+                   what="the job failed for good")  # fmt: skip
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE status = 'processing'") == 0,
+                   timeout=30, what="the sweep")  # fmt: skip
+    rows = {r[0]: (r[1], r[2]) for r in stack.sql("SELECT request_id, status, error FROM join_requests")}
+    assert {i for i, (s, _e) in rows.items() if s == "ambiguous"} == left
+    assert all(f"decision job {job} ended (failed)" in (rows[i][1] or "") for i in left)
+    assert _ok_calls(stack, DECLINE, chat) == calls_before  # the sweep called nothing
+    # Visible in the queue, and decidable: the new decision settles on Telegram's answer.
+    listed = _cli(stack, "join-requests", "list", "--status", "ambiguous", "--json")
+    assert listed.returncode == 0 and {r["request_id"] for r in json.loads(listed.stdout)} == left
+    again = _cli(stack, "join-requests", "decline", *map(str, sorted(left)))
+    assert again.returncode == 0, again.stdout + again.stderr
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE status IN ('ambiguous', "
+                                        "'processing')") == 0, what="ambiguous ones decided")  # fmt: skip
+    _decisions_idle(stack)
+    final = dict(stack.sql("SELECT request_id, status FROM join_requests WHERE chat_id = %s", (chat,)))
+    assert {final[i] for i in left} <= {"declined", "expired"}
+    assert all(n == 1 for n in _ok_calls(stack, DECLINE, chat).values())
+    # What the dead job never reached is still waiting (pending), untouched by the sweep.
+    assert {s for i, s in final.items() if i not in left} <= {"declined", "pending"}
+    assert len(users) == 12

@@ -351,16 +351,32 @@ SELECT count(*) FROM fleet_ban_groups
    AND updated_at >= now() - make_interval(secs => %(stale)s)
 """
 
-# Join requests of the user waiting for an operator or a verification, in any group. ('processing'
-# is an approval under way, milliseconds long: the ban in that group follows it anyway.)
+# Join requests of the user waiting for an operator or a verification, in any group, and those whose
+# decision's outcome is unknown ('ambiguous': still waiting in Telegram, or already handled, which
+# Telegram's answer to the decline says). ('processing' is a decision under way: the ban in that group
+# follows it anyway.)
 SQL_WAITING_REQUESTS = """
 SELECT request_id, chat_id, bot, status FROM join_requests
- WHERE user_id = %(user)s AND status IN ('pending', 'verifying', 'held')
+ WHERE user_id = %(user)s AND status IN ('pending', 'verifying', 'held', 'ambiguous')
+"""
+
+# Taken before the decline call, conditionally: an operator's decision (which claims only waiting
+# rows) and the ban never both call Telegram for one request. processed_at is stamped with the outcome.
+SQL_CLAIM_BANNED = """
+UPDATE join_requests SET status = 'banned', error = 'declining: the user was banned from the fleet'
+ WHERE request_id = %(id)s AND status = %(was)s
+RETURNING request_id
 """
 
 SQL_REQUEST_BANNED = """
-UPDATE join_requests SET status = 'banned', error = %(error)s, processed_at = now()
- WHERE request_id = %(id)s AND status = %(was)s
+UPDATE join_requests SET error = %(error)s, processed_at = now()
+ WHERE request_id = %(id)s AND status = 'banned'
+"""
+
+# The decline failed without effect (Telegram refused it): the request waits as it did.
+SQL_UNCLAIM_BANNED = """
+UPDATE join_requests SET status = %(was)s, error = %(error)s
+ WHERE request_id = %(id)s AND status = 'banned' AND processed_at IS NULL
 """
 
 
@@ -429,6 +445,16 @@ async def waiting_requests(conn: AsyncConnection[Any], user_id: int) -> list[tup
     return [(int(r[0]), int(r[1]), r[2], str(r[3])) for r in await cur.fetchall()]
 
 
-async def request_banned(conn: AsyncConnection[Any], request_id: int, was: str, error: str | None) -> bool:
-    cur = await conn.execute(SQL_REQUEST_BANNED, {"id": request_id, "was": was, "error": error})
-    return cur.rowcount > 0
+async def claim_banned(conn: AsyncConnection[Any], request_id: int, was: str) -> bool:
+    """Take a banned user's waiting request for the decline (False: someone else decided it meanwhile)."""
+    cur = await conn.execute(SQL_CLAIM_BANNED, {"id": request_id, "was": was})
+    return await cur.fetchone() is not None
+
+
+async def request_banned(conn: AsyncConnection[Any], request_id: int, error: str | None) -> None:
+    """The decline's outcome (or Telegram's reason it had nothing to decline)."""
+    await conn.execute(SQL_REQUEST_BANNED, {"id": request_id, "error": error})
+
+
+async def unclaim_banned(conn: AsyncConnection[Any], request_id: int, was: str, error: str | None) -> None:
+    await conn.execute(SQL_UNCLAIM_BANNED, {"id": request_id, "was": was, "error": error})

@@ -41,6 +41,9 @@ QUEUE = ("pending", "held", "ambiguous")
 DECISIONS = {"approve": "approved", "decline": "declined"}
 DECIDE_JOB = "tgms_decide_join_requests"
 DEADLINE_JOB = "tgms_join_request_deadline"
+# Periodic (tgms pool): rows a decision job claimed and can no longer settle (the job failed for good
+# or was cancelled) become visible again; see `abandoned`.
+SWEEP_JOB = "tgms_join_decisions_sweep"
 DEFAULT_VERIFY_TEXT = "To join {group}, please confirm you are human by pressing the button below."
 DEFAULT_BUTTON = "I'm human"
 DECIDE_PRIORITY = -5
@@ -225,6 +228,45 @@ RETURNING j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status
 SQL_STRANDED = """
 SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
  WHERE request_id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND job_id = %(job)s
+"""
+
+# Rows a decision job claimed and will never settle: the job failed for good (retries used up, a
+# time limit, its worker killed on the last attempt) or was cancelled. Found from those jobs (few, and
+# the jobs table is pruned) through their payload's ids, so no scan of join_requests. Only a lease
+# after the job's last change, so a handler still winding down (recording its calls' outcomes) is not
+# overtaken. A job still pending or running resolves its own rows (`stranded`).
+SQL_ABANDONED = """
+SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id, o.status
+  FROM jobs o
+ CROSS JOIN LATERAL jsonb_array_elements_text(
+           CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END) AS x(id)
+  JOIN join_requests j
+    ON j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
+   AND j.job_id = o.job_id AND j.status = 'processing'
+ WHERE o.job_type = %(job_type)s AND o.status IN ('failed', 'cancelled')
+   AND o.updated_at < now() - make_interval(secs => %(grace)s)
+ ORDER BY j.request_id
+ LIMIT %(limit)s
+"""
+
+# The sweep's outcomes: each row still 'processing' for the job that claimed it (the job id stays on
+# the row, so a retried job never takes a row it left ambiguous).
+SQL_SETTLE_ABANDONED = """
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(jobs)s::bigint[], %(statuses)s::text[], %(errors)s::text[])
+        AS v(id, job, status, error)
+), upd AS (
+    UPDATE join_requests j
+       SET status = v.status, error = v.error, processed_at = now(), decided_at = now()
+      FROM v
+     WHERE j.request_id = v.id AND j.status = 'processing' AND j.job_id = v.job
+    RETURNING j.chat_id, j.user_id, j.username, j.status
+)
+INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
+SELECT DISTINCT ON (chat_id, user_id) chat_id, user_id, username, 'member', false, now(), now()
+  FROM upd WHERE status = 'approved'
+ON CONFLICT (chat_id, user_id) DO UPDATE
+   SET username = COALESCE(EXCLUDED.username, m.username), status = 'member', last_seen_at = now()
 """
 
 # Rows a decision job claimed but did not call (Telegram refused without acting, and the run ends):
@@ -528,6 +570,37 @@ async def settle_batch(
         SQL_SETTLE_BATCH,
         {"ids": [o[0] for o in outcomes], "statuses": [o[1] for o in outcomes], "errors": [o[2] for o in outcomes],
          "job": job_id, "note": note},
+    )  # fmt: skip
+
+
+class AbandonedRow(NamedTuple):
+    """A row claimed for a decision by a job that will never settle it."""
+
+    request_id: int
+    chat_id: int
+    user_id: int
+    username: str | None
+    bot: str | None
+    status: str
+    decision: str
+    job_id: int
+    job_status: str  # failed or cancelled
+
+
+async def abandoned(conn: AsyncConnection[Any], grace_seconds: float, limit: int = 1000) -> list[AbandonedRow]:
+    """Rows left 'processing' by a decision job that failed for good or was cancelled."""
+    cur = await conn.execute(SQL_ABANDONED, {"job_type": DECIDE_JOB, "grace": grace_seconds, "limit": limit})
+    return [AbandonedRow(*row) for row in await cur.fetchall()]
+
+
+async def settle_abandoned(conn: AsyncConnection[Any], outcomes: list[tuple[AbandonedRow, str, str | None]]) -> None:
+    """Record (row, status, error) for abandoned rows still 'processing' for their job, in one statement."""
+    if not outcomes:
+        return
+    await conn.execute(
+        SQL_SETTLE_ABANDONED,
+        {"ids": [o[0].request_id for o in outcomes], "jobs": [o[0].job_id for o in outcomes],
+         "statuses": [o[1] for o in outcomes], "errors": [o[2] for o in outcomes]},
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from psycopg import AsyncConnection
 # exact, so at most the threshold get through before the hold), a group or fleet over its threshold is
 # held (extended while the rate stays over it), and the verdict picks the path: 'processing' (auto:
 # approve now), 'verifying', 'pending' (manual queue) or 'held'.
+from . import queue
 from .bans import IN_FORCE
 
 SQL_BEGIN = f"""
@@ -162,9 +163,24 @@ async def begin(conn: AsyncConnection[Any], request: Request, bucket: str) -> Be
     return Begun(*row)
 
 
-async def finish(conn: AsyncConnection[Any], request: Request, status: str, error: str | None) -> None:
+SQL_FINISH_AND_COMPLETE = queue.with_completion(SQL_FINISH)
+
+
+async def finish(
+    conn: AsyncConnection[Any],
+    request: Request,
+    status: str,
+    error: str | None,
+    completion: queue.Completion | None = None,
+) -> None:
+    """Record the request's outcome (and, joined, the member's activity); with `completion`, its job
+    is completed by the same statement."""
     joined = status in ("approved", "already_member")
-    await conn.execute(SQL_FINISH, {**request._asdict(), "status": status, "error": error, "joined": joined})
+    params = {**request._asdict(), "status": status, "error": error, "joined": joined}
+    if completion is None:
+        await conn.execute(SQL_FINISH, params)
+    else:
+        await conn.execute(SQL_FINISH_AND_COMPLETE, {**params, **completion.params()})
 
 
 async def note_error(conn: AsyncConnection[Any], request: Request, error: str | None) -> None:

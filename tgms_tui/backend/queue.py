@@ -1,4 +1,5 @@
-"""The durable job queue on the `jobs` table.
+"""The durable job queue: `jobs_active` (pending and running jobs) and `jobs_history` (finished ones),
+read together through the `jobs` view (sql/022_jobs_history.sql).
 
 Every function takes a psycopg AsyncConnection so that enqueueing can join the caller's transaction
 (a webhook update and its job commit together). Rules:
@@ -15,6 +16,12 @@ Every function takes a psycopg AsyncConnection so that enqueueing can join the c
   holder can no longer complete, fail, snooze or extend it) and `cancel:<job_id>` on the jobs channel
   tells the worker running it to stop its handler; the heartbeat's failed lease extension is the
   fallback when that notification is missed.
+- Finishing a job (done, failed for good, cancelled) moves its row to jobs_history in the finishing
+  statement; `retry` moves it back. The hot table holds only work in progress, so claims cost the
+  same with a week of history or none. Pruning deletes from the history only.
+- A handler may complete its own job inside its last transaction (`complete_many` on the handler's
+  connection; workers/runner.py `JobContext.complete`): the job's outcome and its side effects then
+  commit together, in one transaction instead of two.
 """
 
 from __future__ import annotations
@@ -31,11 +38,22 @@ from psycopg.types.json import Jsonb
 
 Pool = Literal["main", "tgms"]
 POOLS: tuple[Pool, ...] = ("main", "tgms")
+# Operators' notices to every worker: "cancel:<job_id>" tells the worker running the job to stop it.
 NOTIFY_CHANNEL = "tgms_jobs"
-# Payload prefix on NOTIFY_CHANNEL: "cancel:<job_id>" (pool names never contain a colon).
 CANCEL_NOTICE = "cancel:"
+# Work for a pool: NOTIFY on `wake_channel(pool)`, payload '' (jobs due now) or '+<seconds>' (the
+# earliest job scheduled later). Only the pool's watching worker listens (workers/runner.py).
+WAKE_CHANNEL_PREFIX = "tgms_jobs_"
+LATER_NOTICE = "+"
+# The control center's change feed (tgms_tui/backend/live.py): payload 'jobs' when jobs changed.
+CHANGES_CHANNEL = "tgms_changes"
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
 DEFAULT_MAX_RETRIES = 5
+
+
+def wake_channel(pool: Pool) -> str:
+    """The channel that tells `pool`'s watching worker of new or due jobs."""
+    return WAKE_CHANNEL_PREFIX + pool
 
 
 def pool_of(job_type: str) -> Pool:
@@ -82,33 +100,73 @@ class Backoff:
 
 _JOB_COLUMNS = "job_id, job_type, payload, retries, max_retries, priority, run_at, created_at, dedupe_key"
 
+# Pending and running jobs live in jobs_active, finished ones in jobs_history; `jobs` is a view of
+# both (sql/022_jobs_history.sql). A finishing statement moves the row: DELETE ... RETURNING feeds an
+# INSERT into the history, in one statement, so a job is always in exactly one of the two.
+_MOVED_COLUMNS = (
+    "job_id, job_type, payload, status, retries, max_retries, priority, run_at, locked_by, locked_until, "
+    "last_error, dedupe_key, created_at, updated_at, finished_at"
+)
+
+
+def _to_history(source: str, *, status: str, retries: str = "retries", last_error: str = "last_error") -> str:
+    """INSERT into jobs_history the rows RETURNING(*) by the CTE `source`, finished now."""
+    return f"""INSERT INTO jobs_history ({_MOVED_COLUMNS})
+    SELECT job_id, job_type, payload, {status}, {retries}, max_retries, priority, run_at, locked_by, NULL,
+           {last_error}, dedupe_key, created_at, now(), now()
+      FROM {source}"""
+
+
+# A dedupe key is taken in job_dedupe_keys first (its primary key decides between concurrent
+# enqueuers and spans the history); the job is inserted only when the key was free (or there is none).
 SQL_ENQUEUE = """
-INSERT INTO jobs (job_type, payload, run_at, priority, dedupe_key, max_retries)
-VALUES (%(job_type)s, %(payload)s, COALESCE(%(run_at)s, now()), %(priority)s, %(dedupe_key)s,
-        %(max_retries)s)
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+WITH input AS (
+    SELECT %(job_type)s::text AS job_type, %(payload)s::jsonb AS payload,
+           COALESCE(%(run_at)s::timestamptz, now()) AS run_at, %(priority)s::int AS priority,
+           %(dedupe_key)s::text AS dedupe_key, %(max_retries)s::int AS max_retries
+),
+keyed AS (
+    INSERT INTO job_dedupe_keys (dedupe_key)
+    SELECT dedupe_key FROM input WHERE dedupe_key IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING dedupe_key
+)
+INSERT INTO jobs_active (job_type, payload, run_at, priority, dedupe_key, max_retries)
+SELECT job_type, payload, run_at, priority, dedupe_key, max_retries FROM input
+ WHERE dedupe_key IS NULL OR dedupe_key IN (SELECT dedupe_key FROM keyed)
 RETURNING job_id
 """
 
 SQL_ENQUEUE_MANY = """
-INSERT INTO jobs (job_type, payload, run_at, priority, dedupe_key, max_retries)
-SELECT t.job_type, t.payload, COALESCE(t.run_at, now()), t.priority, t.dedupe_key, t.max_retries
-  FROM unnest(%b::text[], %b::jsonb[], %b::timestamptz[], %b::int[], %b::text[], %b::int[])
-       AS t(job_type, payload, run_at, priority, dedupe_key, max_retries)
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+WITH input AS (
+    SELECT t.job_type, t.payload, COALESCE(t.run_at, now()) AS run_at, t.priority, t.dedupe_key, t.max_retries,
+           t.n, min(t.n) OVER (PARTITION BY t.dedupe_key) AS first_n
+      FROM unnest(%b::text[], %b::jsonb[], %b::timestamptz[], %b::int[], %b::text[], %b::int[])
+           WITH ORDINALITY AS t(job_type, payload, run_at, priority, dedupe_key, max_retries, n)
+),
+keyed AS (
+    INSERT INTO job_dedupe_keys (dedupe_key)
+    SELECT dedupe_key FROM input WHERE dedupe_key IS NOT NULL AND n = first_n
+    ON CONFLICT DO NOTHING
+    RETURNING dedupe_key
+)
+INSERT INTO jobs_active (job_type, payload, run_at, priority, dedupe_key, max_retries)
+SELECT job_type, payload, run_at, priority, dedupe_key, max_retries FROM input
+ WHERE dedupe_key IS NULL OR (n = first_n AND dedupe_key IN (SELECT dedupe_key FROM keyed))
+ ORDER BY n
 RETURNING job_id
 """
 
 # The CTE is a planner fence: lock exactly the chosen rows, then update them.
 SQL_CLAIM = f"""
 WITH claimed AS (
-    SELECT job_id FROM jobs
+    SELECT job_id FROM jobs_active
      WHERE status = 'pending' AND pool = %(pool)s AND run_at <= now()
      ORDER BY priority, run_at, job_id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
-UPDATE jobs AS j
+UPDATE jobs_active AS j
    SET status = 'running', locked_by = %(worker)s,
        locked_until = now() + make_interval(secs => %(lease)s), updated_at = now()
   FROM claimed
@@ -116,25 +174,43 @@ UPDATE jobs AS j
 RETURNING {", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))}
 """
 
-SQL_COMPLETE = """
-UPDATE jobs SET status = 'done', finished_at = now(), updated_at = now(), locked_until = NULL
- WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
+SQL_COMPLETE = f"""
+WITH done AS (
+    DELETE FROM jobs_active
+     WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
+    RETURNING *
+)
+{_to_history("done", status="'done'")}
 """
 
-SQL_FAIL = """
-UPDATE jobs
-   SET retries = retries + 1,
-       status = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN 'failed' ELSE 'pending' END,
-       run_at = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN run_at
-                     ELSE now() + make_interval(secs => %(delay)s) END,
-       finished_at = CASE WHEN %(permanent)s OR retries + 1 > max_retries THEN now() END,
-       last_error = %(error)s, locked_until = NULL, updated_at = now()
- WHERE job_id = %(job_id)s AND status = 'running' AND locked_by = %(worker)s
-RETURNING status
+SQL_FAIL = f"""
+WITH target AS (
+    SELECT job_id, (%(permanent)s OR retries + 1 > max_retries) AS final FROM jobs_active
+     WHERE job_id = %(job_id)s AND status = 'running' AND locked_by = %(worker)s
+       FOR UPDATE
+),
+again AS (
+    UPDATE jobs_active AS j
+       SET retries = j.retries + 1, status = 'pending', run_at = now() + make_interval(secs => %(delay)s),
+           last_error = %(error)s, locked_until = NULL, updated_at = now()
+      FROM target
+     WHERE j.job_id = target.job_id AND NOT target.final
+    RETURNING 'pending'::text AS status
+),
+ended AS (
+    DELETE FROM jobs_active AS j USING target
+     WHERE j.job_id = target.job_id AND target.final
+    RETURNING j.*
+),
+recorded AS (
+    {_to_history("ended", status="'failed'", retries="retries + 1", last_error="%(error)s")}
+    RETURNING 'failed'::text AS status
+)
+SELECT status FROM again UNION ALL SELECT status FROM recorded
 """
 
 SQL_SNOOZE = """
-UPDATE jobs
+UPDATE jobs_active
    SET status = 'pending', run_at = now() + make_interval(secs => %(delay)s), locked_until = NULL,
        last_error = COALESCE(%(reason)s, last_error), updated_at = now()
  WHERE job_id = %(job_id)s AND status = 'running' AND locked_by = %(worker)s
@@ -142,47 +218,62 @@ RETURNING job_id
 """
 
 SQL_EXTEND = """
-UPDATE jobs SET locked_until = now() + make_interval(secs => %(lease)s)
+UPDATE jobs_active SET locked_until = now() + make_interval(secs => %(lease)s)
  WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
 RETURNING job_id
 """
 
 SQL_RELEASE = """
-UPDATE jobs SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
+UPDATE jobs_active SET status = 'pending', locked_by = NULL, locked_until = NULL, updated_at = now()
  WHERE job_id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker)s
 RETURNING pool
 """
 
-SQL_REAP = """
+SQL_REAP = f"""
 WITH expired AS (
-    SELECT job_id FROM jobs
+    SELECT job_id, retries + 1 > max_retries AS final,
+           'lease expired: worker ' || COALESCE(locked_by, '?') || ' stopped before finishing' AS error
+      FROM jobs_active
      WHERE status = 'running' AND locked_until < now()
        FOR UPDATE SKIP LOCKED
+),
+again AS (
+    UPDATE jobs_active AS j
+       SET retries = j.retries + 1, status = 'pending', last_error = expired.error,
+           locked_until = NULL, run_at = now(), updated_at = now()
+      FROM expired
+     WHERE j.job_id = expired.job_id AND NOT expired.final
+    RETURNING j.pool
+),
+ended AS (
+    DELETE FROM jobs_active AS j USING expired
+     WHERE j.job_id = expired.job_id AND expired.final
+    RETURNING j.*, expired.error
+),
+recorded AS (
+    {_to_history("ended", status="'failed'", retries="retries + 1", last_error="error")}
+    RETURNING pool
 )
-UPDATE jobs AS j
-   SET retries = j.retries + 1,
-       status = CASE WHEN j.retries + 1 > j.max_retries THEN 'failed' ELSE 'pending' END,
-       finished_at = CASE WHEN j.retries + 1 > j.max_retries THEN now() END,
-       last_error = 'lease expired: worker ' || COALESCE(j.locked_by, '?') || ' stopped before finishing',
-       locked_until = NULL, run_at = now(), updated_at = now()
-  FROM expired
- WHERE j.job_id = expired.job_id
-RETURNING j.pool
+SELECT pool FROM again UNION ALL SELECT pool FROM recorded
 """
 
 # The CTE reads the status the job had (and locks the row, re-checked under concurrent updates).
-SQL_CANCEL = """
-WITH target AS (
-    SELECT job_id, status FROM jobs WHERE job_id = %(job_id)s AND status IN ('pending', 'running') FOR UPDATE
+_CANCELLED_ERROR = (
+    "CASE WHEN was = 'running' THEN 'cancelled while running on ' || COALESCE(locked_by, '?') ELSE last_error END"
 )
-UPDATE jobs AS j
-   SET status = 'cancelled', finished_at = now(), updated_at = now(), locked_until = NULL,
-       last_error = CASE WHEN target.status = 'running'
-                         THEN 'cancelled while running on ' || COALESCE(j.locked_by, '?')
-                         ELSE j.last_error END
-  FROM target
- WHERE j.job_id = target.job_id
-RETURNING target.status
+SQL_CANCEL = f"""
+WITH target AS (
+    SELECT job_id, status FROM jobs_active WHERE job_id = %(job_id)s FOR UPDATE
+),
+ended AS (
+    DELETE FROM jobs_active AS j USING target
+     WHERE j.job_id = target.job_id
+    RETURNING j.*, target.status AS was
+),
+recorded AS (
+    {_to_history("ended", status="'cancelled'", last_error=_CANCELLED_ERROR)}
+)
+SELECT was FROM ended
 """
 
 SQL_STATUS = "SELECT status FROM jobs WHERE job_id = %s"
@@ -197,39 +288,55 @@ SELECT job_id, job_type, status, retries, max_retries, priority, run_at, updated
 """
 
 SQL_RESCHEDULE = """
-UPDATE jobs SET run_at = COALESCE(%(run_at)s, now()), updated_at = now()
+UPDATE jobs_active SET run_at = COALESCE(%(run_at)s, now()), updated_at = now()
  WHERE job_id = %(job)s AND status = 'pending'
 RETURNING pool, EXTRACT(EPOCH FROM run_at - now())
 """
 
-SQL_RETRY = """
-UPDATE jobs SET status = 'pending', retries = 0, run_at = now(), finished_at = NULL, locked_by = NULL,
-       locked_until = NULL, updated_at = now()
- WHERE job_id = %s AND status IN ('failed', 'cancelled')
+# Back from the history as a fresh pending job (same id); the insert trigger wakes a worker.
+SQL_RETRY = f"""
+WITH back AS (
+    DELETE FROM jobs_history WHERE job_id = %s AND status IN ('failed', 'cancelled')
+    RETURNING *
+)
+INSERT INTO jobs_active ({_MOVED_COLUMNS})
+SELECT job_id, job_type, payload, 'pending', 0, max_retries, priority, now(), NULL, NULL, last_error, dedupe_key,
+       created_at, now(), NULL
+  FROM back
 RETURNING pool
 """
 
+# Only the history is pruned (everything in it is finished); a pruned job's dedupe key goes with it.
 SQL_PRUNE = """
 WITH old AS (
-    SELECT job_id FROM jobs
+    SELECT job_id FROM jobs_history
      WHERE finished_at < now() - make_interval(secs => %(age)s)
-       AND status IN ('done', 'failed', 'cancelled')
+     ORDER BY finished_at
      LIMIT %(batch)s
+),
+gone AS (
+    DELETE FROM jobs_history AS h USING old WHERE h.job_id = old.job_id
+    RETURNING h.dedupe_key
+),
+keys AS (
+    DELETE FROM job_dedupe_keys WHERE dedupe_key IN (SELECT dedupe_key FROM gone WHERE dedupe_key IS NOT NULL)
 )
-DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM old)
+SELECT count(*) FROM gone
 """
 
 SQL_NEXT_RUN_AT = """
-SELECT EXTRACT(EPOCH FROM min(run_at) - now()) FROM jobs WHERE status = 'pending' AND pool = %s
+SELECT EXTRACT(EPOCH FROM min(run_at) - now()) FROM jobs_active WHERE status = 'pending' AND pool = %s
 """
 
 SQL_ENQUEUE_PERIODIC = """
-INSERT INTO jobs (job_type, payload, priority, dedupe_key, max_retries)
-VALUES (%(job_type)s, %(payload)s, %(priority)s,
-        'periodic:' || %(job_type)s || ':'
-            || floor(EXTRACT(EPOCH FROM now()) / %(every)s)::bigint::text,
-        %(max_retries)s)
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+WITH keyed AS (
+    INSERT INTO job_dedupe_keys (dedupe_key)
+    VALUES ('periodic:' || %(job_type)s || ':' || floor(EXTRACT(EPOCH FROM now()) / %(every)s)::bigint::text)
+    ON CONFLICT DO NOTHING
+    RETURNING dedupe_key
+)
+INSERT INTO jobs_active (job_type, payload, priority, dedupe_key, max_retries)
+SELECT %(job_type)s, %(payload)s, %(priority)s, dedupe_key, %(max_retries)s FROM keyed
 RETURNING job_id
 """
 
@@ -321,6 +428,45 @@ async def complete_many(conn: AsyncConnection[Any], job_ids: Iterable[int], work
     return cur.rowcount
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A job to complete inside another statement (`with_completion`): its id and its lease holder."""
+
+    job_id: int
+    worker_id: str
+
+    def params(self) -> dict[str, Any]:
+        return {"complete_job": self.job_id, "complete_worker": self.worker_id}
+
+
+# Completes one job when prefixed to a handler's statement (the job's row moves to the history);
+# nothing when its lease is no longer held by the worker.
+_COMPLETION_CTES = f"""_job_done AS (
+    DELETE FROM jobs_active
+     WHERE job_id = %(complete_job)s AND status = 'running' AND locked_by = %(complete_worker)s
+    RETURNING *
+),
+_job_history AS (
+    {_to_history("_job_done", status="'done'")}
+)"""
+
+
+def with_completion(sql: str) -> str:
+    """`sql` (one INSERT, UPDATE, DELETE or SELECT, optionally starting with WITH) that also completes
+    a job: run it with `{**params, **completion.params()}`. One statement, one round trip and one
+    commit for a handler's last write and its job's completion."""
+    body = sql.strip()
+    if body[:5].upper() == "WITH ":
+        return f"WITH {_COMPLETION_CTES},\n{body[5:]}"
+    return f"WITH {_COMPLETION_CTES}\n{body}"
+
+
+async def complete_in(conn: AsyncConnection[Any], job_id: int, worker_id: str) -> None:
+    """Mark one job done in the caller's transaction without reading the result, so that it can ride
+    in a pipeline with the handler's last writes (see workers/runner.py `JobContext.finishing`)."""
+    await conn.execute(SQL_COMPLETE, {"ids": [job_id], "worker": worker_id})
+
+
 async def fail(
     conn: AsyncConnection[Any],
     job_id: int,
@@ -394,6 +540,7 @@ async def cancel(conn: AsyncConnection[Any], job_id: int) -> str | None:
         return None
     if row[0] == "running":
         await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{CANCEL_NOTICE}{job_id}"))
+    await announce_changes(conn)
     return str(row[0])
 
 
@@ -436,17 +583,17 @@ async def reschedule(conn: AsyncConnection[Any], job_id: int, run_at: datetime |
     if row is None:
         return False
     pool, seconds = str(row[0]), float(row[1])
-    await _notify(conn, {pool if seconds <= 0 else f"{pool}+{seconds}"})
+    await _notify(conn, {pool}, "" if seconds <= 0 else f"{LATER_NOTICE}{seconds}")
+    await announce_changes(conn)
     return True
 
 
 async def retry(conn: AsyncConnection[Any], job_id: int) -> bool:
     """Run a failed or cancelled job again from scratch (retries reset); False otherwise."""
     cur = await conn.execute(SQL_RETRY, (job_id,))
-    row = await cur.fetchone()
-    if row is None:
+    if await cur.fetchone() is None:
         return False
-    await _notify(conn, {str(row[0])})
+    await announce_changes(conn)  # the insert into jobs_active wakes a worker of the job's pool
     return True
 
 
@@ -456,8 +603,12 @@ async def prune(conn: AsyncConnection[Any], older_than_seconds: float, batch: in
     total = 0
     while True:
         cur = await conn.execute(SQL_PRUNE, {"age": older_than_seconds, "batch": batch})
-        total += cur.rowcount
-        if cur.rowcount < batch:
+        row = await cur.fetchone()
+        pruned = int(row[0]) if row else 0
+        total += pruned
+        if pruned < batch:
+            if total:
+                await announce_changes(conn)
             return total
 
 
@@ -468,6 +619,13 @@ async def seconds_until_next(conn: AsyncConnection[Any], pool: Pool) -> float | 
     return None if row is None or row[0] is None else float(row[0])
 
 
-async def _notify(conn: AsyncConnection[Any], pools: Iterable[str]) -> None:
+async def announce_changes(conn: AsyncConnection[Any]) -> None:
+    """Tell the control center that jobs changed (sent when the caller's transaction commits). The
+    queue's tables send no NOTIFY per statement (see sql/022_jobs_history.sql): workers call this at
+    most once a second, operators' actions once each."""
+    await conn.execute("SELECT pg_notify(%s, 'jobs')", (CHANGES_CHANNEL,))
+
+
+async def _notify(conn: AsyncConnection[Any], pools: Iterable[str], payload: str = "") -> None:
     for pool in pools:
-        await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, pool))
+        await conn.execute("SELECT pg_notify(%s, %s)", (WAKE_CHANNEL_PREFIX + pool, payload))

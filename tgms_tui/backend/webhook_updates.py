@@ -53,7 +53,7 @@ WITH input AS (
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)
 ),
 job_ids AS (
-    SELECT pg_get_serial_sequence('jobs', 'job_id')::regclass AS seq
+    SELECT pg_get_serial_sequence('jobs_active', 'job_id')::regclass AS seq
 ),
 fresh AS (
     INSERT INTO webhook_updates (bot, update_id, update_type, job_id)
@@ -64,7 +64,7 @@ fresh AS (
     RETURNING bot, update_id, job_id
 ),
 queued AS (
-    INSERT INTO jobs (job_id, job_type, payload, priority, max_retries)
+    INSERT INTO jobs_active (job_id, job_type, payload, priority, max_retries)
     SELECT f.job_id,
            CASE WHEN i.update_type = '{JOIN_REQUEST}' THEN '{JOIN_REQUEST_JOB}'
                 WHEN i.update_type = 'callback_query'

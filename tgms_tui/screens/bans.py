@@ -23,6 +23,7 @@ from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
+from .background import run_in_background
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class BansScreen(Screen[None]):
     def reload(self) -> None:
         if not self.is_attached:
             return
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         include = self.include_lifted
@@ -172,7 +173,7 @@ class BansScreen(Screen[None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if not self.is_attached:
             return
-        self.run_worker(self._show_groups(), group="groups", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._show_groups, group="groups", exclusive=True)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -185,7 +186,7 @@ class BansScreen(Screen[None]):
         if not is_allowed(self.app, "new_ban"):
             self.tgms.refuse_if_read_only("banning")
             return
-        self.run_worker(self._new_ban(), group="action", exit_on_error=False)
+        run_in_background(self, self._new_ban, group="action")
 
     async def _new_ban(self) -> None:
         values = await self.app.push_screen_wait(BanDialog())
@@ -212,7 +213,7 @@ class BansScreen(Screen[None]):
         if not is_allowed(self.app, "unban"):
             self.tgms.refuse_if_read_only("unbanning")
             return
-        self.run_worker(self._unban(), group="action", exit_on_error=False)
+        run_in_background(self, self._unban, group="action")
 
     async def _unban(self) -> None:
         ban = self._current()

@@ -22,6 +22,7 @@ from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
+from .background import run_in_background
 from .bans import operator
 from .confirm import ConfirmScreen
 
@@ -95,7 +96,7 @@ class LinksScreen(Screen[None]):
     def reload(self) -> None:
         if not self.is_attached:
             return
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         sources = await self.tgms.attempt(invite_links.stats, "Loading invite links")
@@ -157,7 +158,7 @@ class LinksScreen(Screen[None]):
         if not is_allowed(self.app, "new_link"):
             self.tgms.refuse_if_read_only("creating invite links")
             return
-        self.run_worker(self._new_link(), group="action", exit_on_error=False)
+        run_in_background(self, self._new_link, group="action")
 
     async def _new_link(self) -> None:
         where = f"{len(self.marked)} marked group(s)" if self.marked else "every active group"
@@ -183,7 +184,7 @@ class LinksScreen(Screen[None]):
         if not is_allowed(self.app, "revoke_links"):
             self.tgms.refuse_if_read_only("revoking invite links")
             return
-        self.run_worker(self._revoke(), group="action", exit_on_error=False)
+        run_in_background(self, self._revoke, group="action")
 
     async def _revoke(self) -> None:
         source = self._current()
