@@ -525,7 +525,7 @@ SQL_DEMO_READINGS = """
 INSERT INTO member_count_history (group_id, member_count, recorded_at)
 SELECT s.id,
        GREATEST(1, round(s.size * (0.5 + 0.5 * (1 - h::float8 / %(hours)s))
-                         + 2 * sin(h / 3.8 + abs(s.id) %% 11)))::int,
+                         - 2 * abs(sin(h / 3.8 + abs(s.id) %% 11))))::int,
        %(until)s - make_interval(hours => h) + make_interval(mins => (abs(s.id) %% 50)::int)
   FROM unnest(%(ids)s::bigint[], %(sizes)s::int[]) AS s(id, size), generate_series(1, %(hours)s) AS h
 """
@@ -546,7 +546,7 @@ SQL_DEMO_DAILY = """
 INSERT INTO analytics_group_daily (group_id, day, active_members)
 SELECT s.id, (%(until)s AT TIME ZONE 'UTC')::date - d,
        GREATEST(0, round(s.size * (0.3 + 0.1 * sin(d + abs(s.id) %% 7)) * (1 - d::float8 / (2 * %(days)s))))::int
-  FROM unnest(%(ids)s::bigint[], %(sizes)s::int[]) AS s(id, size), generate_series(1, %(days)s) AS d
+  FROM unnest(%(ids)s::bigint[], %(sizes)s::int[]) AS s(id, size), generate_series(0, %(days)s) AS d
 ON CONFLICT (group_id, day) DO NOTHING
 """
 
