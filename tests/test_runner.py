@@ -162,6 +162,38 @@ async def test_snoozed_job_runs_again_without_counting_a_retry(pool: AsyncConnec
     assert (await job_statuses(pool))[job_id][:2] == ("done", 0)  # type: ignore[index]
 
 
+async def test_a_lost_database_connection_runs_the_job_again_without_counting_a_retry(
+    pool: AsyncConnectionPool, db_url: str
+) -> None:
+    """The server ends the handler's connection (as a restart does): the job runs again, no retry is
+    counted, and the dead connection never reaches the next run. A statement that fails (here a
+    statement timeout) is still the job's own failure and counts."""
+    runs: list[int] = []
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        runs.append(job.retries)
+        async with ctx.db.connection() as conn:
+            if len(runs) == 1:
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            await conn.execute("SELECT 1")
+
+    async def slow(ctx: JobContext, job: Job) -> None:
+        async with ctx.db.connection() as conn:
+            await conn.execute("SET LOCAL statement_timeout = '10ms'")
+            await conn.execute("SELECT pg_sleep(1)")
+
+    async with pool.connection() as conn:
+        lost = await queue.enqueue(conn, "tgms_a", max_retries=0)
+        timed_out = await queue.enqueue(conn, "tgms_b", max_retries=0)
+    async with running(make_worker(db_url, {"tgms_a": handler, "tgms_b": slow})):
+        await wait_until(lambda: _statuses_are(pool, {lost: "done", timed_out: "failed"}), timeout=20)
+    statuses = await job_statuses(pool)
+    assert lost is not None and timed_out is not None and runs == [0, 0]
+    assert statuses[lost][:2] == ("done", 0)
+    status, retries, error = statuses[timed_out]
+    assert (status, retries) == ("failed", 1) and error is not None and "statement timeout" in error
+
+
 async def test_unknown_job_type_fails_clearly_and_worker_keeps_going(pool: AsyncConnectionPool, db_url: str) -> None:
     async def handler(ctx: JobContext, job: Job) -> None:
         return None

@@ -7,7 +7,8 @@ dedicated autocommit connection, with a slow poll and the next scheduled `run_at
 
 A heartbeat task keeps `bot_health` current, extends the leases of in-flight jobs (so a live worker
 never loses a job to another), reaps expired leases of dead workers, and enqueues periodic jobs.
-Database errors anywhere are logged and retried: PostgreSQL may restart under us.
+Database errors anywhere are logged and retried: PostgreSQL may restart under us (a handler that
+loses its connection runs again without a retry being counted).
 
 Stuck work never holds a job for ever:
 
@@ -167,6 +168,27 @@ async def uninterruptible(step: Awaitable[T]) -> T:
     return result
 
 
+# SQLSTATEs of a server that went away: connection exceptions (class 08) and an administrator's or a
+# crash's shutdown, or a server still starting (57P01-57P03). Client-side losses carry no SQLSTATE.
+_GONE_STATES = ("08", "57P01", "57P02", "57P03")
+RECONNECT_RETRY_SECONDS = 1.0
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the database connection was lost rather than a statement failing (a
+    cancelled or timed-out statement, a constraint, a bad query: those count as the job's failure)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(_GONE_STATES)
+
+
+async def _drop_dead_connections(db: AsyncConnectionPool) -> None:
+    """Check the pool's idle connections once, dropping the ones the server no longer serves."""
+    with contextlib.suppress(Exception):
+        await db.check()
+
+
 # The stop reason of a handler cancelled by its time limit (the other reasons are only logged).
 TIME_LIMIT = "time limit"
 LEASE_LAPSED = "lease lapsed: no heartbeat reached the database for a whole lease"
@@ -257,6 +279,7 @@ class Worker:
         self.last_activity: float | None = None
         self._db: AsyncConnectionPool | None = None
         self._inflight: dict[int, _Run] = {}
+        self._pool_check: asyncio.Task[None] | None = None
         self._to_complete: list[int] = []
         self._completion_wanted = asyncio.Event()
         self._completion_lock = asyncio.Lock()  # a batch taken for writing is never cancelled mid-write
@@ -503,6 +526,9 @@ class Worker:
                 log.warning("job %d (%s): handler stopped: %s (it ended with %s)", job.job_id, job.job_type,
                             run.stop_reason, redact(detail))  # fmt: skip
                 return
+            if run.stop_reason is None and connection_lost(exc):
+                outcome = await self._retry_after_connection_loss(ctx, job, redact(detail))
+                return
             if run.stop_reason == TIME_LIMIT:  # the handler turned its cancellation into an error
                 detail = f"timed out after {run.limit:g} s (the time limit of {job.job_type}): {detail}"
             log.warning("job %d (%s) failed: %s", job.job_id, job.job_type, redact(detail))
@@ -524,6 +550,21 @@ class Worker:
                 del self._inflight[job.job_id]
             self._slot_free.set()
             self._update_watch()
+
+    async def _retry_after_connection_loss(self, ctx: JobContext, job: Job, detail: str) -> str:
+        """The database went away under the handler (a restart, a failover, a cut link): not the job's
+        fault, so no retry is counted: with a budget of a few retries, one restart must not push every
+        in-flight job towards 'failed' or into minutes of backoff. The job runs again shortly; the pool's
+        other idle connections died with the server too, so they are checked (and dropped) now rather
+        than each failing a job of its own."""
+        log.warning("job %d (%s): database connection lost (%s); runs again in %g s, not counted as a retry",
+                    job.job_id, job.job_type, detail, RECONNECT_RETRY_SECONDS)  # fmt: skip
+        if self._pool_check is None or self._pool_check.done():
+            self._pool_check = asyncio.create_task(_drop_dead_connections(ctx.db))
+        reason = f"database connection lost: {detail}"[:500]
+        await self._settle(job, lambda c: queue.snooze(c, job.job_id, self.worker_id, RECONNECT_RETRY_SECONDS, reason))
+        self._plan(RECONNECT_RETRY_SECONDS)
+        return "snoozed"
 
     async def _record_failure(self, job: Job, error: str, *, permanent: bool) -> str:
         """Write the failure; "final" when the job failed for good, else "retry" (for /metrics)."""

@@ -73,7 +73,8 @@ def test_postgres_restart_under_join_request_load(
         f"processes keep running" + (f" (job lease {CRASH_LEASE_SECONDS} s)" if mode == "immediate" else ""),
         checked="webhook answers only 200 or 503 (+Retry-After), 503s seen during the outage; every request "
         "has exactly 1 successful approval at the simulator and 1 approved join_requests row; one job per "
-        "update (redeliveries deduplicated), all done; the same worker processes (no restart) resume",
+        "update (redeliveries deduplicated), all done; the same worker processes (no restart) resume"
+        + ("; no join job has a retry counted (a lost connection is not the job's fault)" if mode == "fast" else ""),
     )  # fmt: skip
     pg = dedicated_pg
     config = SimConfig(enforce_flood_limits=False, webhook_retry_after_max=0.5, webhook_retry_max=0.5)
@@ -141,5 +142,9 @@ def test_postgres_restart_under_join_request_load(
     rec.measure("all approved after restart (s)", round(max(float(c["at"]) for c in ok) - up_at, 1))
     rec.measure("longest wait (s)", round(max(waited), 1))
     rec.measure("repeated approve attempts (refused by Telegram)", sum(1 for c in approvals if not c["ok"]))
-    rec.measure("join jobs run more than once", stack.scalar(
-        "SELECT count(*) FROM jobs WHERE job_type = 'tgms_process_join_request' AND retries > 0"))  # fmt: skip
+    retried = stack.scalar("SELECT count(*) FROM jobs WHERE job_type = 'tgms_process_join_request' AND retries > 0")
+    rec.measure("join jobs with a retry counted", retried)
+    if mode == "fast":
+        # A lost connection is not the job's fault: no retry is counted for it (the crash is different:
+        # completions it lost come back through their leases, and a lapsed lease counts).
+        assert retried == 0, stack.queue_state()

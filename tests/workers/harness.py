@@ -221,7 +221,22 @@ class Stack:
                     raise AssertionError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
             return value
 
-        return poll_until(check_or_crash, timeout=timeout, what=what, interval=interval, detail=self.log_tails)
+        return poll_until(check_or_crash, timeout=timeout, what=what, interval=interval,
+                          detail=lambda: self.queue_state() + self.log_tails())  # fmt: skip
+
+    def queue_state(self) -> str:
+        """What a timed-out wait needs to be understood: jobs by type, status and retries (with a
+        last error), and join requests by status."""
+        try:
+            jobs = self.sql("SELECT job_type, status, retries, count(*), max(left(last_error, 160)) FROM jobs "
+                            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")  # fmt: skip
+            requests = self.sql("SELECT status, count(*) FROM join_requests GROUP BY 1 ORDER BY 1")
+        except Exception as exc:  # the database may be what is down
+            return f"--- queue state unavailable: {type(exc).__name__}\n"
+        lines = ["--- jobs (type, status, retries, count, last error) ---"]
+        lines += [" ".join(str(v) for v in row) for row in jobs]
+        lines.append(f"--- join_requests by status: {requests}")
+        return "\n".join(lines) + "\n"
 
     def wait_jobs_idle(self, job_type: str | None = None, timeout: float = 30.0) -> None:
         """Until no job (of `job_type`) is pending and due, or running."""
