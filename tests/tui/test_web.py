@@ -26,7 +26,7 @@ from tests.support import free_port, poll_until, stop_processes, wait_until
 from tests.token_guard import register_secret
 from tgms_tui.backend.config import ConfigError, Settings
 from tgms_tui.commands.tui import database_password
-from tgms_tui.commands.tui_web import check_exposure, is_loopback, read_token, session_command
+from tgms_tui.commands.tui_web import TokenGate, check_exposure, is_loopback, read_token, session_command
 
 from .browser import Page, chromium, install_chromium
 
@@ -216,6 +216,24 @@ def test_the_cli_refuses_an_unguarded_public_address(tmp_path: Path) -> None:
         [sys.executable, "-m", "tgms_tui", "--port", "8099"], capture_output=True, text=True, cwd=tmp_path, timeout=60
     )
     assert done.returncode == 2 and "--port: only applies together with --web" in done.stderr
+
+
+async def test_token_guesses_sent_at_once_are_answered_one_per_delay_overall() -> None:
+    """Many wrong guesses in parallel gain nothing: each holds the gate for the delay, so the right
+    token sent among them is only checked after the ones before it; a crowd beyond the queue limit is
+    refused unchecked."""
+    gate = TokenGate("the-right-token-123", delay=0.2, limit=4)
+    started = time.monotonic()
+    wrong = [asyncio.create_task(gate.check(f"guess-{i}")) for i in range(3)]
+    await asyncio.sleep(0)  # the guesses queue first
+    right = asyncio.create_task(gate.check("the-right-token-123"))
+    await asyncio.sleep(0)
+    crowd = await gate.check("one-too-many")
+    assert crowd is None  # 4 already waiting: refused without a check
+    assert await right is True
+    assert time.monotonic() - started >= 3 * 0.2
+    assert [await t for t in wrong] == [False, False, False]
+    assert await gate.check("guess-again") is False
 
 
 # ---------------------------------------------------------------------------- the gate, from outside

@@ -55,8 +55,11 @@ SESSION_COOKIE = "tgms_web_session"
 SESSION_SECONDS = 12 * 3600
 TITLE = "TGMS control center"
 PAGES = Path(__file__).with_name("web_pages")
-# A wrong token costs its sender this long: guessing a 16+ character token stays hopeless.
+# Token checks go through one gate, one at a time, and a wrong token holds it this long: at most one
+# guess a second from everyone together, however many connections a guesser opens.
 WRONG_TOKEN_DELAY = 1.0
+# Checks waiting at the gate beyond this are refused at once (429), unchecked.
+TOKEN_QUEUE_LIMIT = 8
 # Every response: never cached, never framed (a framed TUI can be tricked into key presses), and a
 # link followed from it does not carry its URL along.
 SECURITY_HEADERS = {
@@ -134,6 +137,34 @@ def _same_token(given: str, token: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest())
 
 
+class TokenGate:
+    """Rate-limits token guesses overall, not per request: a delay answered after each wrong guess
+    would let a guesser send many at once and learn the right one without waiting. Here checks
+    run one at a time and a wrong one keeps the gate closed for `delay`, so the whole server
+    answers at most one wrong guess per `delay`; a queue beyond `limit` is refused unchecked."""
+
+    def __init__(self, token: str, delay: float = WRONG_TOKEN_DELAY, limit: int = TOKEN_QUEUE_LIMIT) -> None:
+        self._token = token
+        self._delay = delay
+        self._limit = limit
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+
+    async def check(self, given: str) -> bool | None:
+        """True for the right token, False for a wrong one, None when too many checks wait."""
+        if self._waiting >= self._limit:
+            return None
+        self._waiting += 1
+        try:
+            async with self._lock:
+                if _same_token(given, self._token):
+                    return True
+                await asyncio.sleep(self._delay)
+                return False
+        finally:
+            self._waiting -= 1
+
+
 class Sessions:
     """Session cookies handed out for the token; in memory, so a restart signs everyone out."""
 
@@ -197,6 +228,7 @@ class WebControlCenter:
         # session process) and its static files; its own page and routes are not served.
         self.serve = Server(command, host=options.host, port=options.port, title=options.title())
         self.sessions = Sessions()
+        self.token_gate = TokenGate(options.token) if options.token else None
         self.live: set[asyncio.Task[Any]] = set()
 
     def application(self) -> web.Application:
@@ -256,16 +288,25 @@ class WebControlCenter:
 
     async def _token_in_url(self, request: web.Request, given: str) -> web.StreamResponse:
         """`?token=` once: a session cookie, then the same address without the token."""
-        assert self.options.token is not None
-        if not _same_token(given, self.options.token):
-            return await self._wrong_token(request)
+        refused = await self._check_token(request, given)
+        if refused is not None:
+            return refused
         response = _see_other(str(request.rel_url.without_query_params("token")))
         self._start_session(request, response)
         return response
 
-    async def _wrong_token(self, request: web.Request) -> web.StreamResponse:
+    async def _check_token(self, request: web.Request, given: object) -> web.StreamResponse | None:
+        """None for the right token, else the answer to send (403 wrong, 429 too many guesses)."""
+        assert self.token_gate is not None
+        verdict = await self.token_gate.check(given) if isinstance(given, str) else False
+        if verdict:
+            return None
+        if verdict is None:
+            log.warning("web token check refused (too many waiting) from %s", request.remote)
+            response = self._token_form(429, "Too many sign-in attempts at once; try again in a few seconds.")
+            response.headers["Retry-After"] = "5"
+            return response
         log.warning("wrong web token from %s", request.remote)
-        await asyncio.sleep(WRONG_TOKEN_DELAY)
         return self._token_form(403, "That token is not right.")
 
     def _start_session(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -301,9 +342,9 @@ class WebControlCenter:
         if not self._same_origin(request):
             return self._refuse(403, "the form must be sent from this server's own page")
         form = await request.post()
-        given = form.get("token")
-        if not isinstance(given, str) or not _same_token(given, self.options.token):
-            return await self._wrong_token(request)
+        refused = await self._check_token(request, form.get("token"))
+        if refused is not None:
+            return refused
         response = _see_other("/")
         self._start_session(request, response)
         return response
