@@ -10,6 +10,7 @@ subscriptions change.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -25,6 +26,7 @@ from tgms_tui.widgets import format as fmt
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
+from .background import run_in_background
 
 if TYPE_CHECKING:
     from tgms_tui.app import TGMSApp
@@ -120,7 +122,7 @@ class HooksScreen(Screen[None]):
 
     def reload(self) -> None:
         if self.is_attached:
-            self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+            run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         listed = await self.tgms.attempt(hooks.list_subscriptions, "Loading event webhooks")
@@ -204,7 +206,7 @@ class HooksScreen(Screen[None]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.is_attached and event.data_table.id == "hooks-subs":
-            self.run_worker(self._load_log(), group="log", exclusive=True, exit_on_error=False)
+            run_in_background(self, self._load_log, group="log", exclusive=True)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -222,7 +224,7 @@ class HooksScreen(Screen[None]):
         if delivery is None:
             self.notify("Select a delivery in the log first.", severity="warning", timeout=4)
             return
-        self.run_worker(self._replay(delivery.delivery_id), group="action", exit_on_error=False)
+        run_in_background(self, partial(self._replay, delivery.delivery_id), group="action")
 
     async def _replay(self, delivery_id: int) -> None:
         new_id = await self.tgms.attempt(lambda conn: hooks.replay(conn, delivery_id), "Replay")
@@ -235,7 +237,7 @@ class HooksScreen(Screen[None]):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._replay_range(sub.subscription_id), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._replay_range, sub.subscription_id), group="action")
 
     async def _replay_range(self, sub_id: int) -> None:
         since_text = await self.app.push_screen_wait(ReplayRangeDialog(sub_id))
@@ -263,7 +265,7 @@ class HooksScreen(Screen[None]):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._test(sub.subscription_id), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._test, sub.subscription_id), group="action")
 
     async def _test(self, sub_id: int) -> None:
         delivery_id = await self.tgms.attempt(lambda conn: hooks.send_test(conn, sub_id), "Test event")
@@ -276,7 +278,7 @@ class HooksScreen(Screen[None]):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._pause_or_resume(sub), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._pause_or_resume, sub), group="action")
 
     async def _pause_or_resume(self, sub: hooks.Subscription) -> None:
         resume = sub.status != "active"
