@@ -1,7 +1,8 @@
 """What the list-plus-detail screens (bans, links, event webhooks) share: a table of rows kept by key
 with the selected row's detail below, a reload (one at a time) whenever a table in `WATCHED` changes,
 escape back, and mutating keys refused in read-only mode. Each screen composes its own list
-(`compose_list`) and loads it (`_load`); the key bar is added here.
+(`compose_list`) and loads it (`_load`); the app's chrome (status bar on top, key bar below) is
+added here, so these screens show the database state and READ-ONLY like every other.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from tgms_tui.widgets.key_bar import KeyBar
+from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
 from .background import run_in_background
@@ -43,6 +45,7 @@ class LiveListScreen(Screen[None]):
         return cast("TGMSApp", self.app)
 
     def compose(self) -> ComposeResult:
+        yield StatusBar(read_only=self.tgms.read_only, id="status")
         yield from self.compose_list()
         yield KeyBar()
 
@@ -50,6 +53,9 @@ class LiveListScreen(Screen[None]):
         raise NotImplementedError
 
     def on_mount(self) -> None:
+        bar = self.query_one(StatusBar)
+        bar.set_db(self.tgms.db_state)
+        self.tgms.db_state_signal.subscribe(self, bar.set_db)
         self.reload()
         self.tgms.db_changed.subscribe(self, lambda table: self._changed() if table in self.WATCHED else None)
 
