@@ -29,25 +29,12 @@ from tgms_tui.backend.message_validation import ValidationError
 from . import broadcast_payload
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .idempotent import Once
-from .metrics import WebhookMetrics
+from .refusal import refuse
 from .runtime import Runtime
-from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 ROUTE = "admin_send"
-
-
-def refuse(
-    metrics: WebhookMetrics, route: str, status: int, reason: str, detail: str, field: str | None = None
-) -> JSONResponse:
-    """The JSON refusal every admin route answers, counted under (route, reason); a 503 says when to retry."""
-    metrics.rejected[(route, reason)] += 1
-    body: dict[str, object] = {"detail": detail}
-    if field is not None:
-        body["field"] = field
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class AdminGate:

@@ -41,8 +41,9 @@ from tgms_tui.backend import broadcasts, buttons, followups
 from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError
 from tgms_tui.backend.message_validation import ValidationError
 
-from .admin import AdminSend, refuse
+from .admin import AdminSend
 from .idempotent import Once
+from .refusal import refuse
 from .runtime import NotStarted, Runtime
 from .updates import MAX_BODY_BYTES
 

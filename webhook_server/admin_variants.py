@@ -28,7 +28,8 @@ from tgms_tui.backend.broadcasts import BroadcastNotFound, BroadcastStateError
 from tgms_tui.backend.message_validation import ValidationError
 
 from .access import client_host
-from .admin import AdminSend, refuse
+from .admin import AdminSend
+from .refusal import refuse
 from .runtime import NotStarted, Runtime
 from .updates import MAX_BODY_BYTES
 
