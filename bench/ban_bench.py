@@ -18,9 +18,7 @@ the floor, zero 429s, every group banned.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,59 +27,38 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_database
+from _fleet import add_fleet, fleet_parser, flood_limited_stack
 
-from telegram_sim.config import SimConfig
-from tests.workers.harness import ADMIN_KEY, Stack
+from tests.workers.harness import ADMIN_KEY
 
 TARGET_RATIO = 1.05
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=30.0, help="TGMS_RATE_PER_SECOND (default 30)")
-    parser.add_argument("--workers", type=int, default=1, help="TGMS worker processes (default 1)")
-    args = parser.parse_args()
-
+    args = fleet_parser(__doc__, workers=1).parse_args()
     env = {"TGMS_RATE_PER_SECOND": str(args.rate), "TGMS_LOG_LEVEL": "WARNING"}
-    with bench_database("bench_ban") as url, tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(url, Path(tmp), sim_config=SimConfig(enforce_flood_limits=True), env=env)
-        with stack:
-            print(f"creating {args.groups} groups, starting webhook and {args.workers} TGMS worker(s) ...",
-                  file=sys.stderr)  # fmt: skip
-            state = stack.sim.state
-            user = state.create_user("Raider").id
-            rows = []
-            for i in range(args.groups):
-                chat = state.create_chat("supergroup", f"Bench group {i}", bots=[stack.tgms_bot_id], members=[user])
-                rows.append((chat.id, chat.title))
-            stack.sql("INSERT INTO managed_groups (group_id, title, chat_type, bot_can_invite) "
-                      "SELECT g, t, 'supergroup', true FROM unnest(%s::bigint[], %s::text[]) AS u(g, t)",
-                      ([r[0] for r in rows], [r[1] for r in rows]))  # fmt: skip
-            for _ in range(args.workers):
-                stack.start_worker("tgms")
-            stack.wait_jobs_idle(timeout=120)  # start-up periodic jobs out of the way
-            stack.ctl.clear_calls()
-            state.flood.reset()
-            time.sleep(1.0)  # the bot's bucket full again, as before any ban
+    with flood_limited_stack("bench_ban", env) as stack:
+        state = stack.sim.state
+        user = state.create_user("Raider").id
+        groups = add_fleet(stack, args.groups, args.workers, members=[user])
+        time.sleep(1.0)  # the bot's bucket full again, as before any ban
 
-            print(f"banning in {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
-            assert stack.webhook_url is not None
-            started = time.time()
-            response = httpx.post(f"{stack.webhook_url}/api/tgms/bans", headers={"x-api-key": ADMIN_KEY},
-                                  json={"user_id": user, "reason": "benchmark"}, timeout=30)  # fmt: skip
-            response.raise_for_status()
-            ban_id = response.json()["ban_id"]
-            stack.wait_for(
-                lambda: stack.scalar("SELECT count(*) FROM fleet_ban_groups WHERE ban_id = %s "
-                                     "AND status IN ('pending', 'applying')", (ban_id,)) == 0,
-                timeout=args.groups / args.rate * 3 + 60, what="ban applied", interval=0.2,
-            )  # fmt: skip
-            calls = stack.calls("banChatMember")
-            outcomes = dict(stack.sql("SELECT status, count(*) FROM fleet_ban_groups WHERE ban_id = %s "
-                                      "GROUP BY status", (ban_id,)))  # fmt: skip
-            banned = sum(1 for chat, _ in rows if state.member_of(state.chats[chat], user).status == "kicked")
+        print(f"banning in {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
+        assert stack.webhook_url is not None
+        started = time.time()
+        response = httpx.post(f"{stack.webhook_url}/api/tgms/bans", headers={"x-api-key": ADMIN_KEY},
+                              json={"user_id": user, "reason": "benchmark"}, timeout=30)  # fmt: skip
+        response.raise_for_status()
+        ban_id = response.json()["ban_id"]
+        stack.wait_for(
+            lambda: stack.scalar("SELECT count(*) FROM fleet_ban_groups WHERE ban_id = %s "
+                                 "AND status IN ('pending', 'applying')", (ban_id,)) == 0,
+            timeout=args.groups / args.rate * 3 + 60, what="ban applied", interval=0.2,
+        )  # fmt: skip
+        calls = stack.calls("banChatMember")
+        outcomes = dict(stack.sql("SELECT status, count(*) FROM fleet_ban_groups WHERE ban_id = %s "
+                                  "GROUP BY status", (ban_id,)))  # fmt: skip
+        banned = sum(1 for chat in groups if state.member_of(state.chats[chat], user).status == "kicked")
 
     ok = [c for c in calls if c["ok"]]
     per_chat = Counter(c["chat_id"] for c in ok)

@@ -16,71 +16,38 @@ N/rate, zero 429s, zero duplicates, zero missing.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_database
-
-from telegram_sim.config import SimConfig
-from tests.workers.harness import Stack
+from _fleet import add_fleet, fleet_parser, flood_limited_stack, sender_env, wait_broadcast
 
 TARGET_RATIO = 1.05
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=30.0, help="TGMS_RATE_PER_SECOND (default 30)")
-    parser.add_argument("--workers", type=int, default=3, help="TGMS worker processes (default 3)")
-    args = parser.parse_args()
-
-    env = {"TGMS_RATE_PER_SECOND": str(args.rate), "TGMS_GROUP_DELAY_SECONDS": "0",
-           "TGMS_GROUP_MESSAGES_PER_MINUTE": "20"}  # fmt: skip
-    with bench_database("bench_broadcast") as url, tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(url, Path(tmp), sim_config=SimConfig(enforce_flood_limits=True), env=env)
-        with stack:
-            print(f"creating {args.groups} groups, starting webhook and {args.workers} TGMS workers ...",
-                  file=sys.stderr)  # fmt: skip
-            state = stack.sim.state
-            rows = []
-            for i in range(args.groups):
-                chat = state.create_chat("supergroup", f"Bench group {i}", bots=[stack.tgms_bot_id], members=3)
-                rows.append((chat.id, chat.title))
-            stack.sql("INSERT INTO managed_groups (group_id, title, chat_type, bot_can_invite) "
-                      "SELECT g, t, 'supergroup', true FROM unnest(%s::bigint[], %s::text[]) AS u(g, t)",
-                      ([r[0] for r in rows], [r[1] for r in rows]))  # fmt: skip
-            for _ in range(args.workers):
-                stack.start_worker("tgms")
-            stack.wait_jobs_idle(timeout=120)  # start-up periodic jobs (member counts) out of the way
-            stack.ctl.clear_calls()
-            state.flood.reset()
-
-            print(f"broadcasting to {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
-            started = time.time()
-            broadcast_id = stack.broadcast({"text": "Benchmark *broadcast*", "parse_mode": "Markdown"})
-            stack.wait_for(
-                lambda: stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s AND status <> 'running' "
-                                     "AND status <> 'pending'", (broadcast_id,)),
-                timeout=args.groups / args.rate * 3 + 60, what="broadcast finished", interval=0.2,
-            )  # fmt: skip
-            sends = stack.calls("sendMessage")
-            status = stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s", (broadcast_id,))
-            outcomes = dict(stack.sql("SELECT status, count(*) FROM sent_messages WHERE broadcast_id = %s "
-                                      "GROUP BY status", (broadcast_id,)))  # fmt: skip
-            senders = stack.sql("SELECT count(DISTINCT locked_by) FROM sent_messages WHERE broadcast_id = %s",
-                                (broadcast_id,))[0][0]  # fmt: skip
+    args = fleet_parser(__doc__, workers=3).parse_args()
+    with flood_limited_stack("bench_broadcast", sender_env(args.rate)) as stack:
+        groups = add_fleet(stack, args.groups, args.workers)
+        print(f"broadcasting to {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
+        started = time.time()
+        broadcast_id = stack.broadcast({"text": "Benchmark *broadcast*", "parse_mode": "Markdown"})
+        wait_broadcast(stack, broadcast_id, timeout=args.groups / args.rate * 3 + 60)
+        sends = stack.calls("sendMessage")
+        status = stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s", (broadcast_id,))
+        outcomes = dict(stack.sql("SELECT status, count(*) FROM sent_messages WHERE broadcast_id = %s "
+                                  "GROUP BY status", (broadcast_id,)))  # fmt: skip
+        senders = stack.sql("SELECT count(DISTINCT locked_by) FROM sent_messages WHERE broadcast_id = %s",
+                            (broadcast_id,))[0][0]  # fmt: skip
 
     ok = [c for c in sends if c["ok"]]
     per_chat = Counter(c["chat_id"] for c in ok)
     flooded = sum(1 for c in sends if c["error_code"] == 429)
     duplicates = sum(1 for n in per_chat.values() if n > 1)
-    missing = sum(1 for chat, _ in rows if per_chat.get(chat, 0) == 0)
+    missing = sum(1 for chat in groups if per_chat.get(chat, 0) == 0)
     last = max(c["at"] for c in ok) if ok else started
     first = min(c["at"] for c in ok) if ok else started
     wall = last - started

@@ -18,9 +18,7 @@ the floor, zero 429s, no group touched twice, none missed.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,9 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_database
+from _fleet import add_fleet, fleet_parser, flood_limited_stack, sender_env, wait_broadcast
 
-from telegram_sim.config import SimConfig
 from tests.workers.harness import ADMIN_KEY, Stack
 
 TARGET_RATIO = 1.05
@@ -67,54 +64,28 @@ def _followup(stack: Stack, broadcast_id: int, action: str, body: dict[str, Any]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=30.0, help="TGMS_RATE_PER_SECOND (default 30)")
-    parser.add_argument("--workers", type=int, default=3, help="TGMS worker processes (default 3)")
-    args = parser.parse_args()
-
-    env = {"TGMS_RATE_PER_SECOND": str(args.rate), "TGMS_GROUP_DELAY_SECONDS": "0",
-           "TGMS_GROUP_MESSAGES_PER_MINUTE": "20"}  # fmt: skip
+    args = fleet_parser(__doc__, workers=3).parse_args()
     timeout = args.groups / args.rate * 3 + 60
     results: dict[str, dict[str, Any]] = {}
     outcomes: dict[str, dict[str, int]] = {}
-    with bench_database("bench_followup") as url, tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(url, Path(tmp), sim_config=SimConfig(enforce_flood_limits=True), env=env)
-        with stack:
-            print(f"creating {args.groups} groups, starting webhook and {args.workers} TGMS workers ...",
-                  file=sys.stderr)  # fmt: skip
-            state = stack.sim.state
-            groups = [state.create_chat("supergroup", f"Bench group {i}", bots=[stack.tgms_bot_id], members=3).id
-                      for i in range(args.groups)]  # fmt: skip
-            stack.sql("INSERT INTO managed_groups (group_id, title, chat_type, bot_can_invite) "
-                      "SELECT g, 'Bench group', 'supergroup', true FROM unnest(%s::bigint[]) AS u(g)",
-                      (groups,))  # fmt: skip
-            for _ in range(args.workers):
-                stack.start_worker("tgms")
-            stack.wait_jobs_idle(timeout=120)
-            stack.ctl.clear_calls()
-            state.flood.reset()
-
-            print(f"send (baseline): {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
+    with flood_limited_stack("bench_followup", sender_env(args.rate)) as stack:
+        groups = add_fleet(stack, args.groups, args.workers)
+        print(f"send (baseline): {args.groups} groups at {args.rate:g}/s ...", file=sys.stderr)
+        started = time.time()
+        broadcast_id = stack.broadcast({"text": "Benchmark *broadcast*", "parse_mode": "Markdown"})
+        wait_broadcast(stack, broadcast_id, timeout)
+        results["send (baseline)"] = _measure(stack, "sendMessage", started, groups)
+        for action, method, body in (
+            ("edit", "editMessageText", {"text": "Benchmark *broadcast*, edited"}),
+            ("retract", "deleteMessages", {}),
+        ):
+            time.sleep(2.0)  # the bot's bucket refills (at most a second's worth), as between broadcasts
+            print(f"{action}: {args.groups} copies ...", file=sys.stderr)
             started = time.time()
-            broadcast_id = stack.broadcast({"text": "Benchmark *broadcast*", "parse_mode": "Markdown"})
-            stack.wait_for(
-                lambda: stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s AND status <> 'running' "
-                                     "AND status <> 'pending'", (broadcast_id,)),
-                timeout=timeout, what="broadcast finished", interval=0.2,
-            )  # fmt: skip
-            results["send (baseline)"] = _measure(stack, "sendMessage", started, groups)
-            for action, method, body in (
-                ("edit", "editMessageText", {"text": "Benchmark *broadcast*, edited"}),
-                ("retract", "deleteMessages", {}),
-            ):
-                time.sleep(2.0)  # the bot's bucket refills (at most a second's worth), as between broadcasts
-                print(f"{action}: {args.groups} copies ...", file=sys.stderr)
-                started = time.time()
-                followup_id = _followup(stack, broadcast_id, action, body, timeout)
-                results[action] = _measure(stack, method, started, groups)
-                outcomes[action] = dict(stack.sql("SELECT status, count(*) FROM broadcast_followup_groups WHERE "
-                                                  "followup_id = %s GROUP BY status", (followup_id,)))  # fmt: skip
+            followup_id = _followup(stack, broadcast_id, action, body, timeout)
+            results[action] = _measure(stack, method, started, groups)
+            outcomes[action] = dict(stack.sql("SELECT status, count(*) FROM broadcast_followup_groups WHERE "
+                                              "followup_id = %s GROUP BY status", (followup_id,)))  # fmt: skip
 
     floor = args.groups / args.rate
     print(f"\n{args.groups} groups, TGMS_RATE_PER_SECOND={args.rate:g}, {args.workers} workers; floor N/rate = "

@@ -16,10 +16,8 @@ Uses TGMS_BENCH_DATABASE_URL when set, else a throwaway embedded PostgreSQL.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,21 +27,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_database
+from _fleet import add_fleet, fleet_parser, flood_limited_stack, sender_env, wait_broadcast
 
-from telegram_sim.config import SimConfig
 from tests import images
 from tests.workers.harness import ADMIN_KEY, Stack
 
 TARGET_RATIO = 1.10
-
-
-def _wait(stack: Stack, broadcast_id: int, timeout: float) -> None:
-    stack.wait_for(
-        lambda: stack.scalar("SELECT status FROM broadcasts WHERE broadcast_id = %s AND status NOT IN "
-                             "('pending', 'running')", (broadcast_id,)),
-        timeout=timeout, what=f"broadcast {broadcast_id} finished", interval=0.2,
-    )  # fmt: skip
 
 
 def _copies(stack: Stack, method: str, since: float) -> list[dict[str, Any]]:
@@ -51,62 +40,40 @@ def _copies(stack: Stack, method: str, since: float) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--groups", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=30.0, help="TGMS_RATE_PER_SECOND (default 30)")
-    parser.add_argument("--workers", type=int, default=2, help="TGMS worker processes (default 2)")
+    parser = fleet_parser(__doc__, workers=2)
     parser.add_argument("--photo-kb", type=int, default=1024, help="size of the photo file in KiB (default 1024)")
     args = parser.parse_args()
 
-    env = {"TGMS_RATE_PER_SECOND": str(args.rate), "TGMS_GROUP_DELAY_SECONDS": "0",
-           "TGMS_GROUP_MESSAGES_PER_MINUTE": "20"}  # fmt: skip
     photo = images.png(1280, 853, padding=args.photo_kb * 1024)
     timeout = args.groups / args.rate * 3 + 60
-    with bench_database("bench_photo") as url, tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(url, Path(tmp), sim_config=SimConfig(enforce_flood_limits=True), env=env)
-        with stack:
-            print(f"creating {args.groups} groups, starting webhook and {args.workers} TGMS workers ...",
-                  file=sys.stderr)  # fmt: skip
-            state = stack.sim.state
-            ids = [state.create_chat("supergroup", f"Photo bench {i}", bots=[stack.tgms_bot_id], members=3).id
-                   for i in range(args.groups)]  # fmt: skip
-            stack.sql(
-                "INSERT INTO managed_groups (group_id, title, chat_type, bot_can_invite) "
-                "SELECT g, 'Photo bench', 'supergroup', true FROM unnest(%s::bigint[]) AS u(g)",
-                (ids,),
-            )
-            for _ in range(args.workers):
-                stack.start_worker("tgms")
-            stack.wait_jobs_idle(timeout=120)
-            stack.ctl.clear_calls()
+    with flood_limited_stack("bench_photo", sender_env(args.rate)) as stack:
+        ids = add_fleet(stack, args.groups, args.workers, title="Photo bench")
+        print("baseline: a text broadcast ...", file=sys.stderr)
+        t0 = time.time()
+        text_id = stack.broadcast({"text": "Benchmark text broadcast"})
+        wait_broadcast(stack, text_id, timeout)
+        text_copies = _copies(stack, "sendMessage", t0)
+        text_wall = max(c["at"] for c in text_copies) - t0
 
-            print("baseline: a text broadcast ...", file=sys.stderr)
-            state.flood.reset()
-            t0 = time.time()
-            text_id = stack.broadcast({"text": "Benchmark text broadcast"})
-            _wait(stack, text_id, timeout)
-            text_copies = _copies(stack, "sendMessage", t0)
-            text_wall = max(c["at"] for c in text_copies) - t0
-
-            print(f"a {len(photo):,}-byte photo from disk ...", file=sys.stderr)
-            time.sleep(3.5)  # the groups' 20/min windows and the bot's bucket refill, as for the baseline
-            state.flood.reset()
-            t1 = time.time()
-            answer = httpx.post(
-                f"{stack.webhook_url}/api/tgms/send",
-                headers={"x-api-key": ADMIN_KEY},
-                files={"photo": ("bench.png", photo, "image/png")},
-                data={"payload": json.dumps({"caption": "Benchmark photo broadcast"})},
-                timeout=60,
-            )
-            answer.raise_for_status()
-            photo_id = int(answer.json()["broadcast_id"])
-            _wait(stack, photo_id, timeout)
-            photo_copies = _copies(stack, "sendPhoto", t1)
-            photo_wall = max(c["at"] for c in photo_copies) - t1
-            uploads = stack.ctl.uploads()
-            outcomes = dict(stack.sql("SELECT status, count(*) FROM sent_messages WHERE broadcast_id = %s "
-                                      "GROUP BY status", (photo_id,)))  # fmt: skip
+        print(f"a {len(photo):,}-byte photo from disk ...", file=sys.stderr)
+        time.sleep(3.5)  # the groups' 20/min windows and the bot's bucket refill, as for the baseline
+        stack.sim.state.flood.reset()
+        t1 = time.time()
+        answer = httpx.post(
+            f"{stack.webhook_url}/api/tgms/send",
+            headers={"x-api-key": ADMIN_KEY},
+            files={"photo": ("bench.png", photo, "image/png")},
+            data={"payload": json.dumps({"caption": "Benchmark photo broadcast"})},
+            timeout=60,
+        )
+        answer.raise_for_status()
+        photo_id = int(answer.json()["broadcast_id"])
+        wait_broadcast(stack, photo_id, timeout)
+        photo_copies = _copies(stack, "sendPhoto", t1)
+        photo_wall = max(c["at"] for c in photo_copies) - t1
+        uploads = stack.ctl.uploads()
+        outcomes = dict(stack.sql("SELECT status, count(*) FROM sent_messages WHERE broadcast_id = %s "
+                                  "GROUP BY status", (photo_id,)))  # fmt: skip
 
     per_chat = Counter(c["chat_id"] for c in photo_copies)
     duplicates = sum(1 for n in per_chat.values() if n > 1)

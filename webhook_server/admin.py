@@ -29,8 +29,8 @@ from tgms_tui.backend.message_validation import ValidationError
 from . import broadcast_payload
 from .access import NOT_ALLOWED, SourceAllowList, client_host
 from .idempotent import Once
+from .refusal import refuse
 from .runtime import Runtime
-from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,7 @@ class AdminGate:
         self.route = route
 
     def reject(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
-        self._metrics.rejected[(self.route, reason)] += 1
-        body: dict[str, object] = {"detail": detail}
-        if field is not None:
-            body["field"] = field
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return JSONResponse(body, status_code=status, headers=headers)
+        return refuse(self._metrics, self.route, status, reason, detail, field)
 
     def allowed(self, host: str | None) -> bool:
         return self._allow.allows(host)

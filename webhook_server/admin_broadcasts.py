@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -42,8 +43,8 @@ from tgms_tui.backend.message_validation import ValidationError
 
 from .admin import AdminSend
 from .idempotent import Once
+from .refusal import refuse
 from .runtime import NotStarted, Runtime
-from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,7 @@ class AdminBroadcasts:
         self._runtime = runtime
         self._gate = gate
         self._metrics = runtime.metrics
-
-    def _answer(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
-        self._metrics.rejected[(ROUTE, reason)] += 1
-        body: dict[str, object] = {"detail": detail}
-        if field is not None:
-            body["field"] = field
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return JSONResponse(body, status_code=status, headers=headers)
+        self._answer = partial(refuse, runtime.metrics, ROUTE)
 
     async def _run(self, work: Callable[[AsyncConnection[Any]], Awaitable[Any]]) -> Any:
         """`work(conn)` in one transaction; the database's failures become a 503 answer (returned)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -28,8 +29,8 @@ from tgms_tui.backend.message_validation import ValidationError
 
 from .access import client_host
 from .admin import AdminSend
+from .refusal import refuse
 from .runtime import NotStarted, Runtime
-from .telegram_endpoint import RETRY_AFTER_SECONDS
 from .updates import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,7 @@ class AdminVariants:
     def __init__(self, runtime: Runtime, gate: AdminSend) -> None:
         self._runtime = runtime
         self._gate = gate
-        self._metrics = runtime.metrics
-
-    def _answer(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
-        self._metrics.rejected[(ROUTE, reason)] += 1
-        body: dict[str, object] = {"detail": detail}
-        if field is not None:
-            body["field"] = field
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return JSONResponse(body, status_code=status, headers=headers)
+        self._answer = partial(refuse, runtime.metrics, ROUTE)
 
     def _id(self, request: Request) -> int | None:
         raw = str(request.path_params["broadcast_id"])

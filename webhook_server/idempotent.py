@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, Response
 
 from tgms_tui.backend import idempotency
 
+from .refusal import refuse
 from .runtime import NotStarted, Runtime
-from .telegram_endpoint import RETRY_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,7 @@ class Once:
         self._scope = scope
 
     def _reject(self, status: int, reason: str, detail: str, field: str | None = None) -> JSONResponse:
-        self._metrics.rejected[(self._route, reason)] += 1
-        body: dict[str, Any] = {"detail": detail}
-        if field is not None:
-            body["field"] = field
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-        return JSONResponse(body, status_code=status, headers=headers)
+        return refuse(self._metrics, self._route, status, reason, detail, field)
 
     def key_problem(self, request: Request) -> JSONResponse | None:
         """A 400 for a malformed key header, to give before any other work; None when fine or absent."""

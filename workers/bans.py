@@ -33,7 +33,7 @@ from tgms_tui.backend import bans, groups
 from tgms_tui.backend.bans import Target
 from tgms_tui.backend.queue import Job
 
-from .bots import MAX_INLINE_RETRY_AFTER, BotRole, Bots, bots_for
+from .bots import MAX_INLINE_RETRY_AFTER, BotRole, Bots, job_row
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import (
     CannotRestrictAdmin,
@@ -210,18 +210,10 @@ class FleetBan:
 
 async def apply_fleet_ban(ctx: JobContext, job: Job) -> None:
     """Job handler: `{"ban_id": N, "action": "ban" | "unban"}`."""
-    try:
-        ban_id = int(job.payload["ban_id"])
-        action = str(job.payload.get("action", "ban"))
-    except (KeyError, TypeError, ValueError):
-        raise PermanentFailure("payload needs an integer ban_id") from None
+    action = str(job.payload.get("action", "ban"))
     if action not in bans.ACTIONS:
         raise PermanentFailure(f"action must be one of {', '.join(bans.ACTIONS)}")
-    bots = await bots_for(ctx)
-    async with bots.db.connection() as conn:
-        target = await bans.load(conn, ban_id, action)
-    if target is None:
-        raise PermanentFailure(f"no ban {ban_id}")
+    bots, target = await job_row(ctx, job, "ban_id", "ban", lambda conn, ban_id: bans.load(conn, ban_id, action))
     await FleetBan(ctx, bots, target).run()
 
 

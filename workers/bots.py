@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from tgms_tui.backend import groups
@@ -197,6 +198,25 @@ async def client_for(ctx: JobContext, job: Job | None = None, default: BotRole =
 
 
 T = TypeVar("T")
+
+
+async def job_row(
+    ctx: JobContext, job: Job, key: str, what: str, load: Callable[[AsyncConnection[Any], int], Awaitable[T | None]]
+) -> tuple[Bots, T]:
+    """The bots and the row a job's payload names by the integer `key`, loaded with `load`. A payload
+    without the id, or a row gone, can never succeed: PermanentFailure ("no <what> <id>")."""
+    try:
+        row_id = int(job.payload[key])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure(f"payload needs an integer {key}") from None
+    bots = await bots_for(ctx)
+    async with bots.db.connection() as conn:
+        row = await load(conn, row_id)
+    if row is None:
+        raise PermanentFailure(f"no {what} {row_id}")
+    return bots, row
+
+
 # Longer 429 waits than this snooze the whole job instead of holding a worker slot.
 MAX_INLINE_RETRY_AFTER = 60.0
 

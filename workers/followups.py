@@ -23,9 +23,9 @@ from tgms_tui.backend import ab_assignment, buttons, debug_code, followups, grou
 from tgms_tui.backend.followups import Claimed, Followup
 from tgms_tui.backend.queue import Job
 
-from .bots import MAX_INLINE_RETRY_AFTER, Bots, bots_for
+from .bots import MAX_INLINE_RETRY_AFTER, Bots, job_row
 from .rate_limit import RateLimitTimeout
-from .runner import JobContext, PermanentFailure, Snooze, time_left
+from .runner import JobContext, Snooze, time_left
 from .telegram_api import ChatMigrated, RetryAfter, TelegramClient, TelegramError
 
 log = logging.getLogger(__name__)
@@ -220,15 +220,7 @@ def _known_answer(action: str, description: str) -> tuple[str, str | None] | Non
 
 async def broadcast_followup(ctx: JobContext, job: Job) -> None:
     """Job handler: `{"followup_id": N}`."""
-    try:
-        followup_id = int(job.payload["followup_id"])
-    except (KeyError, TypeError, ValueError):
-        raise PermanentFailure("payload needs an integer followup_id") from None
-    bots = await bots_for(ctx)
-    async with bots.db.connection() as conn:
-        f = await followups.load(conn, followup_id)
-    if f is None:
-        raise PermanentFailure(f"no follow-up {followup_id}")
+    bots, f = await job_row(ctx, job, "followup_id", "follow-up", followups.load)
     await FollowupRun(ctx, bots, f).run()
 
 

@@ -16,7 +16,7 @@ import logging
 from tgms_tui.backend import broadcast_photos, buttons, test_sends
 from tgms_tui.backend.queue import Job
 
-from .bots import bots_for
+from .bots import job_row
 from .runner import JobContext, PermanentFailure, Snooze
 from .telegram_api import RetryAfter, TelegramError
 
@@ -27,15 +27,8 @@ JOB_TYPE = test_sends.JOB_TYPE
 
 async def broadcast_test_send(ctx: JobContext, job: Job) -> None:
     """Job handler: `{"test_send_id": N}`."""
-    try:
-        test_send_id = int(job.payload["test_send_id"])
-    except (KeyError, TypeError, ValueError):
-        raise PermanentFailure("payload needs an integer test_send_id") from None
-    bots = await bots_for(ctx)
-    async with bots.db.connection() as conn:
-        found = await test_sends.get(conn, test_send_id)
-    if found is None:
-        raise PermanentFailure(f"no test send {test_send_id}")
+    bots, found = await job_row(ctx, job, "test_send_id", "test send", test_sends.get)
+    test_send_id = found.test_send_id
     if found.status != "pending":
         return
     role = bots.management_role

@@ -3,6 +3,7 @@ switches by key, g shows the dashboard cursor's group (its title literally), rea
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +73,12 @@ async def test_charts_open_switch_window_and_group(db_url: str) -> None:
         assert sum(screen.series.joins_approved) == 6 and sum(screen.series.joins_declined) == 3
         assert "Member count" in chart_text(screen, "members")
         assert "Join requests per 6 hours" in chart_text(screen, "joins")
+        many = replace(screen.series, members=[1291], joins_approved=[1013], joins_declined=[2000], joins_other=[3000],
+                       deliveries_sent=[12345], deliveries_failed=[1001], active_members=[4567])  # fmt: skip
+        head = str(screen.header(many, None))  # every count in the header with the thousands separator
+        for figure in ("members 1,291", "joins 1,013 approved", "2,000 declined", "3,000 other",
+                       "deliveries 12,345", "1,001 failed", "active 4,567"):  # fmt: skip
+            assert figure in head, (figure, head)
 
         await pilot.press("1")
         await wait_until(pilot, lambda: screen.series is not None and screen.series.window.name == "24h", what="24h")

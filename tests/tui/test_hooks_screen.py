@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import hooks
 from tgms_tui.screens.hooks import HooksScreen, ReplayRangeDialog
+from tgms_tui.widgets.status_bar import StatusBar
 
 from .conftest import SIZE, make_app, wait_until
 
@@ -47,6 +48,7 @@ async def test_hooks_screen_lists_replays_tests_and_pauses(seeded_url: str) -> N
         subs = app.screen.query_one("#hooks-subs", DataTable)
         log = app.screen.query_one("#hooks-log", DataTable)
         await wait_until(pilot, lambda: subs.row_count == 1 and log.row_count == 1, what="rows")
+        assert "db ok" in str(app.screen.query_one(StatusBar).render())  # the app's chrome, as on every screen
         assert "active" in rendered(subs)
         row = rendered(log)
         assert "group.deactivated" in row and "failed" in row and "500" in row and "12.5 ms" in row
@@ -92,6 +94,7 @@ async def test_read_only_refuses_hook_actions(seeded_url: str) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("W")
         await wait_until(pilot, lambda: isinstance(app.screen, HooksScreen), what="hooks screen")
+        assert "READ-ONLY" in str(app.screen.query_one(StatusBar).render())
         await pilot.press("t", "p", "R")
         await pilot.pause(0.3)
     assert sql(seeded_url, "SELECT count(*) FROM hook_events")[0][0] == 0

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
+from asyncio.base_subprocess import BaseSubprocessTransport
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from textual_serve.download_manager import DownloadManager
 
-from tgms_tui.commands.tui_web import SESSION_COOKIE, WebControlCenter, WebOptions
+from tgms_tui.commands.tui_web import SESSION_COOKIE, Session, WebControlCenter, WebOptions
 
 TOKEN = "gate-token-Hn5Qe7Ws2Xc9Vb4"
 # A session process that reads one byte (textual-serve's quit message) and exits.
@@ -107,3 +110,23 @@ async def test_sessions_beyond_the_limit_are_refused() -> None:
                 assert refused.status == 503 and time.monotonic() < deadline
                 await asyncio.sleep(0.1)
         await second.close()
+
+
+def subprocess_transports() -> list[BaseSubprocessTransport]:
+    return [o for o in gc.get_objects() if isinstance(o, BaseSubprocessTransport)]
+
+
+async def test_a_stopped_session_leaves_its_process_reaped_and_its_transport_closed() -> None:
+    """Else the transport is closed by its finaliser, which fails ("Event loop is closed") when it runs
+    after the loop has gone: a warning in whichever test is running then."""
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    before = {id(t) for t in subprocess_transports()}
+    session = Session(STAND_IN, write_bytes=ignore, write_str=ignore, close=ignore, download_manager=DownloadManager())
+    await session.start(80, 24)
+    with contextlib.suppress(asyncio.CancelledError):  # textual-serve's output reader, cut at once
+        await session.stop()
+    left_open = [t for t in subprocess_transports() if id(t) not in before and not t.is_closing()]
+    assert left_open == []

@@ -43,7 +43,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
-from textual_serve.server import Server
+from textual_serve.app_service import AppService
+from textual_serve.server import Server, to_int
 
 from tgms_tui.backend.config import ENV_NAMES, ConfigError, Settings, web_token
 from tgms_tui.backend.redaction import register_secrets
@@ -53,6 +54,7 @@ log = logging.getLogger("tgms.tui_web")
 TOKEN_VARIABLE = ENV_NAMES["web_token"]
 SESSION_COOKIE = "tgms_web_session"
 SESSION_SECONDS = 12 * 3600
+QUIT_SECONDS = 10.0  # a session process told to quit gets this long before it is killed
 TITLE = "TGMS control center"
 PAGES = Path(__file__).with_name("web_pages")
 # Token checks go through one gate, one at a time, and a wrong token holds it this long: at most one
@@ -219,17 +221,46 @@ def _page(name: str, **values: str) -> str:
     return Template(text).substitute({key: escape(value, quote=True) for key, value in values.items()})
 
 
+class Session(AppService):
+    """textual-serve's session process, reaped when it stops. textual-serve tells the process to quit
+    and reads its output to the end, but never closes its stdin nor waits for its exit: asyncio then
+    never closes the process's transport, and the transport's finaliser fails ("Event loop is closed")
+    once the loop is gone."""
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Close the process's stdin and await its exit (killed after QUIT_SECONDS); again after a
+        cancelled reap, nothing once done."""
+        process = self._process
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), QUIT_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        self._process = None
+
+
 class WebControlCenter:
     """The aiohttp application: textual-serve's websocket and static files behind TGMS's gate."""
 
     def __init__(self, options: WebOptions, command: str) -> None:
         self.options = options
-        # textual-serve's Server is used for its websocket handler (which starts and feeds one
-        # session process) and its static files; its own page and routes are not served.
+        # textual-serve's Server is used for its websocket message pump (browser -> session process)
+        # and its static files; its own page and routes are not served, sessions are ours (Session).
         self.serve = Server(command, host=options.host, port=options.port, title=options.title())
         self.sessions = Sessions()
         self.token_gate = TokenGate(options.token) if options.token else None
         self.live: set[asyncio.Task[Any]] = set()
+        self.unreaped: set[Session] = set()  # sessions whose process is not reaped yet
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self.gate])
@@ -379,10 +410,39 @@ class WebControlCenter:
         self.live.add(task)
         log.info("session opened from %s (%d open)", request.remote, len(self.live))
         try:
-            return await self.serve.handle_websocket(request)
+            return await self._run_session(request)
         finally:
             self.live.discard(task)
             log.info("session closed (%d open)", len(self.live))
+
+    async def _run_session(self, request: web.Request) -> web.WebSocketResponse:
+        """textual-serve's websocket handler with a `Session`: the process is fed until either side
+        ends (or the server shuts down), then told to quit and reaped."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        width, height = to_int(request.query.get("width", "80"), 80), to_int(request.query.get("height", "24"), 24)
+
+        async def close() -> None:
+            await websocket.close()
+
+        session: Session | None = None
+        try:
+            await websocket.prepare(request)
+            session = Session(
+                self.serve.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str, close=close,
+                download_manager=self.serve.download_manager,
+            )  # fmt: skip
+            self.unreaped.add(session)
+            await session.start(width, height)
+            await self.serve._process_messages(websocket, session)
+        except asyncio.CancelledError:  # shutting down (end_sessions): the session ends as below
+            await websocket.close()
+        except Exception:
+            log.exception("session failed")
+        finally:
+            if session is not None:
+                await session.stop()  # a cancellation (end_sessions) may cut it: end_sessions reaps then
+                self.unreaped.discard(session)
+        return websocket
 
     async def end_sessions(self, app: web.Application) -> None:
         """On shutdown each session's TUI is told to quit (textual-serve does it on cancel)."""
@@ -390,6 +450,9 @@ class WebControlCenter:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self.live, return_exceptions=True)
+        for session in list(self.unreaped):
+            await session.reap()
+        self.unreaped.clear()
 
 
 async def serve(options: WebOptions, command: str, started: asyncio.Event | None = None) -> None:

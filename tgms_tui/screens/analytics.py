@@ -147,9 +147,10 @@ class AnalyticsScreen(Screen[None]):
         head.append(f" · last {series.window.name}, per {series.window.bucket_label} (UTC)")
         t = series.totals()
         head.append(
-            f" · members {fmt.count(t['members'])} · joins {t['joins_approved']} approved, "
-            f"{t['joins_declined']} declined, {t['joins_other']} other · deliveries {t['deliveries_sent']}, "
-            f"{t['deliveries_failed']} failed · active {fmt.count(t['active_members'])}"
+            f" · members {fmt.count(t['members'])} · joins {fmt.count(t['joins_approved'])} approved, "
+            f"{fmt.count(t['joins_declined'])} declined, {fmt.count(t['joins_other'])} other · deliveries "
+            f"{fmt.count(t['deliveries_sent'])}, {fmt.count(t['deliveries_failed'])} failed · active "
+            f"{fmt.count(t['active_members'])}"
         )
         others = " ".join(f"[{w}]" if w == series.window.name else w for w in WINDOW_ORDER)
         head.append(f"\nwindow: {others}  (w / 1 2 3)   ")

@@ -8,28 +8,21 @@ updates the per-group counts as it goes).
 from __future__ import annotations
 
 import getpass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Static
 
 from tgms_tui.backend import bans
 from tgms_tui.widgets import format as fmt
-from tgms_tui.widgets.key_bar import KeyBar
 
-from .actions import is_allowed
 from .background import run_in_background
 from .confirm import ConfirmScreen
-
-if TYPE_CHECKING:
-    from tgms_tui.app import TGMSApp
-
-WATCHED = {"fleet_bans", "fleet_ban_groups", "*"}
+from .live_list import LiveListScreen, selected
 
 
 def operator() -> str:
@@ -79,9 +72,9 @@ class BanDialog(ModalScreen[tuple[int, str, str] | None]):
         self.dismiss(None)
 
 
-class BansScreen(Screen[None]):
+class BansScreen(LiveListScreen):
+    WATCHED = frozenset({"fleet_bans", "fleet_ban_groups", "*"})
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("escape", "back", "Back"),
         Binding("n", "new_ban", "Ban"),
         Binding("u", "unban", "Unban"),
         Binding("A", "toggle_all", "All/open"),
@@ -92,27 +85,13 @@ class BansScreen(Screen[None]):
         self.include_lifted = False
         self.rows: dict[str, bans.Ban] = {}
 
-    @property
-    def tgms(self) -> TGMSApp:
-        return cast("TGMSApp", self.app)
-
-    def compose(self) -> ComposeResult:
+    def compose_list(self) -> ComposeResult:
         with Vertical(id="bans"):
             yield Static("The fleet's ban list: loading…", id="bans-title")
             table: DataTable[Any] = DataTable(id="bans-table", cursor_type="row", zebra_stripes=True)
             table.add_columns("user", "state", "until", "by", "banned at", "applied", "reason")
             yield table
             yield Static("", id="bans-groups")
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.reload()
-        self.tgms.db_changed.subscribe(self, lambda table: self.reload() if table in WATCHED else None)
-
-    def reload(self) -> None:
-        if not self.is_attached:
-            return
-        run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         include = self.include_lifted
@@ -147,11 +126,7 @@ class BansScreen(Screen[None]):
         await self._show_groups()
 
     def _current(self) -> bans.Ban | None:
-        table = self.query_one("#bans-table", DataTable)
-        if not self.rows or table.cursor_row < 0:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return self.rows.get(str(key))
+        return selected(self.query_one("#bans-table", DataTable), self.rows)
 
     async def _show_groups(self) -> None:
         ban = self._current()
@@ -175,16 +150,12 @@ class BansScreen(Screen[None]):
             return
         run_in_background(self, self._show_groups, group="groups", exclusive=True)
 
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
     def action_toggle_all(self) -> None:
         self.include_lifted = not self.include_lifted
         self.reload()
 
     def action_new_ban(self) -> None:
-        if not is_allowed(self.app, "new_ban"):
-            self.tgms.refuse_if_read_only("banning")
+        if self.refused("new_ban", "banning"):
             return
         run_in_background(self, self._new_ban, group="action")
 
@@ -210,8 +181,7 @@ class BansScreen(Screen[None]):
         self.reload()
 
     def action_unban(self) -> None:
-        if not is_allowed(self.app, "unban"):
-            self.tgms.refuse_if_read_only("unbanning")
+        if self.refused("unban", "unbanning"):
             return
         run_in_background(self, self._unban, group="action")
 

@@ -27,6 +27,7 @@ from tgms_tui.backend.send_time import FORMS, parse_send_time
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
+from .background import run_in_background
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class BroadcastEditScreen(ModalScreen[bool]):
         self.dismiss(False)
 
     def action_save(self) -> None:
-        self.run_worker(self._save(), group="save", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._save, group="save", exclusive=True)
 
     async def _save(self) -> None:
         if self.tgms.refuse_if_read_only("editing a broadcast"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
@@ -46,6 +47,7 @@ from tgms_tui.widgets.preview import render_preview
 from tgms_tui.widgets.status_bar import StatusBar
 
 from .actions import is_allowed
+from .background import run_in_background
 from .confirm import ConfirmScreen
 from .photo_path import PhotoField, is_url
 from .progress import BroadcastProgressScreen
@@ -200,7 +202,7 @@ class ComposerScreen(Screen[None]):
         self.query_one("#body", TextArea).focus()
         self._validate()
         self._count_targets()
-        self.run_worker(self._load_next_id(), group="next-id", exit_on_error=False)
+        run_in_background(self, self._load_next_id, group="next-id")
 
     async def _load_next_id(self) -> None:
         found = await self.tgms.attempt(next_id, "Reading the next broadcast id")
@@ -375,7 +377,7 @@ class ComposerScreen(Screen[None]):
     def _count_targets(self) -> None:
         self.target_count = None  # not "ready" until the new target is checked
         self._count_seq += 1
-        self.run_worker(self._load_target_count(self._count_seq), group="targets", exit_on_error=False)
+        run_in_background(self, partial(self._load_target_count, self._count_seq), group="targets")
 
     async def _load_target_count(self, seq: int) -> None:
         try:
@@ -415,7 +417,7 @@ class ComposerScreen(Screen[None]):
         self.dismiss(None)
 
     def action_review(self) -> None:
-        self.run_worker(self._review_and_send(), group="send", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._review_and_send, group="send", exclusive=True)
 
     async def _review_and_send(self) -> None:
         if self.tgms.refuse_if_read_only("sending a broadcast"):
@@ -473,7 +475,7 @@ class ComposerScreen(Screen[None]):
         self.app.call_later(self.app.switch_screen, BroadcastProgressScreen(broadcast_id, groups))
 
     def action_test_send(self) -> None:
-        self.run_worker(self._test_send(), group="test-send", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._test_send, group="test-send", exclusive=True)
 
     async def _test_send(self) -> None:
         """Send what is on screen to the test chat only; no group, no broadcast is involved."""

@@ -10,26 +10,22 @@ subscriptions change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from functools import partial
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import hooks
 from tgms_tui.widgets import format as fmt
-from tgms_tui.widgets.key_bar import KeyBar
 
-from .actions import is_allowed
+from .background import run_in_background
+from .live_list import LiveListScreen, selected
 
-if TYPE_CHECKING:
-    from tgms_tui.app import TGMSApp
-
-WATCHED = {"hook_subscriptions", "hook_deliveries", "*"}
 STATE_STYLE = {"active": "green", "active (retrying)": "yellow", "paused": "dim", "failing": "bold red"}
 DELIVERY_STYLE = {"delivered": "green", "failed": "red", "sending": "cyan", "pending": "yellow"}
 LOG_ROWS = 200
@@ -68,13 +64,13 @@ class ReplayRangeDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class HooksScreen(Screen[None]):
+class HooksScreen(LiveListScreen):
     DEFAULT_CSS = """
     HooksScreen #hooks-subs { height: auto; max-height: 40%; }
     HooksScreen #hooks-log { height: 1fr; }
     """
+    WATCHED = frozenset({"hook_subscriptions", "hook_deliveries", "*"})
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("escape", "back", "Back"),
         Binding("r", "replay_delivery", "Replay"),
         Binding("R", "replay_range", "Replay since…"),
         Binding("t", "test_hook", "Test"),
@@ -87,11 +83,7 @@ class HooksScreen(Screen[None]):
         self.log_rows: dict[str, hooks.Delivery] = {}
         self._reload_pending = False
 
-    @property
-    def tgms(self) -> TGMSApp:
-        return cast("TGMSApp", self.app)
-
-    def compose(self) -> ComposeResult:
+    def compose_list(self) -> ComposeResult:
         with Vertical(id="hooks"):
             yield Static("Event webhooks: loading…", id="hooks-title")
             subs: DataTable[Any] = DataTable(id="hooks-subs", cursor_type="row", zebra_stripes=True)
@@ -101,11 +93,6 @@ class HooksScreen(Screen[None]):
             log: DataTable[Any] = DataTable(id="hooks-log", cursor_type="row", zebra_stripes=True)
             log.add_columns("delivery", "event", "group/lane", "status", "attempt", "code", "latency", "at", "error")
             yield log
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.reload()
-        self.tgms.db_changed.subscribe(self, lambda table: self._changed() if table in WATCHED else None)
 
     def _changed(self) -> None:
         """Deliveries change many times a second under load: reload at most every RELOAD_EVERY s
@@ -117,10 +104,6 @@ class HooksScreen(Screen[None]):
     def _timed_reload(self) -> None:
         self._reload_pending = False
         self.reload()
-
-    def reload(self) -> None:
-        if self.is_attached:
-            self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
 
     async def _load(self) -> None:
         listed = await self.tgms.attempt(hooks.list_subscriptions, "Loading event webhooks")
@@ -150,18 +133,10 @@ class HooksScreen(Screen[None]):
         await self._load_log()
 
     def _current_sub(self) -> hooks.Subscription | None:
-        table = self.query_one("#hooks-subs", DataTable)
-        if not self.subs or table.cursor_row < 0:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return self.subs.get(str(key))
+        return selected(self.query_one("#hooks-subs", DataTable), self.subs)
 
     def _current_delivery(self) -> hooks.Delivery | None:
-        table = self.query_one("#hooks-log", DataTable)
-        if not self.log_rows or table.cursor_row < 0:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return self.log_rows.get(str(key))
+        return selected(self.query_one("#hooks-log", DataTable), self.log_rows)
 
     async def _load_log(self) -> None:
         sub = self._current_sub()
@@ -204,25 +179,16 @@ class HooksScreen(Screen[None]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if self.is_attached and event.data_table.id == "hooks-subs":
-            self.run_worker(self._load_log(), group="log", exclusive=True, exit_on_error=False)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def _refused(self, action: str, what: str) -> bool:
-        if is_allowed(self.app, action):
-            return False
-        self.tgms.refuse_if_read_only(what)
-        return True
+            run_in_background(self, self._load_log, group="log", exclusive=True)
 
     def action_replay_delivery(self) -> None:
-        if self._refused("replay_delivery", "replaying a delivery"):
+        if self.refused("replay_delivery", "replaying a delivery"):
             return
         delivery = self._current_delivery()
         if delivery is None:
             self.notify("Select a delivery in the log first.", severity="warning", timeout=4)
             return
-        self.run_worker(self._replay(delivery.delivery_id), group="action", exit_on_error=False)
+        run_in_background(self, partial(self._replay, delivery.delivery_id), group="action")
 
     async def _replay(self, delivery_id: int) -> None:
         new_id = await self.tgms.attempt(lambda conn: hooks.replay(conn, delivery_id), "Replay")
@@ -231,11 +197,11 @@ class HooksScreen(Screen[None]):
             self.reload()
 
     def action_replay_range(self) -> None:
-        if self._refused("replay_range", "replaying events"):
+        if self.refused("replay_range", "replaying events"):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._replay_range(sub.subscription_id), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._replay_range, sub.subscription_id), group="action")
 
     async def _replay_range(self, sub_id: int) -> None:
         since_text = await self.app.push_screen_wait(ReplayRangeDialog(sub_id))
@@ -259,11 +225,11 @@ class HooksScreen(Screen[None]):
         self.reload()
 
     def action_test_hook(self) -> None:
-        if self._refused("test_hook", "sending a test event"):
+        if self.refused("test_hook", "sending a test event"):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._test(sub.subscription_id), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._test, sub.subscription_id), group="action")
 
     async def _test(self, sub_id: int) -> None:
         delivery_id = await self.tgms.attempt(lambda conn: hooks.send_test(conn, sub_id), "Test event")
@@ -272,11 +238,11 @@ class HooksScreen(Screen[None]):
             self.reload()
 
     def action_pause_hook(self) -> None:
-        if self._refused("pause_hook", "pausing or resuming a subscription"):
+        if self.refused("pause_hook", "pausing or resuming a subscription"):
             return
         sub = self._current_sub()
         if sub is not None:
-            self.run_worker(self._pause_or_resume(sub), group="action", exit_on_error=False)
+            run_in_background(self, partial(self._pause_or_resume, sub), group="action")
 
     async def _pause_or_resume(self, sub: hooks.Subscription) -> None:
         resume = sub.status != "active"

@@ -21,6 +21,7 @@ from tgms_tui.widgets.broadcasts import outcome_text
 from tgms_tui.widgets.key_bar import KeyBar
 
 from .actions import is_allowed
+from .background import run_in_background
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -75,13 +76,13 @@ class JobDetailScreen(ModalScreen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.run_worker(self._load(), exit_on_error=False)
+        self._reload()
         self.tgms.db_changed.subscribe(
             self, lambda table: self._reload() if table in ("jobs", "broadcasts", "*") else None
         )
 
     def _reload(self) -> None:
-        self.run_worker(self._load(), group="load", exclusive=True, exit_on_error=False)
+        run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         job = await self.tgms.attempt(lambda conn: fetch_job(conn, self.job_id), "Loading the job")
@@ -129,10 +130,10 @@ class JobDetailScreen(ModalScreen[None]):
         self.dismiss(None)
 
     def action_retry_job(self) -> None:
-        self.run_worker(self._retry(), group="actions", exit_on_error=False)
+        run_in_background(self, self._retry, group="actions")
 
     def action_cancel_job(self) -> None:
-        self.run_worker(self._cancel(), group="actions", exit_on_error=False)
+        run_in_background(self, self._cancel, group="actions")
 
     async def _retry(self) -> None:
         if self.tgms.refuse_if_read_only("retrying a job") or self.job is None:

@@ -6,30 +6,23 @@ a source (X), each after a confirmation — like `tgms links create|revoke`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
 from tgms_tui.backend import invite_links
 from tgms_tui.backend.invite_links import LinkFigures
 from tgms_tui.widgets import format as fmt
-from tgms_tui.widgets.key_bar import KeyBar
 
-from .actions import is_allowed
 from .background import run_in_background
 from .bans import operator
 from .confirm import ConfirmScreen
-
-if TYPE_CHECKING:
-    from tgms_tui.app import TGMSApp
-
-WATCHED = {"invite_links", "join_requests", "*"}
+from .live_list import LiveListScreen, selected
 
 
 class NameDialog(ModalScreen[str | None]):
@@ -61,9 +54,9 @@ class NameDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class LinksScreen(Screen[None]):
+class LinksScreen(LiveListScreen):
+    WATCHED = frozenset({"invite_links", "join_requests", "*"})
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("escape", "back", "Back"),
         Binding("c", "new_link", "New link"),
         Binding("X", "revoke_links", "Revoke"),
     ]
@@ -73,11 +66,7 @@ class LinksScreen(Screen[None]):
         self.marked = list(marked or [])
         self.sources: dict[str, invite_links.SourceLinks] = {}
 
-    @property
-    def tgms(self) -> TGMSApp:
-        return cast("TGMSApp", self.app)
-
-    def compose(self) -> ComposeResult:
+    def compose_list(self) -> ComposeResult:
         with Vertical(id="links"):
             yield Static("Invite links: loading…", id="links-title")
             table: DataTable[Any] = DataTable(id="links-table", cursor_type="row", zebra_stripes=True)
@@ -87,16 +76,6 @@ class LinksScreen(Screen[None]):
             )  # fmt: skip
             yield table
             yield Static("", id="links-groups")
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        self.reload()
-        self.tgms.db_changed.subscribe(self, lambda table: self.reload() if table in WATCHED else None)
-
-    def reload(self) -> None:
-        if not self.is_attached:
-            return
-        run_in_background(self, self._load, group="load", exclusive=True)
 
     async def _load(self) -> None:
         sources = await self.tgms.attempt(invite_links.stats, "Loading invite links")
@@ -124,11 +103,7 @@ class LinksScreen(Screen[None]):
         self._show_groups()
 
     def _current(self) -> invite_links.SourceLinks | None:
-        table = self.query_one("#links-table", DataTable)
-        if not self.sources or table.cursor_row < 0:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        return self.sources.get(str(key))
+        return selected(self.query_one("#links-table", DataTable), self.sources)
 
     def _show_groups(self) -> None:
         source = self._current()
@@ -151,12 +126,8 @@ class LinksScreen(Screen[None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_groups()
 
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
     def action_new_link(self) -> None:
-        if not is_allowed(self.app, "new_link"):
-            self.tgms.refuse_if_read_only("creating invite links")
+        if self.refused("new_link", "creating invite links"):
             return
         run_in_background(self, self._new_link, group="action")
 
@@ -181,8 +152,7 @@ class LinksScreen(Screen[None]):
         self.reload()
 
     def action_revoke_links(self) -> None:
-        if not is_allowed(self.app, "revoke_links"):
-            self.tgms.refuse_if_read_only("revoking invite links")
+        if self.refused("revoke_links", "revoking invite links"):
             return
         run_in_background(self, self._revoke, group="action")
 
