@@ -167,7 +167,8 @@ seen_new AS (
         conflict_soft="(SELECT s.soft FROM seen_new AS s WHERE s.chat = EXCLUDED.chat_id AND s.id = EXCLUDED.user_id)",
     )
 }
-SELECT array_agg(i.n) FILTER (WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)),
+SELECT array_agg(i.n) FILTER (WHERE NOT EXISTS (SELECT FROM fresh AS f
+                                                WHERE f.bot = i.bot AND f.update_id = i.update_id)),
        array_agg(i.n) FILTER (WHERE i.n IN (SELECT n FROM seen))
   FROM input AS i
 """  # the result: the positions (1-based) of the updates that were already stored, and of those that
