@@ -52,7 +52,8 @@ async def stored(url: str) -> list[tuple[str, int, str, str | None]]:
         (str(b), int(u), str(t), j)
         for b, u, t, j in await query(
             url,
-            "SELECT w.bot, w.update_id, w.update_type, j.job_type FROM webhook_updates w LEFT JOIN jobs j USING (job_id)",
+            "SELECT w.bot, w.update_id, w.update_type, j.job_type"
+            " FROM webhook_updates w LEFT JOIN jobs j USING (job_id)",
         )
     ]
 
