@@ -70,8 +70,8 @@ def test_each_update_twice_and_after_its_job_makes_one_job(
         "delivered to two webhook server processes at the same instant, then by the simulator (Telegram's "
         "redelivery), then once more after its job finished",
         checked="all deliveries answered 200; one webhook_updates row per (bot, update_id), and one job for it "
-        "unless its member activity was recorded on intake; every job done once; each join request approved exactly once at the simulator; duplicate counter = "
-        "deliveries - updates",
+        "unless its member activity was recorded on intake; every job done once; each join request approved "
+        "exactly once at the simulator; duplicate counter = deliveries - updates",
     )  # fmt: skip
     stack: Stack = make_stack(db_url)
     first_webhook = stack.webhook_url
