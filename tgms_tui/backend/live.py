@@ -79,7 +79,12 @@ class ChangeListener:
             try:
                 for channel in self.channels:
                     await conn.execute(f"LISTEN {channel}")
-                await conn.execute(SQL_REGISTER)
+                try:
+                    await conn.execute(SQL_REGISTER)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    # Live notices then come only while another listener is registered; the
+                    # periodic refreshes still run.
+                    log.warning("cannot register as a change listener: %s", redact(str(exc)).strip())
                 failures = 0
                 self._set_state(True, None)
                 self.on_change(CHANGES_CHANNEL, ALL_TABLES)
