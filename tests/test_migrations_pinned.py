@@ -34,6 +34,7 @@ PINNED = {
     "019_photos_and_variants.sql": "024429c45d46a02dc87740ca16db9c4cd169651cc6d646cda4d02996471f6c29",
     "023_paid_broadcasts.sql": "66186ff461c640124702e0e38139c02d703dc735bb0bee513c40865821fa5a50",
     "022_jobs_history.sql": "a1db48a204b2b0fd5fe2bd9e55526a6daa2e665e45d03781d7c96f06dcc67bea",
+    "024_change_listeners.sql": "e08c436db81d550271e5bd92c5bf55e747e3af439f98cdf2c5202a6abc2c750c",
 }
 
 

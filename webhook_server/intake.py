@@ -9,7 +9,9 @@ mode, so the batch is one transaction and one round trip:
    (the dedupe: a redelivered update finds its row, even long after its job finished), each new row
    taking its job id from the jobs sequence;
 2. one multi-row INSERT INTO jobs for exactly those rows (payload built by PostgreSQL from the body
-   text, so Python never re-serialises an update).
+   text, so Python never re-serialises an update), except the updates whose whole effect is member
+   activity (a join, a chat_member change, a message in a group): the same statement records that
+   activity and makes no job for them (tgms_tui/backend/webhook_updates.py says which).
 
 Only when that statement has returned, i.e. committed, are the futures resolved: no request is answered
 200 before its update is durable. If it fails every request of the batch gets an error (the server
@@ -182,7 +184,7 @@ class UpdateIntake:
             first.setdefault(item.key, item)
         keys = sorted(first)
         try:
-            new = await self._commit(keys, first, slot)
+            new, without_job = await self._commit(keys, first, slot)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._failed(batch, exc)
             return
@@ -199,10 +201,12 @@ class UpdateIntake:
             # Not the connection: some value the database refused. Store one by one so a single bad
             # update cannot take its whole batch down with it.
             log.warning("batch of %d refused (%s); storing updates one by one", len(keys), type(exc).__name__)
-            new = set()
+            new, without_job = set(), set()
             for key in keys:
                 try:
-                    new |= await self._commit([key], first, slot)
+                    one, none = await self._commit([key], first, slot)
+                    new |= one
+                    without_job |= none
                 except (psycopg.Error, PoolTimeout) as single_exc:
                     down = isinstance(single_exc, psycopg.OperationalError | PoolTimeout)
                     self._failed([i for i in batch if i.key == key], single_exc, database_down=down)
@@ -217,13 +221,19 @@ class UpdateIntake:
             if is_new:
                 update_type = item.update.update_type
                 m.updates_received[(item.bot, metric_type(update_type))] += 1
-                m.jobs_enqueued[job_type_for(update_type)] += 1
+                if item.key in without_job:
+                    m.activity_only[item.bot] += 1
+                else:
+                    m.jobs_enqueued[job_type_for(update_type)] += 1
             else:
                 m.duplicates[item.bot] += 1
             item.future.set_result(is_new)
 
-    async def _commit(self, keys: list[Key], first: dict[Key, _Pending], slot: _Connection) -> set[Key]:
-        """Store `keys` with one statement; the keys that were new. Retries once on a broken
+    async def _commit(
+        self, keys: list[Key], first: dict[Key, _Pending], slot: _Connection
+    ) -> tuple[set[Key], set[Key]]:
+        """Store `keys` with one statement; the keys that were new, and those of them that made no
+        job (member activity only). Retries once on a broken
         connection (after a PostgreSQL restart the writer still holds a dead one): safe, because a
         batch that did commit comes back as duplicates."""
         updates = [(key, first[key].update) for key in keys]
@@ -236,11 +246,9 @@ class UpdateIntake:
                 if conn not in self._configured:
                     await self._configure(conn)
                 result = await run_prepared(conn, STORE_BATCH_STATEMENT, [param.encode()])
-                stored = result.get_value(0, 0)  # b"{2,5}": positions (1-based) already stored, or None
-                if not stored:
-                    return set(keys)
-                old = {int(n) for n in stored[1:-1].split(b",")}
-                return {key for n, key in enumerate(keys, 1) if n not in old}
+                old, no_job = _positions(result.get_value(0, 0)), _positions(result.get_value(0, 1))
+                new = {key for n, key in enumerate(keys, 1) if n not in old}
+                return new, {key for n, key in enumerate(keys, 1) if n in no_job and key in new}
             except psycopg.OperationalError:
                 await self._release(slot)
                 if attempt == 2:
@@ -259,6 +267,11 @@ class UpdateIntake:
             self._down_until = time.monotonic() + self._cooldown
         log.warning("could not store %d update(s): %s: %s", len(batch), type(exc).__name__, str(exc).strip()[:200])
         _fail_all(batch, IntakeUnavailable("database unavailable"))
+
+
+def _positions(value: bytes | None) -> set[int]:
+    """The positions in an int[] result as text (b"{2,5}", or None for none)."""
+    return {int(n) for n in value[1:-1].split(b",")} if value else set()
 
 
 def _recheck(batch: list[_Pending]) -> list[_Pending]:

@@ -27,6 +27,7 @@ class WebhookMetrics:
         self.duplicates: defaultdict[str, int] = defaultdict(int)  # bot
         self.rejected: defaultdict[tuple[str, str], int] = defaultdict(int)  # (route, reason)
         self.jobs_enqueued: defaultdict[str, int] = defaultdict(int)  # job_type
+        self.activity_only: defaultdict[str, int] = defaultdict(int)  # bot: stored with no job
         self.broadcasts_created = 0
         self.idempotent_replays: defaultdict[str, int] = defaultdict(int)  # route
         self.batch_commits = 0
@@ -76,6 +77,12 @@ class WebhookMetrics:
             "tgms_webhook_jobs_enqueued_total",
             "Jobs enqueued, by job type.",
             (({"job_type": t}, v) for t, v in sorted(self.jobs_enqueued.items())),
+        )
+        counter(
+            out,
+            "tgms_webhook_activity_only_total",
+            "Updates whose member activity was recorded on intake, with no job (by bot).",
+            (({"bot": b}, v) for b, v in sorted(self.activity_only.items())),
         )
         counter(
             out,

@@ -8,7 +8,9 @@
 - Service messages: `migrate_to_chat_id` / `migrate_from_chat_id` rewrite the group id everywhere;
   `new_chat_title` renames the group.
 - Messages, joins, leaves and `chat_member` updates in managed groups record member activity (the
-  only way TGMS can know who is inactive: the Bot API cannot list members).
+  only way TGMS can know who is inactive: the Bot API cannot list members). Those that need nothing
+  else never become jobs: the intake's statement records their activity itself
+  (tgms_tui/backend/webhook_updates.py); leaves, invite-link joins and anything unusual come here.
 - `/start` and `/help` in a private chat are answered by the bot that received them, each saying what
   it does: the main bot points to the group-management bot, which is the one to make administrator.
 

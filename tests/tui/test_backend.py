@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -189,6 +190,39 @@ async def test_change_listener_reports_tables_and_group_ids(db_url: str) -> None
     assert groups[0] in ("u:-5,-6", "u:-6,-5")
     assert groups[1:] == ["*", "d:-5"]  # 500 ids do not fit a NOTIFY: "read them all"
     assert tables[:3] == ["managed_groups", "managed_groups", "bot_health"]
+
+
+async def test_live_view_notices_only_while_a_listener_is_registered(db_url: str) -> None:
+    """No control center open: the change triggers send nothing (a NOTIFY costs every listening
+    session); a stopped listener takes its registration with it, and a dead one's is cleared."""
+    plain = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+    try:
+        await plain.execute("LISTEN tgms_changes")
+        await plain.execute("LISTEN tgms_groups")
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO change_listeners (pid) VALUES (2147483000)")  # a session long gone
+            conn.execute("INSERT INTO managed_groups (group_id) VALUES (-7)")  # heard: a row is there
+            assert [n.payload async for n in plain.notifies(timeout=0.5)] == ["managed_groups", "u:-7"]
+            states: list[bool] = []
+            listener = ChangeListener(db_url, lambda channel, payload: None, lambda ok, err: states.append(ok))
+            task = asyncio.create_task(listener.run())
+            for _ in range(100):
+                if states:
+                    break
+                await asyncio.sleep(0.05)
+            [(pid,)] = conn.execute("SELECT pid FROM change_listeners").fetchall()  # the dead one went
+            assert pid != 2147483000
+            conn.execute("UPDATE managed_groups SET title = 'x' WHERE group_id = -7")
+            assert [n.payload async for n in plain.notifies(timeout=0.5)] == ["managed_groups", "u:-7"]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert conn.execute("SELECT count(*) FROM change_listeners").fetchone() == (0,)
+            conn.execute("UPDATE managed_groups SET title = 'y' WHERE group_id = -7")
+            conn.execute("INSERT INTO bot_health (worker_id, bot_name, status) VALUES ('w', 'tgms_worker', 'x')")
+            assert [n.payload async for n in plain.notifies(timeout=0.5)] == []
+    finally:
+        await plain.close()
 
 
 async def test_refresh_scheduler_coalesces_holds_and_retries() -> None:

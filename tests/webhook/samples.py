@@ -25,6 +25,21 @@ def message(update_id: int) -> dict[str, Any]:
     }
 
 
+def private_start(update_id: int) -> dict[str, Any]:
+    """/start in a private chat: answered by a job (unlike a message in a group, recorded on intake)."""
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 3,
+            "from": ANN,
+            "chat": {"id": ANN["id"], "first_name": "Ann", "username": "ann", "type": "private"},
+            "date": 1760000000,
+            "text": "/start",
+            "entities": [{"offset": 0, "length": 6, "type": "bot_command"}],
+        },
+    }
+
+
 def edited_message(update_id: int) -> dict[str, Any]:
     return {
         "update_id": update_id,
@@ -126,13 +141,14 @@ def unknown_future_type(update_id: int) -> dict[str, Any]:
     return {"update_id": update_id, "guest_poll_of_the_future": {"id": "x", "question": "?"}}
 
 
-# builder, update_type, job_type, priority
-ROUTING = [
-    (message, "message", "process_telegram_update", 0),
-    (edited_message, "edited_message", "process_telegram_update", 0),
+# builder, update_type, job_type (None: member activity recorded on intake, no job), priority
+ROUTING: list[tuple[Any, str, str | None, int]] = [
+    (message, "message", None, 0),
+    (private_start, "message", "process_telegram_update", 0),
+    (edited_message, "edited_message", None, 0),
     (callback_query, "callback_query", "process_telegram_update", 0),
     (my_chat_member, "my_chat_member", "process_telegram_update", 0),
-    (chat_member, "chat_member", "process_telegram_update", 0),
+    (chat_member, "chat_member", None, 0),
     (chat_join_request, "chat_join_request", "tgms_process_join_request", -10),
     (migrate_to_chat, "message", "process_telegram_update", 0),
     (unknown_future_type, "guest_poll_of_the_future", "process_telegram_update", 0),

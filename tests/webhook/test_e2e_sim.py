@@ -46,12 +46,14 @@ def pending(sim: SimServer) -> int:
     return sum(len(sim.state.pending_updates(bot)) for bot in sim.bots)
 
 
-async def stored(url: str) -> list[tuple[str, int, str, str]]:
+async def stored(url: str) -> list[tuple[str, int, str, str | None]]:
+    """Every stored update: (bot, update_id, type, its job's type, None for one recorded on intake)."""
     return [
-        (str(b), int(u), str(t), str(j))
+        (str(b), int(u), str(t), j)
         for b, u, t, j in await query(
             url,
-            "SELECT payload->>'bot', (payload->>'update_id')::bigint, payload->>'update_type', job_type FROM jobs",
+            "SELECT w.bot, w.update_id, w.update_type, j.job_type"
+            " FROM webhook_updates w LEFT JOIN jobs j USING (job_id)",
         )
     ]
 
@@ -140,4 +142,6 @@ async def test_database_outage_then_redelivery_stores_each_update_once(own_postg
         assert len(keys) >= before + 9  # 4 join requests x 2 bots + the message
         assert any(a["ok"] is False for a in refused())
         [(linked,)] = await query(url, "SELECT count(*) FROM webhook_updates w JOIN jobs j USING (job_id)")
-        assert linked == len(keys)
+        [(jobs_made,)] = await query(url, "SELECT count(*) FROM jobs")
+        assert linked == jobs_made  # every job is an update's, and no update lost the job it was given
+        assert all(j is not None or t in ("message", "chat_member") for _, _, t, j in jobs)

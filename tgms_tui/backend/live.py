@@ -1,6 +1,9 @@
 """Live change feed: LISTEN on the `tgms_changes` channel and report which tables changed.
 
-Triggers in 001_core.sql send one NOTIFY per statement with the table name as payload. The listener
+Triggers in 001_core.sql send one NOTIFY per statement with the table name as payload, but only while
+some listener is registered in `change_listeners` (sql/024_change_listeners.sql: a NOTIFY costs every
+listening session, so nothing is sent when no control center is open). The listener registers its
+session after LISTEN, clears rows of sessions that are gone, and removes its own row when it stops. It
 holds a dedicated autocommit connection (LISTEN does not survive a pooled connection being handed to
 someone else), reconnects for ever with a capped back-off, and reports "*" (everything may have
 changed) after each (re)connect because notifications sent while it was away are lost.
@@ -23,6 +26,14 @@ log = logging.getLogger(__name__)
 CHANGES_CHANNEL = "tgms_changes"  # payload: the table name (001_core.sql)
 GROUPS_CHANNEL = "tgms_groups"  # payload: "u:<ids>" / "d:<ids>" / "*" (005_tui_groups.sql)
 ALL_TABLES = "*"
+# After LISTEN: this session is a listener; rows of sessions that ended without removing theirs go.
+SQL_REGISTER = """
+WITH gone AS (
+    DELETE FROM change_listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)
+)
+INSERT INTO change_listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT (pid) DO NOTHING
+"""
+SQL_UNREGISTER = "DELETE FROM change_listeners WHERE pid = pg_backend_pid()"
 KEEPALIVE_SECONDS = 10.0
 
 
@@ -68,6 +79,12 @@ class ChangeListener:
             try:
                 for channel in self.channels:
                     await conn.execute(f"LISTEN {channel}")
+                try:
+                    await conn.execute(SQL_REGISTER)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    # Live notices then come only while another listener is registered; the
+                    # periodic refreshes still run.
+                    log.warning("cannot register as a change listener: %s", redact(str(exc)).strip())
                 failures = 0
                 self._set_state(True, None)
                 self.on_change(CHANGES_CHANNEL, ALL_TABLES)
@@ -78,6 +95,9 @@ class ChangeListener:
                 log.debug("change listener lost its connection: %s", exc)
                 await asyncio.sleep(min(self.max_backoff, 0.1 * 2**failures))
             finally:
+                with contextlib.suppress(Exception):
+                    if not conn.closed:
+                        await conn.execute(SQL_UNREGISTER)
                 with contextlib.suppress(Exception):
                     await conn.close()
 

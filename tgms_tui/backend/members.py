@@ -23,36 +23,55 @@ from psycopg import AsyncConnection
 # in days, so a minute's precision in last_seen_at loses nothing. (An UPDATE whose WHERE does not
 # match locks nothing; INSERT .. ON CONFLICT DO UPDATE .. WHERE would lock the row even when its WHERE
 # is false.) The ON CONFLICT clause covers a member first seen by two updates at the same moment.
-_NEW_STATUS = "CASE WHEN %(soft)s AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE {new}.status END"
-_CHANGED = f"""(to_timestamp(%(date)s) >= m.last_seen_at + interval '1 minute'
+_NEW_STATUS = "CASE WHEN {soft} AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE {new}.status END"
+_CHANGED = f"""({{date}} >= m.last_seen_at + interval '1 minute'
             OR m.is_bot <> {{new}}.is_bot
             OR ({{new}}.username IS NOT NULL AND m.username IS DISTINCT FROM {{new}}.username)
             OR m.status <> {_NEW_STATUS})"""
 _SET = f"""username = COALESCE({{new}}.username, m.username),
            is_bot = {{new}}.is_bot,
            status = {_NEW_STATUS},
-           last_seen_at = GREATEST(m.last_seen_at, to_timestamp(%(date)s))"""
+           last_seen_at = GREATEST(m.last_seen_at, {{date}})"""
+
+
+def activity_upsert(
+    source: str, chat: str, soft: str, date: str, *, prefix: str = "", conflict_soft: str | None = None
+) -> str:
+    """Two data-modifying CTEs (`<prefix>changed`, `<prefix>added`, to follow a WITH list) that record
+    the activity of the rows of `source` (columns id, username, status, is_bot; at most one row per
+    member) in the group `chat`, seen at `date` (a timestamptz expression), `soft` (a boolean
+    expression) as described above; `conflict_soft` is `soft` where only EXCLUDED is in scope (the member
+    inserted meanwhile by another transaction). The intake's batch statement (webhook_updates.py) records the
+    updates that need nothing else with it; SQL_ACTIVITY is the workers' form."""
+    fields = {"new": "i", "soft": soft, "date": date}
+    excluded = {"new": "EXCLUDED", "soft": conflict_soft or soft, "date": "EXCLUDED.last_seen_at"}
+    return f"""{prefix}changed AS (
+    UPDATE member_activity AS m
+       SET {_SET.format(**fields)}
+      FROM {source} AS i
+     WHERE m.chat_id = {chat} AND m.user_id = i.id
+       AND {_CHANGED.format(**fields)}
+    RETURNING m.user_id
+), {prefix}added AS (
+    INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
+    SELECT {chat}, i.id, i.username, i.status, i.is_bot, {date}, {date}
+      FROM {source} AS i
+     WHERE NOT EXISTS (SELECT 1 FROM member_activity AS e WHERE e.chat_id = {chat} AND e.user_id = i.id)
+    ON CONFLICT (chat_id, user_id) DO UPDATE
+       SET {_SET.format(**excluded)}
+     WHERE {_CHANGED.format(**excluded)}
+    RETURNING m.user_id
+)"""
+
+
 SQL_ACTIVITY = f"""
 WITH input AS (
     SELECT u.id, u.username, u.status, u.is_bot
       FROM unnest(%(ids)s::bigint[], %(usernames)s::text[], %(statuses)s::text[], %(bots)s::bool[])
            AS u(id, username, status, is_bot)
      WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = %(chat)s)
-), changed AS (
-    UPDATE member_activity AS m
-       SET {_SET.format(new="i")}
-      FROM input AS i
-     WHERE m.chat_id = %(chat)s AND m.user_id = i.id
-       AND {_CHANGED.format(new="i")}
-    RETURNING m.user_id
-)
-INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
-SELECT %(chat)s, i.id, i.username, i.status, i.is_bot, to_timestamp(%(date)s), to_timestamp(%(date)s)
-  FROM input AS i
- WHERE NOT EXISTS (SELECT 1 FROM member_activity AS e WHERE e.chat_id = %(chat)s AND e.user_id = i.id)
-ON CONFLICT (chat_id, user_id) DO UPDATE
-   SET {_SET.format(new="EXCLUDED")}
- WHERE {_CHANGED.format(new="EXCLUDED")}
+), {activity_upsert("input", "%(chat)s", "%(soft)s", "to_timestamp(%(date)s)")}
+SELECT 1
 """
 
 SQL_RECORD_COUNT = """

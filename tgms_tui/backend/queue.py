@@ -622,8 +622,9 @@ async def seconds_until_next(conn: AsyncConnection[Any], pool: Pool) -> float | 
 async def announce_changes(conn: AsyncConnection[Any]) -> None:
     """Tell the control center that jobs changed (sent when the caller's transaction commits). The
     queue's tables send no NOTIFY per statement (see sql/022_jobs_history.sql): workers call this at
-    most once a second, operators' actions once each."""
-    await conn.execute("SELECT pg_notify(%s, 'jobs')", (CHANGES_CHANNEL,))
+    most once a second, operators' actions once each. Nothing when no control center listens
+    (change_listeners: sql/024_change_listeners.sql)."""
+    await conn.execute("SELECT pg_notify(%s, 'jobs') WHERE EXISTS (SELECT 1 FROM change_listeners)", (CHANGES_CHANNEL,))
 
 
 async def _notify(conn: AsyncConnection[Any], pools: Iterable[str], payload: str = "") -> None:

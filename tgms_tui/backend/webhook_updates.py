@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, AsyncRawCursor
 
+from . import members
 from .queue import DEFAULT_MAX_RETRIES
 
 JOIN_REQUEST = "chat_join_request"
@@ -37,6 +38,64 @@ ALLOWED_UPDATES = (
     "chat_join_request",
 )
 
+# Updates whose whole effect is member activity are recorded by the batch statement itself and make no
+# job (and so no claim and completion by the main worker): in a group, a `chat_member` change that is
+# neither a leave nor a join through an invite link (those two also write invite-link retention), and
+# a message or edited message that only tells who joined or who spoke (no migration, new title or
+# leave). Every field the main worker would read must be well formed; anything else, private chats
+# (/start) and every other update type still become jobs (workers/updates.py).
+_PRESENT = "'creator', 'administrator', 'member', 'restricted'"  # still in the group
+_GROUP_CHAT = """jsonb_typeof(i.body->'chat'->'id') = 'number' AND i.body->'chat'->>'id' ~ '^-?[0-9]{1,18}$'
+       AND i.body->'chat'->>'type' IN ('group', 'supergroup', 'channel')
+       AND jsonb_typeof(i.body->'date') = 'number' AND i.body->>'date' ~ '^[1-9][0-9]{0,11}$'"""
+_VALID_USER = """jsonb_typeof(t.member) = 'object' AND jsonb_typeof(t.member->'id') = 'number'
+           AND t.member->>'id' ~ '^-?[0-9]{1,18}$'
+           AND COALESCE(jsonb_typeof(t.member->'username'), 'null') IN ('string', 'null')
+           AND COALESCE(jsonb_typeof(t.member->'is_bot'), 'null') IN ('boolean', 'null')"""
+_SEEN = f"""SELECT t.n, t.chat, (t.member->>'id')::bigint AS id, t.member->>'username' AS username, t.status,
+           COALESCE((t.member->>'is_bot')::boolean, false) AS is_bot, t.soft, t.date
+      FROM (SELECT t.*, bool_and({_VALID_USER}) OVER (PARTITION BY t.n) AS valid
+              FROM (SELECT i.n, (i.body->'chat'->>'id')::bigint AS chat, (i.body->>'date')::bigint AS date,
+                           u.member, u.status, u.soft
+                      FROM input AS i
+                     CROSS JOIN LATERAL (
+                        SELECT i.body->'new_chat_member'->'user' AS member, c.status, false AS soft
+                          FROM (SELECT CASE WHEN i.body->'new_chat_member'->>'status' = 'restricted'
+                                                 AND i.body->'new_chat_member'->'is_member' = 'false'::jsonb
+                                            THEN 'left' ELSE i.body->'new_chat_member'->>'status' END AS status,
+                                       COALESCE(i.body->'old_chat_member'->>'status'
+                                                    IN ('creator', 'administrator', 'member')
+                                                OR (i.body->'old_chat_member'->>'status' = 'restricted'
+                                                    AND i.body->'old_chat_member'->'is_member' = 'true'::jsonb),
+                                                false) AS was_in) AS c
+                         WHERE i.update_type = 'chat_member'
+                           AND jsonb_typeof(i.body->'new_chat_member'->'status') = 'string'
+                           AND NOT (c.was_in AND c.status NOT IN ({_PRESENT}))
+                           AND NOT (c.status IN ({_PRESENT}) AND NOT c.was_in
+                                    AND COALESCE(jsonb_typeof(i.body->'invite_link'->'invite_link'), '') = 'string')
+                        UNION ALL
+                        SELECT x, 'member', false
+                          FROM jsonb_array_elements(i.body->'new_chat_members') AS x
+                         WHERE i.update_type IN ('message', 'edited_message')
+                           AND jsonb_typeof(i.body->'new_chat_members') = 'array'
+                        UNION ALL
+                        SELECT i.body->'from', 'member', true
+                         WHERE i.update_type IN ('message', 'edited_message')
+                           AND jsonb_typeof(i.body->'from') = 'object' AND NOT i.body ? 'sender_chat'
+                           AND NOT EXISTS (SELECT FROM jsonb_array_elements(i.body->'new_chat_members') AS x
+                                            WHERE jsonb_typeof(i.body->'new_chat_members') = 'array'
+                                              AND x->'id' = i.body->'from'->'id')
+                     ) AS u
+                     WHERE {_GROUP_CHAT}
+                       AND (i.update_type = 'chat_member'
+                            OR (NOT i.body ?| array['migrate_to_chat_id', 'migrate_from_chat_id', 'new_chat_title',
+                                                    'left_chat_member']
+                                AND COALESCE(jsonb_typeof(i.body->'new_chat_members'), 'array') = 'array'
+                                AND COALESCE(jsonb_typeof(i.body->'from'), 'null') IN ('object', 'null')))
+                   ) AS t
+           ) AS t
+     WHERE t.valid"""
+
 # The job payload is a contract with the workers:
 #   {"bot": "main"|"tgms", "update_id": N, "update_type": "<key>", "update": <the whole update>}
 # The batch arrives as ONE text parameter, a JSON array of those payloads built by joining strings:
@@ -49,15 +108,19 @@ ALLOWED_UPDATES = (
 SQL_STORE_BATCH = f"""
 WITH input AS (
     SELECT e->>'bot' AS bot, e->>'update_type' AS update_type, (e->>'update_id')::bigint AS update_id,
-           e AS payload, n
+           e AS payload, n, e->'update'->(e->>'update_type') AS body
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)
+),
+seen AS (
+    {_SEEN}
 ),
 job_ids AS (
     SELECT pg_get_serial_sequence('jobs_active', 'job_id')::regclass AS seq
 ),
 fresh AS (
     INSERT INTO webhook_updates (bot, update_id, update_type, job_id)
-    SELECT bot, update_id, update_type, nextval((SELECT seq FROM job_ids))
+    SELECT bot, update_id, update_type,
+           CASE WHEN n IN (SELECT n FROM seen) THEN NULL ELSE nextval((SELECT seq FROM job_ids)) END
       FROM input
      ORDER BY n
     ON CONFLICT (bot, update_id) DO NOTHING
@@ -78,12 +141,38 @@ queued AS (
                 ELSE 0 END,
            {DEFAULT_MAX_RETRIES:d}
       FROM fresh AS f JOIN input AS i ON i.bot = f.bot AND i.update_id = f.update_id
+     WHERE f.job_id IS NOT NULL
      ORDER BY f.job_id
     RETURNING job_id
-)
-SELECT array_agg(i.n) FROM input AS i
- WHERE NOT EXISTS (SELECT FROM fresh AS f WHERE f.bot = i.bot AND f.update_id = i.update_id)
-"""  # the result: the positions (1-based) of the updates that were already stored, or NULL
+),
+-- One row per member and group (an approval's chat_member update and its join message often share
+-- a batch): the last status told, soft only when every update only saw them, the latest date.
+seen_new AS (
+    SELECT s.chat, s.id,
+           (array_agg(s.username ORDER BY s.n DESC) FILTER (WHERE s.username IS NOT NULL))[1] AS username,
+           COALESCE((array_agg(s.status ORDER BY s.n DESC) FILTER (WHERE NOT s.soft))[1], 'member') AS status,
+           (array_agg(s.is_bot ORDER BY s.n DESC))[1] AS is_bot,
+           bool_and(s.soft) AS soft, to_timestamp(max(s.date)) AS date
+      FROM seen AS s JOIN input AS i USING (n) JOIN fresh AS f ON f.bot = i.bot AND f.update_id = i.update_id
+     WHERE EXISTS (SELECT 1 FROM managed_groups WHERE group_id = s.chat)
+     GROUP BY s.chat, s.id
+),
+{
+    members.activity_upsert(
+        "seen_new",
+        "i.chat",
+        "i.soft",
+        "i.date",
+        prefix="seen_",
+        conflict_soft="(SELECT s.soft FROM seen_new AS s WHERE s.chat = EXCLUDED.chat_id AND s.id = EXCLUDED.user_id)",
+    )
+}
+SELECT array_agg(i.n) FILTER (WHERE NOT EXISTS (SELECT FROM fresh AS f
+                                                WHERE f.bot = i.bot AND f.update_id = i.update_id)),
+       array_agg(i.n) FILTER (WHERE i.n IN (SELECT n FROM seen))
+  FROM input AS i
+"""  # the result: the positions (1-based) of the updates that were already stored, and of those that
+# made no job (member activity only), each NULL when none
 STORE_BATCH_STATEMENT = b"tgms_store_batch"  # prepared on each intake connection
 assert all(name.replace("_", "").isalpha() for name in (JOIN_REQUEST, JOIN_REQUEST_JOB, UPDATE_JOB, CALLBACK_JOB))
 
