@@ -85,6 +85,10 @@ AMBIGUOUS_ABANDONED = (
     "the decision job {job} ended ({how}) during the call: Telegram may have acted on it; not repeated (decide "
     "it again if it is still waiting in Telegram)"
 )
+AMBIGUOUS_ABANDONED_REQUEST = (
+    "the job {job} handling this request ended ({how}) after recording its intent to {call}: Telegram may have "
+    "acted on it; not repeated (decide it again if it is still waiting in Telegram)"
+)
 SWEEP_LIMIT = 1000
 
 
@@ -307,9 +311,10 @@ async def is_member(client: TelegramClient, chat_id: int, user_id: int) -> bool:
 
 
 async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
-    """Periodic job: rows a decision job claimed and will never settle (it failed for good or was
-    cancelled) leave 'processing' for what we know, without another approve/decline:
-    approved when the user is a member now, else ambiguous, in the queue for an operator."""
+    """Periodic job: rows a decision job, or a single request's job (`tgms_process_join_request`),
+    claimed and will never settle (it failed for good or was cancelled) leave 'processing' (or
+    'declining', a fleet-ban decline) for what we know, without another approve/decline: approved
+    when the user is a member now (an approval), else ambiguous, in the queue for an operator."""
     bots = await bots_for(ctx)
     async with bots.db.connection() as conn:
         rows = await join_gate.abandoned(conn, ctx.settings.lease_seconds, SWEEP_LIMIT)
@@ -320,13 +325,16 @@ async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
         client = bots.client(bots.resolve_role(row.bot, "tgms"), paced=False)
         if row.decision == "approve" and await is_member(client, row.chat_id, row.user_id):
             return row, "approved", None
-        return row, "ambiguous", AMBIGUOUS_ABANDONED.format(job=row.job_id, how=row.job_status)
+        if row.job_type == join_gate.DECIDE_JOB:
+            return row, "ambiguous", AMBIGUOUS_ABANDONED.format(job=row.job_id, how=row.job_status)
+        call = "approve" if row.decision == "approve" else "decline (the user is on the fleet's ban list)"
+        return row, "ambiguous", AMBIGUOUS_ABANDONED_REQUEST.format(job=row.job_id, how=row.job_status, call=call)
 
     outcomes = list(await asyncio.gather(*(outcome(row) for row in rows)))
     async with bots.db.connection() as conn:
         await join_gate.settle_abandoned(conn, outcomes)
     unknown = sum(1 for o in outcomes if o[1] == "ambiguous")
-    log.warning("%d request(s) left 'processing' by decision jobs that ended: %d ambiguous, %d approved",
+    log.warning("%d request(s) left mid-decision by jobs that ended: %d ambiguous, %d approved",
                 len(outcomes), unknown, len(outcomes) - unknown)  # fmt: skip
 
 

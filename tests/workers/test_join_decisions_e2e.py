@@ -259,3 +259,87 @@ def test_rows_of_a_decision_job_that_failed_for_good_are_swept_to_ambiguous_and_
     # What the dead job never reached is still waiting (pending), untouched by the sweep.
     assert {s for i, s in final.items() if i not in left} <= {"declined", "pending"}
     assert len(users) == 12
+
+
+def test_single_requests_whose_job_ended_for_good_are_swept_without_another_call(stack: Stack) -> None:
+    """A request's own job (`tgms_process_join_request`) that fails for good (its worker killed on the
+    last attempt) or is cancelled leaves its row 'processing' / 'declining'. The same sweep resolves
+    it without calling approve/decline again: approved when the user is a member now, else
+    ambiguous; each outcome raises join_request.decided once, as the bulk path's do."""
+    ctl = stack.ctl
+    stack.sql("INSERT INTO hook_subscriptions (url, events, secret, status) "
+              "VALUES ('http://127.0.0.1:9/', ARRAY['join_request.decided'], 's', 'paused')")  # fmt: skip
+    lease = {"TGMS_JOB_LEASE_SECONDS": "3"}
+    worker = stack.start_worker("tgms", **lease)
+    joined, lost, banned, cancelled = (
+        ctl.create_chat("supergroup", name, bots=[stack.tgms_bot_id])["id"]
+        for name in ("Joined", "Lost", "Banned", "Cancelled")
+    )
+    for chat in (joined, lost, banned, cancelled):
+        stack.add_group({"id": chat, "type": "supergroup"})
+    jobs = "SELECT job_id FROM jobs WHERE job_type = 'tgms_process_join_request' AND payload::text LIKE %s"
+
+    # Cancelled: Telegram answers 500 to the approval; an operator cancels the job awaiting its retry.
+    ctl.add_fault("error", method=APPROVE, chat_id=cancelled, times=None, error_code=500)
+    cancelled_user = ctl.join_request(cancelled)["user_id"]
+    retry_due = f"SELECT count(*) FROM jobs WHERE status = 'pending' AND retries >= 1 AND job_id = ({jobs})"
+    stack.wait_for(lambda: stack.scalar(retry_due, (f"%{cancelled}%",)) == 1, what="the 500 retried later")
+    cancelled_job = stack.scalar(jobs, (f"%{cancelled}%",))
+    done = _cli(stack, "jobs", "cancel", str(cancelled_job))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ctl.clear_faults()
+
+    # Failed for good: three calls hang 2 s (Telegram then carries out the first only) on the jobs'
+    # last attempt, and their worker is killed.
+    villain = ctl.create_user("Villain")["id"]
+    stack.sql("INSERT INTO fleet_bans (user_id, reason, banned_by) VALUES (%s, 'spam', 'cli')", (villain,))
+    hangs = [ctl.add_fault("hang", method=APPROVE, chat_id=joined, seconds=2.0, apply=True),
+             ctl.add_fault("hang", method=APPROVE, chat_id=lost, seconds=2.0, apply=False),
+             ctl.add_fault("hang", method=DECLINE, chat_id=banned, seconds=2.0, apply=False)]  # fmt: skip
+    users = {chat: ctl.join_request(chat, villain if chat == banned else None)["user_id"]
+             for chat in (joined, lost, banned)}  # fmt: skip
+    stack.wait_for(lambda: not {f["id"] for f in ctl.faults()} & {h["id"] for h in hangs}, what="the hung calls")
+    hung_since = time.monotonic()
+    stack.sql("UPDATE jobs SET max_retries = retries WHERE job_type = 'tgms_process_join_request' "
+              "AND status = 'running'")  # fmt: skip
+    stack.kill(worker)
+    left = dict(stack.sql("SELECT chat_id, status FROM join_requests WHERE chat_id <> %s", (cancelled,)))
+    assert left == {joined: "processing", lost: "processing", banned: "declining"}
+    time.sleep(max(0.0, hung_since + 2.5 - time.monotonic()))  # Telegram answered the hung calls
+    decisions = lambda: (len(stack.calls(APPROVE)), len(stack.calls(DECLINE)))  # noqa: E731
+    calls_before = decisions()
+
+    stack.start_worker("tgms", **lease)  # reaps the dead lease (the jobs fail for good), then sweeps
+    stack.wait_for(lambda: stack.scalar("SELECT count(*) FROM join_requests WHERE status IN ('processing', "
+                                        "'declining')") == 0, timeout=30, what="the sweep")  # fmt: skip
+    rows = {chat: (status, error) for chat, status, error in stack.sql(
+        "SELECT chat_id, status, error FROM join_requests")}  # fmt: skip
+    job_of = {chat: stack.scalar(jobs, (f"%{chat}%",)) for chat in (joined, lost, banned)}
+    assert stack.scalar("SELECT count(*) FROM jobs WHERE job_id = ANY(%s) AND status = 'failed'",
+                        (list(job_of.values()),)) == 3  # fmt: skip
+    assert rows[joined] == ("approved", None)
+    assert rows[lost][0] == "ambiguous"
+    assert f"job {job_of[lost]} handling this request ended (failed) after recording its intent to approve" in (
+        rows[lost][1] or ""
+    )
+    assert rows[banned][0] == "ambiguous" and "decline (the user is on the fleet's ban list)" in (rows[banned][1] or "")
+    assert rows[cancelled][0] == "ambiguous" and f"job {cancelled_job} handling this request ended (cancelled)" in (
+        rows[cancelled][1] or ""
+    )
+    assert decisions() == calls_before  # nothing was approved or declined again (getChatMember only reads)
+    assert stack.scalar("SELECT count(*) FROM member_activity WHERE chat_id = %s AND user_id = %s "
+                        "AND status = 'member'", (joined, users[joined])) == 1  # fmt: skip
+    # join_request.decided, once per request, with the sweep's outcome (as for a bulk decision's rows).
+    events = [json.loads(b)["data"] for (b,) in stack.sql(
+        "SELECT body FROM hook_events WHERE event_type = 'join_request.decided' ORDER BY seq")]  # fmt: skip
+    assert sorted((e["group_id"], e["status"]) for e in events) == sorted((c, s) for c, (s, _e) in rows.items())
+    # Decidable from the queue; a retry of the failed job does not call again either.
+    listed = _cli(stack, "join-requests", "list", "--status", "ambiguous", "--json")
+    assert listed.returncode == 0 and {r["chat_id"] for r in json.loads(listed.stdout)} == {lost, banned, cancelled}
+    retried = _cli(stack, "jobs", "retry", str(job_of[lost]))
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    stack.wait_for(lambda: stack.scalar("SELECT status FROM jobs WHERE job_id = %s", (job_of[lost],)) == "done",
+                   what="the retried job done")  # fmt: skip
+    assert stack.scalar("SELECT status FROM join_requests WHERE chat_id = %s", (lost,)) == "ambiguous"
+    assert decisions() == calls_before
+    assert {u for u, s in _statuses(stack, cancelled).items() if s == "ambiguous"} == {cancelled_user}

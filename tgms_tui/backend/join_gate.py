@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 
 from .invite_links import SAME_LINK
 from .queue import enqueue
+from .webhook_updates import JOIN_REQUEST_JOB
 
 POLICIES = ("auto", "verify", "manual")
 FALLBACKS = ("decline", "manual")
@@ -230,27 +231,52 @@ SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
  WHERE request_id = ANY(%(ids)s::bigint[]) AND status = 'processing' AND job_id = %(job)s
 """
 
-# Rows a decision job claimed and will never settle: the job failed for good (retries used up, a
-# time limit, its worker killed on the last attempt) or was cancelled. Found from those jobs (few, and
-# the jobs table is pruned) through their payload's ids, so no scan of join_requests. Only a lease
-# after the job's last change, so a handler still winding down (recording its calls' outcomes) is not
-# overtaken. A job still pending or running resolves its own rows (`stranded`).
+# Rows a job claimed and will never settle: the job failed for good (retries used up, a time limit,
+# its worker killed on the last attempt) or was cancelled. An operator's decision job leaves rows
+# 'processing'; a single request's job (`tgms_process_join_request`) leaves its one row 'processing'
+# (approve) or 'declining' (a fleet-ban decline), and its decision follows from that status. Found from
+# those jobs (few, and the jobs table is pruned), so no scan of join_requests: a decision job's rows
+# through its payload's ids, a single request's row through the unique (chat_id, user_id,
+# requested_at) its payload's update names. Only a lease after the job's last change, so a handler
+# still winding down (recording its calls' outcomes) is not overtaken. A job still pending or running
+# resolves its own rows (`stranded`, or the single request's re-run).
 SQL_ABANDONED = """
-SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id, o.status
-  FROM jobs o
- CROSS JOIN LATERAL jsonb_array_elements_text(
-           CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END) AS x(id)
-  JOIN join_requests j
-    ON j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
-   AND j.job_id = o.job_id AND j.status = 'processing'
- WHERE o.job_type = %(job_type)s AND o.status IN ('failed', 'cancelled')
-   AND o.updated_at < now() - make_interval(secs => %(grace)s)
- ORDER BY j.request_id
+SELECT * FROM (
+    SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id, o.status,
+           o.job_type
+      FROM jobs o
+     CROSS JOIN LATERAL jsonb_array_elements_text(
+               CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END)
+               AS x(id)
+      JOIN join_requests j
+        ON j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
+       AND j.job_id = o.job_id AND j.status = 'processing'
+     WHERE o.job_type = %(job_type)s AND o.status IN ('failed', 'cancelled')
+       AND o.updated_at < now() - make_interval(secs => %(grace)s)
+    UNION ALL
+    SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status,
+           CASE WHEN j.status = 'declining' THEN 'decline' ELSE 'approve' END, j.job_id, o.status, o.job_type
+      FROM jobs o
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN jsonb_typeof(o.payload -> 'update') = 'object' THEN o.payload -> 'update'
+                       ELSE o.payload END -> 'chat_join_request' AS r) u
+     CROSS JOIN LATERAL (
+           SELECT u.r -> 'chat' ->> 'id' AS chat, u.r -> 'from' ->> 'id' AS "user", u.r ->> 'date' AS date) k
+      JOIN join_requests j
+        ON j.chat_id = CASE WHEN k.chat ~ '^-?[0-9]{1,18}$' THEN k.chat::bigint END
+       AND j.user_id = CASE WHEN k."user" ~ '^-?[0-9]{1,18}$' THEN k."user"::bigint END
+       AND j.requested_at = CASE WHEN k.date ~ '^[0-9]{1,12}$' THEN to_timestamp(k.date::bigint) END
+       AND j.job_id = o.job_id AND j.status IN ('processing', 'declining')
+     WHERE o.job_type = %(single_job_type)s AND o.status IN ('failed', 'cancelled')
+       AND o.updated_at < now() - make_interval(secs => %(grace)s)
+) a
+ ORDER BY 1
  LIMIT %(limit)s
 """
 
-# The sweep's outcomes: each row still 'processing' for the job that claimed it (the job id stays on
-# the row, so a retried job never takes a row it left ambiguous).
+# The sweep's outcomes: each row still 'processing' (or 'declining') for the job that claimed it (the
+# job id stays on the row, so a retried job never takes a row it left ambiguous). processed_at, set
+# here for the first time on a single request's row, raises join_request.decided (hooks.py).
 SQL_SETTLE_ABANDONED = """
 WITH v AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(jobs)s::bigint[], %(statuses)s::text[], %(errors)s::text[])
@@ -259,7 +285,7 @@ WITH v AS (
     UPDATE join_requests j
        SET status = v.status, error = v.error, processed_at = now(), decided_at = now()
       FROM v
-     WHERE j.request_id = v.id AND j.status = 'processing' AND j.job_id = v.job
+     WHERE j.request_id = v.id AND j.status IN ('processing', 'declining') AND j.job_id = v.job
     RETURNING j.chat_id, j.user_id, j.username, j.status
 )
 INSERT INTO member_activity AS m (chat_id, user_id, username, status, is_bot, first_seen_at, last_seen_at)
@@ -581,15 +607,18 @@ class AbandonedRow(NamedTuple):
     user_id: int
     username: str | None
     bot: str | None
-    status: str
-    decision: str
+    status: str  # processing, or declining (a single request's fleet-ban decline)
+    decision: str  # approve or decline
     job_id: int
     job_status: str  # failed or cancelled
+    job_type: str  # DECIDE_JOB (an operator's decision) or JOIN_REQUEST_JOB (one request as it arrived)
 
 
 async def abandoned(conn: AsyncConnection[Any], grace_seconds: float, limit: int = 1000) -> list[AbandonedRow]:
-    """Rows left 'processing' by a decision job that failed for good or was cancelled."""
-    cur = await conn.execute(SQL_ABANDONED, {"job_type": DECIDE_JOB, "grace": grace_seconds, "limit": limit})
+    """Rows left 'processing' (or 'declining') by a decision job or a single request's job that failed
+    for good or was cancelled."""
+    params = {"job_type": DECIDE_JOB, "single_job_type": JOIN_REQUEST_JOB, "grace": grace_seconds, "limit": limit}
+    cur = await conn.execute(SQL_ABANDONED, params)
     return [AbandonedRow(*row) for row in await cur.fetchall()]
 
 
