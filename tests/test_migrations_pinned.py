@@ -35,6 +35,7 @@ PINNED = {
     "023_paid_broadcasts.sql": "66186ff461c640124702e0e38139c02d703dc735bb0bee513c40865821fa5a50",
     "022_jobs_history.sql": "a1db48a204b2b0fd5fe2bd9e55526a6daa2e665e45d03781d7c96f06dcc67bea",
     "024_change_listeners.sql": "e08c436db81d550271e5bd92c5bf55e747e3af439f98cdf2c5202a6abc2c750c",
+    "025_join_sweep_index.sql": "f8b8f739c164a136d026007868e8f5c950ef3f257737cd977529008959c62bd7",
 }
 
 

@@ -235,41 +235,45 @@ SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
 # its worker killed on the last attempt) or was cancelled. An operator's decision job leaves rows
 # 'processing'; a single request's job (`tgms_process_join_request`) leaves its one row 'processing'
 # (approve) or 'declining' (a fleet-ban decline), and its decision follows from that status. Found from
-# those jobs (few, and the jobs table is pruned), so no scan of join_requests: a decision job's rows
-# through its payload's ids, a single request's row through the unique (chat_id, user_id,
-# requested_at) its payload's update names. Only a lease after the job's last change, so a handler
-# still winding down (recording its calls' outcomes) is not overtaken. A job still pending or running
-# resolves its own rows (`stranded`, or the single request's re-run).
+# those jobs (few: jobs_history_ended_idx), then one index lookup per row, never a scan of
+# join_requests (each lookup is a LATERAL ... LIMIT 1, so the planner cannot turn it into one): a
+# decision job's rows through its payload's ids, a single request's row through the unique (chat_id,
+# user_id, requested_at) its payload's update names. Only a lease after the job's last change, so a
+# handler still winding down (recording its calls' outcomes) is not overtaken. A job still pending or
+# running resolves its own rows (`stranded`, or the single request's re-run).
 SQL_ABANDONED = """
-SELECT * FROM (
-    SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, j.job_id, o.status,
-           o.job_type
-      FROM jobs o
-     CROSS JOIN LATERAL jsonb_array_elements_text(
-               CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END)
-               AS x(id)
-      JOIN join_requests j
-        ON j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
-       AND j.job_id = o.job_id AND j.status = 'processing'
-     WHERE o.job_type = %(job_type)s AND o.status IN ('failed', 'cancelled')
-       AND o.updated_at < now() - make_interval(secs => %(grace)s)
-    UNION ALL
-    SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status,
-           CASE WHEN j.status = 'declining' THEN 'decline' ELSE 'approve' END, j.job_id, o.status, o.job_type
-      FROM jobs o
-     CROSS JOIN LATERAL (
+WITH ended AS MATERIALIZED (
+    SELECT job_id, job_type, status, payload FROM jobs
+     WHERE job_type IN (%(job_type)s, %(single_job_type)s) AND status IN ('failed', 'cancelled')
+       AND updated_at < now() - make_interval(secs => %(grace)s)
+)
+SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, o.job_id, o.status, o.job_type
+  FROM ended o
+ CROSS JOIN LATERAL jsonb_array_elements_text(
+           CASE WHEN jsonb_typeof(o.payload -> 'ids') = 'array' THEN o.payload -> 'ids' ELSE '[]'::jsonb END) AS x(id)
+ CROSS JOIN LATERAL (
+           SELECT * FROM join_requests j
+            WHERE j.request_id = CASE WHEN x.id ~ '^[0-9]{1,18}$' THEN x.id::bigint END
+              AND j.job_id = o.job_id AND j.status = 'processing'
+            LIMIT 1) j
+ WHERE o.job_type = %(job_type)s
+UNION ALL
+SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status,
+       CASE WHEN j.status = 'declining' THEN 'decline' ELSE 'approve' END, o.job_id, o.status, o.job_type
+  FROM ended o
+ CROSS JOIN LATERAL (
            SELECT CASE WHEN jsonb_typeof(o.payload -> 'update') = 'object' THEN o.payload -> 'update'
                        ELSE o.payload END -> 'chat_join_request' AS r) u
-     CROSS JOIN LATERAL (
+ CROSS JOIN LATERAL (
            SELECT u.r -> 'chat' ->> 'id' AS chat, u.r -> 'from' ->> 'id' AS "user", u.r ->> 'date' AS date) k
-      JOIN join_requests j
-        ON j.chat_id = CASE WHEN k.chat ~ '^-?[0-9]{1,18}$' THEN k.chat::bigint END
-       AND j.user_id = CASE WHEN k."user" ~ '^-?[0-9]{1,18}$' THEN k."user"::bigint END
-       AND j.requested_at = CASE WHEN k.date ~ '^[0-9]{1,12}$' THEN to_timestamp(k.date::bigint) END
-       AND j.job_id = o.job_id AND j.status IN ('processing', 'declining')
-     WHERE o.job_type = %(single_job_type)s AND o.status IN ('failed', 'cancelled')
-       AND o.updated_at < now() - make_interval(secs => %(grace)s)
-) a
+ CROSS JOIN LATERAL (
+           SELECT * FROM join_requests j
+            WHERE j.chat_id = CASE WHEN k.chat ~ '^-?[0-9]{1,18}$' THEN k.chat::bigint END
+              AND j.user_id = CASE WHEN k."user" ~ '^-?[0-9]{1,18}$' THEN k."user"::bigint END
+              AND j.requested_at = CASE WHEN k.date ~ '^[0-9]{1,12}$' THEN to_timestamp(k.date::bigint) END
+              AND j.job_id = o.job_id AND j.status IN ('processing', 'declining')
+            LIMIT 1) j
+ WHERE o.job_type = %(single_job_type)s
  ORDER BY 1
  LIMIT %(limit)s
 """
