@@ -19,6 +19,8 @@ is declined instead (`declineChatJoinRequest`), status 'banned'.
 Idempotence: a request whose row already has a final status is never approved or logged again. A row
 left in 'processing' (crash, retryable error) is tried again; Telegram then says HIDE_REQUESTER_MISSING
 if the earlier attempt did approve, which `getChatMember` tells apart from a request that expired.
+A row whose job will never run again (failed for good, cancelled) is resolved by the periodic sweep
+(`join_decisions.sweep_abandoned_decisions`), without another call.
 
 Approvals take no rate-limit token: the shared bucket paces messages (broadcasts), and waiting behind it
 would cost seconds per request. A bot paused after a 429 is respected (the job snoozes), and a 429 on
