@@ -306,7 +306,11 @@ def test_single_requests_whose_job_ended_for_good_are_swept_without_another_call
     left = dict(stack.sql("SELECT chat_id, status FROM join_requests WHERE chat_id <> %s", (cancelled,)))
     assert left == {joined: "processing", lost: "processing", banned: "declining"}
     time.sleep(max(0.0, hung_since + 2.5 - time.monotonic()))  # Telegram answered the hung calls
-    decisions = lambda: (len(stack.calls(APPROVE)), len(stack.calls(DECLINE)))  # noqa: E731
+
+    def decisions() -> tuple[int, int]:
+        """Approve and decline calls Telegram got so far (answered or not)."""
+        return len(stack.calls(APPROVE)), len(stack.calls(DECLINE))
+
     calls_before = decisions()
 
     stack.start_worker("tgms", **lease)  # reaps the dead lease (the jobs fail for good), then sweeps
