@@ -9,20 +9,26 @@ How a broadcast runs:
   helper jobs (dedupe key per broadcast and helper: 2 per live TGMS worker, at most 8) so that several
   TGMS workers share the sending; a helper that lands on a process already running two senders of
   the broadcast passes itself on (a few times at most) so that the senders spread over processes.
-- **Send loop** (every job of the broadcast): claim the next pending row with FOR UPDATE SKIP LOCKED,
-  wait for the shared rate limiter (bot rate, the group's 20/min, the broadcast's delay between groups),
-  commit the row as 'sending' with our worker id (intent recorded), call Telegram, then record 'sent'
-  (telegram_message_id, sent_at) or the failure. A row is only ever claimed from 'pending', so no group
-  gets two copies however many workers run.
+- **Send loop** (every job of the broadcast), in batches, so that a paid broadcast (1000/s) is paced by
+  its rate and not by round trips: take as many bot tokens as the shared bucket holds, up to a batch
+  (one statement; an unpaid broadcast also pays its pace between groups there); reserve that many
+  pending rows (one statement, FOR UPDATE SKIP LOCKED); take each row's own per-chat and per-group
+  tokens (one statement: a chat that cannot take a message yet keeps its row reserved and waits in
+  memory); commit the batch as 'sending' with our worker id (intent recorded, one statement); start
+  the calls and go on to the next batch without waiting (at most MAX_IN_FLIGHT copies in flight per
+  sender, and no more than the bot bucket holds); when a batch's calls have answered, record the
+  copies sent in one statement (the rarer outcomes row by row). Unused tokens go back. A row is
+  only ever marked 'sending' from 'pending', so no group gets two copies however many workers run.
 - **Crash safety**: a 'sending' row whose worker is gone (no heartbeat for a lease, or stopped) may or
-  may not have been delivered: it becomes 'ambiguous' and is never resent. A graceful stop lets the
-  call in flight finish and records it.
+  may not have been delivered: it becomes 'ambiguous' and is never resent (a worker killed mid-batch
+  leaves at most its copies in flight so). A graceful stop lets the calls in flight finish and
+  records them.
 - **Finish**: when no row is pending or sending, the broadcast becomes 'done' (one writer wins).
 - **Slices**: a sender job has a time limit like every job, but a broadcast may take hours. So a
   sender stops claiming rows (and stops waiting for the rate limiter) a margin before its limit and
   snoozes its job for 0 s: the same job carries on in a fresh run, with a fresh limit, and no retry
-  is counted. If the limit still cancels it (a call hanging for longer than the margin), the call in
-  flight is awaited and recorded first; only a cancel that cuts the call itself leaves the row
+  is counted. If the limit still cancels it (a call hanging for longer than the margin), the calls in
+  flight are awaited and recorded first; only a cancel that cuts the call itself leaves the row
   'ambiguous', never resent.
 - **Cancel** (`broadcasts.cancel`, from the TUI, the CLI or the API): the broadcast's status leaves
   'running' and its pending rows are skipped in one transaction. Every sender reads the status when it
@@ -35,7 +41,8 @@ in tgms_tui/backend/groups.py. Per-group policy: success resets `consecutive_fai
 or not a member, chat deleted or not found, no rights) increments it and deactivates the group at
 TGMS_MAX_CONSECUTIVE_FAILURES; a 429 pauses the bot and the group is retried; a group upgraded to a
 supergroup is rewritten everywhere and retried; neither counts. A content error (bad markup, too
-long) stops the whole broadcast — the remaining rows are skipped — and counts against no group.
+long) stops the whole broadcast — the remaining rows are skipped, the copies already in flight are
+recorded as they answer — and counts against no group.
 """
 
 from __future__ import annotations
@@ -82,7 +89,9 @@ JOB_TYPE = "tgms_send_to_groups"
 MAX_ATTEMPTS = 5
 # Copies one batch takes at most, and copies one sender has in flight at most: at the paid rate
 # (1000/s) a call's latency hides behind the next batches; two senders per process stay within the
-# HTTP client's 100 connections.
+# HTTP client's 100 connections. A sender also keeps no more in flight than the bot bucket's capacity
+# (3 at 30/s): calls delayed on their way (a busy machine) then cannot arrive at Telegram as a burst
+# beyond what the bucket itself allows.
 BATCH = 25
 MAX_IN_FLIGHT = 50
 # Helper jobs per live TGMS worker, and at most in all: sending is paced by the shared limiter, so
@@ -147,6 +156,7 @@ class GroupSender:
         self.sent = 0
         self.flights: set[asyncio.Task[None]] = set()  # batches whose calls are in flight
         self.flying = 0  # copies in flight
+        self.max_in_flight = 1
         self.held: list[_Held] = []
         self.stopped = False  # the broadcast is no longer running: stop once the flights land
         self.failure: BaseException | None = None  # an unexpected error of a call, raised once they land
@@ -180,6 +190,7 @@ class GroupSender:
             log.info("broadcast %d is %s: nothing to send", self.broadcast_id, broadcast.status)
             return
         self.broadcast = broadcast
+        self.max_in_flight = max(1, min(MAX_IN_FLIGHT, int(self.limiter.bot_capacity(paid=broadcast.paid))))
         if not await self._validate():
             return
         async with self.db.connection() as conn:
@@ -333,7 +344,7 @@ class GroupSender:
                     raise self.failure
                 if self.stopped:
                     raise _Stop
-                if self.flying >= MAX_IN_FLIGHT:
+                if self.flying >= self.max_in_flight:
                     await asyncio.wait(self.flights, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self._check_slice()
@@ -391,7 +402,7 @@ class GroupSender:
                 await copies.ready(self._slice_left())
             except TimeoutError:
                 raise _SliceOver from None
-        want = 1 if copies.uploading else min(BATCH, MAX_IN_FLIGHT - self.flying)
+        want = 1 if copies.uploading else min(BATCH, self.max_in_flight - self.flying)
         # A paid broadcast is paced by the paid bot rate alone: the delay between groups exists to stay
         # under the free rate, which it pays to exceed.
         pace = None if b.paid else f"broadcast:{self.broadcast_id}"

@@ -79,6 +79,11 @@ def test_a_star_balance_too_low_stops_the_broadcast_and_blames_no_group(stack: S
 
     status, error = _finished(stack, answer["broadcast_id"])
     assert status == "stopped" and error is not None and "Stars balance is too low" in error
+    # The copies in flight when it stopped are recorded as they answer, after the stop.
+    in_flight = "SELECT count(*) = 0 FROM sent_messages WHERE broadcast_id = %s AND status = 'sending'"
+    stack.wait_for(
+        lambda: stack.scalar(in_flight, (answer["broadcast_id"],)), timeout=30, what="in-flight copies recorded"
+    )
     found = stack.sql("SELECT chat_id, status, error FROM sent_messages WHERE broadcast_id = %s",
                       (answer["broadcast_id"],))  # fmt: skip
     rows = {int(chat): str(status) for chat, status, _ in found}
