@@ -68,6 +68,17 @@ class CopySender:
         self.photo_sha = broadcast_photos.sha_of(broadcast.photo_url)
         self.uploads = 0
         self._lease: tuple[bytes, str] | None = None  # the photo to upload, while this sender holds the lease
+        self._file_id: str | None = None  # the stored photo's file_id, once known (no read per copy)
+
+    @property
+    def needs_file_id(self) -> bool:
+        """A photo from disk whose file_id this sender does not know yet: call `ready` first."""
+        return self.photo_sha is not None and self._file_id is None
+
+    @property
+    def uploading(self) -> bool:
+        """This sender holds the upload lease: its next copy (one, alone) uploads the photo."""
+        return self._lease is not None
 
     async def ready(self, timeout: float | None) -> None:
         """Called before the intent to send is recorded: for a photo from disk, wait until its file_id
@@ -79,7 +90,8 @@ class CopySender:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             async with self.db.connection() as conn:
-                if await broadcast_photos.file_id(conn, self.photo_sha):
+                self._file_id = await broadcast_photos.file_id(conn, self.photo_sha)
+                if self._file_id:
                     return
                 self._lease = await broadcast_photos.take_upload(
                     conn, self.photo_sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds
@@ -128,13 +140,14 @@ class CopySender:
             return await self._upload(sha, held, chat_id, caption, extra)
         deadline = time.monotonic() + UPLOAD_LEASE_SECONDS * 2
         while True:
-            async with self.db.connection() as conn:
-                file_id = await broadcast_photos.file_id(conn, sha)
-                upload: tuple[bytes, str] | None = None
-                if not file_id:
-                    upload = await broadcast_photos.take_upload(
-                        conn, sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds
-                    )
+            file_id, upload = self._file_id, None
+            if not file_id:
+                async with self.db.connection() as conn:
+                    file_id = await broadcast_photos.file_id(conn, sha)
+                    if not file_id:
+                        upload = await broadcast_photos.take_upload(
+                            conn, sha, self.holder, self.worker_id, UPLOAD_LEASE_SECONDS, self.stale_seconds
+                        )
             if file_id:
                 try:
                     return await self.client.send_photo(
@@ -147,6 +160,7 @@ class CopySender:
                         "broadcast %d: Telegram no longer knows the photo's file_id: uploading it again",
                         self.b.broadcast_id,
                     )
+                    self._file_id = None
                     async with self.db.connection() as conn:
                         await broadcast_photos.forget_file_id(conn, sha, file_id)
                     continue
@@ -173,6 +187,7 @@ class CopySender:
         sizes = cast(dict[str, Any], message).get("photo") or []
         if sizes:
             largest = sizes[-1]
+            self._file_id = str(largest["file_id"])
             async with self.db.connection() as conn:
                 await broadcast_photos.uploaded(conn, sha, str(largest["file_id"]), largest.get("file_unique_id"))
             log.info("broadcast %d: photo uploaded once; later copies reuse its file_id", self.b.broadcast_id)

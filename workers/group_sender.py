@@ -9,20 +9,26 @@ How a broadcast runs:
   helper jobs (dedupe key per broadcast and helper: 2 per live TGMS worker, at most 8) so that several
   TGMS workers share the sending; a helper that lands on a process already running two senders of
   the broadcast passes itself on (a few times at most) so that the senders spread over processes.
-- **Send loop** (every job of the broadcast): claim the next pending row with FOR UPDATE SKIP LOCKED,
-  wait for the shared rate limiter (bot rate, the group's 20/min, the broadcast's delay between groups),
-  commit the row as 'sending' with our worker id (intent recorded), call Telegram, then record 'sent'
-  (telegram_message_id, sent_at) or the failure. A row is only ever claimed from 'pending', so no group
-  gets two copies however many workers run.
+- **Send loop** (every job of the broadcast), in batches, so that a paid broadcast (1000/s) is paced by
+  its rate and not by round trips: take as many bot tokens as the shared bucket holds, up to a batch
+  (one statement; an unpaid broadcast also pays its pace between groups there); reserve that many
+  pending rows (one statement, FOR UPDATE SKIP LOCKED); take each row's own per-chat and per-group
+  tokens (one statement: a chat that cannot take a message yet keeps its row reserved and waits in
+  memory); commit the batch as 'sending' with our worker id (intent recorded, one statement); start
+  the calls and go on to the next batch without waiting (at most MAX_IN_FLIGHT copies in flight per
+  sender, and no more than the bot bucket holds); when a batch's calls have answered, record the
+  copies sent in one statement (the rarer outcomes row by row). Unused tokens go back. A row is
+  only ever marked 'sending' from 'pending', so no group gets two copies however many workers run.
 - **Crash safety**: a 'sending' row whose worker is gone (no heartbeat for a lease, or stopped) may or
-  may not have been delivered: it becomes 'ambiguous' and is never resent. A graceful stop lets the
-  call in flight finish and records it.
+  may not have been delivered: it becomes 'ambiguous' and is never resent (a worker killed mid-batch
+  leaves at most its copies in flight so). A graceful stop lets the calls in flight finish and
+  records them.
 - **Finish**: when no row is pending or sending, the broadcast becomes 'done' (one writer wins).
 - **Slices**: a sender job has a time limit like every job, but a broadcast may take hours. So a
   sender stops claiming rows (and stops waiting for the rate limiter) a margin before its limit and
   snoozes its job for 0 s: the same job carries on in a fresh run, with a fresh limit, and no retry
-  is counted. If the limit still cancels it (a call hanging for longer than the margin), the call in
-  flight is awaited and recorded first; only a cancel that cuts the call itself leaves the row
+  is counted. If the limit still cancels it (a call hanging for longer than the margin), the calls in
+  flight are awaited and recorded first; only a cancel that cuts the call itself leaves the row
   'ambiguous', never resent.
 - **Cancel** (`broadcasts.cancel`, from the TUI, the CLI or the API): the broadcast's status leaves
   'running' and its pending rows are skipped in one transaction. Every sender reads the status when it
@@ -35,7 +41,8 @@ in tgms_tui/backend/groups.py. Per-group policy: success resets `consecutive_fai
 or not a member, chat deleted or not found, no rights) increments it and deactivates the group at
 TGMS_MAX_CONSECUTIVE_FAILURES; a 429 pauses the bot and the group is retried; a group upgraded to a
 supergroup is rewritten everywhere and retried; neither counts. A content error (bad markup, too
-long) stops the whole broadcast — the remaining rows are skipped — and counts against no group.
+long) stops the whole broadcast — the remaining rows are skipped, the copies already in flight are
+recorded as they answer — and counts against no group.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for
 from .broadcast_copies import CopySender
+from .durable import with_conn
 from .rate_limit import RateLimitTimeout
 from .runner import BOT_NAMES, JobContext, PermanentFailure, Snooze, time_left, uninterruptible
 from .telegram_api import (
@@ -79,6 +87,13 @@ T = TypeVar("T")
 JOB_TYPE = "tgms_send_to_groups"
 # A row put back after temporary errors (5xx, network before sending) this often is given up on.
 MAX_ATTEMPTS = 5
+# Copies one batch takes at most, and copies one sender has in flight at most: at the paid rate
+# (1000/s) a call's latency hides behind the next batches; two senders per process stay within the
+# HTTP client's 100 connections. A sender also keeps no more in flight than the bot bucket's capacity
+# (3 at 30/s): calls delayed on their way (a busy machine) then cannot arrive at Telegram as a burst
+# beyond what the bucket itself allows.
+BATCH = 25
+MAX_IN_FLIGHT = 50
 # Helper jobs per live TGMS worker, and at most in all: sending is paced by the shared limiter, so
 # more senders only hide per-call latency.
 SENDERS_PER_WORKER = 2
@@ -96,6 +111,21 @@ class Claimed:
     message_id: int
     chat_id: int
     debug_code: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A copy Telegram accepted, to be recorded with the rest of its batch."""
+
+    telegram_message_id: int | None
+
+
+@dataclass
+class _Held:
+    """A reserved row whose chat cannot take a message before `not_before` (monotonic)."""
+
+    row: dict[str, Any]
+    not_before: float
 
 
 class _Stop(Exception):
@@ -124,6 +154,14 @@ class GroupSender:
         self.buttons: buttons.Rows | None = None  # the broadcast's top-level inline buttons
         self.copies: CopySender | None = None
         self.sent = 0
+        self.flights: set[asyncio.Task[None]] = set()  # batches whose calls are in flight
+        self.flying = 0  # copies in flight
+        self.max_in_flight = 1
+        self.held: list[_Held] = []
+        self.stopped = False  # the broadcast is no longer running: stop once the flights land
+        self.failure: BaseException | None = None  # an unexpected error of a call, raised once they land
+        self.backoff = 0.0
+        self.retry_at = 0.0  # after a temporary error, no new batch before this (monotonic)
         left = time_left()
         self.slice_ends = None if left is None else time.monotonic() + left - min(left / 2, SLICE_MARGIN)
 
@@ -152,6 +190,7 @@ class GroupSender:
             log.info("broadcast %d is %s: nothing to send", self.broadcast_id, broadcast.status)
             return
         self.broadcast = broadcast
+        self.max_in_flight = max(1, min(MAX_IN_FLIGHT, int(self.limiter.bot_capacity(paid=broadcast.paid))))
         if not await self._validate():
             return
         async with self.db.connection() as conn:
@@ -294,93 +333,213 @@ class GroupSender:
     # ------------------------------------------------------------ sending
 
     async def _send_all(self) -> int:
-        """Claim and send until no row is claimable; returns how many rows this call handled."""
-        backoff = 0.0
+        """Claim and send batches until no row is claimable; returns how many rows this call handled.
+        Before it returns or raises (a stop, a cancel, the slice's end) every call in flight is
+        awaited and recorded, and rows still waiting for their chat are given back."""
         handled = 0
-        while True:
-            self._check_slice()
-            claimed = await self._claim()
-            if claimed is None:
-                return handled
-            if claimed is _STOPPED:
-                raise _Stop
-            handled += 1
-            if claimed is _SKIPPED:
-                continue
-            assert isinstance(claimed, Claimed)
-            try:
-                # A send in flight is recorded (sent or failed), not left ambiguous by a stop or a cancel.
-                retry_later = await uninterruptible(self._deliver(claimed))
-            finally:
-                self.inflight.discard(claimed.message_id)
-            if retry_later:
-                backoff = min(30.0, max(1.0, backoff * 2))
-                await asyncio.sleep(backoff)
-            else:
-                backoff = 0.0
-
-    async def _claim(self) -> Claimed | object | None:
-        """Reserve the next pending row, wait for the rate limiter, record the intent ('sending').
-        Nothing is held open while we wait; a crash before the intent leaves the row pending."""
-        b = self.broadcast
-        assert b is not None
-        async with self.db.connection() as conn:
-            row = await broadcasts.reserve(conn, self.broadcast_id, self.ctx.worker_id, self.stale_seconds)
-        if row is None:
-            return None
-        message_id = int(row["message_id"])
-        if row["broadcast_status"] != "running":
-            await self._write(broadcasts.skip_remaining, self.broadcast_id, f"broadcast {row['broadcast_status']}")
-            return _STOPPED
-        if not (row["is_active"] or (b.is_final and row["final_allowed"])):
-            reason = "group is no longer managed" if row["is_active"] is None else "group is inactive"
-            await self._write(broadcasts.skip, message_id, reason)
-            return _SKIPPED
-        marked = None
-        assert self.copies is not None
         try:
+            while True:
+                self.flights = {t for t in self.flights if not t.done()}
+                if self.failure is not None:
+                    raise self.failure
+                if self.stopped:
+                    raise _Stop
+                if self.flying >= self.max_in_flight:
+                    await asyncio.wait(self.flights, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                self._check_slice()
+                backoff = self.retry_at - time.monotonic()
+                if backoff > 0:
+                    await self._idle(backoff)
+                    continue
+                claimed = await self._next_batch()
+                if claimed is None:
+                    if not self.flights and not self.held:
+                        return handled
+                    # Calls in flight may put rows back (429, migration); held rows wait for their chat.
+                    due = min((h.not_before for h in self.held), default=time.monotonic() + 1.0)
+                    await self._idle(due - time.monotonic())
+                    continue
+                handled += claimed
+        finally:
+            await uninterruptible(self._land())
+
+    async def _idle(self, timeout: float) -> None:
+        """Wait up to `timeout` (at most a second), less if a batch in flight ends."""
+        timeout = min(1.0, max(0.01, timeout))
+        if self.flights:
+            await asyncio.wait(self.flights, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(timeout)
+
+    async def _land(self) -> None:
+        """Await the batches in flight (each records its outcomes), then give back what is held."""
+        if self.flights:
+            await asyncio.gather(*self.flights, return_exceptions=True)
+        self.flights.clear()
+        if self.held:
+            ids = [int(h.row["message_id"]) for h in self.held]
+            self.held.clear()
+            await self._release(ids)
+        assert self.copies is not None
+        with contextlib.suppress(psycopg.Error, OSError):
+            await self.copies.give_back()
+
+    async def _next_batch(self) -> int | None:
+        """Take rate-limit tokens for a batch, claim that many rows, record the intent and start their
+        calls without waiting for them: how many rows it handled, None when none was claimable.
+        Statements per batch, whatever its size: tokens (bot, and the broadcast's pace when unpaid),
+        reserve, the chats' own tokens, the intent; and one to record the copies sent."""
+        b, copies = self.broadcast, self.copies
+        assert b is not None and copies is not None
+        if copies.needs_file_id:
+            if self.flights:
+                # An upload of ours may be in flight: its file_id first, then batches by id.
+                await asyncio.wait(self.flights)
+                return 0
             try:
-                # A photo from disk: its file_id known, or ours to upload, before the intent.
-                await self.copies.ready(self._slice_left())
+                # A photo from disk: its file_id known, or ours to upload, before any intent.
+                await copies.ready(self._slice_left())
             except TimeoutError:
                 raise _SliceOver from None
-            try:
-                await self.limiter.acquire(
-                    self.client.bot_key,
-                    int(row["chat_id"]),
-                    # A paid broadcast is paced by the paid bot rate alone: the delay between groups
-                    # exists to stay under the free rate, which it pays to exceed.
-                    pace_key=None if b.paid else f"broadcast:{self.broadcast_id}",
-                    timeout=self._slice_left(),
-                    paid=b.paid,
-                )
-            except RateLimitTimeout:
-                raise _SliceOver from None  # the reservation is given back below
-            # In flight from the moment 'sending' can be seen: a sweep by another sender of this
-            # process must not take our own row for a crashed one.
-            self.inflight.add(message_id)
-            async with self.db.connection() as conn:
-                marked = await broadcasts.mark_sending(conn, self.broadcast_id, message_id, self.ctx.worker_id)
+        want = 1 if copies.uploading else min(BATCH, self.max_in_flight - self.flying)
+        # A paid broadcast is paced by the paid bot rate alone: the delay between groups exists to stay
+        # under the free rate, which it pays to exceed.
+        pace = None if b.paid else f"broadcast:{self.broadcast_id}"
+        bot = self.client.bot_key
+        try:
+            tokens = await self.limiter.acquire_up_to(
+                bot,
+                want,
+                timeout=self._slice_left(),
+                batch=max(1.0, self.limiter.bot_capacity(paid=b.paid) / 4),
+                paid=b.paid,
+                pace_key=pace,
+            )
+        except RateLimitTimeout:
+            raise _SliceOver from None
+        used = 0
+        try:
+            rows = await self._rows(tokens)
+            if not rows:
+                return None
+            go = await self._sendable(rows)
+            claimed = await self._mark(go)
+            used = len(claimed)
+            if claimed:
+                self.flying += len(claimed)
+                self.flights.add(asyncio.create_task(self._fly(claimed)))
+            return len(rows)
         finally:
-            if marked is None:
-                self.inflight.discard(message_id)
-                await asyncio.shield(self._release(message_id))
-                await asyncio.shield(self.copies.give_back())
-        if marked is None:
+            if tokens > used:
+                await asyncio.shield(self.limiter.give_back(bot, tokens - used, paid=b.paid, pace_key=pace))
+
+    async def _rows(self, n: int) -> list[dict[str, Any]]:
+        """Up to `n` rows: held rows whose chat may pay now first, then newly reserved ones."""
+        now = time.monotonic()
+        due = [h for h in self.held if h.not_before <= now][:n]
+        taken = {id(h) for h in due}
+        self.held = [h for h in self.held if id(h) not in taken]
+        rows = [h.row for h in due]
+        if len(rows) < n:
+            async with self.db.connection() as conn:
+                more = await broadcasts.reserve(
+                    conn, self.broadcast_id, self.ctx.worker_id, self.stale_seconds, n - len(rows)
+                )
+            # A held row whose reservation grew stale may come back: keep one of each.
+            fresh = {int(r["message_id"]) for r in more}
+            self.held = [h for h in self.held if int(h.row["message_id"]) not in fresh]
+            rows = [r for r in rows if int(r["message_id"]) not in fresh] + more
+        return rows
+
+    async def _sendable(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows to send now: the others are skipped (broadcast over, group no longer targeted) or
+        held until their chat can take a message (Telegram's per-chat and per-group limits)."""
+        b = self.broadcast
+        assert b is not None
+        over = next((r["broadcast_status"] for r in rows if r["broadcast_status"] != "running"), None)
+        if over is not None:
+            await self._write(broadcasts.skip_remaining, self.broadcast_id, f"broadcast {over}")
+            self.held.clear()
+            self.stopped = True
+            return []
+        go: list[dict[str, Any]] = []
+        for row in rows:
+            if row["is_active"] or (b.is_final and row["final_allowed"]):
+                go.append(row)
+            else:
+                reason = "group is no longer managed" if row["is_active"] is None else "group is inactive"
+                await self._write(broadcasts.skip, int(row["message_id"]), reason)
+        if not go:
+            return []
+        waits = await self.limiter.take_chats(self.client.bot_key, [int(r["chat_id"]) for r in go])
+        now = time.monotonic()
+        for row, wait in zip(go, waits, strict=True):
+            if wait > 0:
+                self.held.append(_Held(row, now + wait))
+        return [row for row, wait in zip(go, waits, strict=True) if wait == 0]
+
+    async def _mark(self, rows: list[dict[str, Any]]) -> list[Claimed]:
+        """Record the intent to send `rows` ('sending'): those still ours; the rest are given back."""
+        if not rows:
+            return []
+        ids = [int(r["message_id"]) for r in rows]
+        # In flight from the moment 'sending' can be seen: a sweep by another sender of this process
+        # must not take our own rows for a crashed one's.
+        self.inflight.update(ids)
+        marked: dict[int, int] = {}
+        try:
+            async with self.db.connection() as conn:
+                marked = await broadcasts.mark_sending(conn, self.broadcast_id, ids, self.ctx.worker_id)
+        finally:
+            lost = [i for i in ids if i not in marked]
+            self.inflight.difference_update(lost)
+            if lost:
+                await asyncio.shield(self._release(lost))
+        if lost and not marked:
             async with self.db.connection() as conn:
                 now = await broadcasts.load(conn, self.broadcast_id)
-            return _STOPPED if now is None or now.status != "running" else _SKIPPED
-        return Claimed(message_id, marked, str(row["debug_code"]))
+            self.stopped = now is None or now.status != "running"
+        return [Claimed(int(r["message_id"]), marked[int(r["message_id"])], str(r["debug_code"]))
+                for r in rows if int(r["message_id"]) in marked]  # fmt: skip
 
-    async def _release(self, message_id: int) -> None:
-        """Give a reservation back (cancelled, or lost the row): best effort, it expires anyway."""
+    async def _release(self, message_ids: list[int]) -> None:
+        """Give reservations back (not sent after all): best effort, they expire anyway."""
         with contextlib.suppress(psycopg.Error, OSError):
             async with self.db.connection() as conn:
-                await broadcasts.release(conn, message_id, self.ctx.worker_id)
+                await broadcasts.release(conn, message_ids, self.ctx.worker_id)
 
-    async def _deliver(self, row: Claimed) -> bool:
-        """One send and its record. Returns True when the row went back to pending after a temporary
-        error (the caller backs off)."""
+    async def _fly(self, rows: list[Claimed]) -> None:
+        """One batch's calls side by side, then the copies sent recorded in one statement (the other
+        outcomes are recorded as they come: they are rare). Never raises: a stop or an unexpected
+        error is left for the send loop."""
+        try:
+            outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
+            sent = [(row.message_id, o) for row, o in zip(rows, outcomes, strict=True) if isinstance(o, Sent)]
+            sent_ids = [(m, o.telegram_message_id) for m, o in sent]
+            if sent_ids:
+                await self._write(broadcasts.mark_sent, sent_ids)
+                self.sent += len(sent_ids)
+            if any(o is _RETRY for o in outcomes):
+                self.backoff = min(30.0, max(1.0, self.backoff * 2))
+                self.retry_at = time.monotonic() + self.backoff
+            elif sent_ids:
+                self.backoff = 0.0
+            for o in outcomes:
+                if isinstance(o, _Stop):
+                    self.stopped = True
+                elif isinstance(o, BaseException) and self.failure is None:
+                    self.failure = o
+        except BaseException as exc:  # the record could not be written: the rows stay 'sending'
+            if self.failure is None:
+                self.failure = exc
+        finally:
+            self.flying -= len(rows)
+            self.inflight.difference_update(row.message_id for row in rows)
+
+    async def _deliver(self, row: Claimed) -> Sent | object | None:
+        """One call and, unless it went out (`Sent`, recorded with its batch), its record. `_RETRY`
+        when the row went back to pending after a temporary error (the sender backs off)."""
         b = self.broadcast
         assert b is not None
         try:
@@ -390,25 +549,23 @@ class GroupSender:
             await asyncio.shield(self._write(broadcasts.record_outcome, row.message_id, "ambiguous", error))
             raise
         except RetryAfter as exc:
-            # Pause the bot in the shared limiter (every process); the next claim waits it out.
+            # Pause the bot in the shared limiter (every process); the next batch waits it out.
             await self.limiter.pause(self.client.bot_key, exc.retry_after, paid=b.paid)
             error = f"429 from Telegram: retry after {exc.retry_after:g}s"
             await self._write(broadcasts.requeue, row.message_id, error, counted=False)
-            return False
+            return None
         except ChatMigrated as exc:
             await self._migrate(row, exc)
-            return False
+            return None
         except TelegramError as exc:
-            return await self._failed(row, exc)
+            return _RETRY if await self._failed(row, exc) else None
         except Exception as exc:
             # Not a Telegram answer (a bug, or something unexpected): we cannot know whether it went out.
             await self._write(
                 broadcasts.record_outcome, row.message_id, "ambiguous", f"{type(exc).__name__}: {exc}"[:1000]
             )
             raise
-        await self._write(broadcasts.mark_sent, row.message_id, message.get("message_id"))
-        self.sent += 1
-        return False
+        return Sent(message.get("message_id"))
 
     async def _call(self, row: Claimed) -> Message:
         """The copy for this row (its variant, tracked links, a stored photo by upload or file_id)."""
@@ -476,26 +633,11 @@ class GroupSender:
         return await self._with_conn(lambda conn: write(conn, *args, **kwargs))
 
     async def _with_conn(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]], *, transaction: bool = False) -> T:
-        """Run `work` (in one transaction if asked: the pool is autocommit), retrying through a
-        database outage for up to a lease: the outcome of a call that reached Telegram must not be lost."""
-        deadline = time.monotonic() + self.stale_seconds
-        failures = 0
-        while True:
-            try:
-                async with self.db.connection() as conn:
-                    if not transaction:
-                        return await work(conn)
-                    async with conn.transaction():
-                        return await work(conn)
-            except psycopg.OperationalError:
-                failures += 1
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+        """`work` through `durable.with_conn`: the outcome of a call that reached Telegram must not be lost."""
+        return await with_conn(self.db, work, lease=self.stale_seconds, transaction=transaction)
 
 
-_SKIPPED = object()
-_STOPPED = object()
+_RETRY = object()
 
 
 async def send_to_groups(ctx: JobContext, job: Job) -> None:

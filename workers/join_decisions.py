@@ -45,7 +45,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
 from psycopg import AsyncConnection
 
 from tgms_tui.backend import join_gate
@@ -53,6 +52,7 @@ from tgms_tui.backend.join_gate import BatchRow
 from tgms_tui.backend.queue import Job
 
 from .bots import Bots, bots_for
+from .durable import with_conn
 from .rate_limit import RateLimitTimeout
 from .runner import JobContext, PermanentFailure, Snooze, time_left, uninterruptible
 from .telegram_api import (
@@ -286,19 +286,8 @@ class BulkDecider:
     # ------------------------------------------------------------ database writes that must land
 
     async def _with_conn(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """`work` on the autocommit pool, retrying through a database outage for up to a lease: the
-        outcome of a call that reached Telegram must not be lost."""
-        deadline = time.monotonic() + self.ctx.settings.lease_seconds
-        failures = 0
-        while True:
-            try:
-                async with self.bots.db.connection() as conn:
-                    return await work(conn)
-            except psycopg.OperationalError:
-                failures += 1
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+        """`work` through `durable.with_conn`: the outcome of a call that reached Telegram must not be lost."""
+        return await with_conn(self.bots.db, work, lease=self.ctx.settings.lease_seconds)
 
 
 async def is_member(client: TelegramClient, chat_id: int, user_id: int) -> bool:

@@ -76,6 +76,8 @@ class RateLimiter:
         self.rate_per_second = rate_per_second
         self.paid_rate_per_second = paid_rate_per_second
         self.burst = max(1.0, float(burst))
+        # A tenth of a second of paid tokens (like `bot_burst`), so batches of copies can pay at once.
+        self.paid_burst = max(self.burst, float(round(paid_rate_per_second / 10)))
         self.group_rate = group_limit / group_period
         self.group_burst = max(1.0, float(group_burst))
         self.chat_min_interval = chat_min_interval
@@ -101,7 +103,7 @@ class RateLimiter:
         """The bot's overall limit; a paid send (allow_paid_broadcast) has its own, faster one. The
         per-group and per-chat limits apply to paid sends too: Telegram lifts only the broadcast limit."""
         if paid:
-            return Bucket(f"paid:{bot_key}", self.burst, self.paid_rate_per_second)
+            return Bucket(f"paid:{bot_key}", self.paid_burst, self.paid_rate_per_second)
         return Bucket(f"bot:{bot_key}", self.burst, self.rate_per_second)
 
     def buckets(
@@ -172,8 +174,19 @@ class RateLimiter:
             # A little jitter so processes woken by the same refill do not collide in lockstep.
             await asyncio.sleep(wait + random.uniform(0.0, min(0.02, wait / 4)))
 
+    def bot_capacity(self, *, paid: bool = False) -> float:
+        """The capacity of the bot bucket a (paid) send pays: the most one batch can take at once."""
+        return self._bot_bucket("", paid).capacity
+
     async def acquire_up_to(
-        self, bot_key: str, want: int, *, timeout: float | None = None, batch: float | None = None
+        self,
+        bot_key: str,
+        want: int,
+        *,
+        timeout: float | None = None,
+        batch: float | None = None,
+        paid: bool = False,
+        pace_key: str | None = None,
     ) -> int:
         """Wait until at least one call of `bot_key` (no particular chat) is allowed, and take as many
         tokens as are there, up to `want`: a batch of calls pays in one statement. Returns how many
@@ -181,10 +194,11 @@ class RateLimiter:
         waiting longer. A caller refused sleeps until a share of the bucket (half its capacity, at
         most `want`; `batch` if given) has refilled, so several batch takers do not poll for every
         token. A smaller `batch` wakes sooner: less of the bucket's capacity is used up waiting, so a
-        late wake-up loses no refill (the caller should be the only one of its process polling)."""
+        late wake-up loses no refill (the caller should be the only one of its process polling).
+        `paid` and `pace_key` as for `acquire` (the per-chat buckets are `take_chats`')."""
         if want < 1:
             raise ValueError("want must be >= 1")
-        buckets = self.buckets(bot_key)
+        buckets = self.buckets(bot_key, None, pace_key, paid=paid)
         keys = [b.key for b in buckets]
         target = max(1.0, min(float(want), self.burst / 2 if batch is None else batch))
         loop = asyncio.get_running_loop()
@@ -204,11 +218,36 @@ class RateLimiter:
                 raise RateLimitTimeout(wait)
             await asyncio.sleep(wait + random.uniform(0.0, min(0.01, wait / 4)))
 
-    async def give_back(self, bot_key: str, tokens: int) -> None:
-        """Return tokens taken by `acquire_up_to` for calls that were not made."""
+    async def give_back(self, bot_key: str, tokens: int, *, paid: bool = False, pace_key: str | None = None) -> None:
+        """Return tokens taken by `acquire_up_to` (same `paid`, `pace_key`) for calls that were not made."""
         if tokens > 0:
+            keys = [b.key for b in self.buckets(bot_key, None, pace_key, paid=paid)]
             async with self.pool.connection() as conn:
-                await rate_buckets.give_back(conn, [b.key for b in self.buckets(bot_key)], tokens)
+                await rate_buckets.give_back(conn, keys, tokens)
+
+    async def take_chats(self, bot_key: str, chat_ids: list[int]) -> list[float]:
+        """The per-chat share of `acquire` for a batch whose bot tokens `acquire_up_to` took: one token
+        from each chat's own buckets (per chat, per group), all-or-nothing per chat, in one
+        statement. Per chat (distinct ids), 0.0 when taken, else the seconds until it could be."""
+        per_chat = [
+            [b for b in self.buckets(bot_key, chat) if b.key.startswith(("chat:", "group:"))] for chat in chat_ids
+        ]
+        wanted = [b for bs in per_chat for b in bs]
+        if not wanted:
+            return [0.0] * len(chat_ids)
+        if any(b not in self._ensured for b in wanted):
+            await self._ensure(wanted)
+        async with self.pool.connection() as conn:
+            verdicts = await rate_buckets.take_each(conn, [[b.key for b in bs] for bs in per_chat])
+        waits: list[float] = []
+        for bs, (granted, wait) in zip(per_chat, verdicts, strict=True):
+            if granted or not bs:
+                waits.append(0.0)
+                continue
+            if wait <= 0:  # a bucket row vanished (pruned): made again before the next try
+                self._ensured.difference_update(bs)
+            waits.append(max(wait, 0.05))
+        return waits
 
     async def pause(self, bot_key: str, seconds: float, chat_id: int | None = None, *, paid: bool = False) -> None:
         """After a 429: no sends for this bot (or only to this chat; or only paid ones) for `seconds`,

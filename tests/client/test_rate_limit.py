@@ -160,3 +160,17 @@ async def test_batch_take_waits_for_refill_respects_pauses_and_takes_tokens_back
         await limiter.acquire_up_to("15", 1, timeout=0.2)
     with pytest.raises(ValueError):
         await limiter.acquire_up_to("15", 0)
+
+
+async def test_batch_of_chats_pays_each_chat_once_all_or_nothing(pool: AsyncConnectionPool) -> None:
+    # The per-chat share of a batch: each chat pays its own 1/s and 20/min buckets, in one statement.
+    limiter = RateLimiter(pool, rate_per_second=1000.0, group_limit=20, group_period=60.0)
+    assert await limiter.take_chats("16", [-1, -2, 7]) == [0.0, 0.0, 0.0]
+    waits = await limiter.take_chats("16", [-1, -3])
+    # -1 had its message a moment ago: its group's next slot is 3 s away (20/min); -3 is free.
+    assert 2.5 < waits[0] <= 3.0 and waits[1] == 0.0
+    await limiter.pause("16", 30, chat_id=-4)
+    assert (await limiter.take_chats("16", [-4]))[0] > 25
+    assert await limiter.take_chats("16", []) == []
+    # Paid batches take up to a tenth of a second of the paid rate at once.
+    assert await limiter.acquire_up_to("16", 500, paid=True) == 100

@@ -13,6 +13,7 @@ import pytest
 
 from telegram_sim.config import SimConfig
 from tests.token_guard import register_secret
+from workers.group_sender import MAX_IN_FLIGHT
 
 from .harness import ADMIN_KEY, WEBHOOK_SECRET, Stack
 
@@ -78,12 +79,18 @@ def test_a_star_balance_too_low_stops_the_broadcast_and_blames_no_group(stack: S
 
     status, error = _finished(stack, answer["broadcast_id"])
     assert status == "stopped" and error is not None and "Stars balance is too low" in error
+    # The copies in flight when it stopped are recorded as they answer, after the stop.
+    in_flight = "SELECT count(*) = 0 FROM sent_messages WHERE broadcast_id = %s AND status = 'sending'"
+    stack.wait_for(
+        lambda: stack.scalar(in_flight, (answer["broadcast_id"],)), timeout=30, what="in-flight copies recorded"
+    )
     found = stack.sql("SELECT chat_id, status, error FROM sent_messages WHERE broadcast_id = %s",
                       (answer["broadcast_id"],))  # fmt: skip
     rows = {int(chat): str(status) for chat, status, _ in found}
-    # Refused copies: one per sender that had a call in flight (two senders run), each for the balance.
+    # Refused copies: those in flight when the first refusal came (at most MAX_IN_FLIGHT per sender, two
+    # senders run), each for the balance; nothing after it.
     refused = [error for _, status, error in found if status == "failed"]
-    assert 1 <= len(refused) <= 2 and all("BALANCE_TOO_LOW" in e for e in refused), refused
+    assert 1 <= len(refused) <= 2 * MAX_IN_FLIGHT and all("BALANCE_TOO_LOW" in e for e in refused), refused
     assert set(rows.values()) <= {"sent", "failed", "skipped"}
     assert stack.ok_sends() == {g: 1 for g, s in rows.items() if s == "sent"}
     assert stack.ctl.stars(stack.tgms_bot_id) == {"balance": 0.0, "billed_messages": 5}

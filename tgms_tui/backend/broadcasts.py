@@ -551,7 +551,7 @@ SELECT debug_code FROM sent_messages WHERE broadcast_id = %(b)s ORDER BY length(
 # reservation no longer than a lease.
 _HOLDER_GONE = f"NOT EXISTS (SELECT 1 FROM bot_health h WHERE h.worker_id = s.locked_by AND {health.alive('h')})"
 
-# Reserve the next pending row nobody else holds: not reserved, or reserved by a worker that is gone
+# Reserve the next `n` pending rows nobody else holds: not reserved, or reserved by a worker that is gone
 # or long ago. A reservation only says "waiting for my rate-limit turn"; it is not an intent to send,
 # so a crash while reserved leaves the row pending for someone else. RETURNING brings what decides
 # whether the row may still be sent.
@@ -561,7 +561,7 @@ WITH next AS (
      WHERE s.broadcast_id = %(b)s AND s.status = 'pending'
        AND (s.locked_by IS NULL OR s.updated_at < now() - make_interval(secs => %(stale)s) OR {_HOLDER_GONE})
      ORDER BY s.message_id
-     LIMIT 1
+     LIMIT %(n)s
        FOR UPDATE SKIP LOCKED
 )
 UPDATE sent_messages AS s SET locked_by = %(worker)s, updated_at = now()
@@ -573,19 +573,19 @@ RETURNING s.message_id, s.chat_id, s.debug_code,
           (SELECT final_message_allowed FROM managed_groups WHERE group_id = s.chat_id) AS final_allowed
 """
 
-# The intent to send, committed (autocommit) before the call: only by the reserver, only from
-# 'pending', only while the broadcast runs. Whatever happened while we waited, one sender wins.
+# The intent to send a batch, committed (autocommit) before its calls: only by the reserver, only from
+# 'pending', only while the broadcast runs. Whatever happened while we waited, one sender wins each row.
 SQL_MARK_SENDING = """
 UPDATE sent_messages
    SET status = 'sending', attempts = attempts + 1, updated_at = now()
- WHERE message_id = %(id)s AND status = 'pending' AND locked_by = %(worker)s
+ WHERE message_id = ANY(%(ids)s::bigint[]) AND broadcast_id = %(b)s AND status = 'pending' AND locked_by = %(worker)s
    AND EXISTS (SELECT 1 FROM broadcasts WHERE broadcast_id = %(b)s AND status = 'running')
-RETURNING chat_id
+RETURNING message_id, chat_id
 """
 
 SQL_RELEASE = """
 UPDATE sent_messages SET locked_by = NULL
- WHERE message_id = %(id)s AND status = 'pending' AND locked_by = %(worker)s
+ WHERE message_id = ANY(%(ids)s::bigint[]) AND status = 'pending' AND locked_by = %(worker)s
 """
 
 SQL_ATTEMPTS = "SELECT attempts FROM sent_messages WHERE message_id = %(id)s"
@@ -603,15 +603,22 @@ UPDATE sent_messages SET status = 'pending', locked_by = NULL, error = %(error)s
  WHERE message_id = %(id)s AND status = 'sending'
 """
 
-# Also over 'ambiguous': a sibling's sweep may have given up on us, but we know it went out.
+# A batch of copies that went out. Also over 'ambiguous': a sibling's sweep may have given up on us,
+# but we know it went out. The groups are locked in id order, so batches of two broadcasts that share
+# groups cannot deadlock.
 SQL_SENT = f"""
-WITH m AS (
-    UPDATE sent_messages
-       SET status = 'sent', telegram_message_id = %(tm)s, sent_at = now(), error = NULL, updated_at = now()
-     WHERE message_id = %(id)s
-    RETURNING chat_id
+WITH o AS (
+    SELECT id, tm FROM unnest(%(ids)s::bigint[], %(tms)s::bigint[]) AS o(id, tm)
+), m AS (
+    UPDATE sent_messages AS s
+       SET status = 'sent', telegram_message_id = o.tm, sent_at = now(), error = NULL, updated_at = now()
+      FROM o
+     WHERE s.message_id = o.id
+    RETURNING s.chat_id
+), g AS (
+    SELECT group_id FROM managed_groups WHERE group_id IN (SELECT chat_id FROM m) ORDER BY group_id FOR UPDATE
 )
-UPDATE managed_groups SET {groups.DELIVERED} WHERE group_id = (SELECT chat_id FROM m)
+UPDATE managed_groups SET {groups.DELIVERED} WHERE group_id IN (SELECT group_id FROM g)
 """
 
 SQL_DELIVERY_FAILED = f"""
@@ -709,22 +716,28 @@ async def attempts(conn: AsyncConnection[Any], message_id: int) -> int | None:
     return await _value(conn, SQL_ATTEMPTS, {"id": message_id})
 
 
-async def reserve(conn: AsyncConnection[Any], broadcast_id: int, worker_id: str, stale: float) -> dict[str, Any] | None:
-    """Reserve the next pending row: message_id, chat_id, debug_code, broadcast_status, is_active
-    (None: the group is no longer managed), final_allowed."""
+async def reserve(
+    conn: AsyncConnection[Any], broadcast_id: int, worker_id: str, stale: float, n: int
+) -> list[dict[str, Any]]:
+    """Reserve the next `n` pending rows, each: message_id, chat_id, debug_code, broadcast_status,
+    is_active (None: the group is no longer managed), final_allowed."""
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(SQL_RESERVE, {"b": broadcast_id, "worker": worker_id, "stale": stale})
-    return await cur.fetchone()
+    await cur.execute(SQL_RESERVE, {"b": broadcast_id, "worker": worker_id, "stale": stale, "n": n})
+    return sorted(await cur.fetchall(), key=lambda r: int(r["message_id"]))
 
 
-async def mark_sending(conn: AsyncConnection[Any], broadcast_id: int, message_id: int, worker_id: str) -> int | None:
-    """Record the intent to send; the chat id, or None when the row is no longer ours to send."""
-    chat_id = await _value(conn, SQL_MARK_SENDING, {"b": broadcast_id, "id": message_id, "worker": worker_id})
-    return None if chat_id is None else int(chat_id)
+async def mark_sending(
+    conn: AsyncConnection[Any], broadcast_id: int, message_ids: list[int], worker_id: str
+) -> dict[int, int]:
+    """Record the intent to send these rows; {message_id: chat_id} of those still ours to send."""
+    params = {"b": broadcast_id, "ids": message_ids, "worker": worker_id}
+    cur = await conn.execute(SQL_MARK_SENDING, params)
+    return {int(m): int(c) for m, c in await cur.fetchall()}
 
 
-async def release(conn: AsyncConnection[Any], message_id: int, worker_id: str) -> None:
-    await conn.execute(SQL_RELEASE, {"id": message_id, "worker": worker_id})
+async def release(conn: AsyncConnection[Any], message_ids: list[int], worker_id: str) -> None:
+    """Give reservations back (rows still pending and held by `worker_id`)."""
+    await conn.execute(SQL_RELEASE, {"ids": message_ids, "worker": worker_id})
 
 
 async def skip(conn: AsyncConnection[Any], message_id: int, error: str) -> None:
@@ -735,8 +748,9 @@ async def requeue(conn: AsyncConnection[Any], message_id: int, error: str | None
     await conn.execute(SQL_REQUEUE, {"id": message_id, "error": error, "counted": counted})
 
 
-async def mark_sent(conn: AsyncConnection[Any], message_id: int, telegram_message_id: int | None) -> None:
-    await conn.execute(SQL_SENT, {"id": message_id, "tm": telegram_message_id})
+async def mark_sent(conn: AsyncConnection[Any], sent: list[tuple[int, int | None]]) -> None:
+    """Record (message_id, telegram_message_id) copies as sent and their groups as reached, in one statement."""
+    await conn.execute(SQL_SENT, {"ids": [m for m, _ in sent], "tms": [t for _, t in sent]})
 
 
 async def delivery_failed(

@@ -24,11 +24,9 @@ ON CONFLICT (key) DO UPDATE
  WHERE b.capacity <> EXCLUDED.capacity OR b.refill_per_sec <> EXCLUDED.refill_per_sec
 """
 
-# The all-or-nothing take. `cur` locks the rows (newest versions, in key order) and computes each
-# refilled level; `verdict` grants only if every wanted row exists, has >= 1 token and is not paused;
-# `take` is the conditional UPDATE. The SELECT reports the verdict and, when refused, how long until
-# the slowest bucket can pay.
-TAKE_TOKENS = """
+# The buckets of `keys`, locked (newest versions, in key order, so no deadlocks) with each one's level
+# refilled up to now: the start of every take.
+_LOCK_LEVELS = """
 WITH cur AS (
     SELECT key,
            LEAST(capacity, tokens + refill_per_sec
@@ -39,7 +37,14 @@ WITH cur AS (
      WHERE key = ANY(%(keys)s::text[])
      ORDER BY key
        FOR UPDATE
-), verdict AS (
+)"""
+
+# The all-or-nothing take. `cur` locks the rows (newest versions, in key order) and computes each
+# refilled level; `verdict` grants only if every wanted row exists, has >= 1 token and is not paused;
+# `take` is the conditional UPDATE. The SELECT reports the verdict and, when refused, how long until
+# the slowest bucket can pay.
+TAKE_TOKENS = f"""
+{_LOCK_LEVELS}, verdict AS (
     SELECT count(*) AS found,
            coalesce(bool_and(level >= 1 AND (paused_until IS NULL OR paused_until <= clock_timestamp())),
                     false) AS granted,
@@ -65,18 +70,8 @@ SELECT verdict.found, verdict.granted AND verdict.found = %(n)s, verdict.wait, (
 # buckets): as many as the poorest bucket holds whole, none while any is paused or missing. When it
 # grants none, `wait` is how long until `target` tokens could be taken (a caller that wants a batch
 # sleeps for a batch, not for each token, so fewer statements compete for the rows).
-TAKE_UP_TO = """
-WITH cur AS (
-    SELECT key,
-           LEAST(capacity, tokens + refill_per_sec
-                 * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at))) AS level,
-           refill_per_sec,
-           paused_until
-      FROM rate_buckets
-     WHERE key = ANY(%(keys)s::text[])
-     ORDER BY key
-       FOR UPDATE
-), verdict AS (
+TAKE_UP_TO = f"""
+{_LOCK_LEVELS}, verdict AS (
     SELECT count(*) AS found,
            CASE WHEN count(*) = %(n)s
                      AND bool_and(paused_until IS NULL OR paused_until <= clock_timestamp())
@@ -94,6 +89,34 @@ WITH cur AS (
     RETURNING b.key
 )
 SELECT verdict.found, verdict.granted, verdict.wait, (SELECT count(*) FROM take) FROM verdict
+"""
+
+# One token from each item's own buckets (a batch of sends to distinct chats: each chat's per-chat and
+# per-group buckets), all-or-nothing per item, in one statement: an item is granted when every one of
+# its buckets exists, has a token and is not paused. `wait` is how long until a refused item could
+# pay (0 for a granted one, or one whose bucket is missing). No key may belong to two items.
+TAKE_EACH = f"""
+{_LOCK_LEVELS}, want AS (
+    SELECT item, key FROM unnest(%(items)s::int[], %(keys)s::text[]) AS w(item, key)
+), verdict AS (
+    SELECT w.item,
+           count(c.key) = count(*)
+           AND coalesce(bool_and(c.level >= 1 AND (c.paused_until IS NULL OR c.paused_until <= clock_timestamp())),
+                        false) AS granted,
+           coalesce(max(GREATEST(
+               CASE WHEN c.level >= 1 THEN 0 ELSE (1 - c.level) / c.refill_per_sec END,
+               coalesce(EXTRACT(EPOCH FROM c.paused_until - clock_timestamp()), 0))), 0) AS wait
+      FROM want w LEFT JOIN cur c ON c.key = w.key
+     GROUP BY w.item
+), take AS (
+    UPDATE rate_buckets AS b
+       SET tokens = cur.level - 1,
+           updated_at = clock_timestamp()
+      FROM cur JOIN want w ON w.key = cur.key JOIN verdict v ON v.item = w.item AND v.granted
+     WHERE b.key = cur.key
+    RETURNING b.key
+)
+SELECT v.item, v.granted, v.wait FROM verdict v WHERE (SELECT count(*) FROM take) >= 0
 """
 
 # Tokens taken for calls that were not made after all go back (never above the capacity).
@@ -150,6 +173,16 @@ async def take_up_to(
     assert row is not None  # the aggregate always yields one row
     found, granted, wait, _taken = row
     return int(granted), float(wait), int(found)
+
+
+async def take_each(conn: AsyncConnection[Any], keys: Sequence[Sequence[str]]) -> list[tuple[bool, float]]:
+    """One token from every bucket of each `keys[i]` (all or nothing per item; no key shared between
+    items): (granted, seconds until it could be) per item, in order."""
+    items = [i for i, ks in enumerate(keys) for _ in ks]
+    flat = [k for ks in keys for k in ks]
+    cur = await conn.execute(TAKE_EACH, {"items": items, "keys": flat})
+    verdicts = {int(item): (bool(granted), float(wait)) for item, granted, wait in await cur.fetchall()}
+    return [verdicts.get(i, (False, 0.0)) for i in range(len(keys))]
 
 
 async def give_back(conn: AsyncConnection[Any], keys: Sequence[str], n: int) -> None:
