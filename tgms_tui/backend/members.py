@@ -23,7 +23,11 @@ from psycopg import AsyncConnection
 # in days, so a minute's precision in last_seen_at loses nothing. (An UPDATE whose WHERE does not
 # match locks nothing; INSERT .. ON CONFLICT DO UPDATE .. WHERE would lock the row even when its WHERE
 # is false.) The ON CONFLICT clause covers a member first seen by two updates at the same moment.
-_NEW_STATUS = "CASE WHEN {soft} AND m.status NOT IN ('left', 'kicked') THEN m.status ELSE {new}.status END"
+# A member TGMS kicked stays 'kicked' when Telegram then reports them 'left' (the unban that follows a
+# kick in a supergroup sends that change): both mean gone, and 'kicked' also says who removed them.
+_NEW_STATUS = """CASE WHEN {soft} AND m.status NOT IN ('left', 'kicked') THEN m.status
+                WHEN {new}.status = 'left' AND m.status = 'kicked' THEN m.status
+                ELSE {new}.status END"""
 _CHANGED = f"""({{date}} >= m.last_seen_at + interval '1 minute'
             OR m.is_bot <> {{new}}.is_bot
             OR ({{new}}.username IS NOT NULL AND m.username IS DISTINCT FROM {{new}}.username)
