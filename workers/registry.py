@@ -72,8 +72,10 @@ def periodic_for(pool: Pool, settings: Settings) -> tuple[PeriodicJob, ...]:
 
 # Each job type's time limit in seconds (TGMS_JOB_TIMEOUTS overrides them). Chosen per type:
 TIME_LIMITS: dict[str, float] = {
-    # one approval: two statements and one or two Bot API calls (each capped at 30 s by the client)
-    join_requests.JOB_TYPE: 90.0,
+    # one approval: two statements and one or two Bot API calls (each capped at 30 s by the client;
+    # a re-run after a cut recognises an earlier approval or message by what it recorded first). The
+    # limit is also what frees a handler stuck after a database crash: 45 s keeps the wait bounded
+    join_requests.JOB_TYPE: 45.0,
     # one update: a few statements, at most a reply
     updates.JOB_TYPE: 60.0,
     # resumable: a sender works in slices that end before this limit and carries on in a fresh run
