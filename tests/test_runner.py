@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -427,6 +428,36 @@ async def test_one_worker_of_a_pool_watches_and_hands_the_watch_on_when_it_stops
             await queue.enqueue(conn, "tgms_a")
         await wait_until(lambda: _true_when(len(ran) == 2), timeout=10)  # far below the 60 s poll
         assert ran[1] == other.worker_id
+
+
+async def test_a_worker_waiting_for_the_watch_holds_no_snapshot(pool: AsyncConnectionPool, db_url: str) -> None:
+    """The worker that does not watch must not wait inside a statement: a waiting statement holds a
+    snapshot (backend_xmin), and while any session holds one VACUUM removes no dead row newer than
+    it, so the queue's hot table would bloat for as long as the standby waits (hours on an idle fleet).
+    Checked by what VACUUM can do: rows deleted while both workers run are removed."""
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        return None
+
+    first = make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)
+    second = make_worker(db_url, {"tgms_a": handler}, poll_seconds=60.0)
+    async with running(first), running(second):
+        await wait_until(lambda: _true_when(first.watching or second.watching))
+        await asyncio.sleep(1.0)  # the standby is waiting by now
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:  # VACUUM needs it
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            assert await cur.fetchone() == (0,)
+            await conn.execute("CREATE TABLE churn (i int) WITH (autovacuum_enabled = off)")
+            await conn.execute("INSERT INTO churn SELECT generate_series(1, 1000)")
+            await conn.execute("DELETE FROM churn")
+            await conn.execute("VACUUM churn")
+            cur = await conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'")
+            assert await cur.fetchone() == (0,)
+        watcher, other = (first, second) if first.watching else (second, first)
+        watcher.stop()  # the holder's handoff notice wakes the waiter at once, not at its next try
+        await wait_until(lambda: _true_when(other.watching), timeout=10)
 
 
 async def test_a_handler_can_complete_its_job_in_its_own_statement(

@@ -72,6 +72,11 @@ WATCH_LOCK_KEYS: dict[Pool, tuple[int, int]] = {"main": (0x7467_6D73, 1), "tgms"
 # as soon as a slot frees, so only longer spells need another worker; a shorter linger passed the
 # watch back and forth under load (a lock, LISTEN and claim each time).
 WATCH_HANDOFF_SECONDS = 0.5
+# A worker waiting for the watch tries its lock again on the holder's handoff notice, or this often (a
+# holder that died sends none). It never waits inside pg_advisory_lock: a statement that waits holds a
+# snapshot, and a snapshot held for hours stops VACUUM from removing any dead row of the database
+# (the queue's hot table bloats and every claim slows down).
+WATCH_RETRY_SECONDS = 2.0
 # A worker that stopped running jobs keeps listening for cancel notices this long before UNLISTEN.
 CANCEL_LISTEN_LINGER = 5.0
 # How often at most a worker tells the control center that jobs changed.
@@ -717,7 +722,8 @@ class Worker:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     while True:
                         await self._watch_wanted.wait()
-                        await conn.execute("SELECT pg_advisory_lock(%s, %s)", key)
+                        if not await self._take_watch_lock(conn, key):
+                            continue
                         await conn.execute(f"LISTEN {channel}; LISTEN {queue.NOTIFY_CHANNEL}")
                         failures = 0
                         self.watching = True
@@ -731,6 +737,7 @@ class Worker:
                             self._update_watch()
                         await conn.execute("UNLISTEN *")
                         await conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+                        await conn.execute(f"NOTIFY {_handoff_channel(self.pool)}")  # the next waiter tries
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, OSError) as exc:
@@ -739,6 +746,23 @@ class Worker:
                 self._plan_known = False
                 self._wakeup.set()  # notifications may have been missed: look once
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    async def _take_watch_lock(self, conn: Conn, key: tuple[int, int]) -> bool:
+        """Take the pool's watch lock, waiting while another worker holds it; False when this worker
+        stopped wanting the watch meanwhile. The wait is a LISTEN for the holder's handoff notice with
+        a try every WATCH_RETRY_SECONDS, never a blocking pg_advisory_lock (see WATCH_RETRY_SECONDS)."""
+        handoff = _handoff_channel(self.pool)
+        await conn.execute(f"LISTEN {handoff}")  # before the try: a handoff after it is heard
+        taken = False
+        while not taken and self._watch_wanted.is_set():
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+            row = await cur.fetchone()
+            taken = bool(row and row[0])
+            if not taken:
+                async for _note in conn.notifies(timeout=WATCH_RETRY_SECONDS, stop_after=1):
+                    pass  # the holder gave the watch up: try again
+        await conn.execute(f"UNLISTEN {handoff}")  # a watcher hears only its pool's jobs and cancels
+        return taken
 
     async def _announce_changes(self) -> None:
         """Tell the control center that jobs changed, at most once a second (the queue's tables send
@@ -922,6 +946,11 @@ class Worker:
                 )
         except Exception as exc:  # the database may be what is slow; the log line stands
             log.debug("could not record the loop stall: %s", redact(str(exc)))
+
+
+def _handoff_channel(pool: Pool) -> str:
+    """The channel a worker giving up the pool's watch notifies, so that a waiting worker takes it."""
+    return f"tgms_watch_{pool}"
 
 
 def _toggle(on: asyncio.Event, off: asyncio.Event, value: bool) -> None:
