@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import uvloop
+
 from tgms_tui.backend.bootstrap import prepare
 from tgms_tui.backend.config import ConfigError, load_settings, port_number
 from tgms_tui.backend.queue import Pool
@@ -105,5 +107,6 @@ def run_pool(
                 exporter.close()
             await services.aclose()
 
-    asyncio.run(serve())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve())
     return 0  # a worker whose event loop stays blocked exits with EXIT_LOOP_STALLED from its watchdog
