@@ -70,3 +70,26 @@ def test_sql_on_tgms_tables_lives_in_the_backend() -> None:
 def test_the_check_sees_sql() -> None:
     """The scanner finds SQL where it is (f-strings included), so a passing check means something."""
     assert sql_in(BACKEND / "groups.py") and sql_in(BACKEND / "health.py") and sql_in(BACKEND / "broadcasts.py")
+
+
+def test_statements_with_named_placeholders_fit_psycopgs_conversion_cache() -> None:
+    """psycopg re-parses a `%(name)s` query longer than its cache limit on every execution (about a
+    tenth of a join request's worker CPU when the begin statement outgrew it): such statements are
+    kept within it, with `sql_text.compact` where their indentation would not fit."""
+    import importlib
+    import pkgutil
+
+    import psycopg._queries
+
+    import tgms_tui.backend as backend
+    from tgms_tui.backend.sql_text import CONVERSION_CACHE_LIMIT
+
+    assert psycopg._queries.MAX_CACHED_STATEMENT_LENGTH == CONVERSION_CACHE_LIMIT
+    too_long = []
+    for info in pkgutil.iter_modules(backend.__path__):
+        module = importlib.import_module(f"tgms_tui.backend.{info.name}")
+        for name, value in vars(module).items():
+            named = name.startswith("SQL") and isinstance(value, str) and "%(" in value
+            if named and len(value) > CONVERSION_CACHE_LIMIT:
+                too_long.append(f"{info.name}.{name}: {len(value)} characters")
+    assert not too_long, too_long

@@ -23,8 +23,9 @@ from psycopg import AsyncConnection
 # approve now), 'verifying', 'pending' (manual queue) or 'held'.
 from . import queue
 from .bans import IN_FORCE
+from .sql_text import compact
 
-SQL_BEGIN = f"""
+SQL_BEGIN = compact(f"""
 WITH grp AS (
     SELECT is_active, join_policy, raid_per_minute, held_until, manual_expire_hours
       FROM managed_groups WHERE group_id = %(chat)s
@@ -100,7 +101,7 @@ SELECT (SELECT status FROM ins) AS inserted,
   LEFT JOIN join_requests ex
          ON ex.chat_id = %(chat)s AND ex.user_id = %(user)s AND ex.requested_at = to_timestamp(%(date)s)
   LEFT JOIN jobs owner ON owner.job_id = ex.job_id
-"""
+""")  # compact: within psycopg's conversion cache (sql_text.py)
 
 # Only a row still 'processing' changes: a finished request is never rewritten.
 SQL_FINISH = """
