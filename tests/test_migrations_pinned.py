@@ -36,6 +36,7 @@ PINNED = {
     "022_jobs_history.sql": "a1db48a204b2b0fd5fe2bd9e55526a6daa2e665e45d03781d7c96f06dcc67bea",
     "024_change_listeners.sql": "e08c436db81d550271e5bd92c5bf55e747e3af439f98cdf2c5202a6abc2c750c",
     "025_join_sweep_index.sql": "f8b8f739c164a136d026007868e8f5c950ef3f257737cd977529008959c62bd7",
+    "026_history_fill_reserve.sql": "46c486547160d3e540246f796e8ba3245e2a418bb52c762bf9174a80a0b31783",
 }
 
 

@@ -1,0 +1,16 @@
+-- Finished jobs land at the end of jobs_history, not in slivers of free space all over it.
+--
+-- A full page of jobs_history keeps a sliver of free space (less than the row that did not fit), and
+-- PostgreSQL's free space map offers every such sliver to the next row small enough for it. Job rows
+-- vary in size (a periodic job's payload is a few bytes, an update's up to kilobytes), so at 10
+-- million finished jobs most small rows went each to a different old page: measured (10,000 no-op jobs
+-- drained on a 1-million-row history) 10,000 rows on 10,000 distinct pages, each a random read and a
+-- full-page image in the WAL (84 MB of WAL for 10,000 jobs at 10 million rows against 3.6 MB at 100,000),
+-- and claim throughput fell with the history's size.
+--
+-- With a 10% reserve an insert takes a page only when the row and 819 more bytes fit, which rules out
+-- the slivers smaller than that (most of them; a larger one can still take a small row, on a page that
+-- is then usually recent and cached): the same drain put the 10,000 rows on 206 consecutive pages at
+-- the end and ran 1.6x faster. The cost is a tenth more pages for the history, which is pruned after
+-- 7 days. No rewrite: the setting applies to the next inserts.
+ALTER TABLE jobs_history SET (fillfactor = 90);
