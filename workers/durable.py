@@ -20,10 +20,12 @@ async def with_conn(
     *,
     lease: float,
     transaction: bool = False,
+    retry_on: tuple[type[Exception], ...] = (psycopg.OperationalError,),
 ) -> T:
     """`work` on the autocommit `pool` (in one transaction if asked), retrying through a database
-    outage (or a deadlock) for up to `lease` seconds: once a call reached Telegram its outcome must
-    not be lost, and a worker that cannot write for a lease is taken for dead anyway."""
+    outage (or a deadlock; any of `retry_on`) with backoff for up to `lease` seconds: once a call
+    reached Telegram its outcome must not be lost, and a worker that cannot write for a lease is
+    taken for dead anyway. The runner's own bookkeeping writes go through here too."""
     deadline = time.monotonic() + lease
     failures = 0
     while True:
@@ -33,7 +35,7 @@ async def with_conn(
                     return await work(conn)
                 async with conn.transaction():
                     return await work(conn)
-        except psycopg.OperationalError:
+        except retry_on:
             failures += 1
             if time.monotonic() > deadline:
                 raise

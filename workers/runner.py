@@ -58,6 +58,7 @@ from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.queue import Backoff, Job, Pool
 from tgms_tui.backend.redaction import redact
 
+from . import durable
 from .metrics import METRICS
 from .services import Services
 
@@ -593,19 +594,12 @@ class Worker:
     async def _write(self, write: Callable[[Conn], Awaitable[T]], *, within: float, what: str) -> T | None:
         """Run `write` on a queue connection, retrying database errors with backoff for `within`
         seconds; its result, or None (logged) when the database stayed unreachable."""
-        deadline = time.monotonic() + within
-        failures = 0
-        while True:
-            try:
-                assert self._db is not None
-                async with self._db.connection() as conn:
-                    return await write(conn)
-            except (psycopg.Error, OSError) as exc:
-                failures += 1
-                if time.monotonic() > deadline:
-                    log.error("could not write %s: %s", what, redact(str(exc)))
-                    return None
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+        assert self._db is not None
+        try:
+            return await durable.with_conn(self._db, write, lease=within, retry_on=(psycopg.Error, OSError))
+        except (psycopg.Error, OSError) as exc:
+            log.error("could not write %s: %s", what, redact(str(exc)))
+            return None
 
     # ------------------------------------------------------------------ batched completion
     async def _completer(self) -> None:
