@@ -300,10 +300,11 @@ async def is_member(client: TelegramClient, chat_id: int, user_id: int) -> bool:
 
 
 async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
-    """Periodic job: rows a decision job, or a single request's job (`tgms_process_join_request`),
-    claimed and will never settle (it failed for good or was cancelled) leave 'processing' (or
-    'declining', a fleet-ban decline) for what we know, without another approve/decline: approved
-    when the user is a member now (an approval), else ambiguous, in the queue for an operator."""
+    """Periodic job: rows a decision job, a single request's job (`tgms_process_join_request`), a
+    verification press or a deadline claimed and will never settle (it failed for good or was
+    cancelled) leave 'processing' (or 'declining', a fleet-ban decline) for what we know, without
+    another approve/decline: approved when the user is a member now (an approval), else ambiguous,
+    in the queue for an operator."""
     bots = await bots_for(ctx)
     async with bots.db.connection() as conn:
         rows = await join_gate.abandoned(conn, ctx.settings.lease_seconds, SWEEP_LIMIT)
@@ -316,7 +317,13 @@ async def sweep_abandoned_decisions(ctx: JobContext, job: Job) -> None:
             return row, "approved", None
         if row.job_type == join_gate.DECIDE_JOB:
             return row, "ambiguous", AMBIGUOUS_ABANDONED.format(job=row.job_id, how=row.job_status)
-        call = "approve" if row.decision == "approve" else "decline (the user is on the fleet's ban list)"
+        call = (
+            "approve"
+            if row.decision == "approve"
+            else "decline (the user is on the fleet's ban list)"
+            if row.status == "declining"
+            else "decline"
+        )
         return row, "ambiguous", AMBIGUOUS_ABANDONED_REQUEST.format(job=row.job_id, how=row.job_status, call=call)
 
     outcomes = list(await asyncio.gather(*(outcome(row) for row in rows)))

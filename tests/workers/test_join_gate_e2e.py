@@ -294,3 +294,50 @@ def test_forged_presses_approve_nobody(stack: Stack) -> None:
         _idle(stack)
     assert _status(stack, chat["id"], user) == "verification_failed"  # the made-up code is a wrong answer
     assert _calls(stack, APPROVE, chat["id"], user) == 0
+
+
+def test_a_press_or_deadline_whose_job_ended_for_good_is_swept_without_another_call(stack: Stack) -> None:
+    """A verification press's job (approve) and a deadline's job (decline) claim their request
+    'processing' before the call. Cancelled while it waits to retry Telegram's 500, such a job never
+    settles its row; the periodic sweep makes it ambiguous (an operator decides it again) without
+    calling approve or decline again."""
+    ctl = stack.ctl
+    stack.start_worker("tgms", TGMS_JOB_LEASE_SECONDS="3")
+    chat = ctl.create_chat("supergroup", "Swept", bots=[stack.tgms_bot_id])
+    stack.add_group(chat)
+    verify = {"join_policy": "verify", "verify_timeout_seconds": 600, "verify_fallback": "decline"}
+    assert _api(stack, "PATCH", f"/api/tgms/groups/{chat['id']}", verify).status_code == 200
+    for method in (APPROVE, DECLINE):
+        ctl.add_fault("error", method=method, chat_id=chat["id"], times=None, error_code=500)
+    presser, silent = (ctl.join_request(chat["id"])["user_id"] for _ in range(2))
+    dm = _dm(stack, presser)
+    [button] = _buttons(dm)
+    ctl.press(presser, dm["chat_id"], dm["message_id"], button["callback_data"])
+    silent_id = _wait_status(stack, chat["id"], silent, "verifying")["request_id"]
+    deadline = stack.enqueue("tgms_join_request_deadline", {"request_id": silent_id, "kind": "verify"})
+
+    def retrying(job_type: str) -> int:
+        """The job of `job_type` once it waits to retry Telegram's 500."""
+        query = "SELECT job_id FROM jobs WHERE job_type = %s AND status = 'pending' AND retries >= 1"
+        return int(stack.wait_for(lambda: stack.scalar(query, (job_type,)), what=f"{job_type} retrying"))
+
+    jobs = {t: retrying(t) for t in ("tgms_process_callback_query", "tgms_join_request_deadline")}
+    assert jobs["tgms_join_request_deadline"] == deadline
+    assert {_status(stack, chat["id"], u) for u in (presser, silent)} == {"processing"}
+    for job_id in jobs.values():
+        done = _cli(stack, "jobs", "cancel", str(job_id))
+        assert done.returncode == 0, done.stdout + done.stderr
+    ctl.clear_faults()
+    calls_before = len(stack.calls(APPROVE)), len(stack.calls(DECLINE))
+
+    pressed = _wait_status(stack, chat["id"], presser, "ambiguous")
+    timed_out = _wait_status(stack, chat["id"], silent, "ambiguous")
+    press_job = jobs["tgms_process_callback_query"]
+    assert f"job {press_job} handling this request ended (cancelled) after recording its intent to approve" in (
+        pressed["error"] or ""
+    )
+    assert f"job {deadline} handling this request ended (cancelled) after recording its intent to decline:" in (
+        timed_out["error"] or ""
+    )
+    _idle(stack)
+    assert (len(stack.calls(APPROVE)), len(stack.calls(DECLINE))) == calls_before  # the sweep called nothing

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 
 from .invite_links import SAME_LINK
 from .queue import enqueue
-from .webhook_updates import JOIN_REQUEST_JOB
+from .webhook_updates import CALLBACK_JOB, JOIN_REQUEST_JOB
 
 POLICIES = ("auto", "verify", "manual")
 FALLBACKS = ("decline", "manual")
@@ -238,13 +238,17 @@ SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
 # those jobs (few: jobs_history_ended_idx), then one index lookup per row, never a scan of
 # join_requests (each lookup is a LATERAL ... LIMIT 1, so the planner cannot turn it into one): a
 # decision job's rows through its payload's ids, a single request's row through the unique (chat_id,
-# user_id, requested_at) its payload's update names. Only a lease after the job's last change, so a
+# user_id, requested_at) its payload's update names, a press's row (`tgms_process_callback_query`)
+# through the verification token in its button data, a deadline's (`tgms_join_request_deadline`)
+# through its payload's request id: each of these two claimed its row with the row's decision.
+# Only a lease after the job's last change, so a
 # handler still winding down (recording its calls' outcomes) is not overtaken. A job still pending or
 # running resolves its own rows (`stranded`, or the single request's re-run).
 SQL_ABANDONED = """
 WITH ended AS MATERIALIZED (
     SELECT job_id, job_type, status, payload FROM jobs
-     WHERE job_type IN (%(job_type)s, %(single_job_type)s) AND status IN ('failed', 'cancelled')
+     WHERE job_type IN (%(job_type)s, %(single_job_type)s, %(press_job_type)s, %(deadline_job_type)s)
+       AND status IN ('failed', 'cancelled')
        AND updated_at < now() - make_interval(secs => %(grace)s)
 )
 SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, o.job_id, o.status, o.job_type
@@ -274,6 +278,20 @@ SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status,
               AND j.job_id = o.job_id AND j.status IN ('processing', 'declining')
             LIMIT 1) j
  WHERE o.job_type = %(single_job_type)s
+UNION ALL
+SELECT j.request_id, j.chat_id, j.user_id, j.username, j.bot, j.status, j.decision, o.job_id, o.status, o.job_type
+  FROM ended o
+ CROSS JOIN LATERAL (
+           SELECT CASE WHEN o.job_type = %(deadline_job_type)s AND o.payload ->> 'request_id' ~ '^[0-9]{1,18}$'
+                       THEN (o.payload ->> 'request_id')::bigint END AS id,
+                  CASE WHEN o.job_type = %(press_job_type)s
+                       THEN split_part(o.payload -> 'update' -> 'callback_query' ->> 'data', ':', 2) END AS token) k
+ CROSS JOIN LATERAL (
+           SELECT * FROM join_requests j
+            WHERE (j.request_id = k.id OR j.verify_token = k.token)
+              AND j.job_id = o.job_id AND j.status = 'processing'
+            LIMIT 1) j
+ WHERE o.job_type IN (%(press_job_type)s, %(deadline_job_type)s)
  ORDER BY 1
  LIMIT %(limit)s
 """
@@ -615,13 +633,15 @@ class AbandonedRow(NamedTuple):
     decision: str  # approve or decline
     job_id: int
     job_status: str  # failed or cancelled
-    job_type: str  # DECIDE_JOB (an operator's decision) or JOIN_REQUEST_JOB (one request as it arrived)
+    job_type: str  # DECIDE_JOB (an operator's decision), JOIN_REQUEST_JOB (one request as it arrived),
+    # CALLBACK_JOB (a verification press) or DEADLINE_JOB (no answer in time, or the queue's expiry)
 
 
 async def abandoned(conn: AsyncConnection[Any], grace_seconds: float, limit: int = 1000) -> list[AbandonedRow]:
     """Rows left 'processing' (or 'declining') by a decision job or a single request's job that failed
     for good or was cancelled."""
-    params = {"job_type": DECIDE_JOB, "single_job_type": JOIN_REQUEST_JOB, "grace": grace_seconds, "limit": limit}
+    params = {"job_type": DECIDE_JOB, "single_job_type": JOIN_REQUEST_JOB, "press_job_type": CALLBACK_JOB,
+              "deadline_job_type": DEADLINE_JOB, "grace": grace_seconds, "limit": limit}  # fmt: skip
     cur = await conn.execute(SQL_ABANDONED, params)
     return [AbandonedRow(*row) for row in await cur.fetchall()]
 
