@@ -58,7 +58,7 @@ from tgms_tui.backend.db import open_pool
 from tgms_tui.backend.queue import Backoff, Job, Pool
 from tgms_tui.backend.redaction import redact
 
-from . import durable
+from . import durable, task_dump
 from .metrics import METRICS
 from .services import Services
 
@@ -382,11 +382,22 @@ class Worker:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(signal.SIGUSR1, self.log_tasks)
         try:
             await self.run()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def log_tasks(self) -> None:
+        """Log every asyncio task and where it waits (SIGUSR1; workers/task_dump.py); a handler's task
+        is named by its job."""
+        labels = {
+            run.task: f"job {job_id} ({run.job.job_type}, {time.monotonic() - run.deadline + run.limit:.1f} s)"
+            for job_id, run in list(self._inflight.items())
+            if run.task is not None
+        }
+        log.warning("task dump of %s: %s", self.worker_id, task_dump.describe_tasks(labels))
 
     # ------------------------------------------------------------------ claiming
     async def _claim_loop(self, ctx: JobContext) -> None:

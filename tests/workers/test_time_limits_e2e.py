@@ -66,3 +66,37 @@ def test_a_sender_cut_by_its_time_limit_mid_call_records_the_call_and_never_rese
     jobs = _sender_jobs(stack)
     assert {s for s, _, _ in jobs} == {"done"}, jobs
     assert any(r >= 1 and e and e.startswith("timed out after 2 s") for _, r, e in jobs), jobs
+
+
+def test_sigusr1_logs_where_each_task_of_a_worker_waits(stack: Stack) -> None:
+    """A handler waiting on a call Telegram does not answer: `kill -USR1` logs every asyncio task of the
+    worker, the handler's named by its job, with the await chain down to the line it waits on."""
+    import signal
+    import time
+
+    worker = stack.start_worker("tgms")
+    chat = stack.add_group(stack.ctl.create_chat("supergroup", bots=[stack.tgms_bot_id]))
+    stack.ctl.add_fault("hang", method="approveChatJoinRequest", chat_id=chat, seconds=5.0, apply=True)
+    stack.ctl.join_request(chat)
+    job = stack.wait_for(
+        lambda: stack.scalar("SELECT job_id FROM jobs WHERE job_type = 'tgms_process_join_request' "
+                             "AND status = 'running'"),
+        what="the approval under way",
+    )  # fmt: skip
+    time.sleep(0.5)  # the call is out
+    worker.send_signal(signal.SIGUSR1)
+    [log_path] = [path for name, proc, path in stack.procs if proc is worker]
+
+    def dump() -> str | None:
+        text = log_path.read_text(errors="replace")
+        return text[text.index("task dump of") :] if "task dump of" in text else None
+
+    text = stack.wait_for(dump, what="the task dump in the worker's log")
+    assert text is not None
+    handler = text[text.index(f"--- job {job} (tgms_process_join_request, ") :].split("\n---")[0]
+    assert "workers/join_requests.py" in handler and "in process_join_request" in handler
+    assert "workers/telegram_api.py" in handler  # down to the call it waits on
+    assert "--- " in text.split(f"--- job {job}")[0]  # the worker's own tasks are listed too
+    assert worker.poll() is None  # the signal did not stop it
+    stack.wait_for(lambda: stack.scalar("SELECT status FROM jobs WHERE job_id = %s", (job,)) == "done",
+                   what="the approval done once Telegram answers")  # fmt: skip
