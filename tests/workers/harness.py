@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -222,7 +223,34 @@ class Stack:
             return value
 
         return poll_until(check_or_crash, timeout=timeout, what=what, interval=interval,
-                          detail=lambda: self.queue_state() + self.log_tails())  # fmt: skip
+                          detail=lambda: self.queue_state() + self.handler_dumps() + self.log_tails())  # fmt: skip
+
+    def handler_dumps(self, per_worker: int = 8) -> str:
+        """Where each live worker's handlers wait: SIGUSR1 makes a worker log its task dump
+        (workers/task_dump.py); the blocks of its handlers' tasks (`--- job ...`), a few per worker."""
+        workers = [(n, p, path) for n, p, path in self.procs if n.startswith("worker") and p.poll() is None]
+        for _name, proc, _path in workers:
+            proc.send_signal(signal.SIGUSR1)
+        if not workers:
+            return ""
+        time.sleep(1.0)
+        parts = []
+        for name, _proc, path in workers:
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            at = text.rfind("task dump of")
+            if at < 0:
+                continue
+            handlers = []
+            for block in text[at:].split("\n--- ")[1:]:
+                lines = block.splitlines()
+                if lines and lines[0].startswith("job "):
+                    frames = [line for line in lines[1:] if line.startswith("    ")]
+                    handlers.append("\n".join([lines[0], *frames]))
+            parts.append(f"--- {name}: {len(handlers)} handler(s) in flight ---\n" + "\n".join(handlers[:per_worker]))
+        return "\n".join(parts) + "\n"
 
     def queue_state(self) -> str:
         """What a timed-out wait needs to be understood: jobs by type, status and retries (with a

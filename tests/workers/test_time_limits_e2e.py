@@ -70,8 +70,8 @@ def test_a_sender_cut_by_its_time_limit_mid_call_records_the_call_and_never_rese
 
 def test_sigusr1_logs_where_each_task_of_a_worker_waits(stack: Stack) -> None:
     """A handler waiting on a call Telegram does not answer: `kill -USR1` logs every asyncio task of the
-    worker, the handler's named by its job, with the await chain down to the line it waits on."""
-    import signal
+    worker, the handler's named by its job, with the await chain down to the line it waits on (what
+    the harness prints when a wait times out)."""
     import time
 
     worker = stack.start_worker("tgms")
@@ -84,19 +84,14 @@ def test_sigusr1_logs_where_each_task_of_a_worker_waits(stack: Stack) -> None:
         what="the approval under way",
     )  # fmt: skip
     time.sleep(0.5)  # the call is out
-    worker.send_signal(signal.SIGUSR1)
-    [log_path] = [path for name, proc, path in stack.procs if proc is worker]
-
-    def dump() -> str | None:
-        text = log_path.read_text(errors="replace")
-        return text[text.index("task dump of") :] if "task dump of" in text else None
-
-    text = stack.wait_for(dump, what="the task dump in the worker's log")
-    assert text is not None
-    handler = text[text.index(f"--- job {job} (tgms_process_join_request, ") :].split("\n---")[0]
+    dumps = stack.handler_dumps()  # sends SIGUSR1 and reads the worker's log
+    assert "worker-tgms: 1 handler(s) in flight" in dumps
+    handler = dumps[dumps.index(f"job {job} (tgms_process_join_request, ") :]
     assert "workers/join_requests.py" in handler and "in process_join_request" in handler
     assert "workers/telegram_api.py" in handler  # down to the call it waits on
-    assert "--- " in text.split(f"--- job {job}")[0]  # the worker's own tasks are listed too
+    [log_path] = [path for _name, proc, path in stack.procs if proc is worker]
+    dump = log_path.read_text(errors="replace").split("task dump of")[-1]
+    assert "in _claim_loop" in dump  # the worker's own tasks are listed too
     assert worker.poll() is None  # the signal did not stop it
     stack.wait_for(lambda: stack.scalar("SELECT status FROM jobs WHERE job_id = %s", (job,)) == "done",
                    what="the approval done once Telegram answers")  # fmt: skip
