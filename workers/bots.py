@@ -70,6 +70,13 @@ def bot_api_http(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=transport)
 
 
+def lean_transport_for(http: httpx.AsyncClient, api_base: str) -> LeanTransport | None:
+    """The lean transport `http` routes the Bot API's URL to (httpx's own routing: mounts, proxies),
+    or None: the Bot API client then sends its JSON calls to it directly."""
+    transport = http._transport_for_url(httpx.URL(api_base))  # httpx has no public form of its routing
+    return transport if isinstance(transport, LeanTransport) else None
+
+
 def bot_burst(settings: Settings) -> float:
     """The bot bucket's capacity. With capacity 1 every moment a sender is late to take the next
     token (scheduling, a database round trip) is lost for good, and at 30/s the achieved rate sinks
@@ -164,6 +171,7 @@ class Bots:
                 api_base=self.settings.telegram_api_base,
                 http_client=self._http,
                 limiter=self.limiter if paced else None,
+                direct=lean_transport_for(self._http, self.settings.telegram_api_base),
             )
             self._clients[key] = client
         return client

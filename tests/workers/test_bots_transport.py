@@ -12,6 +12,7 @@ from tests.token_guard import register_secret
 from tgms_tui.backend.config import load_settings
 from tgms_tui.backend.lean_transport import LeanTransport
 from workers.bots import Bots, bot_api_http
+from workers.telegram_api import TelegramClient, TelegramError
 
 from .tls_sim import Certificates, ServedApp, make_certificates, openssl_available, simulator
 
@@ -69,6 +70,34 @@ async def test_bot_api_calls_work_on_either_transport(
             assert bots._http is not None
             transport = bots._http._transport_for_url(httpx.URL(served.base_url))
             assert isinstance(transport, LeanTransport) == (choice == "lean")
+            assert tg._direct is (transport if choice == "lean" else None)  # JSON calls skip the client's layers
         finally:
             await bots.aclose()
         assert served.base_url.startswith(f"{scheme}://") and served.connections == 1  # one kept-alive connection
+
+
+async def test_a_direct_json_call_is_the_call_the_client_would_make(tmp_path: Path) -> None:
+    """The lean transport's direct path (no AsyncClient layers) and the client's own post give Telegram
+    the same call: non-ASCII text, nested markup, None parameters left out; a 400 is typed alike."""
+    register_secret(TOKEN)
+    state, app = simulator([TOKEN])
+    chat = state.create_chat("supergroup", "Parity group", members=3)
+    markup = {"inline_keyboard": [[{"text": "Открыть ✓", "url": "https://example.org/a?b=1&c=ü"}]]}
+    with ServedApp(app, certs=None) as served:
+        bots = Bots(load_settings({"TGMS_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": served.base_url}, dotenv=None))
+        try:
+            direct = bots.client("tgms", paced=False)
+            assert direct._direct is not None
+            via_client = TelegramClient(TOKEN, api_base=served.base_url, http_client=bots._http)
+            sent = []
+            for tg in (direct, via_client):
+                message = await tg.call("sendMessage", chat_id=chat.id, text="héllo — 👋", reply_markup=markup,
+                                        parse_mode=None)  # fmt: skip
+                sent.append((message["text"], message["reply_markup"]))
+                with pytest.raises(TelegramError) as refused:
+                    await tg.call("sendMessage", chat_id=chat.id, text="")
+                sent.append((type(refused.value).__name__, refused.value.description))
+            assert sent[:2] == sent[2:]
+            assert sent[0] == ("héllo — 👋", markup)
+        finally:
+            await bots.aclose()
