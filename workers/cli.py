@@ -15,6 +15,16 @@ from .bots import build_services
 from .registry import TIME_LIMITS, check_time_limits, handlers_for, periodic_for
 from .runner import Worker, WorkerOptions
 
+# uvloop where it is installed (with uvicorn[standard], on CPython off Windows): asyncio's own event
+# loop was a fifth of a TGMS worker's CPU per approval. Else asyncio's.
+LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] | None
+try:
+    import uvloop
+
+    LOOP_FACTORY = uvloop.new_event_loop
+except ImportError:  # pragma: no cover (Windows, PyPy)
+    LOOP_FACTORY = None
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -106,16 +116,6 @@ def run_pool(
                 exporter.close()
             await services.aclose()
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
         runner.run(serve())
     return 0  # a worker whose event loop stays blocked exits with EXIT_LOOP_STALLED from its watchdog
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (with uvicorn[standard], on CPython off Windows): the event loop's
-    own work was a fifth of a TGMS worker's CPU per approval on asyncio's loop. Else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
