@@ -163,6 +163,37 @@ async def test_snoozed_job_runs_again_without_counting_a_retry(pool: AsyncConnec
     assert (await job_statuses(pool))[job_id][:2] == ("done", 0)  # type: ignore[index]
 
 
+async def test_a_job_snoozed_while_the_worker_plans_its_sleep_runs_when_due(
+    pool: AsyncConnectionPool, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker asks the database when the next job is due; a handler snoozes its job while
+    that query runs. The answer, read before the snooze was written, must not replace the plan the
+    snooze made, or the job waits for the poll (30 s here) instead of its second."""
+    runs: list[float] = []
+    real = queue.seconds_until_next
+    slowed: list[bool] = []
+
+    async def answer_read_before_the_snooze(conn: Any, pool_name: Any) -> float | None:
+        answer = await real(conn, pool_name)
+        if not slowed:
+            slowed.append(True)
+            await asyncio.sleep(0.3)  # the handler snoozes meanwhile
+        return answer
+
+    monkeypatch.setattr(queue, "seconds_until_next", answer_read_before_the_snooze)
+
+    async def handler(ctx: JobContext, job: Job) -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise Snooze(1.0, "429: retry after 1")
+
+    async with pool.connection() as conn:
+        await queue.enqueue(conn, "tgms_a")
+    async with running(make_worker(db_url, {"tgms_a": handler}, poll_seconds=30.0)):
+        await wait_until(lambda: _all_status(pool, "done", 1), timeout=10)
+    assert slowed and len(runs) == 2 and 0.9 <= runs[1] - runs[0] < 5
+
+
 async def test_a_lost_database_connection_runs_the_job_again_without_counting_a_retry(
     pool: AsyncConnectionPool, db_url: str
 ) -> None:

@@ -440,14 +440,18 @@ class Worker:
         if self._due_at is not None and self._due_at <= now:
             self._plan_known = False  # that job was due and is gone (or our clock is ahead): re-plan
         if not self._plan_known:
+            # Planned afresh, but a `_plan` made while the query runs (a handler snoozing or failing
+            # its job now) is kept: the query may have read the database before that job's write.
+            self._due_at = None
             try:
                 assert self._db is not None
                 async with self._db.connection() as conn:
                     due_in = await queue.seconds_until_next(conn, self.pool)
-                self._due_at = None if due_in is None else now + due_in
+                if due_in is not None:
+                    self._plan(due_in)  # the earlier of the two
                 self._plan_known = True
             except (psycopg.Error, OSError):
-                pass  # the claim loop reports database trouble
+                self._due_at = now  # claim again at once: the claim loop reports database trouble
         self._replan.clear()
         while not self._wakeup.is_set():
             timeout = self.options.poll_seconds
