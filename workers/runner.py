@@ -500,6 +500,9 @@ class Worker:
         if run.handler_done or run.stop_reason is not None or run.task is None or run.task.done():
             return
         run.stop_reason = reason
+        # Logged when decided: the handler may take a while to end (its cancellation may wait for a
+        # shielded write that has to give up on an unreachable database first).
+        log.warning("job %d (%s): stopping its handler: %s", run.job.job_id, run.job.job_type, reason)
         run.task.cancel()
 
     async def _execute(self, ctx: JobContext, run: _Run) -> None:

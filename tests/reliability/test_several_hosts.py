@@ -106,13 +106,16 @@ def _check_outcome(
 
 
 def _sender_stops(log: str) -> list[tuple[float, str]]:
-    """When and how each broadcast sender in a worker's log stopped: 'lease lapsed' (the runner
-    stopped it) or 'connection lost' (it ended on its own database error)."""
+    """When and how each broadcast sender in a worker's log stopped: 'lease lapsed' (when the runner
+    decided to stop it: its handler may take longer to end, waiting for a shielded write to give up)
+    or 'connection lost' (it ended on its own database error)."""
     stops = []
     for line in log.splitlines():
         if "(tgms_send_to_groups)" not in line:
             continue
-        how = "lease lapsed" if "lease lapsed" in line else "connection lost" if "connection lost" in line else None
+        lapsed = "stopping its handler: lease lapsed" in line
+        lost = "database connection lost" in line and "runs again" in line
+        how = "lease lapsed" if lapsed else "connection lost" if lost else None
         if how is not None:  # the log's times are local, as time.mktime reads them
             at = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
             stops.append((at, how))
