@@ -309,22 +309,13 @@ class TelegramClient:
         timeout: float | httpx.Timeout | None,
         chat_id: Any,
     ) -> Any:
-        url = f"{self.api_base}/bot{self._token.reveal()}/{method}"
-        kwargs: dict[str, Any] = {}
-        if files:
-            kwargs["data"] = {k: _form_value(v) for k, v in params.items()}
-            kwargs["files"] = dict(files)
-        else:
-            kwargs["json"] = params
-        if timeout is not None:
-            kwargs["timeout"] = timeout
         started = time.monotonic()
         failure: TelegramError | None = None
         try:
             if self._direct is not None and not files:
                 response = await self._post_json(self._direct, method, params, timeout)
             else:
-                response = await self._http.post(url, **kwargs)
+                response = await self._post_with_client(method, params, files, timeout)
         except httpx.HTTPError as exc:
             # Built here, raised below: outside the except block the httpx exception (whose text
             # and .request carry the URL) is neither __cause__ nor __context__.
@@ -348,6 +339,24 @@ class TelegramClient:
             raise result_or_error
         log.debug("telegram %s -> ok (%.0f ms)", method, elapsed_ms)
         return result_or_error.value
+
+    async def _post_with_client(
+        self,
+        method: str,
+        params: dict[str, Any],
+        files: Mapping[str, tuple[str, bytes]] | None,
+        timeout: float | httpx.Timeout | None,
+    ) -> httpx.Response:
+        """The call through `http_client`: uploads (multipart), and JSON calls without a direct transport."""
+        kwargs: dict[str, Any] = {}
+        if files:
+            kwargs["data"] = {k: _form_value(v) for k, v in params.items()}
+            kwargs["files"] = dict(files)
+        else:
+            kwargs["json"] = params
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        return await self._http.post(f"{self.api_base}/bot{self._token.reveal()}/{method}", **kwargs)
 
     async def _post_json(
         self,

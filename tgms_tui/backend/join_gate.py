@@ -240,10 +240,10 @@ SELECT request_id, chat_id, user_id, username, bot, status FROM join_requests
 # decision job's rows through its payload's ids, a single request's row through the unique (chat_id,
 # user_id, requested_at) its payload's update names, a press's row (`tgms_process_callback_query`)
 # through the verification token in its button data, a deadline's (`tgms_join_request_deadline`)
-# through its payload's request id: each of these two claimed its row with the row's decision.
-# Only a lease after the job's last change, so a
-# handler still winding down (recording its calls' outcomes) is not overtaken. A job still pending or
-# running resolves its own rows (`stranded`, or the single request's re-run).
+# through its payload's request id: each of these two claimed its row with the row's decision. Only
+# a lease after the job's last change, so a handler still winding down (recording its calls'
+# outcomes) is not overtaken. A job still pending or running resolves its own rows (`stranded`, or
+# the single request's re-run).
 SQL_ABANDONED = """
 WITH ended AS MATERIALIZED (
     SELECT job_id, job_type, status, payload FROM jobs
@@ -638,8 +638,8 @@ class AbandonedRow(NamedTuple):
 
 
 async def abandoned(conn: AsyncConnection[Any], grace_seconds: float, limit: int = 1000) -> list[AbandonedRow]:
-    """Rows left 'processing' (or 'declining') by a decision job or a single request's job that failed
-    for good or was cancelled."""
+    """Rows left 'processing' (or 'declining') by a decision job, a single request's job, a
+    verification press or a deadline that failed for good or was cancelled."""
     params = {"job_type": DECIDE_JOB, "single_job_type": JOIN_REQUEST_JOB, "press_job_type": CALLBACK_JOB,
               "deadline_job_type": DEADLINE_JOB, "grace": grace_seconds, "limit": limit}  # fmt: skip
     cur = await conn.execute(SQL_ABANDONED, params)
