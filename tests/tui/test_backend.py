@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tgms_tui.backend import analytics, broadcasts, dashboard, group_actions
 from tgms_tui.backend.live import ChangeListener, RefreshScheduler
+from tgms_tui.widgets import format as fmt
 
 from ..test_sql_placement import tables
 from .seed import GROUPS, seed
@@ -46,7 +47,10 @@ CHART_PARAMS = {
 POLLED: dict[str, tuple[str, Any]] = {
     "dashboard.SQL_GROUPS": (dashboard.SQL_GROUPS, None),
     "dashboard.SQL_GROUPS_BY_ID": (dashboard.SQL_GROUPS_BY_ID, ([-1, -2],)),
-    "dashboard.SQL_POOL_STATS": (dashboard.SQL_POOL_STATS, {"window": 60}),
+    "dashboard.SQL_POOL_STATS": (
+        dashboard.SQL_POOL_STATS,
+        {"window": 60, "cap": dashboard.FAILED_COUNT_CAP, "pools": ["main", "tgms"]},
+    ),
     "dashboard.SQL_RECENT_JOBS": (dashboard.SQL_RECENT_JOBS, {"n": 40}),
     "dashboard.SQL_SEARCH_JOBS": (
         dashboard.SQL_SEARCH_JOBS,
@@ -133,6 +137,28 @@ async def test_queries_return_typed_bounded_rows(db_url: str, pool: AsyncConnect
     assert stats["tgms"].failed == 1 and stats["tgms"].running == 1
     assert len(groups) == 5 and next(g for g in groups if g.group_id == GROUPS["alpha"]).member_trend == 134
     assert {w.bot_name: w.is_stale for w in workers} == {"tgms_worker": False, "main_worker": True}
+
+
+async def test_failed_jobs_are_counted_up_to_a_cap(db_url: str, pool: AsyncConnectionPool) -> None:
+    """A refresh counts failed jobs only up to the cap ("1,000+"), so its cost stays flat while the
+    history holds millions; below the cap the count is exact, per pool."""
+    cap = dashboard.FAILED_COUNT_CAP
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO jobs (job_type, status, finished_at) "
+            "SELECT 'tgms_process_join_request', 'failed', now() - interval '2 hours' FROM generate_series(1, %s)",
+            (cap + 50,),
+        )
+        conn.execute(
+            "INSERT INTO jobs (job_type, status, finished_at) "
+            "SELECT 'process_telegram_update', 'failed', now() - interval '2 hours' FROM generate_series(1, 7)"
+        )
+    async with pool.connection() as conn:
+        stats = {s.pool: s for s in await dashboard.fetch_pool_stats(conn)}
+    assert stats["tgms"].failed == cap + 1 and stats["main"].failed == 7
+    assert fmt.capped_count(stats["tgms"].failed, cap) == f"{cap:,}+"
+    assert fmt.capped_count(stats["main"].failed, cap) == "7"
+    assert fmt.capped_count(cap, cap) == f"{cap:,}"
 
 
 async def test_group_actions_and_detail(db_url: str, pool: AsyncConnectionPool) -> None:

@@ -147,6 +147,11 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def capped_count(value: int, cap: int) -> str:
+    """A count the database stopped at cap + 1 (so that its cost stays bounded): '1,000+' beyond."""
+    return f"{cap:,}+" if value > cap else f"{value:,}"
+
+
 def trend(delta: int | None) -> Text:
     """▲ +12 / ▼ -3 / = : direction readable without colour."""
     if delta is None:

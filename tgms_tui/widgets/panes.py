@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tgms_tui.backend.dashboard import GroupRow, JobRow, JoinRequestRow, PoolStats, WorkerRow
+from tgms_tui.backend.dashboard import FAILED_COUNT_CAP, GroupRow, JobRow, JoinRequestRow, PoolStats, WorkerRow
 from tgms_tui.messages import PaneAction
 
 from . import format as fmt
@@ -397,7 +397,10 @@ class PoolStatsView(Static):
                 fmt.count(s.pending),
                 fmt.count(s.due),
                 fmt.count(s.running),
-                Text(f"✗ {s.failed:,}" if s.failed else "0", style="bold red" if s.failed else ""),
+                Text(
+                    f"✗ {fmt.capped_count(s.failed, FAILED_COUNT_CAP)}" if s.failed else "0",
+                    style="bold red" if s.failed else "",
+                ),
                 fmt.count(s.done_last_minute),
                 Text(fmt.count(s.failed_last_minute), style="red" if s.failed_last_minute else ""),
                 Text(fmt.age(s.lag_seconds) if s.lag_seconds is not None else "—", style=lag_style),
