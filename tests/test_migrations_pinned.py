@@ -38,6 +38,7 @@ PINNED = {
     "025_join_sweep_index.sql": "f8b8f739c164a136d026007868e8f5c950ef3f257737cd977529008959c62bd7",
     "026_history_fill_reserve.sql": "46c486547160d3e540246f796e8ba3245e2a418bb52c762bf9174a80a0b31783",
     "027_held_groups_index.sql": "4cbb6449dcd2d1201cd66e395df275d954b785c3d090abeac2fd7f3164863d5c",
+    "028_sent_messages_statement_key_check.sql": "fada8ffbc7db2beccf2121b4ec6553e63e491a3aafa054e8ed6844b619919138",
 }
 
 

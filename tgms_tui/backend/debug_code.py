@@ -20,6 +20,12 @@ def make(broadcast_id: int, n: int) -> str:
     return f"B{broadcast_id}G{n}"
 
 
+def sql_make(broadcast_id: str, n: str) -> str:
+    """`make` as a SQL expression over two SQL expressions, for a statement that numbers its rows
+    itself (a broadcast's start sends 100,000 ids, not 100,000 codes as well)."""
+    return f"('B' || ({broadcast_id})::bigint || 'G' || ({n})::bigint)"
+
+
 def suffix(code: str, parse_mode: str | None) -> str:
     """The debug code as plain text in `parse_mode`. Codes are [A-Za-z0-9] (see `make`), which no
     parse mode treats as markup; escaping anyway keeps this safe if the format ever changes."""
