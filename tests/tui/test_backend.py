@@ -139,6 +139,23 @@ async def test_queries_return_typed_bounded_rows(db_url: str, pool: AsyncConnect
     assert {w.bot_name: w.is_stale for w in workers} == {"tgms_worker": False, "main_worker": True}
 
 
+async def test_a_partial_reload_reads_the_same_rows_as_the_full_one(db_url: str, pool: AsyncConnectionPool) -> None:
+    """The full reload reads binary results, a NOTIFY-driven reload of a few groups text ones: the rows
+    must compare equal, or every refresh would redraw every group. The last broadcast's time (read as
+    seconds for speed) is the stored instant."""
+    seed(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE managed_groups SET last_broadcast_at = '2026-03-04 05:06:07.123456+00' WHERE title ~ '^Beta'"
+        )
+    async with pool.connection() as conn:
+        full = {g.group_id: g for g in await dashboard.fetch_groups(conn)}
+        partial = {g.group_id: g for g in await dashboard.fetch_groups_by_id(conn, full)}
+    assert full == partial and len(full) == 5
+    assert full[GROUPS["beta"]].last_broadcast_at == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    assert full[GROUPS["gamma"]].last_broadcast_at is None
+
+
 async def test_failed_jobs_are_counted_up_to_a_cap(db_url: str, pool: AsyncConnectionPool) -> None:
     """A refresh counts failed jobs only up to the cap ("1,000+"), so its cost stays flat while the
     history holds millions; below the cap the count is exact, per pool."""

@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from . import groups, queue
-from .dashboard import GroupRow
+from .dashboard import GROUP_COLUMNS, GroupRow
 from .groups import PHASES as PHASES
 
 MEMBER_COUNT_JOB = "tgms_update_member_counts"
@@ -82,10 +82,8 @@ class GroupDetail:
     kicks: list[KickRecord]
 
 
-SQL_GROUP = """
-SELECT group_id, title, phase, is_active, final_message_allowed, member_count, member_count_prev,
-       consecutive_failures, last_broadcast_at, deactivated_reason,
-       CASE WHEN held_until > now() THEN held_until END,
+SQL_GROUP = f"""
+SELECT {GROUP_COLUMNS},
        chat_type, admin_user_id, inactivity_days, deactivated_at, member_count_at, created_at,
        join_policy, held_since,
        (SELECT count(*) FROM join_requests j WHERE j.chat_id = g.group_id AND j.status = 'held')

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from psycopg import AsyncConnection
 
 from . import hooks, queue
+from .bulk_rows import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +417,8 @@ async def targets(conn: AsyncConnection[Any], target: dict[str, Any], is_final: 
     group_ids = [int(g) for g in target.get("group_ids", [])]
     params = {"final": bool(is_final), "kind": kind, "phase": target.get("phase"), "group_ids": group_ids}
     cur = await conn.execute(SQL_TARGETS, params)
-    return [int(row[0]) for row in await cur.fetchall()]
+    with collector_paused():  # one row per group: 100,000 at a large fleet
+        return [int(row[0]) for row in await cur.fetchall()]
 
 
 async def rewrite_id(conn: AsyncConnection[Any], old_id: int, new_id: int) -> bool:

@@ -78,7 +78,7 @@ class GroupsTable(ActionTable):
         "members": attrgetter("member_count"),
         "trend": lambda g: g.member_trend,
         "final": attrgetter("final_message_allowed"),
-        "last": lambda g: g.last_broadcast_at.timestamp() if g.last_broadcast_at else None,
+        "last": attrgetter("last_broadcast_epoch"),
     }
 
     BINDINGS: ClassVar[list[Any]] = [
