@@ -233,13 +233,13 @@ SELECT g.group_id, g.title, g.held_since, g.held_until,
  LIMIT %(n)s
 """
 
-# One UNION ALL branch per status so that each is served by its own partial index.
 # Failed jobs stay in the history until it is pruned (days, possibly millions of rows): a refresh counts
-# them through their partial index up to this cap and shows "more than" beyond it, so its cost does not
+# them through their partial index up to this cap and shows "1,000+" beyond it, so its cost does not
 # grow with the history (an uncapped count read every failed row's page each tick once new rows had
 # cleared the pages' all-visible bits: 80 ms at 100,000 failed jobs).
 FAILED_COUNT_CAP = 1_000
 
+# One UNION ALL branch per status so that each is served by its own partial index.
 SQL_POOL_STATS = """
 SELECT pool, 'pending', count(*), count(*) FILTER (WHERE run_at <= now()),
        EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE run_at <= now()))
