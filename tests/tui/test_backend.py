@@ -140,9 +140,9 @@ async def test_queries_return_typed_bounded_rows(db_url: str, pool: AsyncConnect
 
 
 async def test_a_partial_reload_reads_the_same_rows_as_the_full_one(db_url: str, pool: AsyncConnectionPool) -> None:
-    """The full reload reads binary results, a NOTIFY-driven reload of a few groups text ones: the rows
-    must compare equal, or every refresh would redraw every group. The last broadcast's time (read as
-    seconds for speed) is the stored instant."""
+    """A NOTIFY-driven reload of a few groups must give rows equal to the full reload's, or every
+    refresh would redraw every group. The last broadcast's time (read as seconds for speed) is the
+    stored instant."""
     seed(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(

@@ -342,18 +342,21 @@ SELECT COALESCE(sm.chat_id, t.chat_id), g.title, COALESCE(sm.status, 'queued'), 
 
 async def fetch_groups(conn: AsyncConnection[Any]) -> list[GroupRow]:
     """Every managed group (the pane filters and sorts them client-side, like htop)."""
-    # Binary results: no number or timestamp formatted as text by the server and parsed again here.
-    async with conn.cursor(row_factory=lambda _cur: GroupRow._make, binary=True) as cur:
-        await cur.execute(SQL_GROUPS)
-        with collector_paused():  # 100,000 rows at a large fleet
-            return await cur.fetchall()
+    return await _group_rows(conn, SQL_GROUPS, None)
 
 
 async def fetch_groups_by_id(conn: AsyncConnection[Any], group_ids: Iterable[int]) -> list[GroupRow]:
     """Just these groups (those a 'tgms_groups' NOTIFY named); deleted ones are simply absent."""
-    async with conn.cursor(row_factory=lambda _cur: GroupRow._make) as cur:
-        await cur.execute(SQL_GROUPS_BY_ID, (list(group_ids),))
-        return await cur.fetchall()
+    return await _group_rows(conn, SQL_GROUPS_BY_ID, (list(group_ids),))
+
+
+async def _group_rows(conn: AsyncConnection[Any], sql: str, params: tuple[Any, ...] | None) -> list[GroupRow]:
+    """Group rows read one way for the full and the partial reload, so the same group compares equal.
+    Binary results: no number or timestamp formatted as text by the server and parsed again here."""
+    async with conn.cursor(row_factory=lambda _cur: GroupRow._make, binary=True) as cur:
+        await cur.execute(sql, params)
+        with collector_paused():  # 100,000 rows at a large fleet
+            return await cur.fetchall()
 
 
 async def fetch_raid_holds(conn: AsyncConnection[Any]) -> RaidHolds:
